@@ -1,0 +1,105 @@
+//! Identifiers: replicas, ballots, log slots, client sessions and request numbers.
+
+use std::fmt;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// A replica's identity, bound to its certificate by the transport.
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+pub struct NodeId(pub u32);
+
+/// A Paxos ballot: a round number, with the proposing replica as tie-breaker.
+///
+/// Ballots are totally ordered, first by `round`, then by `node`, so two
+/// replicas never use the same ballot.
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+pub struct Ballot {
+    /// The round; a replica that stands for election picks a round above every one it has seen.
+    pub round: u64,
+    /// The replica that owns this ballot.
+    pub node: NodeId,
+}
+
+/// A position in the replicated log. Slot 0 is the first.
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+pub struct Slot(pub u64);
+
+/// A client session, assigned when the session's registration is applied.
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+pub struct ClientId(pub u64);
+
+/// A client's request number within its session; the first request is 1.
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+pub struct Seq(pub u64);
+
+impl Ballot {
+    /// The ballot below every ballot a replica can use.
+    pub const ZERO: Ballot = Ballot { round: 0, node: NodeId(0) };
+
+    /// A ballot of `round` owned by `node`.
+    pub const fn new(round: u64, node: NodeId) -> Self {
+        Ballot { round, node }
+    }
+}
+
+impl Slot {
+    /// The slot after this one.
+    #[must_use]
+    pub const fn next(self) -> Slot {
+        Slot(self.0 + 1)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.node.0)
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballots_order_by_round_then_node() {
+        let a = Ballot::new(1, NodeId(9));
+        let b = Ballot::new(2, NodeId(0));
+        let c = Ballot::new(2, NodeId(1));
+        assert!(Ballot::ZERO < a && a < b && b < c);
+        assert_eq!(c.to_string(), "2.1");
+    }
+}

@@ -1,0 +1,151 @@
+//! The Multi-Paxos messages replicas exchange.
+//!
+//! See `docs/PROTOCOL.md` for the protocol these messages carry. The
+//! transport authenticates the sender, so messages do not name it.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::{Ballot, Slot};
+
+/// What a log slot holds: a batch of client commands, or nothing.
+///
+/// The ordering core treats a batch as opaque bytes; `synod-state-machine`
+/// decodes them as a [`crate::Batch`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// Fills a gap a new leader found in the log; applies as nothing.
+    Noop,
+    /// An encoded batch of commands.
+    Batch(Vec<u8>),
+}
+
+/// One slot a promising acceptor reports to a new leader.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PromiseEntry {
+    /// The slot.
+    pub slot: Slot,
+    /// The ballot at which the acceptor accepted `value`.
+    pub ballot: Ballot,
+    /// The accepted value.
+    pub value: Value,
+    /// Whether the acceptor knows `value` is chosen.
+    pub chosen: bool,
+}
+
+/// A chosen slot, sent to a replica that is catching up.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChosenEntry {
+    /// The slot.
+    pub slot: Slot,
+    /// Its chosen value.
+    pub value: Value,
+}
+
+/// What a replica tells its peers each heartbeat round, for leader election.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Status {
+    /// The highest leader ballot this replica knows of.
+    pub leader: Ballot,
+    /// Whether this replica heard a majority in its last round.
+    pub quorum_connected: bool,
+    /// Whether this replica is content with its leader: it is the leader and
+    /// hears a majority, or it hears the leader and the leader is content.
+    pub happy: bool,
+    /// Every slot below this one is chosen, and this replica knows its value.
+    pub first_unchosen: Slot,
+}
+
+/// A message between replicas.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Phase 1a: a candidate asks for a promise on every slot from `first_unchosen` on.
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// The first slot the candidate does not know to be chosen.
+        first_unchosen: Slot,
+    },
+    /// Phase 1b: the acceptor promised `ballot` and reports what it accepted.
+    Promise {
+        /// The promised ballot.
+        ballot: Ballot,
+        /// Every slot at or after the prepare's `first_unchosen` the acceptor holds a value for.
+        entries: Vec<PromiseEntry>,
+    },
+    /// Phase 2a: the leader asks acceptors to accept `value` in `slot`.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+        /// The proposed value.
+        value: Value,
+        /// The leader's commit point: every slot below it is chosen.
+        commit: Slot,
+    },
+    /// Phase 2b: the acceptor durably accepted `slot` at `ballot`.
+    Accepted {
+        /// The ballot accepted.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+    },
+    /// The leader's commit point, sent when it advances and as a heartbeat.
+    Commit {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Every slot below this one is chosen.
+        commit: Slot,
+    },
+    /// An acceptor refused `ballot` because it promised a higher one.
+    Reject {
+        /// The refused ballot.
+        ballot: Ballot,
+        /// The higher ballot the acceptor promised.
+        promised: Ballot,
+    },
+    /// A request for the chosen values of slots `from..to`.
+    CatchUp {
+        /// First slot wanted.
+        from: Slot,
+        /// One past the last slot wanted.
+        to: Slot,
+    },
+    /// Chosen values, in slot order, answering [`Message::CatchUp`].
+    CatchUpReply {
+        /// The chosen entries the sender knows in the range asked for, possibly fewer.
+        entries: Vec<ChosenEntry>,
+    },
+    /// Leader election: a heartbeat round's request.
+    Ping {
+        /// The sender's heartbeat round.
+        round: u64,
+        /// The sender's status.
+        status: Status,
+    },
+    /// Leader election: the answer to a [`Message::Ping`].
+    Pong {
+        /// The round being answered.
+        round: u64,
+        /// The sender's status.
+        status: Status,
+    },
+}
+
+impl Message {
+    /// A short name for traces and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Commit { .. } => "commit",
+            Message::Reject { .. } => "reject",
+            Message::CatchUp { .. } => "catch-up",
+            Message::CatchUpReply { .. } => "catch-up-reply",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+        }
+    }
+}

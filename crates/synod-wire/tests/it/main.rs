@@ -1,0 +1,157 @@
+//! Property tests for the codec: every value round-trips, and no byte string panics a decoder.
+
+use proptest::prelude::*;
+use synod_wire::{
+    Ballot, Batch, ChosenEntry, ClientId, ClientReply, ClientRequest, Command, LogRecord, Message, NodeId,
+    Outcome, PromiseEntry, Seq, Slot, Status, Value, Wire,
+};
+
+fn ballot() -> impl Strategy<Value = Ballot> {
+    (any::<u64>(), any::<u32>()).prop_map(|(r, n)| Ballot::new(r, NodeId(n)))
+}
+
+fn slot() -> impl Strategy<Value = Slot> {
+    any::<u64>().prop_map(Slot)
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![Just(Value::Noop), proptest::collection::vec(any::<u8>(), 0..64).prop_map(Value::Batch)]
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    (ballot(), any::<bool>(), any::<bool>(), slot()).prop_map(
+        |(leader, quorum_connected, happy, first_unchosen)| Status {
+            leader,
+            quorum_connected,
+            happy,
+            first_unchosen,
+        },
+    )
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (ballot(), slot()).prop_map(|(ballot, first_unchosen)| Message::Prepare { ballot, first_unchosen }),
+        (ballot(), proptest::collection::vec((slot(), ballot(), value(), any::<bool>()), 0..4)).prop_map(
+            |(ballot, entries)| Message::Promise {
+                ballot,
+                entries: entries
+                    .into_iter()
+                    .map(|(slot, ballot, value, chosen)| PromiseEntry { slot, ballot, value, chosen })
+                    .collect(),
+            }
+        ),
+        (ballot(), slot(), value(), slot()).prop_map(|(ballot, slot, value, commit)| Message::Accept {
+            ballot,
+            slot,
+            value,
+            commit
+        }),
+        (ballot(), slot()).prop_map(|(ballot, slot)| Message::Accepted { ballot, slot }),
+        (ballot(), slot()).prop_map(|(ballot, commit)| Message::Commit { ballot, commit }),
+        (ballot(), ballot()).prop_map(|(ballot, promised)| Message::Reject { ballot, promised }),
+        (slot(), slot()).prop_map(|(from, to)| Message::CatchUp { from, to }),
+        proptest::collection::vec((slot(), value()), 0..4).prop_map(|entries| Message::CatchUpReply {
+            entries: entries.into_iter().map(|(slot, value)| ChosenEntry { slot, value }).collect(),
+        }),
+        (any::<u64>(), status()).prop_map(|(round, status)| Message::Ping { round, status }),
+        (any::<u64>(), status()).prop_map(|(round, status)| Message::Pong { round, status }),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        any::<u64>().prop_map(|nonce| Command::Register { nonce }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..32)).prop_map(
+            |(c, s, a, payload)| Command::Op { client: ClientId(c), seq: Seq(s), ack: Seq(a), payload }
+        ),
+    ]
+}
+
+fn record() -> impl Strategy<Value = LogRecord> {
+    prop_oneof![
+        ballot().prop_map(|ballot| LogRecord::Promise { ballot }),
+        (slot(), ballot(), value()).prop_map(|(slot, ballot, value)| LogRecord::Accept {
+            slot,
+            ballot,
+            value
+        }),
+        (slot(), value()).prop_map(|(slot, value)| LogRecord::Learn { slot, value }),
+        slot().prop_map(|upto| LogRecord::Commit { upto }),
+        slot().prop_map(|upto| LogRecord::Snapshot { upto }),
+    ]
+}
+
+/// Decodes `bytes` as every wire type; the point is that none of them panics.
+fn decode_all(bytes: &[u8]) {
+    let _ = Message::decode(bytes);
+    let _ = ClientRequest::decode(bytes);
+    let _ = ClientReply::decode(bytes);
+    let _ = Batch::decode(bytes);
+    let _ = LogRecord::decode(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn messages_round_trip(msg in message()) {
+        let bytes = msg.encode().unwrap();
+        prop_assert_eq!(Message::decode(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn records_round_trip(rec in record()) {
+        let bytes = rec.encode().unwrap();
+        prop_assert_eq!(LogRecord::decode(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn batches_and_requests_round_trip(
+        ts in any::<u64>(),
+        commands in proptest::collection::vec(command(), 0..6),
+        id in any::<u64>(),
+    ) {
+        let batch = Batch { timestamp_ms: ts, commands: commands.clone() };
+        prop_assert_eq!(Batch::decode(&batch.encode().unwrap()).unwrap(), batch);
+        for command in commands {
+            let req = ClientRequest { id, command };
+            prop_assert_eq!(ClientRequest::decode(&req.encode().unwrap()).unwrap(), req);
+        }
+        let reply = ClientReply { id, outcome: Outcome::Applied { payload: vec![1, 2, 3] } };
+        prop_assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        decode_all(&bytes);
+    }
+
+    #[test]
+    fn mutated_encodings_never_panic(
+        msg in message(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = msg.encode().unwrap();
+        for (at, xor) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= xor;
+        }
+        decode_all(&bytes);
+        // A truncated encoding, too, is an error or a value, never a panic.
+        decode_all(&bytes[..cut.index(bytes.len() + 1)]);
+    }
+
+    #[test]
+    fn a_decoded_mutation_re_encodes(msg in message(), at in any::<prop::sample::Index>(), xor in 1u8..) {
+        // Whatever a mutated frame decodes to must itself be a well-formed value.
+        let mut bytes = msg.encode().unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= xor;
+        if let Ok(decoded) = Message::decode(&bytes) {
+            let again = decoded.encode().unwrap();
+            prop_assert_eq!(Message::decode(&again).unwrap(), decoded);
+        }
+    }
+}

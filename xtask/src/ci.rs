@@ -1,0 +1,19 @@
+//! `cargo xtask ci`: the one definition of CI.
+
+use anyhow::Result;
+
+use crate::{cargo, run_cmd};
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let sim_seeds = args.iter().position(|a| a == "--sim-seeds").and_then(|i| args.get(i + 1)).cloned();
+    run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
+    crate::tidy::run()?;
+    run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    run_cmd(cargo().args(["test", "--workspace", "--locked"]))?;
+    run_cmd(
+        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    let _ = sim_seeds;
+    eprintln!("ci: all checks passed");
+    Ok(())
+}

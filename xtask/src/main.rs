@@ -1,0 +1,81 @@
+//! `cargo xtask`: the one place that says how synod is built, checked, simulated and benchmarked.
+//!
+//! Each task is a module; `cargo xtask help` lists them.
+
+mod bench;
+mod ci;
+mod tidy;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const HELP: &str = "\
+cargo xtask <task> [args]
+
+tasks:
+  bench   benchmarks in release mode: `cargo xtask bench [wire|all]`
+  ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs)
+  tidy    repository rules: //! headers, crate layering, PURE crates stay pure
+  help    this text
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_else(|| "help".to_owned());
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "bench" => bench::run(&rest),
+        "ci" => ci::run(&rest),
+        "tidy" => tidy::run(),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}\n\n{HELP}"),
+    }
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+pub(crate) fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs `cmd` in the workspace root, echoing it, and fails if it fails.
+pub(crate) fn run_cmd(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(project_root());
+    eprintln!("$ {}", display(cmd));
+    let status = cmd.status().with_context(|| format!("cannot start {}", display(cmd)))?;
+    if !status.success() {
+        bail!("{} failed: {status}", display(cmd));
+    }
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+/// `cargo`, as the running cargo named it.
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}

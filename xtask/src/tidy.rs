@@ -1,0 +1,316 @@
+//! `cargo xtask tidy`: repository rules, checked by reading the tree and `cargo metadata`.
+//!
+//! Every rule also runs as a `#[test]`, so `cargo test` enforces it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{cargo, project_root};
+
+/// The PURE crates: no async runtime, sockets, files, threads, channels, clocks or OS randomness.
+pub(crate) const PURE: &[&str] =
+    &["synod-wire", "synod-paxos", "synod-session", "synod-state-machine", "synod-kv", "synod-sim"];
+
+/// Packages a PURE crate may not reach through its normal dependencies.
+const FORBIDDEN_IN_PURE: &[&str] = &[
+    "tokio",
+    "quinn",
+    "quinn-proto",
+    "quinn-udp",
+    "rustls",
+    "socket2",
+    "mio",
+    "crossbeam-channel",
+    "crossbeam",
+    "parking_lot",
+    "metrics",
+    "getrandom",
+    "rand",
+    "anyhow",
+];
+
+/// The crates allowed to use `anyhow` (DESIGN.md: the binary, the runtime, xtask; and the benchmark tools).
+const ANYHOW_USERS: &[&str] = &["synod", "synod-runtime", "xtask", "synod-bench"];
+
+/// Which workspace crates each workspace crate may depend on (normal and build dependencies).
+///
+/// This is DESIGN.md's layering; a crate missing from the table is an error,
+/// so a new crate has to take its place in it.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("synod-wire", &[]),
+    ("synod-paxos", &["synod-wire"]),
+    ("synod-session", &["synod-wire"]),
+    ("synod-state-machine", &["synod-session", "synod-wire"]),
+    ("synod-kv", &["synod-state-machine"]),
+    ("synod-log", &["synod-wire"]),
+    ("synod-transport", &["synod-wire"]),
+    ("synod-metrics", &[]),
+    (
+        "synod-runtime",
+        &[
+            "synod-paxos",
+            "synod-state-machine",
+            "synod-session",
+            "synod-log",
+            "synod-transport",
+            "synod-metrics",
+            "synod-wire",
+        ],
+    ),
+    ("synod-client", &["synod-transport", "synod-wire"]),
+    (
+        "synod",
+        &[
+            "synod-runtime",
+            "synod-client",
+            "synod-kv",
+            "synod-state-machine",
+            "synod-log",
+            "synod-transport",
+            "synod-metrics",
+            "synod-wire",
+        ],
+    ),
+    ("synod-sim", &["synod-paxos", "synod-state-machine", "synod-session", "synod-kv", "synod-wire"]),
+    (
+        "synod-bench",
+        &[
+            "synod-wire",
+            "synod-paxos",
+            "synod-session",
+            "synod-state-machine",
+            "synod-kv",
+            "synod-log",
+            "synod-transport",
+            "synod-client",
+            "synod-runtime",
+            "synod-sim",
+        ],
+    ),
+    ("xtask", &[]),
+];
+
+pub(crate) fn run() -> Result<()> {
+    let mut problems = check_headers(&project_root())?;
+    problems.extend(check_graph(&Graph::load()?));
+    if problems.is_empty() {
+        eprintln!("tidy: ok");
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("tidy: {p}");
+    }
+    bail!("{} tidy problem(s)", problems.len())
+}
+
+/// Every `.rs` file in the workspace starts with a `//!` line saying what it is for.
+fn check_headers(root: &Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for dir in ["crates", "xtask", "benches", "fuzz", "examples"] {
+        let mut files = Vec::new();
+        collect_rs(&root.join(dir), &mut files)?;
+        for file in files {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            if !text.starts_with("//!") {
+                let shown = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+                problems.push(format!("{shown}: must start with a `//!` line saying what the file is for"));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                collect_rs(&path, out)?;
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The workspace's crates and the normal dependencies between all packages.
+#[derive(Debug, Default)]
+pub(crate) struct Graph {
+    /// Workspace crate names.
+    members: BTreeSet<String>,
+    /// Package name -> names of its normal (and build) dependencies.
+    deps: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Graph {
+    pub(crate) fn load() -> Result<Graph> {
+        let out = cargo()
+            .args(["metadata", "--format-version", "1"])
+            .current_dir(project_root())
+            .output()
+            .context("running cargo metadata")?;
+        if !out.status.success() {
+            bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+        Graph::from_metadata(&meta)
+    }
+
+    fn from_metadata(meta: &Value) -> Result<Graph> {
+        let mut names = BTreeMap::new();
+        for pkg in meta["packages"].as_array().context("metadata without packages")? {
+            let id = pkg["id"].as_str().context("package without id")?;
+            let name = pkg["name"].as_str().context("package without name")?;
+            names.insert(id.to_owned(), name.to_owned());
+        }
+        let mut graph = Graph::default();
+        for id in meta["workspace_members"].as_array().context("metadata without members")? {
+            let id = id.as_str().context("member id")?;
+            graph.members.insert(names[id].clone());
+        }
+        for node in meta["resolve"]["nodes"].as_array().context("metadata without resolve")? {
+            let from = &names[node["id"].as_str().context("node id")?];
+            let entry = graph.deps.entry(from.clone()).or_default();
+            for dep in node["deps"].as_array().into_iter().flatten() {
+                let normal = dep["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"].is_null() || k["kind"].as_str() == Some("build"));
+                if normal {
+                    entry.insert(names[dep["pkg"].as_str().context("dep pkg")?].clone());
+                }
+            }
+        }
+        Ok(graph)
+    }
+
+    #[cfg(test)]
+    fn edge(&mut self, from: &str, to: &str) {
+        self.deps.entry(from.to_owned()).or_default().insert(to.to_owned());
+    }
+
+    /// Every package `from` reaches through normal dependencies.
+    fn reachable(&self, from: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![from.to_owned()];
+        while let Some(p) = stack.pop() {
+            for d in self.deps.get(&p).into_iter().flatten() {
+                if seen.insert(d.clone()) {
+                    stack.push(d.clone());
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// The layering rules: allowed edges between workspace crates, pure crates stay pure, `anyhow` stays out of libraries.
+pub(crate) fn check_graph(graph: &Graph) -> Vec<String> {
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut problems = Vec::new();
+    for member in &graph.members {
+        let Some(ok) = allowed.get(member.as_str()) else {
+            problems.push(format!(
+                "{member}: not in tidy's layering table; add it with its allowed dependencies"
+            ));
+            continue;
+        };
+        for dep in graph.deps.get(member).into_iter().flatten() {
+            if graph.members.contains(dep) && !ok.contains(&dep.as_str()) {
+                problems.push(format!("{member} -> {dep}: this dependency breaks the layering of DESIGN.md"));
+            }
+            if dep == "anyhow" && !ANYHOW_USERS.contains(&member.as_str()) {
+                problems.push(format!("{member} -> anyhow: libraries use typed errors (thiserror)"));
+            }
+        }
+        if PURE.contains(&member.as_str()) {
+            let reach = graph.reachable(member);
+            for bad in FORBIDDEN_IN_PURE {
+                if reach.contains(*bad) {
+                    problems.push(format!(
+                        "{member} reaches {bad}: PURE crates use no IO, threads, clocks or OS randomness"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rust_file_starts_with_a_doc_line() {
+        let problems = check_headers(&project_root()).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_workspace_respects_its_layering() {
+        let graph = Graph::load().unwrap();
+        assert!(graph.members.contains("synod-wire"));
+        let problems = check_graph(&graph);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    fn clean() -> Graph {
+        let mut g = Graph::default();
+        for m in ["synod-wire", "synod-paxos", "synod-log"] {
+            g.members.insert(m.to_owned());
+        }
+        g.edge("synod-paxos", "synod-wire");
+        g.edge("synod-log", "synod-wire");
+        g.edge("synod-wire", "rkyv");
+        g
+    }
+
+    #[test]
+    fn a_clean_graph_passes() {
+        assert_eq!(check_graph(&clean()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_upward_edge_is_caught() {
+        let mut g = clean();
+        g.edge("synod-paxos", "synod-log");
+        assert_eq!(
+            check_graph(&g),
+            vec!["synod-paxos -> synod-log: this dependency breaks the layering of DESIGN.md"]
+        );
+    }
+
+    #[test]
+    fn a_pure_crate_reaching_tokio_indirectly_is_caught() {
+        let mut g = clean();
+        g.edge("rkyv", "some-helper");
+        g.edge("some-helper", "tokio");
+        let problems = check_graph(&g);
+        assert!(problems.iter().any(|p| p.starts_with("synod-wire reaches tokio")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("synod-paxos reaches tokio")), "{problems:?}");
+        assert!(!problems.iter().any(|p| p.starts_with("synod-log")), "synod-log is not pure: {problems:?}");
+    }
+
+    #[test]
+    fn an_unknown_crate_must_join_the_table() {
+        let mut g = clean();
+        g.members.insert("synod-new".to_owned());
+        assert!(check_graph(&g)[0].contains("not in tidy's layering table"));
+    }
+
+    #[test]
+    fn anyhow_in_a_library_is_caught() {
+        let mut g = clean();
+        g.edge("synod-log", "anyhow");
+        assert!(check_graph(&g).iter().any(|p| p.contains("synod-log -> anyhow")));
+    }
+}
