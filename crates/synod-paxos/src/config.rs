@@ -1,0 +1,151 @@
+//! Configuration of one replica's core. A `Config` that exists is valid.
+
+use std::collections::BTreeSet;
+
+use synod_wire::NodeId;
+
+/// How one replica's core behaves. Build it with [`Config::new`], adjust it
+/// with the `with_*` methods; every method checks what it is given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) id: NodeId,
+    pub(crate) members: Vec<NodeId>,
+    pub(crate) heartbeat_ticks: u64,
+    pub(crate) election_ticks: (u64, u64),
+    pub(crate) window: usize,
+    pub(crate) catch_up_batch: usize,
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) bugs: crate::PlantedBugs,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The cluster must have an odd number of members, at least one.
+    #[error("a cluster needs an odd number of members, got {0}")]
+    EvenOrEmpty(usize),
+    /// A member appears twice.
+    #[error("member {0} is listed twice")]
+    Duplicate(NodeId),
+    /// The replica is not one of the members.
+    #[error("replica {0} is not a member of the cluster")]
+    NotAMember(NodeId),
+    /// Node id 0 is reserved: `Ballot::ZERO` belongs to it.
+    #[error("node id 0 is reserved")]
+    ReservedId,
+    /// A timing parameter is out of range.
+    #[error("invalid timing: {0}")]
+    Timing(&'static str),
+    /// The proposal window must be at least 1.
+    #[error("the proposal window must be at least 1")]
+    Window,
+}
+
+impl Config {
+    /// A replica `id` in a cluster of `members` (which includes `id`), with
+    /// DESIGN.md's defaults: a heartbeat every 5 ticks, an election timeout
+    /// drawn from 30..=60 ticks, a window of 64 outstanding slots.
+    pub fn new(id: NodeId, members: impl IntoIterator<Item = NodeId>) -> Result<Config, ConfigError> {
+        let members: Vec<NodeId> = members.into_iter().collect();
+        let mut seen = BTreeSet::new();
+        for &m in &members {
+            if m.0 == 0 {
+                return Err(ConfigError::ReservedId);
+            }
+            if !seen.insert(m) {
+                return Err(ConfigError::Duplicate(m));
+            }
+        }
+        if members.len() % 2 == 0 {
+            return Err(ConfigError::EvenOrEmpty(members.len()));
+        }
+        if !seen.contains(&id) {
+            return Err(ConfigError::NotAMember(id));
+        }
+        Ok(Config {
+            id,
+            members: seen.into_iter().collect(),
+            heartbeat_ticks: 5,
+            election_ticks: (30, 60),
+            window: 64,
+            catch_up_batch: 256,
+            #[cfg(feature = "planted-bugs")]
+            bugs: crate::PlantedBugs::default(),
+        })
+    }
+
+    /// Sets the heartbeat period and the range the election timeout is drawn
+    /// from, in ticks. The timeout must span at least two heartbeats.
+    pub fn with_timing(mut self, heartbeat: u64, election: (u64, u64)) -> Result<Config, ConfigError> {
+        if heartbeat == 0 {
+            return Err(ConfigError::Timing("the heartbeat period must be at least one tick"));
+        }
+        if election.0 < 2 * heartbeat || election.1 < election.0 {
+            return Err(ConfigError::Timing("the election timeout must be lo..=hi with lo >= 2 heartbeats"));
+        }
+        self.heartbeat_ticks = heartbeat;
+        self.election_ticks = election;
+        Ok(self)
+    }
+
+    /// Sets how many proposed slots may be outstanding (not yet chosen) at once.
+    pub fn with_window(mut self, window: usize) -> Result<Config, ConfigError> {
+        if window == 0 {
+            return Err(ConfigError::Window);
+        }
+        self.window = window;
+        Ok(self)
+    }
+
+    /// Plants a deliberate bug (simulator self-tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_bugs(mut self, bugs: crate::PlantedBugs) -> Config {
+        self.bugs = bugs;
+        self
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Every member, in id order.
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    /// How many members make a majority.
+    pub fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    /// The heartbeat period in ticks.
+    pub fn heartbeat_ticks(&self) -> u64 {
+        self.heartbeat_ticks
+    }
+
+    /// The other members.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members.iter().copied().filter(move |&m| m != self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_checked() {
+        let ids = |v: &[u32]| v.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+        assert!(Config::new(NodeId(1), ids(&[1, 2, 3])).is_ok());
+        assert_eq!(Config::new(NodeId(1), ids(&[1, 2])).unwrap_err(), ConfigError::EvenOrEmpty(2));
+        assert_eq!(Config::new(NodeId(4), ids(&[1, 2, 3])).unwrap_err(), ConfigError::NotAMember(NodeId(4)));
+        assert_eq!(Config::new(NodeId(1), ids(&[1, 1, 3])).unwrap_err(), ConfigError::Duplicate(NodeId(1)));
+        assert_eq!(Config::new(NodeId(0), ids(&[0, 1, 3])).unwrap_err(), ConfigError::ReservedId);
+        let c = Config::new(NodeId(1), ids(&[1])).unwrap();
+        assert_eq!(c.majority(), 1);
+        assert!(c.clone().with_timing(5, (9, 20)).is_err());
+        assert!(c.clone().with_timing(5, (10, 20)).is_ok());
+        assert!(c.with_window(0).is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! Integration tests of the Paxos core: small in-memory clusters, including
+//! the partial-connectivity scenarios of the OmniPaxos paper.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use synod_paxos::{Action, Config, Paxos};
+use synod_wire::{Message, NodeId, Slot, Value};
+
+/// Replicas wired by an in-memory queue; persists complete at once; links can be cut.
+struct Cluster {
+    cores: Vec<Paxos>,
+    queue: VecDeque<(NodeId, NodeId, Message)>,
+    cut: BTreeSet<(u32, u32)>,
+    committed: Vec<Vec<Value>>,
+}
+
+impl Cluster {
+    fn new(n: u32, seed: u64) -> Cluster {
+        let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
+        let cores = ids.iter().map(|&id| Paxos::new(Config::new(id, ids.clone()).unwrap(), seed)).collect();
+        Cluster {
+            cores,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            committed: vec![Vec::new(); n as usize],
+        }
+    }
+
+    fn idx(id: NodeId) -> usize {
+        id.0 as usize - 1
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.cores.len() {
+                while let Some(action) = self.cores[i].poll_action() {
+                    progressed = true;
+                    let me = self.cores[i].id();
+                    match action {
+                        Action::Send { to, msg } => self.queue.push_back((me, to, msg)),
+                        Action::Persist { token, .. } => self.cores[i].handle_persisted(token),
+                        Action::Commit { slot, value } => {
+                            assert_eq!(slot.0 as usize, self.committed[i].len(), "commits in order");
+                            self.committed[i].push(value);
+                        }
+                        Action::LeaderChanged { .. } => {}
+                    }
+                }
+            }
+            while let Some((from, to, msg)) = self.queue.pop_front() {
+                progressed = true;
+                if !self.cut.contains(&(from.0, to.0)) {
+                    self.cores[Self::idx(to)].handle_message(from, msg);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn tick(&mut self, n: u64) {
+        for _ in 0..n {
+            for core in &mut self.cores {
+                core.handle_tick();
+            }
+            self.drain();
+        }
+    }
+
+    fn cut_both(&mut self, a: u32, b: u32) {
+        self.cut.insert((a, b));
+        self.cut.insert((b, a));
+    }
+
+    fn leaders(&self) -> Vec<NodeId> {
+        self.cores.iter().filter(|c| c.is_leader()).map(|c| c.id()).collect()
+    }
+
+    /// Ticks until some replica leads, and returns it.
+    fn await_leader(&mut self, within: u64) -> NodeId {
+        for _ in 0..within {
+            self.tick(1);
+            if let [one] = self.leaders()[..] {
+                return one;
+            }
+        }
+        panic!("no single leader within {within} ticks: {:?}", self.leaders());
+    }
+
+    /// Proposes through the current leader and ticks until `on` replicas committed it.
+    fn commit_through(&mut self, leader: NodeId, payload: &[u8], on: &[u32], within: u64) {
+        self.cores[Self::idx(leader)].propose(payload.to_vec()).unwrap();
+        self.drain();
+        let want = Value::Batch(payload.to_vec());
+        for _ in 0..within {
+            if on.iter().all(|&n| self.committed[n as usize - 1].contains(&want)) {
+                return;
+            }
+            self.tick(1);
+        }
+        panic!("{payload:?} not committed on {on:?} within {within} ticks");
+    }
+}
+
+#[test]
+fn three_replicas_elect_a_leader_and_commit_everywhere() {
+    let mut c = Cluster::new(3, 1);
+    let leader = c.await_leader(200);
+    for i in 0..20u8 {
+        c.commit_through(leader, &[i], &[1, 2, 3], 50);
+    }
+    assert_eq!(c.committed[0], c.committed[1]);
+    assert_eq!(c.committed[1], c.committed[2]);
+}
+
+#[test]
+fn five_replicas_survive_two_isolated() {
+    let mut c = Cluster::new(5, 2);
+    let leader = c.await_leader(200);
+    c.commit_through(leader, b"a", &[1, 2, 3, 4, 5], 50);
+    // Isolate the leader and one more replica.
+    let other = if leader.0 == 5 { 4 } else { 5 };
+    for n in 1..=5 {
+        c.cut_both(leader.0, n);
+        c.cut_both(other, n);
+    }
+    let survivors: Vec<u32> = (1..=5).filter(|&n| n != leader.0 && n != other).collect();
+    let mut new_leader = None;
+    for _ in 0..400 {
+        c.tick(1);
+        if let Some(l) = c.leaders().into_iter().find(|l| survivors.contains(&l.0)) {
+            new_leader = Some(l);
+            break;
+        }
+    }
+    let new_leader = new_leader.expect("the majority elects a new leader");
+    c.commit_through(new_leader, b"b", &survivors, 100);
+    // Heal: everyone converges on the same log.
+    c.cut.clear();
+    c.tick(300);
+    for i in 1..5 {
+        assert_eq!(c.committed[0], c.committed[i], "replica {} diverged", i + 1);
+    }
+    assert!(c.committed[0].contains(&Value::Batch(b"b".to_vec())));
+}
+
+#[test]
+fn chained_connectivity_keeps_making_progress() {
+    // A chain 1 - 2 - 3 where 1 and 3 cannot talk: whoever leads must keep
+    // committing, and no replica may keep forcing elections.
+    let mut c = Cluster::new(3, 3);
+    let leader = c.await_leader(200);
+    c.commit_through(leader, b"before", &[1, 2, 3], 50);
+    let (a, b) = match leader.0 {
+        1 => (1, 3),
+        2 => (1, 3),
+        _ => (3, 1),
+    };
+    c.cut_both(a, b);
+    c.tick(300);
+    let elections_before: u64 = c.cores.iter().map(|x| x.stats().elections).sum();
+    let leader = c.await_leader(400);
+    c.commit_through(leader, b"during", &[leader.0, 2], 200);
+    c.tick(500);
+    let elections_after: u64 = c.cores.iter().map(|x| x.stats().elections).sum();
+    assert!(
+        elections_after - elections_before <= 1,
+        "elections kept happening: {elections_before} -> {elections_after}"
+    );
+    let leader = c.await_leader(10);
+    c.commit_through(leader, b"still", &[leader.0, 2], 200);
+}
+
+#[test]
+fn quorum_loss_elects_the_only_quorum_connected_replica() {
+    // Five replicas; the leader keeps a link only to the hub, and the hub is
+    // the only replica that still hears a majority. The hub must take over.
+    let mut c = Cluster::new(5, 4);
+    let leader = c.await_leader(200);
+    c.commit_through(leader, b"x", &[1, 2, 3, 4, 5], 50);
+    let hub = if leader.0 == 3 { 2 } else { 3 };
+    for a in 1..=5u32 {
+        for b in 1..=5u32 {
+            if a != b && a != hub && b != hub {
+                c.cut_both(a, b);
+            }
+        }
+    }
+    let mut took_over = false;
+    for _ in 0..600 {
+        c.tick(1);
+        if c.cores[hub as usize - 1].is_leader() {
+            took_over = true;
+            break;
+        }
+    }
+    assert!(took_over, "the hub {hub} never took over; leaders: {:?}", c.leaders());
+    c.commit_through(NodeId(hub), b"y", &[hub], 200);
+}
+
+#[test]
+fn a_stale_leader_cannot_commit_alone() {
+    let mut c = Cluster::new(3, 5);
+    let leader = c.await_leader(200);
+    for n in 1..=3 {
+        c.cut_both(leader.0, n);
+    }
+    c.cores[leader.0 as usize - 1].propose(b"lost".to_vec()).ok();
+    c.tick(200);
+    let committed_lost = c.committed.iter().any(|log| log.contains(&Value::Batch(b"lost".to_vec())));
+    assert!(!committed_lost, "a cut-off leader committed on its own");
+    assert!(!c.cores[leader.0 as usize - 1].is_leader(), "check-quorum: the cut-off leader stepped down");
+    assert!(
+        c.cores[leader.0 as usize - 1].first_unchosen()
+            <= Slot(c.committed[leader.0 as usize - 1].len() as u64)
+    );
+}
