@@ -7,7 +7,7 @@
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use crate::{Batch, ClientReply, ClientRequest, LogRecord, Message};
+use crate::{Batch, ClientReply, ClientRequest, KvCommand, KvResponse, LogRecord, Message};
 
 /// The largest encoded value accepted, in bytes: 16 MiB.
 ///
@@ -106,6 +106,8 @@ impl_wire! {
     ClientReply => "client reply",
     Batch => "batch",
     LogRecord => "log record",
+    KvCommand => "key-value command",
+    KvResponse => "key-value response",
 }
 
 #[cfg(test)]

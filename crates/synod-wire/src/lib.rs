@@ -24,11 +24,13 @@
 mod client;
 mod codec;
 mod ids;
+mod kv;
 mod message;
 mod record;
 
 pub use client::{Batch, ClientReply, ClientRequest, Command, Outcome};
 pub use codec::{DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
 pub use ids::{Ballot, ClientId, NodeId, Seq, Slot};
+pub use kv::{KvCommand, KvResponse};
 pub use message::{ChosenEntry, Message, PromiseEntry, Status, Value};
 pub use record::LogRecord;

@@ -89,6 +89,8 @@ fn decode_all(bytes: &[u8]) {
     let _ = ClientReply::decode(bytes);
     let _ = Batch::decode(bytes);
     let _ = LogRecord::decode(bytes);
+    let _ = synod_wire::KvCommand::decode(bytes);
+    let _ = synod_wire::KvResponse::decode(bytes);
 }
 
 proptest! {

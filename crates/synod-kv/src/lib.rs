@@ -1,0 +1,98 @@
+//! synod-kv: the key-value store bundled with synod, a [`StateMachine`].
+//!
+//! Commands and answers are [`KvCommand`] and [`KvResponse`] from the wire
+//! crate (re-exported by `synod-state-machine`), so clients need only the
+//! wire crate to speak to it. Keys are kept in a `BTreeMap`, so snapshots
+//! and every answer are the same on every replica.
+//!
+//! ```
+//! use synod_kv::{KvCommand, KvResponse, KvStore};
+//! use synod_state_machine::StateMachine;
+//!
+//! let mut kv = KvStore::default();
+//! let put = KvCommand::Put { key: b"k".to_vec(), value: b"v".to_vec() };
+//! assert_eq!(kv.execute(&put), KvResponse::Value(None));
+//! let get = KvCommand::Get { key: b"k".to_vec() };
+//! assert_eq!(kv.execute(&get), KvResponse::Value(Some(b"v".to_vec())));
+//! // Through the StateMachine interface, commands are bytes.
+//! assert!(!kv.apply(b"not a command").is_empty());
+//! ```
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use rkyv::rancor;
+use synod_state_machine::wire::Wire;
+use synod_state_machine::{RestoreError, StateMachine};
+
+pub use synod_state_machine::wire::{KvCommand, KvResponse};
+
+/// An ordered map from byte keys to byte values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvStore {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl KvStore {
+    /// Executes one decoded command.
+    pub fn execute(&mut self, command: &KvCommand) -> KvResponse {
+        match command {
+            KvCommand::Get { key } => KvResponse::Value(self.map.get(key).cloned()),
+            KvCommand::Put { key, value } => KvResponse::Value(self.map.insert(key.clone(), value.clone())),
+            KvCommand::Delete { key } => KvResponse::Value(self.map.remove(key)),
+            KvCommand::Cas { key, expected, new } => {
+                let current = self.map.get(key).cloned();
+                let swapped = current == *expected;
+                if swapped {
+                    match new {
+                        Some(v) => self.map.insert(key.clone(), v.clone()),
+                        None => self.map.remove(key),
+                    };
+                }
+                KvResponse::Cas { swapped, current }
+            }
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.map.get(key).map(Vec::as_slice)
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl StateMachine for KvStore {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        let response = match KvCommand::decode(command) {
+            Ok(command) => self.execute(&command),
+            // rkyv's error text can name buffer addresses, which differ
+            // between replicas: answer with a fixed message instead.
+            Err(_) => KvResponse::Invalid(format!("undecodable command of {} bytes", command.len())),
+        };
+        response.encode().unwrap_or_else(|_| {
+            // Only an answer over the frame limit gets here; say so, identically everywhere.
+            KvResponse::Invalid("answer exceeds the frame limit".to_owned()).encode().unwrap_or_default()
+        })
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rancor::Error>(&self.map).map(|b| b.into_vec()).unwrap_or_default()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(snapshot.len());
+        aligned.extend_from_slice(snapshot);
+        self.map = rkyv::from_bytes::<BTreeMap<Vec<u8>, Vec<u8>>, rancor::Error>(&aligned)
+            .map_err(|e| RestoreError::new(e.to_string()))?;
+        Ok(())
+    }
+}

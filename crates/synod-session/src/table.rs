@@ -1,0 +1,233 @@
+//! The session table and its snapshot format.
+
+use std::collections::BTreeMap;
+
+use rkyv::{Archive, Deserialize, Serialize};
+use synod_wire::{ClientId, Seq};
+
+/// Limits of the session table. Every replica must use the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The most sessions kept; registering one more evicts the least recently active.
+    pub max_sessions: usize,
+    /// A session idle this long (by leader timestamps) expires.
+    pub expiry_ms: u64,
+    /// How far past its acknowledged request a client may number a request;
+    /// this bounds the answers a session caches.
+    pub window: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { max_sessions: 100_000, expiry_ms: 10 * 60 * 1000, window: 4096 }
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// First time seen: apply it, then call [`SessionTable::complete`].
+    Apply,
+    /// Already applied: this is the answer it got.
+    Duplicate(Vec<u8>),
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The session does not exist, or expired or was evicted.
+    #[error("unknown or expired session")]
+    Unknown,
+    /// The request is at or below the client's acknowledged number; its answer is gone.
+    #[error("request already acknowledged")]
+    Stale,
+    /// The request is numbered too far past the acknowledged one.
+    #[error("request numbered too far ahead")]
+    TooFarAhead,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid session snapshot: {0}")]
+pub struct RestoreError(String);
+
+/// Counters of the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Sessions registered.
+    pub registered: u64,
+    /// Sessions expired by time.
+    pub expired: u64,
+    /// Sessions evicted because the table was full.
+    pub evicted: u64,
+    /// Retries answered from the cache.
+    pub duplicates: u64,
+    /// Requests refused.
+    pub refused: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+struct Session {
+    last_active_ms: u64,
+    /// Every request numbered up to here has been answered and acknowledged.
+    ack: u64,
+    /// Answers to applied requests above `ack`.
+    replies: BTreeMap<u64, Vec<u8>>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+struct Image {
+    clock_ms: u64,
+    sessions: BTreeMap<u64, Session>,
+}
+
+/// The replicated table of client sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTable {
+    cfg: SessionConfig,
+    image: Image,
+    /// (last_active_ms, client) for every session: the eviction and expiry order.
+    by_activity: std::collections::BTreeSet<(u64, u64)>,
+    stats: SessionStats,
+}
+
+impl SessionTable {
+    /// An empty table.
+    pub fn new(cfg: SessionConfig) -> SessionTable {
+        SessionTable {
+            cfg,
+            image: Image::default(),
+            by_activity: Default::default(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// A table restored from [`SessionTable::snapshot`] bytes.
+    pub fn restore(cfg: SessionConfig, bytes: &[u8]) -> Result<SessionTable, RestoreError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        let image = rkyv::from_bytes::<Image, rkyv::rancor::Error>(&aligned)
+            .map_err(|e| RestoreError(e.to_string()))?;
+        let by_activity = image.sessions.iter().map(|(&id, s)| (s.last_active_ms, id)).collect();
+        Ok(SessionTable { cfg, image, by_activity, stats: SessionStats::default() })
+    }
+
+    /// Moves the table's clock to the leader timestamp `ts_ms` (never
+    /// backwards) and expires idle sessions. Returns the expired ids.
+    pub fn advance_clock(&mut self, ts_ms: u64) -> Vec<ClientId> {
+        self.image.clock_ms = self.image.clock_ms.max(ts_ms);
+        let mut expired = Vec::new();
+        while let Some(&(active, id)) = self.by_activity.first() {
+            if active.saturating_add(self.cfg.expiry_ms) > self.image.clock_ms {
+                break;
+            }
+            self.by_activity.pop_first();
+            self.image.sessions.remove(&id);
+            self.stats.expired += 1;
+            expired.push(ClientId(id));
+        }
+        expired
+    }
+
+    /// Opens session `id` at leader time `ts_ms` (after [`SessionTable::advance_clock`]).
+    /// A full table first evicts the least recently active session, which is returned.
+    pub fn register(&mut self, id: ClientId, ts_ms: u64) -> Option<ClientId> {
+        self.advance_clock(ts_ms);
+        let mut evicted = None;
+        if !self.image.sessions.contains_key(&id.0) && self.image.sessions.len() >= self.cfg.max_sessions {
+            if let Some((_, victim)) = self.by_activity.pop_first() {
+                self.image.sessions.remove(&victim);
+                self.stats.evicted += 1;
+                evicted = Some(ClientId(victim));
+            }
+        }
+        if let Some(old) = self
+            .image
+            .sessions
+            .insert(id.0, Session { last_active_ms: self.image.clock_ms, ..Session::default() })
+        {
+            self.by_activity.remove(&(old.last_active_ms, id.0));
+        }
+        self.by_activity.insert((self.image.clock_ms, id.0));
+        self.stats.registered += 1;
+        evicted
+    }
+
+    /// Decides what to do with request `seq` of `client`, which has had
+    /// every request up to `ack` answered. Marks the session active.
+    pub fn begin(&mut self, client: ClientId, seq: Seq, ack: Seq) -> Result<Begin, SessionError> {
+        let clock = self.image.clock_ms;
+        let window = self.cfg.window;
+        let result = match self.image.sessions.get_mut(&client.0) {
+            None => Err(SessionError::Unknown),
+            Some(s) => {
+                if ack.0 > s.ack && ack.0 < seq.0 {
+                    // The client has all answers up to `ack`: forget them.
+                    s.ack = ack.0;
+                    s.replies = s.replies.split_off(&(ack.0 + 1));
+                }
+                if seq.0 <= s.ack {
+                    Err(SessionError::Stale)
+                } else if seq.0 > s.ack.saturating_add(window) {
+                    Err(SessionError::TooFarAhead)
+                } else if let Some(reply) = s.replies.get(&seq.0) {
+                    Ok(Begin::Duplicate(reply.clone()))
+                } else {
+                    Ok(Begin::Apply)
+                }
+            }
+        };
+        match &result {
+            Err(_) => self.stats.refused += 1,
+            Ok(Begin::Duplicate(_)) => self.stats.duplicates += 1,
+            Ok(Begin::Apply) => {}
+        }
+        if let Some(s) = self.image.sessions.get_mut(&client.0) {
+            if s.last_active_ms != clock {
+                self.by_activity.remove(&(s.last_active_ms, client.0));
+                s.last_active_ms = clock;
+                self.by_activity.insert((clock, client.0));
+            }
+        }
+        result
+    }
+
+    /// Records the answer to a request [`SessionTable::begin`] said to apply.
+    pub fn complete(&mut self, client: ClientId, seq: Seq, reply: Vec<u8>) {
+        if let Some(s) = self.image.sessions.get_mut(&client.0) {
+            s.replies.insert(seq.0, reply);
+        }
+    }
+
+    /// The table as bytes, for a snapshot of the replicated state.
+    pub fn snapshot(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(&self.image)
+            .expect("a session table always serializes")
+            .into_vec()
+    }
+
+    /// Whether `client` has a live session.
+    pub fn contains(&self, client: ClientId) -> bool {
+        self.image.sessions.contains_key(&client.0)
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.image.sessions.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.image.sessions.is_empty()
+    }
+
+    /// The table's clock: the highest leader timestamp applied.
+    pub fn clock_ms(&self) -> u64 {
+        self.image.clock_ms
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+}

@@ -1,0 +1,227 @@
+//! The Applier: committed slot -> batch -> session table -> state machine -> replies.
+
+use rkyv::{Archive, Deserialize, Serialize};
+use synod_session::{Begin, SessionConfig, SessionError, SessionTable};
+use synod_wire::{Batch, ClientId, Command, Outcome, Seq, Slot, Value, Wire};
+
+use crate::{RestoreError, StateMachine};
+
+/// How many commands one slot may register sessions for: a session's id is
+/// `slot << 20 | index`, its position in the log.
+const MAX_REGISTRATIONS_PER_SLOT: usize = 1 << 20;
+
+/// Whom a reply is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A registration, recognised by the client's nonce.
+    Register {
+        /// The client's nonce.
+        nonce: u64,
+    },
+    /// A request within a session.
+    Request {
+        /// The session.
+        client: ClientId,
+        /// The request number.
+        seq: Seq,
+    },
+}
+
+/// The answer to one command of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Whom it is for.
+    pub origin: Origin,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Why a slot could not be applied. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Slots must be applied in order, each once.
+    #[error("slot {got} applied out of order: expected {expected}")]
+    OutOfOrder {
+        /// The next slot the applier expects.
+        expected: Slot,
+        /// The slot given.
+        got: Slot,
+    },
+}
+
+/// Counters of the applier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplierStats {
+    /// Slots applied.
+    pub slots: u64,
+    /// Commands the state machine applied.
+    pub applied: u64,
+    /// Retries answered from the session cache.
+    pub duplicates: u64,
+    /// Commands refused by the session table.
+    pub refused: u64,
+    /// Committed batches that did not decode (applied as no-ops on every replica).
+    pub undecodable: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize)]
+struct Image {
+    applied: u64,
+    digest: u64,
+    sessions: Vec<u8>,
+    machine: Vec<u8>,
+}
+
+/// Applies committed slots to a [`StateMachine`] through the session table.
+#[derive(Debug)]
+pub struct Applier<S> {
+    machine: S,
+    sessions: SessionTable,
+    session_cfg: SessionConfig,
+    next: Slot,
+    digest: u64,
+    stats: ApplierStats,
+}
+
+impl<S: StateMachine> Applier<S> {
+    /// An applier at slot 0 over `machine`.
+    pub fn new(machine: S, sessions: SessionConfig) -> Applier<S> {
+        Applier {
+            machine,
+            sessions: SessionTable::new(sessions),
+            session_cfg: sessions,
+            next: Slot(0),
+            digest: FNV_OFFSET,
+            stats: ApplierStats::default(),
+        }
+    }
+
+    /// Applies committed `slot`, which must be the next one, and returns the
+    /// replies to send. A batch that does not decode applies as a no-op.
+    pub fn apply(&mut self, slot: Slot, value: &Value) -> Result<Vec<Reply>, ApplyError> {
+        if slot != self.next {
+            return Err(ApplyError::OutOfOrder { expected: self.next, got: slot });
+        }
+        self.next = slot.next();
+        self.stats.slots += 1;
+        let Value::Batch(bytes) = value else { return Ok(Vec::new()) };
+        let Ok(batch) = Batch::decode(bytes) else {
+            self.stats.undecodable += 1;
+            return Ok(Vec::new());
+        };
+        self.sessions.advance_clock(batch.timestamp_ms);
+        let mut replies = Vec::with_capacity(batch.commands.len());
+        for (index, command) in batch.commands.into_iter().enumerate() {
+            replies.push(self.apply_command(slot, index, batch.timestamp_ms, command));
+        }
+        Ok(replies)
+    }
+
+    fn apply_command(&mut self, slot: Slot, index: usize, ts: u64, command: Command) -> Reply {
+        match command {
+            Command::Register { nonce } => {
+                let origin = Origin::Register { nonce };
+                if index >= MAX_REGISTRATIONS_PER_SLOT {
+                    return Reply { origin, outcome: Outcome::Busy };
+                }
+                let client = ClientId(slot.0 << 20 | index as u64);
+                self.sessions.register(client, ts);
+                self.mix(&client.0.to_le_bytes());
+                Reply { origin, outcome: Outcome::Registered { client } }
+            }
+            Command::Op { client, seq, ack, payload } => {
+                let origin = Origin::Request { client, seq };
+                let outcome = match self.sessions.begin(client, seq, ack) {
+                    Ok(Begin::Apply) => {
+                        let answer = self.machine.apply(&payload);
+                        self.mix(&payload);
+                        self.mix(&answer);
+                        self.sessions.complete(client, seq, answer.clone());
+                        self.stats.applied += 1;
+                        Outcome::Applied { payload: answer }
+                    }
+                    Ok(Begin::Duplicate(answer)) => {
+                        self.stats.duplicates += 1;
+                        Outcome::Applied { payload: answer }
+                    }
+                    Err(e) => {
+                        self.stats.refused += 1;
+                        match e {
+                            SessionError::Unknown => Outcome::SessionExpired,
+                            SessionError::Stale => Outcome::Stale,
+                            SessionError::TooFarAhead => Outcome::TooFarAhead,
+                        }
+                    }
+                };
+                Reply { origin, outcome }
+            }
+        }
+    }
+
+    /// A snapshot of everything replicated: state machine, sessions, position.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let image = Image {
+            applied: self.next.0,
+            digest: self.digest,
+            sessions: self.sessions.snapshot(),
+            machine: self.machine.snapshot(),
+        };
+        rkyv::to_bytes::<rkyv::rancor::Error>(&image).expect("an image always serializes").into_vec()
+    }
+
+    /// Replaces everything with a snapshot's contents. On error nothing changed.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(snapshot.len());
+        aligned.extend_from_slice(snapshot);
+        let image = rkyv::from_bytes::<Image, rkyv::rancor::Error>(&aligned)
+            .map_err(|e| RestoreError::new(e.to_string()))?;
+        let sessions = SessionTable::restore(self.session_cfg, &image.sessions)
+            .map_err(|e| RestoreError::new(e.to_string()))?;
+        self.machine.restore(&image.machine)?;
+        self.sessions = sessions;
+        self.next = Slot(image.applied);
+        self.digest = image.digest;
+        Ok(())
+    }
+
+    /// The state machine.
+    pub fn machine(&self) -> &S {
+        &self.machine
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// The next slot to apply; every slot below it is applied.
+    pub fn next_slot(&self) -> Slot {
+        self.next
+    }
+
+    /// A running hash of every command applied and its answer: replicas that
+    /// applied the same sequence have the same digest.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ApplierStats {
+        self.stats
+    }
+
+    fn mix(&mut self, bytes: &[u8]) {
+        self.digest = fnv1a(self.digest, &(bytes.len() as u64).to_le_bytes());
+        self.digest = fnv1a(self.digest, bytes);
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
