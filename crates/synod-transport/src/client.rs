@@ -1,0 +1,232 @@
+//! The client side: connect to a replica with a client certificate and pipeline frames on one long-lived stream.
+//!
+//! The transport does not interpret frames. A client that pipelines puts a
+//! request id into each request frame and the replica echoes it in the reply
+//! frame (synod-wire's `ClientRequest::id` / `ClientReply::id`), because
+//! replies may come back in any order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use synod_wire::{NodeId, MAX_FRAME_LEN};
+
+use crate::certs::{Credentials, Identity};
+use crate::io::{code, write_loop, FrameReader, ReadFail, KIND_CLIENT};
+use crate::node::{Settings, StartError};
+use crate::queue::{Outbox, Push};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tls;
+use crate::{FrameError, SendError};
+
+/// A client's QUIC endpoint, from which it connects to replicas.
+///
+/// Create it inside a tokio runtime.
+#[derive(Debug)]
+pub struct ClientEndpoint {
+    endpoint: quinn::Endpoint,
+    credentials: Credentials,
+    settings: Settings,
+    transport: Arc<quinn::TransportConfig>,
+    stats: Arc<Stats>,
+}
+
+/// Why a client could not reach a replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The connection could not be started (bad address, endpoint closed).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The replica's address.
+        addr: SocketAddr,
+        /// quinn's reason.
+        #[source]
+        source: quinn::ConnectError,
+    },
+    /// The handshake or the stream failed (the replica refused the certificate, or is not the expected one).
+    #[error("connection to {addr} failed: {source}")]
+    Connection {
+        /// The replica's address.
+        addr: SocketAddr,
+        /// quinn's reason.
+        #[source]
+        source: quinn::ConnectionError,
+    },
+    /// The stream's header could not be written.
+    #[error("stream to {addr} failed: {source}")]
+    Stream {
+        /// The replica's address.
+        addr: SocketAddr,
+        /// quinn's reason.
+        #[source]
+        source: quinn::WriteError,
+    },
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Why no reply frame could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The replica finished the stream.
+    #[error("the replica closed the stream")]
+    Finished,
+    /// The replica sent a malformed or oversized frame; the stream is closed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream or connection failed (including a refused client certificate).
+    #[error(transparent)]
+    Stream(#[from] quinn::ReadError),
+}
+
+impl ClientEndpoint {
+    /// A client endpoint bound to `bind` (e.g. `0.0.0.0:0`) presenting `credentials`.
+    pub fn new(
+        bind: SocketAddr,
+        credentials: Credentials,
+        settings: Settings,
+    ) -> Result<ClientEndpoint, StartError> {
+        if let Identity::Node(_) = credentials.identity() {
+            // A replica's certificate works as a client certificate too; allowed for tools on a replica host.
+            tracing::debug!("client endpoint uses a replica certificate");
+        }
+        if settings.max_frame_len > MAX_FRAME_LEN {
+            return Err(StartError::FrameLimit(settings.max_frame_len));
+        }
+        let endpoint =
+            quinn::Endpoint::client(bind).map_err(|source| StartError::Io { what: "binding", source })?;
+        let transport = tls::transport_config(settings.idle_timeout, settings.keep_alive);
+        Ok(ClientEndpoint { endpoint, credentials, settings, transport, stats: Arc::default() })
+    }
+
+    /// Connects to the replica at `addr` (replica `replica` if given, else
+    /// any replica of the cluster) and opens the long-lived request stream.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        replica: Option<NodeId>,
+    ) -> Result<ClientStream, ConnectError> {
+        let config = tls::quinn_client(&self.credentials, replica, self.transport.clone())?;
+        let conn = self
+            .endpoint
+            .connect_with(config, addr, &tls::server_name(replica))
+            .map_err(|source| ConnectError::Connect { addr, source })?
+            .await
+            .map_err(|source| ConnectError::Connection { addr, source })?;
+        let (mut send, recv) =
+            conn.open_bi().await.map_err(|source| ConnectError::Connection { addr, source })?;
+        send.write_all(&[KIND_CLIENT]).await.map_err(|source| ConnectError::Stream { addr, source })?;
+        let outbox = Arc::new(Outbox::new(self.settings.client_queue));
+        {
+            let (outbox, conn, stats) = (outbox.clone(), conn.clone(), self.stats.clone());
+            tokio::spawn(async move { write_loop(&outbox, send, &conn, &stats).await });
+        }
+        Ok(ClientStream {
+            sender: ClientSender {
+                outbox,
+                max_frame_len: self.settings.max_frame_len,
+                stats: self.stats.clone(),
+            },
+            reader: FrameReader::new(recv, self.settings.max_frame_len),
+            conn,
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Counters of every stream of this endpoint.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Closes every connection.
+    pub fn close(&self) {
+        self.endpoint.close(code::SHUTDOWN, b"client closing");
+    }
+}
+
+/// One long-lived request stream to a replica.
+#[derive(Debug)]
+pub struct ClientStream {
+    sender: ClientSender,
+    reader: FrameReader,
+    conn: quinn::Connection,
+    stats: Arc<Stats>,
+}
+
+/// The sending half of a [`ClientStream`]: cheap to clone, usable from any thread, never blocks.
+#[derive(Debug, Clone)]
+pub struct ClientSender {
+    outbox: Arc<Outbox>,
+    max_frame_len: usize,
+    stats: Arc<Stats>,
+}
+
+impl ClientSender {
+    /// Queues a request frame; requests queued together leave in one write.
+    pub fn send(&self, frame: impl Into<Bytes>) -> Result<(), SendError> {
+        let frame = frame.into();
+        if frame.len() > self.max_frame_len {
+            return Err(SendError::TooLarge { len: frame.len(), limit: self.max_frame_len });
+        }
+        match self.outbox.push(frame) {
+            Push::Queued => Ok(()),
+            Push::Full(frame) => {
+                Stats::add(&self.stats.queue_full_drops, 1);
+                Err(SendError::Full { to: NodeId(0), frame })
+            }
+            Push::Closed(frame) => Err(SendError::Closed { frame }),
+        }
+    }
+
+    /// Finishes the request side after the queued frames; replies still arrive.
+    pub fn finish(&self) {
+        self.outbox.close();
+    }
+}
+
+impl ClientStream {
+    /// Queues a request frame; see [`ClientSender::send`].
+    pub fn send(&self, frame: impl Into<Bytes>) -> Result<(), SendError> {
+        self.sender.send(frame)
+    }
+
+    /// A sending handle for other threads or tasks.
+    pub fn sender(&self) -> ClientSender {
+        self.sender.clone()
+    }
+
+    /// The next reply frame, in the order the replica sent them.
+    pub async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        match self.reader.next().await {
+            Ok(Some(frame)) => {
+                Stats::add(&self.stats.frames_in, 1);
+                Stats::add(&self.stats.bytes_in, frame.len() as u64);
+                Ok(frame)
+            }
+            Ok(None) => Err(RecvError::Finished),
+            Err(ReadFail::Frame(e)) => {
+                Stats::add(&self.stats.rejected_frames, 1);
+                tracing::warn!(remote = %self.conn.remote_address(), error = %e, "bad frame from replica");
+                self.reader.stop(code::BAD_FRAME);
+                Err(RecvError::Frame(e))
+            }
+            Err(ReadFail::Stream(e)) => Err(RecvError::Stream(e)),
+        }
+    }
+
+    /// The replica's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// Closes the connection at once.
+    pub fn close(&self) {
+        self.conn.close(code::SHUTDOWN, b"client closing");
+    }
+}
