@@ -4,7 +4,7 @@
 //! or Accepted only after the fact is on disk. This crate keeps those facts
 //! as a segmented write-ahead log of [`synod_wire::LogRecord`]s:
 //!
-//! * **Format** ([`format`](crate) module docs): preallocated segment files;
+//! * **Format** (described in `src/format.rs`): preallocated segment files;
 //!   every record length-prefixed and CRC32C-checked, tagged with the number
 //!   of the write (batch) it belongs to.
 //! * **Group commit** ([`GroupCommit`], [`Appender`]): a dedicated thread
