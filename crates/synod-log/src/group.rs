@@ -177,10 +177,17 @@ fn run(mut wal: Wal, rx: Receiver<Msg>, shared: &Shared, mut on_event: impl FnMu
     loop {
         let first = match next.take() {
             Some(msg) => msg,
-            None => match rx.recv() {
-                Ok(msg) => msg,
-                Err(_) => break,
-            },
+            None => {
+                if rx.is_empty() {
+                    // The writers just told of durability are about to submit
+                    // again; on few cores, let them run before the queue is drained.
+                    std::thread::yield_now();
+                }
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                }
+            }
         };
         // Drain whatever is queued into one write.
         let mut control = None;
