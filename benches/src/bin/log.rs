@@ -10,9 +10,10 @@
 //! * **threads**: N OS threads each blocked in `append_wait` (on two cores,
 //!   64 threads spend much of their time being scheduled).
 //!
-//! The disk's speed varies several-fold from hour to hour, so the same run
-//! also measures bare 4 KiB write + fdatasync on the same file system
-//! (before and after) and reports the log's rate as a multiple of it.
+//! The disk's speed varies several-fold from hour to hour (and within a
+//! run), so the same run measures bare 4 KiB write + fdatasync on the same
+//! file system right before and after every case, and reports each case's
+//! rate as a multiple of the mean of the two.
 //! Set `SYNOD_BENCH_MS` to change the time per case (default 3000).
 
 use std::collections::VecDeque;
@@ -103,43 +104,49 @@ fn main() -> Result<()> {
 
 fn run(root: &Path, budget: Duration) -> Result<()> {
     println!("files under {} (fdatasync on the file system holding it)", root.display());
-    let bare_before = bare_fdatasync(&root.join("bare"), budget / 2)?;
-    let mut cases = Vec::new();
-    for (i, writers) in [1, 8, 64].into_iter().enumerate() {
-        cases.push(event_loop_case(&root.join(format!("loop-{i}")), writers, budget)?);
+    let mut bare = Bare::new(&root.join("bare"))?;
+    let mut rows = Vec::new();
+    for (shape, threads) in [("event loop", false), ("threads", true)] {
+        for (i, writers) in [1, 8, 64].into_iter().enumerate() {
+            // The disk's speed drifts, so each case is compared with bare fdatasync measured right around it.
+            let before = bare.measure(budget / 4)?;
+            let dir = root.join(format!("{shape}-{i}").replace(' ', "-"));
+            let case = if threads {
+                thread_case(&dir, writers, budget)?
+            } else {
+                event_loop_case(&dir, writers, budget)?
+            };
+            let after = bare.measure(budget / 4)?;
+            rows.push((shape, case, (before + after) / 2.0));
+        }
     }
-    let mut thread_cases = Vec::new();
-    for (i, writers) in [1, 8, 64].into_iter().enumerate() {
-        thread_cases.push(thread_case(&root.join(format!("threads-{i}")), writers, budget)?);
-    }
-    let bare_after = bare_fdatasync(&root.join("bare"), budget / 2)?;
-    let bare = (bare_before + bare_after) / 2.0;
 
     println!(
-        "bare 4 KiB write + fdatasync: {}/s (before {}/s, after {}/s)",
-        human(bare),
-        human(bare_before),
-        human(bare_after)
+        "{:<11} {:>7} {:>12} {:>10} {:>14} {:>9} {:>9} {:>11} {:>7}",
+        "writers as",
+        "writers",
+        "records/s",
+        "fsyncs/s",
+        "records/fsync",
+        "p50 us",
+        "p99 us",
+        "bare fs/s",
+        "x bare"
     );
-    println!(
-        "{:<11} {:>7} {:>12} {:>10} {:>14} {:>9} {:>9} {:>8}",
-        "writers as", "writers", "records/s", "fsyncs/s", "records/fsync", "p50 us", "p99 us", "x bare"
-    );
-    for (shape, c) in
-        cases.iter().map(|c| ("event loop", c)).chain(thread_cases.iter().map(|c| ("threads", c)))
-    {
+    for (shape, c, bare) in &rows {
         println!(
-            "{shape:<11} {:>7} {:>12} {:>10} {:>14.1} {:>9} {:>9} {:>8.1}",
+            "{shape:<11} {:>7} {:>12} {:>10} {:>14.1} {:>9} {:>9} {:>11} {:>7.1}",
             c.writers,
             human(c.records_per_s),
             human(c.fsyncs_per_s),
             c.records_per_s / c.fsyncs_per_s.max(1.0),
             c.p50_us,
             c.p99_us,
+            human(*bare),
             c.records_per_s / bare
         );
     }
-    let last = cases.last().expect("three cases");
+    let (_, last, bare) = &rows[2];
     println!(
         "log: {:.0} records/s durable at 64 writers, {:.1}x bare fdatasync/s",
         last.records_per_s,
@@ -149,31 +156,46 @@ fn run(root: &Path, budget: Duration) -> Result<()> {
 }
 
 /// 4 KiB writes at successive offsets of a preallocated file, each followed by fdatasync.
-fn bare_fdatasync(path: &PathBuf, budget: Duration) -> Result<f64> {
+struct Bare {
+    file: std::fs::File,
+    path: PathBuf,
+    at: u64,
+}
+
+impl Bare {
     const SPAN: u64 = 16 << 20;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    let zeros = vec![0u8; 1 << 20];
-    for at in (0..SPAN).step_by(zeros.len()) {
-        file.write_all_at(&zeros, at)?;
+
+    fn new(path: &Path) -> Result<Bare> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let zeros = vec![0u8; 1 << 20];
+        for at in (0..Self::SPAN).step_by(zeros.len()) {
+            file.write_all_at(&zeros, at)?;
+        }
+        file.sync_all()?;
+        Ok(Bare { file, path: path.to_path_buf(), at: 0 })
     }
-    file.sync_all()?;
-    let block = vec![0x5au8; 4096];
-    let mut at = 0;
-    let mut done = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < budget {
-        file.write_all_at(&block, at).with_context(|| format!("writing {}", path.display()))?;
-        file.sync_data().with_context(|| format!("fdatasync {}", path.display()))?;
-        at = (at + 4096) % SPAN;
-        done += 1;
+
+    /// Write + fdatasync operations per second over `budget`.
+    fn measure(&mut self, budget: Duration) -> Result<f64> {
+        let block = vec![0x5au8; 4096];
+        let mut done = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < budget {
+            self.file
+                .write_all_at(&block, self.at)
+                .with_context(|| format!("writing {}", self.path.display()))?;
+            self.file.sync_data().with_context(|| format!("fdatasync {}", self.path.display()))?;
+            self.at = (self.at + 4096) % Self::SPAN;
+            done += 1;
+        }
+        Ok(done as f64 / start.elapsed().as_secs_f64())
     }
-    Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
 fn record(slot: u64) -> LogRecord {
