@@ -13,7 +13,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     run_cmd(
         cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    let _ = sim_seeds;
+    // The simulator must be able to fail: planted bugs must be found.
+    run_cmd(cargo().args([
+        "test",
+        "--release",
+        "--locked",
+        "-p",
+        "synod-sim",
+        "--features",
+        "planted-bugs",
+        "--test",
+        "it",
+        "planted",
+    ]))?;
+    let seeds = sim_seeds.unwrap_or_else(|| "1000".to_owned());
+    crate::sim::run(&["--seeds".to_owned(), seeds.clone()])?;
+    crate::sim::run(&["--seeds".to_owned(), seeds, "--replicas".to_owned(), "5".to_owned()])?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod ci;
+mod sim;
 mod tidy;
 
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ cargo xtask <task> [args]
 tasks:
   bench   benchmarks in release mode: `cargo xtask bench [wire|all]`
   ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs)
+  sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
+          `cargo xtask sim --seed S --trace` replays one seed
   tidy    repository rules: //! headers, crate layering, PURE crates stay pure
   help    this text
 ";
@@ -38,6 +41,7 @@ fn run() -> Result<()> {
     match task.as_str() {
         "bench" => bench::run(&rest),
         "ci" => ci::run(&rest),
+        "sim" => sim::run(&rest),
         "tidy" => tidy::run(),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

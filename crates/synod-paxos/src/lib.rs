@@ -40,7 +40,7 @@ mod action;
 mod config;
 mod durable;
 mod paxos;
-mod rng;
+pub mod rng;
 mod stats;
 
 pub use action::{Action, PersistToken};

@@ -11,7 +11,7 @@ use crate::{RestoreError, StateMachine};
 const MAX_REGISTRATIONS_PER_SLOT: usize = 1 << 20;
 
 /// Whom a reply is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
     /// A registration, recognised by the client's nonce.
     Register {

@@ -1,0 +1,63 @@
+//! What one simulated run looks like; everything not given is drawn from the seed.
+
+use synod_paxos::rng::Rng;
+
+/// The parameters of one run. [`SimConfig::new`] draws the fault rates from the seed.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The seed that decides everything.
+    pub seed: u64,
+    /// Replicas (odd).
+    pub replicas: u32,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Requests each client makes.
+    pub requests_per_client: u64,
+    /// Ticks of the fault phase.
+    pub fault_ticks: u64,
+    /// Ticks the heal phase may take before liveness is declared violated.
+    pub heal_ticks: u64,
+    /// Percent of messages dropped in the fault phase.
+    pub drop_percent: u64,
+    /// Percent of messages duplicated in the fault phase.
+    pub dup_percent: u64,
+    /// Most ticks a message spends in flight (reordering comes from the spread).
+    pub max_delay: u64,
+    /// Most ticks a disk write takes.
+    pub max_disk_delay: u64,
+    /// Per mille chance per tick of a fault event (crash, restart, cut, heal).
+    pub fault_per_mille: u64,
+    /// Record a readable trace of events.
+    pub trace: bool,
+    /// Deliberately broken core behaviour (the simulator's own tests).
+    #[cfg(feature = "planted-bugs")]
+    pub bugs: synod_paxos::PlantedBugs,
+}
+
+impl SimConfig {
+    /// A run of 3 replicas whose fault rates are drawn from `seed`.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig::with_replicas(seed, 3)
+    }
+
+    /// A run of `replicas` replicas whose fault rates are drawn from `seed`.
+    pub fn with_replicas(seed: u64, replicas: u32) -> SimConfig {
+        let mut rng = Rng::new(seed ^ 0x5EED_C0F1_6000_0000);
+        SimConfig {
+            seed,
+            replicas,
+            clients: 3,
+            requests_per_client: rng.range(10, 30),
+            fault_ticks: 1500,
+            heal_ticks: 4000,
+            drop_percent: rng.range(0, 15),
+            dup_percent: rng.range(0, 5),
+            max_delay: rng.range(1, 8),
+            max_disk_delay: rng.range(1, 6),
+            fault_per_mille: rng.range(5, 30),
+            trace: false,
+            #[cfg(feature = "planted-bugs")]
+            bugs: synod_paxos::PlantedBugs::default(),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The invariants of DESIGN.md, one module each, checked after every step of a run.
+//!
+//! The [`Checker`] holds what the whole run has seen (every commit on every
+//! replica, every command clients issued, every answer they got) and each
+//! invariant module decides one property from it.
+
+mod agreement;
+mod durability;
+mod exactly_once;
+mod liveness;
+mod order;
+mod validity;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use synod_wire::{ClientId, Command, NodeId, Outcome, Seq, Slot, Value};
+
+pub(crate) use liveness::Convergence;
+
+/// A broken invariant: which, when, and what was seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The invariant: agreement, order, validity, durability, exactly-once or liveness.
+    pub invariant: &'static str,
+    /// The tick it was detected at.
+    pub tick: u64,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violated at tick {}: {}", self.invariant, self.tick, self.detail)
+    }
+}
+
+/// Everything the run has seen that the invariants need.
+#[derive(Debug, Default)]
+pub(crate) struct Checker {
+    /// The first value any replica committed for each slot.
+    chosen: BTreeMap<Slot, (NodeId, Value)>,
+    /// The first applier digest any replica reached after each slot.
+    digests: BTreeMap<Slot, (NodeId, u64)>,
+    /// Every command a client sent.
+    issued: BTreeSet<Command>,
+    /// Every operation a client got an `Applied` answer for, with that answer.
+    answers: BTreeMap<(ClientId, Seq), Vec<u8>>,
+    pub(crate) violations: Vec<Violation>,
+}
+
+impl Checker {
+    fn report(&mut self, invariant: &'static str, tick: u64, found: Option<String>) {
+        if let Some(detail) = found {
+            // One report per invariant is enough to fail a seed and keeps traces short.
+            if !self.violations.iter().any(|v| v.invariant == invariant) {
+                self.violations.push(Violation { invariant, tick, detail });
+            }
+        }
+    }
+
+    pub(crate) fn issued(&mut self, command: &Command) {
+        self.issued.insert(command.clone());
+    }
+
+    /// A replica committed `value` in `slot` and its applier reached `digest`.
+    pub(crate) fn committed(&mut self, tick: u64, node: NodeId, slot: Slot, value: &Value, digest: u64) {
+        let found = agreement::check(&mut self.chosen, node, slot, value);
+        self.report("agreement", tick, found);
+        let found = validity::check(&self.issued, slot, value);
+        self.report("validity", tick, found);
+        let found = order::check(&mut self.digests, node, slot, digest);
+        self.report("order", tick, found);
+    }
+
+    /// A replica's state machine applied operations more than once.
+    pub(crate) fn machine_duplicates(&mut self, tick: u64, node: NodeId, duplicates: &[u64]) {
+        let found = exactly_once::check_applied_once(node, duplicates);
+        self.report("exactly-once", tick, found);
+    }
+
+    /// A client got `outcome` for `(client, seq)`.
+    pub(crate) fn answered(&mut self, tick: u64, client: ClientId, seq: Seq, outcome: &Outcome) {
+        let found = exactly_once::check_same_answer(&mut self.answers, client, seq, outcome);
+        self.report("exactly-once", tick, found);
+    }
+
+    /// An answer no correct run produces (an expired session, a stale request).
+    pub(crate) fn unexpected(&mut self, tick: u64, detail: String) {
+        self.report("exactly-once", tick, Some(detail));
+    }
+
+    /// End of the run: every acknowledged operation is in the chosen log.
+    pub(crate) fn final_durability(&mut self, tick: u64) {
+        let found = durability::check(&self.chosen, &self.answers);
+        self.report("durability", tick, found);
+    }
+
+    pub(crate) fn liveness(&mut self, tick: u64, found: Option<String>) {
+        self.report("liveness", tick, found);
+    }
+
+    /// The highest slot any replica committed, plus one.
+    pub(crate) fn log_len(&self) -> Slot {
+        self.chosen.keys().next_back().map_or(Slot(0), |s| s.next())
+    }
+}

@@ -1,0 +1,435 @@
+//! The simulated world: replicas, disks, network and clients, stepped tick by tick from one seed.
+
+use std::collections::BTreeMap;
+
+use synod_paxos::rng::Rng;
+use synod_paxos::{Action, Config, Durable, Paxos};
+use synod_state_machine::{Applier, Origin, SessionConfig};
+use synod_wire::{Batch, ClientReply, ClientRequest, Command, NodeId, Outcome, Slot, Wire};
+
+use crate::client::{Effect, SimClient};
+use crate::config::SimConfig;
+use crate::disk::Disk;
+use crate::invariants::{Checker, Convergence, Violation};
+use crate::machine::Audited;
+use crate::net::{Addr, Net, Payload};
+
+/// Commands a leader puts in one batch at most.
+const MAX_BATCH: usize = 8;
+
+/// What a run did and found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Broken invariants; empty for a good run.
+    pub violations: Vec<Violation>,
+    /// Ticks simulated.
+    pub ticks: u64,
+    /// Slots chosen.
+    pub slots: u64,
+    /// Client operations answered.
+    pub ops: u64,
+    /// Replica crashes.
+    pub crashes: u64,
+    /// Link cuts (partitions, one-way and partial).
+    pub cuts: u64,
+    /// Elections started, over all replicas and incarnations.
+    pub elections: u64,
+    /// Messages sent and dropped.
+    pub messages: (u64, u64),
+    /// The readable trace, if asked for.
+    pub trace: Vec<String>,
+}
+
+struct Replica {
+    core: Paxos,
+    applier: Applier<Audited>,
+    queue: Vec<Command>,
+    routes: BTreeMap<Origin, (usize, u64)>,
+}
+
+struct World {
+    cfg: SimConfig,
+    rng: Rng,
+    now: u64,
+    ids: Vec<NodeId>,
+    nodes: Vec<Option<Replica>>,
+    incarnation: Vec<u64>,
+    restart_at: Vec<Option<u64>>,
+    disks: Vec<Disk>,
+    net: Net,
+    clients: Vec<SimClient>,
+    checker: Checker,
+    trace: Vec<String>,
+    crashes: u64,
+    cuts: u64,
+    elections: u64,
+}
+
+/// Runs one seeded simulation: a fault phase, then a heal phase that must converge.
+pub fn run(cfg: &SimConfig) -> Report {
+    let mut w = World::new(cfg.clone());
+    for i in 0..w.nodes.len() {
+        w.start(i);
+    }
+    while w.now < cfg.fault_ticks {
+        w.now += 1;
+        w.faults();
+        w.step();
+    }
+    w.heal();
+    let deadline = w.now + cfg.heal_ticks;
+    loop {
+        w.now += 1;
+        w.step();
+        let c = w.convergence();
+        if c.converged() {
+            break;
+        }
+        if w.now >= deadline {
+            let why = c.explain();
+            w.checker.liveness(w.now, Some(why));
+            break;
+        }
+    }
+    w.checker.final_durability(w.now);
+    w.report()
+}
+
+impl World {
+    fn new(cfg: SimConfig) -> World {
+        let mut rng = Rng::new(cfg.seed);
+        let ids: Vec<NodeId> = (1..=cfg.replicas).map(NodeId).collect();
+        let n = ids.len();
+        let clients = (0..cfg.clients)
+            .map(|i| SimClient::new(i, cfg.requests_per_client, cfg.replicas, &mut rng))
+            .collect();
+        World {
+            net: Net::new(cfg.drop_percent, cfg.dup_percent, cfg.max_delay),
+            rng,
+            now: 0,
+            ids,
+            nodes: (0..n).map(|_| None).collect(),
+            incarnation: vec![0; n],
+            restart_at: vec![None; n],
+            disks: (0..n).map(|_| Disk::default()).collect(),
+            clients,
+            checker: Checker::default(),
+            trace: Vec::new(),
+            crashes: 0,
+            cuts: 0,
+            elections: 0,
+            cfg,
+        }
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.cfg.trace {
+            let line = line();
+            self.trace.push(format!("t={:>5} {line}", self.now));
+        }
+    }
+
+    /// Starts (or restarts) replica `i` from what its disk holds.
+    fn start(&mut self, i: usize) {
+        let config = Config::new(self.ids[i], self.ids.clone()).expect("the simulator builds valid configs");
+        #[cfg(feature = "planted-bugs")]
+        let config = config.with_bugs(self.cfg.bugs);
+        self.incarnation[i] += 1;
+        let seed = self.cfg.seed ^ (self.incarnation[i] << 48);
+        let durable = Durable::replay(self.disks[i].durable().iter().cloned());
+        let records = self.disks[i].durable().len();
+        let core = Paxos::recover(config, seed, durable, Slot(0));
+        let applier = Applier::new(Audited::default(), SessionConfig::default());
+        self.nodes[i] = Some(Replica { core, applier, queue: Vec::new(), routes: BTreeMap::new() });
+        self.restart_at[i] = None;
+        let id = self.ids[i];
+        let inc = self.incarnation[i];
+        self.log(|| format!("{id} starts (incarnation {inc}) from {records} durable records"));
+        self.drain(i);
+    }
+
+    fn crash(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            self.elections += node.core.stats().elections;
+            let kept = self.disks[i].crash(&mut self.rng);
+            self.crashes += 1;
+            let back = self.now + self.rng.range(20, 300);
+            self.restart_at[i] = Some(back);
+            let id = self.ids[i];
+            self.log(|| format!("{id} CRASHES (torn write kept {kept} records); restarts at {back}"));
+        }
+    }
+
+    /// Maybe injects one fault: a crash, a partition, a one-way cut, a cut pair, or a heal.
+    fn faults(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.restart_at[i].is_some_and(|t| t <= self.now) {
+                self.start(i);
+            }
+        }
+        if self.rng.range(0, 999) >= self.cfg.fault_per_mille {
+            return;
+        }
+        let n = self.ids.len();
+        match self.rng.range(0, 5) {
+            0 => {
+                let i = self.rng.index(n);
+                self.crash(i);
+            }
+            1 => {
+                // A partition: a random side against the rest, both ways.
+                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(50)).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.net.cut.insert((self.ids[a], self.ids[b]));
+                        }
+                    }
+                }
+                self.cuts += 1;
+                self.log(|| format!("PARTITION {side:?}"));
+            }
+            2 => {
+                let (a, b) = self.pair();
+                self.net.cut.insert((a, b));
+                self.cuts += 1;
+                self.log(|| format!("ONE-WAY CUT {a} -> {b}"));
+            }
+            3 => {
+                let (a, b) = self.pair();
+                self.net.cut.insert((a, b));
+                self.net.cut.insert((b, a));
+                self.cuts += 1;
+                self.log(|| format!("CUT {a} <-> {b}"));
+            }
+            _ => {
+                self.net.cut.clear();
+                self.log(|| "HEAL links".to_owned());
+            }
+        }
+    }
+
+    fn pair(&mut self) -> (NodeId, NodeId) {
+        let n = self.ids.len();
+        let a = self.rng.index(n);
+        let b = (a + 1 + self.rng.index(n - 1)) % n;
+        (self.ids[a], self.ids[b])
+    }
+
+    /// The end of the fault phase: every link heals, the network turns
+    /// reliable, and every crashed replica restarts.
+    fn heal(&mut self) {
+        self.net.cut.clear();
+        self.net.drop_percent = 0;
+        self.net.dup_percent = 0;
+        self.net.max_delay = self.net.max_delay.min(3);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_none() {
+                self.start(i);
+            }
+        }
+        self.log(|| "HEAL PHASE: all links healed, all replicas up, no loss".to_owned());
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        while let Some(packet) = self.net.next_due(now) {
+            match (packet.to, packet.payload) {
+                (Addr::Node(to), Payload::Peer(msg)) => {
+                    let i = to.0 as usize - 1;
+                    let Addr::Node(from) = packet.from else { continue };
+                    if let Some(node) = &mut self.nodes[i] {
+                        if self.cfg.trace {
+                            let kind = msg.kind();
+                            self.trace.push(format!("t={now:>5} {from} -> {to} {kind}"));
+                        }
+                        node.core.handle_message(from, msg);
+                        self.drain(i);
+                    }
+                }
+                (Addr::Node(to), Payload::Request(req)) => {
+                    let Addr::Client(c) = packet.from else { continue };
+                    self.on_request(to.0 as usize - 1, c, req);
+                }
+                (Addr::Client(c), Payload::Reply(reply)) => {
+                    let Addr::Node(from) = packet.from else { continue };
+                    let mut effects = Vec::new();
+                    self.clients[c].on_reply(now, from, reply, &mut effects);
+                    self.apply_effects(c, effects);
+                }
+                _ => {}
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(token) = self.disks[i].complete(now) {
+                if let Some(node) = &mut self.nodes[i] {
+                    node.core.handle_persisted(token);
+                    self.drain(i);
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(node) = &mut self.nodes[i] {
+                node.core.handle_tick();
+                self.drain(i);
+            }
+        }
+        for c in 0..self.clients.len() {
+            let mut effects = Vec::new();
+            self.clients[c].step(now, &mut self.rng, &mut effects);
+            self.apply_effects(c, effects);
+        }
+        for i in 0..self.nodes.len() {
+            self.propose(i);
+        }
+    }
+
+    fn on_request(&mut self, i: usize, client: usize, req: ClientRequest) {
+        let now = self.now;
+        let id = self.ids[i];
+        let Some(node) = &mut self.nodes[i] else { return };
+        if !node.core.is_leader() {
+            let reply = ClientReply { id: req.id, outcome: Outcome::Redirect { leader: node.core.leader() } };
+            self.net.send(&mut self.rng, now, Addr::Node(id), Addr::Client(client), Payload::Reply(reply));
+            return;
+        }
+        let origin = match &req.command {
+            Command::Register { nonce } => Origin::Register { nonce: *nonce },
+            Command::Op { client, seq, .. } => Origin::Request { client: *client, seq: *seq },
+        };
+        node.routes.insert(origin, (client, req.id));
+        node.queue.push(req.command);
+    }
+
+    fn propose(&mut self, i: usize) {
+        let now = self.now;
+        let Some(node) = &mut self.nodes[i] else { return };
+        let mut proposed = false;
+        while node.core.can_propose() && !node.queue.is_empty() {
+            let take = node.queue.len().min(MAX_BATCH);
+            let commands: Vec<Command> = node.queue.drain(..take).collect();
+            let batch = Batch { timestamp_ms: now * 10, commands };
+            let bytes = batch.encode().expect("simulated batches are small");
+            node.core.propose(bytes).expect("can_propose said yes");
+            proposed = true;
+        }
+        if proposed {
+            self.drain(i);
+        }
+    }
+
+    fn apply_effects(&mut self, c: usize, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send(to, req) => {
+                    self.net.send(
+                        &mut self.rng,
+                        self.now,
+                        Addr::Client(c),
+                        Addr::Node(to),
+                        Payload::Request(req),
+                    );
+                }
+                Effect::Issued(command) => self.checker.issued(&command),
+                Effect::Answered(client, seq, outcome) => {
+                    self.log(|| format!("client {c} answered {client} {seq}"));
+                    self.checker.answered(self.now, client, seq, &outcome);
+                }
+                Effect::Unexpected(detail) => self.checker.unexpected(self.now, detail),
+            }
+        }
+    }
+
+    /// Carries out everything replica `i`'s core asked for.
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        let id = self.ids[i];
+        loop {
+            let Some(node) = &mut self.nodes[i] else { return };
+            let Some(action) = node.core.poll_action() else { return };
+            match action {
+                Action::Send { to, msg } => {
+                    self.net.send(&mut self.rng, now, Addr::Node(id), Addr::Node(to), Payload::Peer(msg));
+                }
+                Action::Persist { records, token } => {
+                    let done = now + self.rng.range(0, self.cfg.max_disk_delay);
+                    self.disks[i].write(token, records, done);
+                }
+                Action::Commit { slot, value } => {
+                    let replies = match node.applier.apply(slot, &value) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let detail = format!("{id}: {e}");
+                            self.checker.unexpected(now, detail);
+                            continue;
+                        }
+                    };
+                    let digest = node.applier.digest();
+                    self.checker.committed(now, id, slot, &value, digest);
+                    if !node.applier.machine().duplicates.is_empty() {
+                        let dups = node.applier.machine().duplicates.clone();
+                        self.checker.machine_duplicates(now, id, &dups);
+                    }
+                    let mut sends = Vec::new();
+                    for reply in replies {
+                        if let Some((client, req_id)) = node.routes.remove(&reply.origin) {
+                            sends.push((client, ClientReply { id: req_id, outcome: reply.outcome }));
+                        }
+                    }
+                    for (client, reply) in sends {
+                        self.net.send(
+                            &mut self.rng,
+                            now,
+                            Addr::Node(id),
+                            Addr::Client(client),
+                            Payload::Reply(reply),
+                        );
+                    }
+                    if self.cfg.trace {
+                        self.trace.push(format!("t={now:>5} {id} commits {slot}"));
+                    }
+                }
+                Action::LeaderChanged { leader, ballot, is_self } => {
+                    if !is_self {
+                        node.queue.clear();
+                    }
+                    self.log(|| format!("{id} now follows {leader:?} (ballot {ballot}, self {is_self})"));
+                }
+            }
+        }
+    }
+
+    fn convergence(&self) -> Convergence {
+        Convergence {
+            leader: self.nodes.iter().flatten().find(|n| n.core.is_leader()).map(|n| n.core.id()),
+            clients_done: self.clients.iter().all(SimClient::done),
+            replicas: self
+                .nodes
+                .iter()
+                .flatten()
+                .map(|n| (n.core.id(), n.applier.next_slot(), n.applier.digest()))
+                .collect(),
+            log_len: self.checker.log_len(),
+        }
+    }
+
+    fn report(mut self) -> Report {
+        for node in self.nodes.iter().flatten() {
+            self.elections += node.core.stats().elections;
+        }
+        Report {
+            seed: self.cfg.seed,
+            violations: std::mem::take(&mut self.checker.violations),
+            ticks: self.now,
+            slots: self.checker.log_len().0,
+            ops: self.clients.iter().map(|c| c.completed).sum(),
+            crashes: self.crashes,
+            cuts: self.cuts,
+            elections: self.elections,
+            messages: (self.net.sent, self.net.dropped),
+            trace: self.trace,
+        }
+    }
+}
