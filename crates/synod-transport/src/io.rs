@@ -124,6 +124,7 @@ pub(crate) async fn write_loop(
             Stats::add(&stats.frames_lost, n);
             return;
         }
+        Stats::add(&stats.writes, 1);
         Stats::add(&stats.frames_out, n);
         Stats::add(&stats.bytes_out, bytes);
     }

@@ -34,6 +34,8 @@ stats! {
     frames_out,
     /// Payload bytes written.
     bytes_out,
+    /// Stream writes; `frames_out / writes` is how many frames each write coalesced.
+    writes,
     /// Streams closed for a malformed, oversized or truncated frame or stream header.
     rejected_frames,
     /// Handshakes that failed: no certificate, another CA's certificate, wrong ALPN, timeouts.

@@ -4,7 +4,7 @@
 //! dialing side checks that the replica it reached is the one it meant
 //! ([`NodeVerifier`]); the accepting side reads the identity from the
 //! dialer's certificate and checks it against the dialer's claim and the
-//! address book (in [`crate::node`]).
+//! address book (see [`crate::Node`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +50,8 @@ fn roots(creds: &Credentials) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
-/// QUIC transport parameters shared by replicas and clients.
-pub(crate) fn transport_config(idle_timeout: Duration, keep_alive: Duration) -> Arc<quinn::TransportConfig> {
+/// QUIC transport parameters shared by replicas and clients (the benchmark's bare stream uses them too).
+pub fn transport_config(idle_timeout: Duration, keep_alive: Duration) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
     t.keep_alive_interval(Some(keep_alive));
