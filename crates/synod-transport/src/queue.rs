@@ -123,3 +123,49 @@ pub(crate) fn coalesce(frames: &mut VecDeque<Bytes>, chunks: &mut Vec<Bytes>) ->
     }
     payload
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameDecoder;
+
+    #[test]
+    fn frames_queued_together_leave_in_one_chunk_and_large_ones_uncopied() {
+        let outbox = Outbox::new(QueueLimit { frames: 1000, bytes: 1 << 20 });
+        for i in 0..100u8 {
+            assert!(matches!(outbox.push(Bytes::from(vec![i; 128])), Push::Queued));
+        }
+        let mut taken = VecDeque::new();
+        block_on(outbox.take(&mut taken));
+        let mut chunks = Vec::new();
+        assert_eq!(coalesce(&mut taken, &mut chunks), 100 * 128);
+        assert_eq!(chunks.len(), 1, "100 small frames become one write");
+        let big = Bytes::from(vec![7u8; COALESCE_MAX + 1]);
+        let mut taken: VecDeque<Bytes> =
+            [Bytes::from_static(b"a"), big.clone(), Bytes::from_static(b"b")].into();
+        let mut chunks = Vec::new();
+        coalesce(&mut taken, &mut chunks);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[1].as_ptr(), big.as_ptr(), "the large payload is not copied");
+        let mut wire = BytesMut::new();
+        chunks.iter().for_each(|c| wire.extend_from_slice(c));
+        let d = FrameDecoder::new(1 << 20);
+        let frames: Vec<Bytes> = std::iter::from_fn(|| d.decode(&mut wire).unwrap()).collect();
+        assert_eq!(frames, vec![Bytes::from_static(b"a"), big, Bytes::from_static(b"b")]);
+    }
+
+    #[test]
+    fn a_full_queue_hands_the_frame_back_and_a_closed_one_refuses() {
+        let outbox = Outbox::new(QueueLimit { frames: 2, bytes: 10 });
+        assert!(matches!(outbox.push(Bytes::from_static(b"12345")), Push::Queued));
+        assert!(matches!(outbox.push(Bytes::from_static(b"123456")), Push::Full(f) if f.len() == 6));
+        assert!(matches!(outbox.push(Bytes::from_static(b"12345")), Push::Queued));
+        assert!(matches!(outbox.push(Bytes::from_static(b"1")), Push::Full(_)));
+        outbox.close();
+        assert!(matches!(outbox.push(Bytes::from_static(b"1")), Push::Closed(_)));
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+}
