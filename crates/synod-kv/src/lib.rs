@@ -11,7 +11,7 @@
 //!
 //! let mut kv = KvStore::default();
 //! let put = KvCommand::Put { key: b"k".to_vec(), value: b"v".to_vec() };
-//! assert_eq!(kv.execute(&put), KvResponse::Value(None));
+//! assert_eq!(kv.execute(&put), KvResponse::Stored);
 //! let get = KvCommand::Get { key: b"k".to_vec() };
 //! assert_eq!(kv.execute(&get), KvResponse::Value(Some(b"v".to_vec())));
 //! // Through the StateMachine interface, commands are bytes.
@@ -19,7 +19,8 @@
 //! ```
 #![warn(missing_docs)]
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use rkyv::rancor;
 use synod_state_machine::wire::Wire;
@@ -27,10 +28,45 @@ use synod_state_machine::{RestoreError, StateMachine};
 
 pub use synod_state_machine::wire::{KvCommand, KvResponse};
 
-/// An ordered map from byte keys to byte values.
+/// A hasher with fixed keys: the same on every replica and every run, and
+/// never seeded from the OS. Iteration order is never observed (snapshots
+/// sort), so it only has to be fast; clients are authenticated, which is
+/// our answer to hash flooding.
+type FixedState = BuildHasherDefault<FoldHasher>;
+
+/// A small multiply-rotate hasher over 8-byte words (after FxHash), with a
+/// final mix so that hashbrown's use of the top bits sees every input bit.
+#[derive(Debug, Default, Clone, Copy)]
+struct FoldHasher(u64);
+
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.0 = (self.0.rotate_left(26) ^ u64::from_le_bytes(c.try_into().expect("eight bytes")))
+                .wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.0 = (self.0.rotate_left(26) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(26) ^ n as u64).wrapping_mul(K);
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(K).rotate_left(20)
+    }
+}
+
+/// A map from byte keys to byte values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvStore {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: HashMap<Vec<u8>, Vec<u8>, FixedState>,
 }
 
 impl KvStore {
@@ -38,7 +74,10 @@ impl KvStore {
     pub fn execute(&mut self, command: &KvCommand) -> KvResponse {
         match command {
             KvCommand::Get { key } => KvResponse::Value(self.map.get(key).cloned()),
-            KvCommand::Put { key, value } => KvResponse::Value(self.map.insert(key.clone(), value.clone())),
+            KvCommand::Put { key, value } => {
+                self.map.insert(key.clone(), value.clone());
+                KvResponse::Stored
+            }
             KvCommand::Delete { key } => KvResponse::Value(self.map.remove(key)),
             KvCommand::Cas { key, expected, new } => {
                 let current = self.map.get(key).cloned();
@@ -85,14 +124,19 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        rkyv::to_bytes::<rancor::Error>(&self.map).map(|b| b.into_vec()).unwrap_or_default()
+        // Sorted, so that equal stores give equal snapshots whatever the hash order.
+        let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = self.map.iter().collect();
+        pairs.sort_unstable();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        rkyv::to_bytes::<rancor::Error>(&pairs).map(|b| b.into_vec()).unwrap_or_default()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(snapshot.len());
         aligned.extend_from_slice(snapshot);
-        self.map = rkyv::from_bytes::<BTreeMap<Vec<u8>, Vec<u8>>, rancor::Error>(&aligned)
+        let pairs = rkyv::from_bytes::<Vec<(Vec<u8>, Vec<u8>)>, rancor::Error>(&aligned)
             .map_err(|e| RestoreError::new(e.to_string()))?;
+        self.map = pairs.into_iter().collect();
         Ok(())
     }
 }

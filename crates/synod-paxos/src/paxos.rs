@@ -41,14 +41,14 @@ struct Entry {
     chosen: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Role {
     Follower,
     Candidate(Candidate),
     Leader(Leader),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Candidate {
     ballot: Ballot,
     /// The first slot this replica did not know chosen when it stood.
@@ -56,14 +56,14 @@ struct Candidate {
     promises: BTreeMap<NodeId, Vec<PromiseEntry>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Leader {
     ballot: Ballot,
     next_slot: Slot,
     pending: BTreeMap<Slot, Pending>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     value: Value,
     votes: BTreeSet<NodeId>,
@@ -79,7 +79,7 @@ struct Pending {
 /// quorum-connected replica that hears no happy peer for a randomized
 /// timeout stands with a ballot above every ballot it has seen. Everyone
 /// adopts the highest leader ballot they hear of.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Election {
     round: u64,
     round_ends: u64,
@@ -104,7 +104,7 @@ struct Election {
 /// [`Paxos::handle_persisted`], apply `Commit`s in order, and call
 /// `handle_tick` at a steady rate. Messages that promise or accept are only
 /// released after the records behind them are durable.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Paxos {
     cfg: Config,
     rng: Rng,
@@ -306,6 +306,14 @@ impl Paxos {
         matches!(&self.role, Role::Leader(l) if l.pending.len() < self.cfg.window)
     }
 
+    /// Slots this leader proposed that are not yet chosen (0 when not leading).
+    pub fn in_flight(&self) -> usize {
+        match &self.role {
+            Role::Leader(l) => l.pending.len(),
+            _ => 0,
+        }
+    }
+
     /// The highest ballot this replica's acceptor promised.
     pub fn promised(&self) -> Ballot {
         self.promised
@@ -454,7 +462,13 @@ impl Paxos {
         p.votes.insert(from);
         if p.votes.len() >= majority {
             let value = l.pending.remove(&slot).expect("present").value;
-            self.choose(slot, value);
+            // Our own acceptor normally holds this very value at this ballot;
+            // then there is nothing to compare or copy.
+            if self.log.get(&slot).is_some_and(|e| e.ballot == ballot && !e.chosen) {
+                self.mark_chosen(slot);
+            } else {
+                self.choose(slot, value);
+            }
             self.commit_dirty = true;
         }
     }
@@ -591,6 +605,18 @@ impl Paxos {
 
     // ---- private: learner ----
 
+    /// Marks `slot` chosen when its entry is known to hold the chosen value
+    /// (it was accepted at the ballot of a leader that says it is chosen).
+    fn mark_chosen(&mut self, slot: Slot) {
+        if let Some(e) = self.log.get_mut(&slot) {
+            if !e.chosen {
+                e.chosen = true;
+                self.stats.chosen += 1;
+                self.advance();
+            }
+        }
+    }
+
     /// Records that `slot` holds `value`, chosen.
     fn choose(&mut self, slot: Slot, value: Value) {
         if slot < self.base {
@@ -617,14 +643,14 @@ impl Paxos {
         if commit <= self.first_unchosen {
             return;
         }
-        let learned: Vec<(Slot, Value)> = self
+        let learned: Vec<Slot> = self
             .log
             .range(self.first_unchosen..commit)
             .filter(|(_, e)| !e.chosen && e.ballot == ballot)
-            .map(|(&s, e)| (s, e.value.clone()))
+            .map(|(&s, _)| s)
             .collect();
-        for (slot, value) in learned {
-            self.choose(slot, value);
+        for slot in learned {
+            self.mark_chosen(slot);
         }
         if self.first_unchosen < self.known_commit && self.last_catch_up.is_none() {
             self.request_catch_up(None);

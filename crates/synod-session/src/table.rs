@@ -164,7 +164,9 @@ impl SessionTable {
                 if ack.0 > s.ack && ack.0 < seq.0 {
                     // The client has all answers up to `ack`: forget them.
                     s.ack = ack.0;
-                    s.replies = s.replies.split_off(&(ack.0 + 1));
+                    while s.replies.first_key_value().is_some_and(|(&k, _)| k <= ack.0) {
+                        s.replies.pop_first();
+                    }
                 }
                 if seq.0 <= s.ack {
                     Err(SessionError::Stale)

@@ -13,7 +13,7 @@ pub enum KvCommand {
         /// The key.
         key: Vec<u8>,
     },
-    /// Set `key` to `value`; answers with the previous value.
+    /// Set `key` to `value`; answers [`KvResponse::Stored`].
     Put {
         /// The key.
         key: Vec<u8>,
@@ -39,8 +39,10 @@ pub enum KvCommand {
 /// The answer to a [`KvCommand`].
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KvResponse {
-    /// The value read, or the previous value of a put or delete.
+    /// The value read, or the previous value of a delete.
     Value(Option<Vec<u8>>),
+    /// A put was applied.
+    Stored,
     /// The result of a compare-and-swap.
     Cas {
         /// Whether the swap happened.

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 
 use crate::{cargo, run_cmd};
 
-const WHAT: &str = "wire log transport";
+const WHAT: &str = "core wire log transport";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let what: Vec<&str> = match args.first().map(String::as_str) {

@@ -10,7 +10,7 @@ fn put_get_delete_cas() {
     let mut kv = KvStore::default();
     let k = || b"k".to_vec();
     assert_eq!(kv.execute(&KvCommand::Get { key: k() }), KvResponse::Value(None));
-    assert_eq!(kv.execute(&KvCommand::Put { key: k(), value: b"1".to_vec() }), KvResponse::Value(None));
+    assert_eq!(kv.execute(&KvCommand::Put { key: k(), value: b"1".to_vec() }), KvResponse::Stored);
     assert_eq!(
         kv.execute(&KvCommand::Cas { key: k(), expected: Some(b"0".to_vec()), new: Some(b"2".to_vec()) }),
         KvResponse::Cas { swapped: false, current: Some(b"1".to_vec()) }
