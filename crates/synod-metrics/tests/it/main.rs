@@ -1,0 +1,101 @@
+//! synod-metrics integration test: the real exporter on loopback, scraped over HTTP.
+//!
+//! The exporter is the process's one global recorder, so everything that
+//! touches it lives in one test function.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use synod_metrics::{install, join_digest, names, scrape, scrape_with_timeout, MetricsError, ScrapeError};
+
+/// Long enough that only a hang reaches it; no assertion depends on it.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[test]
+fn the_exporter_serves_what_was_recorded() {
+    let addr = free_port();
+    let _handle = install(addr).unwrap();
+
+    metrics::counter!(names::PROPOSALS).increment(3);
+    metrics::counter!(names::SLOTS_COMMITTED).increment(2);
+    metrics::gauge!(names::IS_LEADER).set(1.0);
+    metrics::gauge!(names::PEER_CONNECTED, names::LABEL_PEER => "2").set(1.0);
+    metrics::gauge!(names::PEER_CONNECTED, names::LABEL_PEER => "3").set(0.0);
+    metrics::histogram!(names::COMMIT_LATENCY).record(0.003);
+    metrics::histogram!(names::COMMIT_LATENCY).record(0.5);
+    let digest = 0xdead_beef_0123_4567_u64;
+    synod_metrics::set_state_digest(digest);
+
+    // The listener thread starts asynchronously: retry until it answers.
+    let deadline = Instant::now() + PATIENCE;
+    let scraped = loop {
+        match scrape(addr) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("exporter never answered: {e}"),
+        }
+    };
+    assert_eq!(scraped.get(names::PROPOSALS), Some(3.0));
+    assert_eq!(scraped.get(names::SLOTS_COMMITTED), Some(2.0));
+    assert_eq!(scraped.get(names::IS_LEADER), Some(1.0));
+    assert_eq!(scraped.get_labeled(names::PEER_CONNECTED, names::LABEL_PEER, "2"), Some(1.0));
+    assert_eq!(scraped.get_labeled(names::PEER_CONNECTED, names::LABEL_PEER, "3"), Some(0.0));
+    assert_eq!(scraped.get(names::ELECTIONS), None, "never recorded");
+    // Histograms are exported with buckets, so they can be aggregated across replicas.
+    let count = format!("{}_count", names::COMMIT_LATENCY);
+    let bucket = format!("{}_bucket", names::COMMIT_LATENCY);
+    assert_eq!(scraped.get(&count), Some(2.0));
+    assert_eq!(scraped.get_labeled(&bucket, "le", "0.005"), Some(1.0));
+    assert_eq!(scraped.get_labeled(&bucket, "le", "+Inf"), Some(2.0));
+    let hi = scraped.get(names::STATE_DIGEST_HI).unwrap();
+    let lo = scraped.get(names::STATE_DIGEST_LO).unwrap();
+    assert_eq!(join_digest(hi, lo), Some(digest));
+
+    // Values move between scrapes.
+    metrics::counter!(names::PROPOSALS).increment(1);
+    assert_eq!(scrape(addr).unwrap().get(names::PROPOSALS), Some(4.0));
+
+    // A second exporter in the same process is refused, not a panic.
+    assert!(matches!(install(free_port()), Err(MetricsError::Build { .. })));
+
+    // Scraping a port nobody listens on fails cleanly.
+    let nobody = free_port();
+    assert!(matches!(scrape_with_timeout(nobody, Duration::from_secs(1)), Err(ScrapeError::Connect { .. })));
+}
+
+#[test]
+fn a_server_that_is_not_prometheus_is_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for answer in [&b"HTTP/1.0 500 Oops\r\n\r\n"[..], b"HTTP/1.0 200 OK\r\n\r\nnot metrics at all\n"] {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).unwrap();
+            conn.write_all(answer).unwrap();
+        }
+    });
+    assert!(matches!(scrape(addr), Err(ScrapeError::Status { .. })));
+    assert!(matches!(scrape(addr), Err(ScrapeError::Parse { .. })));
+    server.join().unwrap();
+}
+
+#[test]
+fn digests_split_and_join() {
+    for d in [0, 1, u64::MAX, 0x8000_0000_0000_0001] {
+        let (hi, lo) = synod_metrics::split_digest(d);
+        assert_eq!(join_digest(hi, lo), Some(d));
+    }
+    assert_eq!(join_digest(-1.0, 0.0), None);
+    assert_eq!(join_digest(0.5, 0.0), None);
+    assert_eq!(join_digest(4_294_967_296.0, 0.0), None);
+}
