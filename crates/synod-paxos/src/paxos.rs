@@ -89,6 +89,9 @@ struct Election {
     happy: bool,
     unhappy_since: Option<u64>,
     timeout: u64,
+    /// Set at a round's end when this replica may stand once its timeout
+    /// expires: it hears a majority and nobody it hears is happy.
+    may_stand: bool,
 }
 
 /// One replica's Multi-Paxos core.
@@ -184,6 +187,7 @@ impl Paxos {
                 happy: false,
                 unhappy_since: None,
                 timeout,
+                may_stand: false,
             },
             max_round: durable.promised.round,
             commit_dirty: false,
@@ -210,6 +214,12 @@ impl Paxos {
         self.now += 1;
         if self.now >= self.election.round_ends {
             self.end_round();
+        } else if self.election.may_stand
+            && self.election.unhappy_since.is_some_and(|t| self.now - t >= self.election.timeout)
+        {
+            // The timeout is checked every tick, not only at round ends, so
+            // that replicas with different timeouts rarely stand together.
+            self.stand();
         }
         self.finish();
     }
@@ -401,6 +411,13 @@ impl Paxos {
             self.pending_records.push(LogRecord::Promise { ballot });
         }
         self.observe_leader(ballot);
+        if from != self.cfg.id {
+            // A candidate is running: give it a full timeout before standing ourselves.
+            self.election.may_stand = false;
+            if self.election.unhappy_since.is_some() {
+                self.election.unhappy_since = Some(self.now);
+            }
+        }
         let entries = self
             .log
             .range(first_unchosen..)
@@ -527,6 +544,7 @@ impl Paxos {
         self.election.leader = ballot;
         self.election.happy = true;
         self.election.unhappy_since = None;
+        self.election.may_stand = false;
         self.stats.elections += 1;
         self.stats.leader_changes += 1;
         self.role =
@@ -714,6 +732,10 @@ impl Paxos {
 
     fn observe_status(&mut self, from: NodeId, status: Status) {
         self.peer_status.insert(from, status);
+        if status.happy {
+            // Someone is content with a leader: do not disrupt it.
+            self.election.may_stand = false;
+        }
         if status.first_unchosen > self.known_commit {
             self.known_commit = status.first_unchosen;
         }
@@ -752,6 +774,7 @@ impl Paxos {
         e.round_ends = self.now + self.cfg.heartbeat_ticks;
         if e.happy {
             e.unhappy_since = None;
+            e.may_stand = false;
         } else {
             let since = match e.unhappy_since {
                 Some(t) => t,
@@ -762,10 +785,11 @@ impl Paxos {
                 }
             };
             let waited = self.now - since;
+            self.election.may_stand = qc && !someone_happy && !leads;
             if leads && waited >= self.cfg.election_ticks.0 {
                 // Check-quorum: a leader that cannot hear a majority stops leading.
                 self.step_down();
-            } else if qc && !someone_happy && waited >= self.election.timeout && !leads {
+            } else if self.election.may_stand && waited >= self.election.timeout {
                 self.stand();
             }
         }

@@ -1,0 +1,78 @@
+//! A replica's configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use synod_session::SessionConfig;
+use synod_transport::{Credentials, Settings};
+use synod_wire::NodeId;
+
+/// Timing of the consensus core, in wall-clock terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// One logical tick.
+    pub tick: Duration,
+    /// Ticks between heartbeat rounds.
+    pub heartbeat_ticks: u64,
+    /// The election timeout is drawn from this range of ticks.
+    pub election_ticks: (u64, u64),
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { tick: Duration::from_millis(10), heartbeat_ticks: 5, election_ticks: (30, 60) }
+    }
+}
+
+/// Everything a replica needs to start.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This replica.
+    pub id: NodeId,
+    /// Every replica's address, this one's included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The cluster CA and this replica's certificate and key.
+    pub credentials: Credentials,
+    /// Where the write-ahead log lives.
+    pub data_dir: PathBuf,
+    /// Consensus timing.
+    pub timing: Timing,
+    /// Slots the leader keeps in flight; requests arriving meanwhile wait for the next batch.
+    pub max_in_flight: usize,
+    /// The most commands in one batch.
+    pub max_batch_commands: usize,
+    /// The most bytes of commands in one batch.
+    pub max_batch_bytes: usize,
+    /// Session table limits (identical on every replica).
+    pub sessions: SessionConfig,
+    /// Transport tunables.
+    pub transport: Settings,
+    /// Size of the log's segment files.
+    pub segment_bytes: u64,
+}
+
+impl ReplicaConfig {
+    /// A configuration with synod's defaults for everything but identity, peers, credentials and data directory.
+    pub fn new(
+        id: NodeId,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        credentials: Credentials,
+        data_dir: impl Into<PathBuf>,
+    ) -> ReplicaConfig {
+        ReplicaConfig {
+            id,
+            peers,
+            credentials,
+            data_dir: data_dir.into(),
+            timing: Timing::default(),
+            max_in_flight: 4,
+            max_batch_commands: 4096,
+            max_batch_bytes: 1 << 20,
+            sessions: SessionConfig::default(),
+            transport: Settings::default(),
+            segment_bytes: 64 << 20,
+        }
+    }
+}

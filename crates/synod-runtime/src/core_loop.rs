@@ -1,0 +1,315 @@
+//! The core thread: owns the Paxos core, reads one channel of events, carries out the core's actions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use synod_log::{Appender, LogEvent};
+use synod_paxos::{Action, Paxos, PersistToken};
+use synod_state_machine::Origin;
+use synod_transport::{ClientConnId, Inbound, Node};
+use synod_wire::{Batch, ClientReply, ClientRequest, Command, Message, Outcome, Wire};
+
+use crate::apply::ApplyJob;
+use crate::config::ReplicaConfig;
+use crate::replica::{Routes, Status};
+use crate::stats::Published;
+
+/// Everything the core thread reacts to.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Net(Inbound),
+    Log(LogEvent),
+    Shutdown,
+}
+
+/// Events handled before the core's actions are carried out, so that one
+/// round of actions (and one batch proposal) covers many inputs.
+const EVENTS_PER_ROUND: usize = 256;
+
+pub(crate) struct CoreLoop {
+    core: Paxos,
+    transport: Arc<Node>,
+    appender: Appender,
+    apply: Sender<ApplyJob>,
+    routes: Routes,
+    status: Arc<Mutex<Status>>,
+    tick: Duration,
+    max_in_flight: usize,
+    max_batch_commands: usize,
+    max_batch_bytes: usize,
+    /// Commands waiting for the next batch, with their size.
+    queue: Vec<Command>,
+    queue_bytes: usize,
+    published: Published,
+    stopping: bool,
+    /// Proposals in flight: when each was proposed, for the commit-latency histogram.
+    proposed_at: std::collections::VecDeque<Instant>,
+}
+
+impl CoreLoop {
+    pub(crate) fn new(
+        config: &ReplicaConfig,
+        core: Paxos,
+        transport: Arc<Node>,
+        appender: Appender,
+        apply: Sender<ApplyJob>,
+        routes: Routes,
+        status: Arc<Mutex<Status>>,
+    ) -> CoreLoop {
+        CoreLoop {
+            core,
+            transport,
+            appender,
+            apply,
+            routes,
+            status,
+            tick: config.timing.tick,
+            max_in_flight: config.max_in_flight.max(1),
+            max_batch_commands: config.max_batch_commands.max(1),
+            max_batch_bytes: config.max_batch_bytes.max(1),
+            queue: Vec::new(),
+            queue_bytes: 0,
+            published: Published::default(),
+            stopping: false,
+            proposed_at: Default::default(),
+        }
+    }
+
+    pub(crate) fn run(mut self, events: Receiver<Event>) {
+        let mut next_tick = Instant::now() + self.tick;
+        let mut ticks = 0u64;
+        // The recovered core may already have commits to deliver.
+        self.carry_out();
+        while !self.stopping {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match events.recv_timeout(wait) {
+                Ok(event) => {
+                    self.handle(event);
+                    for event in events.try_iter().take(EVENTS_PER_ROUND) {
+                        self.handle(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.core.handle_tick();
+                ticks += 1;
+                next_tick += self.tick;
+                if next_tick < now {
+                    // We fell behind (a stall, a suspended process): do not replay missed ticks in a burst.
+                    next_tick = now + self.tick;
+                }
+                if ticks % self.core.config().heartbeat_ticks() == 0 {
+                    self.publish();
+                }
+            }
+            self.propose();
+            self.carry_out();
+        }
+        self.publish();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Net(Inbound::Peer { from, frame, .. }) => match Message::decode(&frame) {
+                Ok(msg) => self.core.handle_message(from, msg),
+                Err(e) => {
+                    metrics::counter!("synod_rejected_frames_total").increment(1);
+                    tracing::warn!(%from, %e, "dropped a malformed peer frame");
+                }
+            },
+            Event::Net(Inbound::Client { conn, frame }) => self.on_client(conn, &frame),
+            Event::Net(Inbound::PeerUp { .. } | Inbound::PeerDown { .. }) => {}
+            Event::Net(Inbound::ClientUp { .. }) => {
+                metrics::gauge!("synod_client_connections").increment(1.0)
+            }
+            Event::Net(Inbound::ClientDown { .. }) => {
+                metrics::gauge!("synod_client_connections").decrement(1.0)
+            }
+            Event::Log(LogEvent::Durable(token)) => self.core.handle_persisted(PersistToken(token)),
+            Event::Log(LogEvent::Failed(e)) => {
+                // Never continue after a lost write: stop this replica.
+                tracing::error!(%e, "the log failed; stopping the replica");
+                self.status.lock().fatal = Some(e.to_string());
+                self.stopping = true;
+            }
+            Event::Shutdown => self.stopping = true,
+        }
+    }
+
+    fn on_client(&mut self, conn: ClientConnId, frame: &[u8]) {
+        let request = match ClientRequest::decode(frame) {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::counter!("synod_rejected_frames_total").increment(1);
+                tracing::warn!(?conn, %e, "closing a client stream that sent a malformed request");
+                self.transport.close_client(conn);
+                return;
+            }
+        };
+        if !self.core.is_leader() {
+            self.reply(conn, request.id, Outcome::Redirect { leader: self.core.leader() });
+            return;
+        }
+        let size = match &request.command {
+            Command::Register { .. } => 16,
+            Command::Op { payload, .. } => payload.len() + 32,
+        };
+        if self.queue_bytes + size > 64 * self.max_batch_bytes {
+            // Far more queued than the pipeline can take: push back.
+            self.reply(conn, request.id, Outcome::Busy);
+            return;
+        }
+        self.routes.lock().insert(origin(&request.command), (conn, request.id));
+        self.queue.push(request.command);
+        self.queue_bytes += size;
+    }
+
+    fn reply(&self, conn: ClientConnId, id: u64, outcome: Outcome) {
+        if let Ok(frame) = (ClientReply { id, outcome }).encode() {
+            let _ = self.transport.reply(conn, frame);
+        }
+    }
+
+    /// Proposes what queued while earlier batches were in flight.
+    fn propose(&mut self) {
+        while !self.queue.is_empty() && self.core.can_propose() && self.core.in_flight() < self.max_in_flight
+        {
+            let mut bytes = 0;
+            let mut take = 0;
+            for c in &self.queue {
+                let size = match c {
+                    Command::Register { .. } => 16,
+                    Command::Op { payload, .. } => payload.len() + 32,
+                };
+                if take > 0 && (take >= self.max_batch_commands || bytes + size > self.max_batch_bytes) {
+                    break;
+                }
+                bytes += size;
+                take += 1;
+            }
+            let commands: Vec<Command> = self.queue.drain(..take).collect();
+            self.queue_bytes -= bytes.min(self.queue_bytes);
+            metrics::histogram!("synod_batch_commands").record(commands.len() as f64);
+            let batch = Batch { timestamp_ms: wall_ms(), commands };
+            match batch.encode() {
+                Ok(frame) => {
+                    if self.core.propose(frame).is_ok() {
+                        self.proposed_at.push_back(Instant::now());
+                    }
+                }
+                Err(e) => tracing::error!(%e, "a batch did not encode"),
+            }
+        }
+    }
+
+    /// Carries out the core's actions until it has none.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Send { to, msg } => {
+                    let bulk = matches!(msg, Message::CatchUpReply { .. });
+                    match msg.encode() {
+                        Ok(frame) => {
+                            // A full queue or a down link loses the message; the core retries what matters.
+                            let _ = if bulk {
+                                self.transport.send_bulk(to, frame)
+                            } else {
+                                self.transport.send(to, frame)
+                            };
+                        }
+                        Err(e) => tracing::error!(%e, kind = msg.kind(), "a message did not encode"),
+                    }
+                }
+                Action::Persist { records, token } => {
+                    if let Err(e) = self.appender.append(records, token.0) {
+                        tracing::error!(%e, "the log refused a write; stopping the replica");
+                        self.status.lock().fatal = Some(e.to_string());
+                        self.stopping = true;
+                    }
+                }
+                Action::Commit { slot, value } => {
+                    if self.core.is_leader() {
+                        if let Some(at) = self.proposed_at.pop_front() {
+                            metrics::histogram!("synod_commit_latency_seconds")
+                                .record(at.elapsed().as_secs_f64());
+                        }
+                    }
+                    let _ = self.apply.send(ApplyJob::Commit { slot, value });
+                }
+                Action::LeaderChanged { leader, ballot, is_self } => {
+                    tracing::info!(?leader, %ballot, is_self, "leader changed");
+                    if !is_self {
+                        self.proposed_at.clear();
+                        self.redirect_queued(leader);
+                    }
+                    self.update_status();
+                }
+            }
+        }
+    }
+
+    /// Sends every queued request back to its client with the new leader's name.
+    fn redirect_queued(&mut self, leader: Option<synod_wire::NodeId>) {
+        let queued = std::mem::take(&mut self.queue);
+        self.queue_bytes = 0;
+        let mut routes = self.routes.lock();
+        let targets: Vec<_> = queued.iter().filter_map(|c| routes.remove(&origin(c))).collect();
+        drop(routes);
+        for (conn, id) in targets {
+            self.reply(conn, id, Outcome::Redirect { leader });
+        }
+    }
+
+    fn update_status(&self) {
+        let mut s = self.status.lock();
+        s.leader = self.core.leader();
+        s.is_leader = self.core.is_leader();
+        s.ballot = self.core.leader_ballot();
+        s.commit = self.core.first_unchosen();
+        s.peers_connected = self
+            .core
+            .config()
+            .members()
+            .iter()
+            .copied()
+            .filter(|&p| self.transport.is_connected(p))
+            .collect();
+    }
+
+    fn publish(&mut self) {
+        self.update_status();
+        self.published.paxos(self.core.stats());
+        let s = self.status.lock().clone();
+        metrics::gauge!("synod_is_leader").set(if s.is_leader { 1.0 } else { 0.0 });
+        metrics::gauge!("synod_leader_id").set(s.leader.map_or(0.0, |l| f64::from(l.0)));
+        metrics::gauge!("synod_ballot_round").set(s.ballot.round as f64);
+        metrics::gauge!("synod_commit_slot").set(s.commit.0 as f64);
+        metrics::gauge!("synod_applied_slot").set(s.applied.0 as f64);
+        metrics::gauge!("synod_apply_lag_slots").set(s.commit.0.saturating_sub(s.applied.0) as f64);
+        metrics::gauge!("synod_sessions").set(s.sessions as f64);
+        metrics::gauge!("synod_state_digest_hi").set((s.digest >> 32) as f64);
+        metrics::gauge!("synod_state_digest_lo").set((s.digest & 0xffff_ffff) as f64);
+        for &peer in self.core.config().members() {
+            if peer != self.core.id() {
+                let up = if s.peers_connected.contains(&peer) { 1.0 } else { 0.0 };
+                metrics::gauge!("synod_peer_connected", "peer" => peer.0.to_string()).set(up);
+            }
+        }
+    }
+}
+
+fn origin(command: &Command) -> Origin {
+    match command {
+        Command::Register { nonce } => Origin::Register { nonce: *nonce },
+        Command::Op { client, seq, .. } => Origin::Request { client: *client, seq: *seq },
+    }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,44 @@
+//! synod-runtime: a replica of a synod cluster, for any [`StateMachine`].
+//!
+//! It composes the pure heart with real IO:
+//!
+//! ```text
+//!  client --QUIC--> transport --+                       +--> log thread: group commit, one fdatasync
+//!  peers  --QUIC--> transport --+--> core thread ------+      per batch of writes --> Persisted
+//!  ticks (wall clock) ----------+    owns synod-paxos   |
+//!  Persisted (log thread) ------+    one event channel  +--> apply thread: Applier (sessions +
+//!                                                             your StateMachine) --> replies
+//! ```
+//!
+//! * The **core thread** owns the [`synod_paxos::Paxos`] core and reads
+//!   one crossbeam channel of events (peer and client frames, ticks, the
+//!   log's durability reports). It never blocks on IO.
+//! * The **log thread** ([`synod_log::GroupCommit`]) drains every queued
+//!   write, writes them, fdatasyncs once and reports every token covered.
+//! * The **apply thread** runs committed slots through the
+//!   [`synod_state_machine::Applier`] and answers the clients waiting on them.
+//!
+//! Client requests reach the leader: a follower answers `Redirect` with the
+//! leader it knows, and the client reconnects there (see
+//! `docs/decisions/0002-redirect-not-forward.md`). The leader batches
+//! whatever arrives while earlier batches are in flight.
+//!
+//! ```no_run
+//! use synod_runtime::{Replica, ReplicaConfig};
+//! use synod_kv::KvStore;
+//! # fn config() -> ReplicaConfig { unimplemented!() }
+//! let replica = Replica::start(config(), KvStore::default()).expect("replica starts");
+//! println!("{:?}", replica.status());
+//! replica.shutdown();
+//! ```
+#![warn(missing_docs)]
+
+mod apply;
+mod config;
+mod core_loop;
+mod replica;
+mod stats;
+
+pub use config::{ReplicaConfig, Timing};
+pub use replica::{Replica, StartError, Status};
+pub use synod_state_machine::{RestoreError, StateMachine};

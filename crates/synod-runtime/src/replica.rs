@@ -1,0 +1,213 @@
+//! Starting, observing and stopping a replica.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use synod_log::{GroupCommit, Options, Wal};
+use synod_paxos::{Config, ConfigError, Durable, Paxos};
+use synod_state_machine::{Applier, Origin, StateMachine};
+use synod_transport::{ClientConnId, Node, NodeConfig};
+use synod_wire::{Ballot, NodeId, Slot};
+
+use crate::apply::{self, ApplyJob};
+use crate::config::ReplicaConfig;
+use crate::core_loop::{CoreLoop, Event};
+
+/// Where each waiting client request came from: origin -> (stream, request id).
+pub(crate) type Routes = Arc<Mutex<HashMap<Origin, (ClientConnId, u64)>>>;
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The cluster membership or timing is invalid.
+    #[error("invalid cluster configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The write-ahead log could not be opened (a corrupt log refuses to start).
+    #[error("cannot open the log in {dir}: {source}")]
+    Log {
+        /// The data directory.
+        dir: String,
+        /// What went wrong.
+        #[source]
+        source: synod_log::OpenError,
+    },
+    /// The transport could not start.
+    #[error("cannot start the transport: {0}")]
+    Transport(#[from] synod_transport::StartError),
+    /// A thread could not be spawned.
+    #[error("cannot spawn a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// What a replica knows about itself and the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// This replica.
+    pub id: NodeId,
+    /// The leader it believes in.
+    pub leader: Option<NodeId>,
+    /// Whether it leads.
+    pub is_leader: bool,
+    /// The highest leader ballot it knows.
+    pub ballot: Ballot,
+    /// Every slot below this is chosen and known here.
+    pub commit: Slot,
+    /// Every slot below this is applied to the state machine.
+    pub applied: Slot,
+    /// A digest of everything applied: equal on replicas that applied the same sequence.
+    pub digest: u64,
+    /// Peers with a live connection.
+    pub peers_connected: Vec<NodeId>,
+    /// Live client sessions.
+    pub sessions: usize,
+    /// Set when the replica stopped on a fatal error (a failed write or fsync).
+    pub fatal: Option<String>,
+}
+
+/// A running replica. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct Replica {
+    events: Sender<Event>,
+    status: Arc<Mutex<Status>>,
+    core: Option<JoinHandle<()>>,
+    applier: Option<JoinHandle<()>>,
+    transport: Arc<Node>,
+    log: Arc<Mutex<Option<GroupCommit>>>,
+}
+
+impl Replica {
+    /// Recovers the log in `config.data_dir`, starts the transport, the
+    /// log, apply and core threads, and begins serving.
+    pub fn start<S: StateMachine + Send + 'static>(
+        config: ReplicaConfig,
+        machine: S,
+    ) -> Result<Replica, StartError> {
+        let members: Vec<NodeId> = config.peers.keys().copied().collect();
+        let paxos_config = Config::new(config.id, members)?
+            .with_timing(config.timing.heartbeat_ticks, config.timing.election_ticks)?
+            .with_window(config.max_in_flight.max(1))?;
+        let dir = config.data_dir.display().to_string();
+        let (wal, recovery) = Wal::open(&config.data_dir, Options::new().segment_size(config.segment_bytes))
+            .map_err(|source| StartError::Log { dir: dir.clone(), source })?;
+        if let Some(torn) = &recovery.torn {
+            tracing::warn!(%dir, ?torn, "recovered a torn log tail");
+        }
+        let records = recovery.records.len();
+        let durable = Durable::replay(recovery.records);
+        let core = Paxos::recover(paxos_config, seed(config.id), durable, Slot(0));
+        tracing::info!(id = %config.id, records, commit = %core.first_unchosen(), "recovered");
+
+        let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+        let status = Arc::new(Mutex::new(Status { id: config.id, ..Status::default() }));
+        let routes: Routes = Arc::default();
+
+        let log_tx = tx.clone();
+        let (group, appender) = GroupCommit::spawn(wal, move |event| {
+            let _ = log_tx.send(Event::Log(event));
+        });
+        let log = Arc::new(Mutex::new(Some(group)));
+
+        let net_tx = tx.clone();
+        let transport = Arc::new(Node::start(
+            NodeConfig {
+                id: config.id,
+                peers: config.peers.clone(),
+                credentials: config.credentials.clone(),
+                settings: config.transport.clone(),
+            },
+            move |inbound| {
+                let _ = net_tx.send(Event::Net(inbound));
+            },
+        )?);
+
+        let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
+        let applier = Applier::new(machine, config.sessions);
+        let applier_thread = {
+            let transport = transport.clone();
+            let routes = routes.clone();
+            let status = status.clone();
+            std::thread::Builder::new()
+                .name(format!("synod-apply-{}", config.id.0))
+                .spawn(move || apply::run(applier, apply_rx, transport, routes, status))?
+        };
+        let core_thread = {
+            let core_loop =
+                CoreLoop::new(&config, core, transport.clone(), appender, apply_tx, routes, status.clone());
+            std::thread::Builder::new()
+                .name(format!("synod-core-{}", config.id.0))
+                .spawn(move || core_loop.run(rx))?
+        };
+        Ok(Replica {
+            events: tx,
+            status,
+            core: Some(core_thread),
+            applier: Some(applier_thread),
+            transport,
+            log,
+        })
+    }
+
+    /// A snapshot of the replica's state.
+    pub fn status(&self) -> Status {
+        self.status.lock().clone()
+    }
+
+    /// The transport's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// Waits until `cond` holds for the status, or `timeout` passes; returns whether it held.
+    pub fn wait_for(&self, timeout: Duration, cond: impl Fn(&Status) -> bool) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if cond(&self.status()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond(&self.status())
+    }
+
+    /// Whether the core thread stopped (on shutdown or a fatal error).
+    pub fn is_stopped(&self) -> bool {
+        self.core.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops serving: the core stops, queued log writes are flushed, connections close.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.events.send(Event::Shutdown);
+        if let Some(t) = self.core.take() {
+            let _ = t.join();
+        }
+        // The core thread dropped the apply channel's sender; the apply thread drains and exits.
+        if let Some(t) = self.applier.take() {
+            let _ = t.join();
+        }
+        if let Some(group) = self.log.lock().take() {
+            drop(group.shutdown());
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A seed for the election timer: replicas must differ, runs need not repeat.
+fn seed(id: NodeId) -> u64 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ u64::from(id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

@@ -1,0 +1,175 @@
+//! A test cluster: replicas on loopback with fresh certificates and data directories.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use synod_kv::KvStore;
+use synod_runtime::{Replica, ReplicaConfig, Status};
+use synod_transport::{certs, ClientEndpoint, ClientStream, Credentials, Identity, Settings};
+use synod_wire::{
+    ClientId, ClientReply, ClientRequest, Command, KvCommand, KvResponse, NodeId, Outcome, Seq, Wire,
+};
+
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    certs: PathBuf,
+    data: PathBuf,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    replicas: BTreeMap<NodeId, Option<Replica>>,
+}
+
+impl Cluster {
+    pub fn start(n: u32) -> Cluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        certs::init(&certs, n, 2, false).unwrap();
+        let peers: BTreeMap<NodeId, SocketAddr> = (1..=n)
+            .map(|i| {
+                let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+                (NodeId(i), probe.local_addr().unwrap())
+            })
+            .collect();
+        let mut cluster =
+            Cluster { data: dir.path().join("data"), _dir: dir, certs, peers, replicas: BTreeMap::new() };
+        for i in 1..=n {
+            cluster.restart(NodeId(i));
+        }
+        cluster
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.peers.keys().copied().collect()
+    }
+
+    pub fn restart(&mut self, id: NodeId) {
+        let creds = Credentials::load(&self.certs, Identity::Node(id)).unwrap();
+        let mut config =
+            ReplicaConfig::new(id, self.peers.clone(), creds, self.data.join(format!("node-{}", id.0)));
+        config.segment_bytes = 1 << 20;
+        let replica = Replica::start(config, KvStore::default()).unwrap();
+        self.replicas.insert(id, Some(replica));
+    }
+
+    pub fn stop(&mut self, id: NodeId) {
+        if let Some(Some(r)) = self.replicas.insert(id, None) {
+            r.shutdown();
+        }
+    }
+
+    fn statuses(&self) -> Vec<Status> {
+        self.replicas.values().flatten().map(Replica::status).collect()
+    }
+
+    pub fn await_leader(&self, timeout: Duration) -> NodeId {
+        let until = Instant::now() + timeout;
+        loop {
+            let leaders: Vec<NodeId> = self.statuses().iter().filter(|s| s.is_leader).map(|s| s.id).collect();
+            if let [one] = leaders[..] {
+                return one;
+            }
+            assert!(Instant::now() < until, "no single leader within {timeout:?}: {:?}", self.statuses());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every running replica applied the same slots with the same digest.
+    pub fn await_identical(&self, timeout: Duration) -> Status {
+        let until = Instant::now() + timeout;
+        loop {
+            let s = self.statuses();
+            let same = s.windows(2).all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest);
+            let all = self.replicas.values().all(Option::is_some);
+            if same && all && s[0].applied.0 > 0 && s.iter().all(|x| x.commit == x.applied) {
+                return s[0].clone();
+            }
+            assert!(Instant::now() < until, "replicas did not converge within {timeout:?}: {s:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A minimal client speaking the wire protocol directly, one request at a time.
+pub struct RawClient {
+    rt: tokio::runtime::Runtime,
+    stream: ClientStream,
+    endpoint: ClientEndpoint,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    session: Option<ClientId>,
+    seq: u64,
+}
+
+impl RawClient {
+    pub fn connect(cluster: &Cluster, to: NodeId) -> RawClient {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let creds = Credentials::load(&cluster.certs, Identity::Client(1)).unwrap();
+        let addr = cluster.peers[&to];
+        let (endpoint, stream) = rt.block_on(async {
+            let endpoint =
+                ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), creds, Settings::default()).unwrap();
+            let stream = endpoint.connect(addr, Some(to)).await.unwrap();
+            (endpoint, stream)
+        });
+        RawClient { rt, stream, endpoint, peers: cluster.peers.clone(), session: None, seq: 0 }
+    }
+
+    fn reconnect(&mut self, to: NodeId) {
+        let addr = self.peers[&to];
+        self.stream = self.rt.block_on(self.endpoint.connect(addr, Some(to))).unwrap();
+    }
+
+    /// Sends `command`, following redirects (a leader may change under a test).
+    fn call_following(&mut self, command: Command) -> Outcome {
+        for _ in 0..20 {
+            match self.call(command.clone()) {
+                Outcome::Redirect { leader: Some(l) } => self.reconnect(l),
+                Outcome::Redirect { leader: None } => std::thread::sleep(Duration::from_millis(50)),
+                other => return other,
+            }
+        }
+        panic!("redirected 20 times");
+    }
+
+    fn call(&mut self, command: Command) -> Outcome {
+        let id = self.seq + 1000;
+        self.stream.send(ClientRequest { id, command }.encode().unwrap()).unwrap();
+        let frame = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.stream.recv()).await })
+            .expect("an answer within 10 s")
+            .expect("the stream stays open");
+        let reply = ClientReply::decode(&frame).unwrap();
+        assert_eq!(reply.id, id);
+        reply.outcome
+    }
+
+    pub fn raw_register(&mut self) -> Outcome {
+        self.call(Command::Register { nonce: 7 })
+    }
+
+    pub fn register(&mut self) {
+        match self.call_following(Command::Register { nonce: 7 }) {
+            Outcome::Registered { client } => self.session = Some(client),
+            other => panic!("register: {other:?}"),
+        }
+    }
+
+    pub fn op(&mut self, kv: &KvCommand) -> KvResponse {
+        self.seq += 1;
+        let command = Command::Op {
+            client: self.session.expect("registered"),
+            seq: Seq(self.seq),
+            ack: Seq(self.seq - 1),
+            payload: kv.encode().unwrap(),
+        };
+        match self.call_following(command) {
+            Outcome::Applied { payload } => KvResponse::decode(&payload).unwrap(),
+            other => panic!("op: {other:?}"),
+        }
+    }
+}
