@@ -1,0 +1,129 @@
+//! The client's configuration: the address book, credentials, timeouts and the pipelining limit.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use synod_transport::{Credentials, Identity, Settings};
+use synod_wire::NodeId;
+
+use crate::ConfigError;
+
+/// The most requests a client keeps in flight: the replicas' session window
+/// (synod-session's default), beyond which a request would be refused as too far ahead.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// Everything a [`crate::Client`] needs. A config that exists is valid:
+/// [`ClientConfig::new`] checks the address book, and the `with_*` setters
+/// clamp their arguments into range.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) replicas: Vec<(NodeId, SocketAddr)>,
+    pub(crate) credentials: Credentials,
+    pub(crate) request_timeout: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) transport: Settings,
+    pub(crate) bind: SocketAddr,
+}
+
+impl ClientConfig {
+    /// A configuration for the replicas of `replicas`, authenticating with `credentials`
+    /// (a client's, or a replica's for tools running on a replica host).
+    ///
+    /// Defaults: a request timeout of 1 s per attempt, an overall deadline of
+    /// 30 s per call, [`MAX_IN_FLIGHT`] requests in flight, the transport's
+    /// default settings, and an ephemeral local port.
+    pub fn new(
+        replicas: BTreeMap<NodeId, SocketAddr>,
+        credentials: Credentials,
+    ) -> Result<ClientConfig, ConfigError> {
+        let first = *replicas.values().next().ok_or(ConfigError::NoReplicas)?;
+        let bind = if first.is_ipv4() {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        };
+        Ok(ClientConfig {
+            replicas: replicas.into_iter().collect(),
+            credentials,
+            request_timeout: Duration::from_secs(1),
+            deadline: Duration::from_secs(30),
+            max_in_flight: MAX_IN_FLIGHT,
+            transport: Settings::default(),
+            bind,
+        })
+    }
+
+    /// Loads client `client`'s credentials from `dir` (the layout `synod certs init`
+    /// writes: `ca.pem`, `client-<client>.pem`, `client-<client>.key`).
+    pub fn from_cert_dir(
+        dir: impl AsRef<Path>,
+        client: u32,
+        replicas: BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<ClientConfig, ConfigError> {
+        let dir = dir.as_ref();
+        let credentials = Credentials::load(dir, Identity::Client(client))
+            .map_err(|source| ConfigError::Certs { dir: dir.to_owned(), source })?;
+        ClientConfig::new(replicas, credentials)
+    }
+
+    /// How long one attempt of a request may wait for its answer before the
+    /// client moves to another replica and resends (at least 1 ms).
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.request_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long one call (and [`crate::Client::connect`]) may take in all,
+    /// across every retry, before it fails with a timeout (at least 1 ms).
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> ClientConfig {
+        self.deadline = deadline.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The most requests in flight at once, clamped to `1..=`[`MAX_IN_FLIGHT`];
+    /// further calls wait for a slot.
+    #[must_use]
+    pub fn with_max_in_flight(mut self, n: usize) -> ClientConfig {
+        self.max_in_flight = n.clamp(1, MAX_IN_FLIGHT);
+        self
+    }
+
+    /// The transport's tunables (queue sizes, idle timeout, keep-alive).
+    #[must_use]
+    pub fn with_transport(mut self, settings: Settings) -> ClientConfig {
+        self.transport = settings;
+        self
+    }
+
+    /// The local address to bind (default: the unspecified address, an ephemeral port).
+    #[must_use]
+    pub fn with_bind(mut self, bind: SocketAddr) -> ClientConfig {
+        self.bind = bind;
+        self
+    }
+
+    /// The address book, in replica order.
+    pub fn replicas(&self) -> &[(NodeId, SocketAddr)] {
+        &self.replicas
+    }
+
+    /// The per-attempt timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The overall deadline of a call.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The most requests in flight.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+}

@@ -1,0 +1,49 @@
+//! synod-client: the Rust client of a synod cluster.
+//!
+//! A [`Client`] connects to one replica over QUIC with mutual TLS, follows
+//! redirects to the leader, and registers one session through the
+//! replicated log. Requests from any number of tasks are pipelined on one
+//! long-lived stream, each with the next sequence number of the session.
+//! When the replica stops answering (a per-attempt timeout), goes away, or
+//! redirects, the client moves to another replica and resends every
+//! outstanding request under the same (session, sequence number); the
+//! replicas' session table applies each at most once and answers retries
+//! with the first answer. The application sees only latency.
+//!
+//! [`Client::call`] takes the bytes of any state machine's command;
+//! [`Client::get`], [`Client::put`], [`Client::delete`] and [`Client::cas`]
+//! speak the bundled key-value store.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use std::time::Duration;
+//! use synod_client::{Client, ClientConfig};
+//! use synod_wire::NodeId;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let replicas: BTreeMap<NodeId, std::net::SocketAddr> = (1..=3)
+//!     .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i).parse().unwrap()))
+//!     .collect();
+//! let config = ClientConfig::from_cert_dir("/etc/synod/certs", 1, replicas)?
+//!     .with_request_timeout(Duration::from_millis(500));
+//! let client = Client::connect(config).await?;
+//! client.put("greeting", "hello").await?;
+//! assert_eq!(client.get("greeting").await?, Some(b"hello".to_vec()));
+//! let cas = client.cas("greeting", Some(b"hello"), Some(b"bonjour")).await?;
+//! assert!(cas.swapped);
+//! // Clones share the session; their requests are pipelined on one stream.
+//! let other = client.clone();
+//! tokio::spawn(async move { other.call(b"any state machine's command".to_vec()).await });
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod driver;
+mod error;
+
+pub use client::{CasOutcome, Client};
+pub use config::{ClientConfig, MAX_IN_FLIGHT};
+pub use error::{ClientError, ConfigError, ConnectError, LinkError, Rejection};
