@@ -78,6 +78,8 @@ struct Pending {
     attempt: Option<Attempt>,
     /// After `Busy`, not before this.
     not_before: Option<Instant>,
+    /// `Busy` answers so far; each doubles the pause before the next attempt.
+    busy: u32,
     /// Every request id this request was sent under.
     ids: Vec<u64>,
 }
@@ -176,6 +178,7 @@ impl Driver {
                 waiter: Waiter::Register(registered),
                 attempt: None,
                 not_before: None,
+                busy: 0,
                 ids: Vec::new(),
             },
         );
@@ -250,6 +253,7 @@ impl Driver {
                 waiter: Waiter::Op(reply),
                 attempt: None,
                 not_before: None,
+                busy: 0,
                 ids: Vec::new(),
             },
         );
@@ -403,10 +407,11 @@ impl Driver {
             }
             Outcome::Busy => {
                 if current {
-                    let delay = self.backoff();
                     if let Some(p) = self.pending.get_mut(&key) {
+                        let pause = BACKOFF_MIN.saturating_mul(1 << p.busy.min(6)).min(BACKOFF_MAX);
+                        p.busy = p.busy.saturating_add(1);
                         p.attempt = None;
-                        p.not_before = Some(Instant::now() + delay);
+                        p.not_before = Some(Instant::now() + self.rng.around(pause));
                     }
                 }
             }

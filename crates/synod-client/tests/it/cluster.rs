@@ -49,6 +49,8 @@ pub struct Shared {
     pub busy: AtomicUsize,
     /// Followers send every redirect twice.
     pub duplicate_redirects: AtomicBool,
+    /// Every replica sends an undecodable frame before each answer.
+    pub garbage: AtomicBool,
     seen: Mutex<BTreeMap<u32, Seen>>,
 }
 
@@ -150,6 +152,7 @@ impl TestCluster {
             drop_replies: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             duplicate_redirects: AtomicBool::new(false),
+            garbage: AtomicBool::new(false),
             seen: Mutex::default(),
         });
         let mut nodes = BTreeMap::new();
@@ -226,6 +229,9 @@ fn serve(me: NodeId, rx: &mpsc::Receiver<Inbound>, slot: &Slot, shared: &Shared)
         let Ok(request) = ClientRequest::decode(&frame) else { continue };
         for reply in shared.handle(me, request) {
             if let Some(node) = slot.lock().unwrap().as_ref() {
+                if shared.garbage.load(Ordering::SeqCst) {
+                    let _ = node.reply(conn, &b"\xffnot a reply"[..]);
+                }
                 let _ = node.reply(conn, reply.encode().unwrap());
             }
         }

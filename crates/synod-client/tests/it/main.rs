@@ -265,3 +265,16 @@ fn connecting_to_nothing_fails_with_the_address() {
         Err(ConfigError::Certs { .. })
     ));
 }
+
+#[test]
+fn undecodable_replies_are_ignored() {
+    let cluster = TestCluster::new(1);
+    let shared = cluster.shared.clone();
+    shared.garbage.store(true, Ordering::SeqCst);
+    runtime().block_on(async {
+        let client = Client::connect(cluster.client_config()).await.unwrap();
+        client.put("k", "v").await.unwrap();
+        assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+    });
+    assert_eq!(shared.stats().applied, 2);
+}
