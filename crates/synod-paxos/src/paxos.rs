@@ -182,7 +182,8 @@ impl Paxos {
                 round: 0,
                 round_ends: config.heartbeat_ticks,
                 replies: BTreeMap::new(),
-                leader: Ballot::ZERO,
+                // The highest ballot this replica is known to have seen.
+                leader: durable.promised,
                 quorum_connected: false,
                 happy: false,
                 unhappy_since: None,
@@ -546,7 +547,6 @@ impl Paxos {
         self.election.unhappy_since = None;
         self.election.may_stand = false;
         self.stats.elections += 1;
-        self.stats.leader_changes += 1;
         self.role =
             Role::Candidate(Candidate { ballot, from: self.first_unchosen, promises: BTreeMap::new() });
         // Promise to ourselves first: peers hear the ballot only once our own
@@ -639,6 +639,19 @@ impl Paxos {
     fn choose(&mut self, slot: Slot, value: Value) {
         if slot < self.base {
             return;
+        }
+        if let Role::Leader(l) = &mut self.role {
+            if let Some(p) = l.pending.remove(&slot) {
+                if p.value != value {
+                    // Another value was chosen in a slot we are still proposing
+                    // for: a higher ballot has led meanwhile, so we are stale.
+                    // Stepping down now matters for safety, not just liveness:
+                    // our commit point would otherwise cover this slot, and
+                    // followers holding our value at our ballot would take it
+                    // for the chosen one.
+                    self.step_down();
+                }
+            }
         }
         match self.log.get_mut(&slot) {
             Some(e) if e.chosen => return,

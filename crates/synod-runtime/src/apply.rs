@@ -1,6 +1,7 @@
 //! The apply thread: committed slots -> Applier -> replies to waiting clients.
 
 use std::sync::Arc;
+use synod_metrics::names;
 
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
@@ -53,7 +54,7 @@ pub(crate) fn run<S: StateMachine>(
                 }
             }
         }
-        metrics::counter!("synod_commands_applied_total").increment(commands);
+        metrics::counter!(names::COMMANDS_APPLIED).increment(commands);
         let mut s = status.lock();
         s.applied = applier.next_slot();
         s.digest = applier.digest();

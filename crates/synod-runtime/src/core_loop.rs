@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use synod_metrics::names;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -46,6 +47,8 @@ pub(crate) struct CoreLoop {
     stopping: bool,
     /// Proposals in flight: when each was proposed, for the commit-latency histogram.
     proposed_at: std::collections::VecDeque<Instant>,
+    /// Writes in flight: (token, when submitted), for the persist-latency histogram.
+    persisting: std::collections::VecDeque<(u64, Instant)>,
 }
 
 impl CoreLoop {
@@ -74,6 +77,7 @@ impl CoreLoop {
             published: Published::default(),
             stopping: false,
             proposed_at: Default::default(),
+            persisting: Default::default(),
         }
     }
 
@@ -118,19 +122,23 @@ impl CoreLoop {
             Event::Net(Inbound::Peer { from, frame, .. }) => match Message::decode(&frame) {
                 Ok(msg) => self.core.handle_message(from, msg),
                 Err(e) => {
-                    metrics::counter!("synod_rejected_frames_total").increment(1);
+                    metrics::counter!(names::REJECTED_FRAMES).increment(1);
                     tracing::warn!(%from, %e, "dropped a malformed peer frame");
                 }
             },
             Event::Net(Inbound::Client { conn, frame }) => self.on_client(conn, &frame),
             Event::Net(Inbound::PeerUp { .. } | Inbound::PeerDown { .. }) => {}
-            Event::Net(Inbound::ClientUp { .. }) => {
-                metrics::gauge!("synod_client_connections").increment(1.0)
-            }
+            Event::Net(Inbound::ClientUp { .. }) => metrics::gauge!(names::CLIENT_CONNECTIONS).increment(1.0),
             Event::Net(Inbound::ClientDown { .. }) => {
-                metrics::gauge!("synod_client_connections").decrement(1.0)
+                metrics::gauge!(names::CLIENT_CONNECTIONS).decrement(1.0)
             }
-            Event::Log(LogEvent::Durable(token)) => self.core.handle_persisted(PersistToken(token)),
+            Event::Log(LogEvent::Durable(token)) => {
+                while self.persisting.front().is_some_and(|&(t, _)| t <= token) {
+                    let (_, at) = self.persisting.pop_front().expect("front exists");
+                    metrics::histogram!(names::PERSIST_SECONDS).record(at.elapsed().as_secs_f64());
+                }
+                self.core.handle_persisted(PersistToken(token))
+            }
             Event::Log(LogEvent::Failed(e)) => {
                 // Never continue after a lost write: stop this replica.
                 tracing::error!(%e, "the log failed; stopping the replica");
@@ -145,7 +153,7 @@ impl CoreLoop {
         let request = match ClientRequest::decode(frame) {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!("synod_rejected_frames_total").increment(1);
+                metrics::counter!(names::REJECTED_FRAMES).increment(1);
                 tracing::warn!(?conn, %e, "closing a client stream that sent a malformed request");
                 self.transport.close_client(conn);
                 return;
@@ -194,7 +202,7 @@ impl CoreLoop {
             }
             let commands: Vec<Command> = self.queue.drain(..take).collect();
             self.queue_bytes -= bytes.min(self.queue_bytes);
-            metrics::histogram!("synod_batch_commands").record(commands.len() as f64);
+            metrics::histogram!(names::BATCH_COMMANDS).record(commands.len() as f64);
             let batch = Batch { timestamp_ms: wall_ms(), commands };
             match batch.encode() {
                 Ok(frame) => {
@@ -226,6 +234,7 @@ impl CoreLoop {
                     }
                 }
                 Action::Persist { records, token } => {
+                    self.persisting.push_back((token.0, Instant::now()));
                     if let Err(e) = self.appender.append(records, token.0) {
                         tracing::error!(%e, "the log refused a write; stopping the replica");
                         self.status.lock().fatal = Some(e.to_string());
@@ -235,8 +244,7 @@ impl CoreLoop {
                 Action::Commit { slot, value } => {
                     if self.core.is_leader() {
                         if let Some(at) = self.proposed_at.pop_front() {
-                            metrics::histogram!("synod_commit_latency_seconds")
-                                .record(at.elapsed().as_secs_f64());
+                            metrics::histogram!(names::COMMIT_LATENCY).record(at.elapsed().as_secs_f64());
                         }
                     }
                     let _ = self.apply.send(ApplyJob::Commit { slot, value });
@@ -285,19 +293,18 @@ impl CoreLoop {
         self.update_status();
         self.published.paxos(self.core.stats());
         let s = self.status.lock().clone();
-        metrics::gauge!("synod_is_leader").set(if s.is_leader { 1.0 } else { 0.0 });
-        metrics::gauge!("synod_leader_id").set(s.leader.map_or(0.0, |l| f64::from(l.0)));
-        metrics::gauge!("synod_ballot_round").set(s.ballot.round as f64);
-        metrics::gauge!("synod_commit_slot").set(s.commit.0 as f64);
-        metrics::gauge!("synod_applied_slot").set(s.applied.0 as f64);
-        metrics::gauge!("synod_apply_lag_slots").set(s.commit.0.saturating_sub(s.applied.0) as f64);
-        metrics::gauge!("synod_sessions").set(s.sessions as f64);
-        metrics::gauge!("synod_state_digest_hi").set((s.digest >> 32) as f64);
-        metrics::gauge!("synod_state_digest_lo").set((s.digest & 0xffff_ffff) as f64);
+        metrics::gauge!(names::IS_LEADER).set(if s.is_leader { 1.0 } else { 0.0 });
+        metrics::gauge!(names::LEADER_ID).set(s.leader.map_or(0.0, |l| f64::from(l.0)));
+        metrics::gauge!(names::BALLOT_ROUND).set(s.ballot.round as f64);
+        metrics::gauge!(names::COMMIT_SLOT).set(s.commit.0 as f64);
+        metrics::gauge!(names::APPLIED_SLOT).set(s.applied.0 as f64);
+        metrics::gauge!(names::APPLY_LAG_SLOTS).set(s.commit.0.saturating_sub(s.applied.0) as f64);
+        metrics::gauge!(names::SESSIONS).set(s.sessions as f64);
+        synod_metrics::set_state_digest(s.digest);
         for &peer in self.core.config().members() {
             if peer != self.core.id() {
                 let up = if s.peers_connected.contains(&peer) { 1.0 } else { 0.0 };
-                metrics::gauge!("synod_peer_connected", "peer" => peer.0.to_string()).set(up);
+                metrics::gauge!(names::PEER_CONNECTED, names::LABEL_PEER => peer.0.to_string()).set(up);
             }
         }
     }

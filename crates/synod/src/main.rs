@@ -1,0 +1,336 @@
+//! `synod`: run a replica of the bundled key-value store, make certificates, inspect logs, talk to a cluster.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use config::{ClientFile, NodeFile};
+use synod_kv::KvStore;
+use synod_runtime::Replica;
+
+/// synod: state machine replication with Multi-Paxos over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "synod", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Certificates for a cluster.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+    /// Run a replica.
+    Start {
+        /// The replica's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show each replica's view: leader, ballot, commit and applied slots, reachable peers.
+    Status {
+        /// Replica configuration files (their `metrics` addresses are scraped).
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        /// Metrics addresses to scrape directly.
+        #[arg(long = "metrics")]
+        metrics: Vec<SocketAddr>,
+        /// One JSON object per replica instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write `key` = `value`.
+    Put {
+        /// The client configuration file.
+        #[arg(long)]
+        client: PathBuf,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Read `key`.
+    Get {
+        /// The client configuration file.
+        #[arg(long)]
+        client: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// Delete `key`.
+    Del {
+        /// The client configuration file.
+        #[arg(long)]
+        client: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// Set `key` to `new` if it holds `expected`; `--absent` expects no value.
+    Cas {
+        /// The client configuration file.
+        #[arg(long)]
+        client: PathBuf,
+        /// The key.
+        key: String,
+        /// The value the key must hold.
+        #[arg(long, conflicts_with = "absent")]
+        expected: Option<String>,
+        /// The key must be absent.
+        #[arg(long)]
+        absent: bool,
+        /// The new value.
+        new: String,
+    },
+    /// The write-ahead log.
+    #[command(subcommand)]
+    Log(LogCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCmd {
+    /// Make a cluster CA and a certificate and key per replica and per client (files mode 0600).
+    Init {
+        /// Where to write them.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Replicas (node-1 .. node-N).
+        #[arg(long)]
+        nodes: u32,
+        /// Clients (client-1 .. client-M).
+        #[arg(long, default_value_t = 1)]
+        clients: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCmd {
+    /// Segments, records, slots, and any corruption.
+    Inspect {
+        /// The replica's data directory.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SYNOD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("synod: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Certs(CertsCmd::Init { dir, nodes, clients, force }) => {
+            if nodes == 0 {
+                bail!("--nodes must be at least 1");
+            }
+            let report = synod_transport::certs::init(&dir, nodes, clients, force)
+                .with_context(|| format!("cannot write certificates to {}", dir.display()))?;
+            println!("{report:?}");
+            println!("wrote a CA, {nodes} replica and {clients} client certificates to {}", dir.display());
+            Ok(())
+        }
+        Cmd::Start { config } => start(&config),
+        Cmd::Status { configs, metrics, json } => status(&configs, metrics, json),
+        Cmd::Log(LogCmd::Inspect { dir }) => {
+            let inspection =
+                synod_log::inspect(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+            println!("{inspection}");
+            if inspection.problem.is_some() {
+                bail!("the log in {} is damaged", dir.display());
+            }
+            Ok(())
+        }
+        Cmd::Put { client, key, value } => with_client(&client, |c| async move {
+            c.put(key.into_bytes(), value.into_bytes()).await?;
+            println!("OK");
+            Ok(())
+        }),
+        Cmd::Get { client, key } => with_client(&client, |c| async move {
+            match c.get(key.into_bytes()).await? {
+                Some(v) => println!("{}", String::from_utf8_lossy(&v)),
+                None => println!("(absent)"),
+            }
+            Ok(())
+        }),
+        Cmd::Del { client, key } => with_client(&client, |c| async move {
+            match c.delete(key.into_bytes()).await? {
+                Some(v) => println!("deleted {}", String::from_utf8_lossy(&v)),
+                None => println!("(absent)"),
+            }
+            Ok(())
+        }),
+        Cmd::Cas { client, key, expected, absent, new } => {
+            if expected.is_none() && !absent {
+                bail!("give --expected VALUE or --absent");
+            }
+            with_client(&client, |c| async move {
+                let outcome =
+                    c.cas(key, expected.as_deref().map(str::as_bytes), Some(new.as_bytes())).await?;
+                let previous =
+                    outcome.previous.map_or("(absent)".into(), |p| String::from_utf8_lossy(&p).into_owned());
+                if outcome.swapped {
+                    println!("swapped (was {previous})");
+                } else {
+                    println!("not swapped: the key holds {previous}");
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn start(path: &std::path::Path) -> Result<()> {
+    let file = NodeFile::load(path)?;
+    let config = file.replica_config()?;
+    if let Some(addr) = file.metrics {
+        synod_metrics::install(addr).with_context(|| format!("cannot serve metrics on {addr}"))?;
+        synod_metrics::describe();
+    }
+    let replica = Replica::start(config, KvStore::default())
+        .with_context(|| format!("replica {} failed to start", file.id))?;
+    tracing::info!(id = file.id, addr = %replica.local_addr(), "serving");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let fatal = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = check.tick() => {
+                    if replica.is_stopped() {
+                        return Ok::<_, anyhow::Error>(replica.status().fatal);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    })?;
+    tracing::info!(id = file.id, "shutting down");
+    replica.shutdown();
+    if let Some(e) = fatal {
+        bail!("replica {} stopped: {e}", file.id);
+    }
+    Ok(())
+}
+
+fn status(configs: &[PathBuf], mut addrs: Vec<SocketAddr>, json: bool) -> Result<()> {
+    for path in configs {
+        let file = NodeFile::load(path)?;
+        addrs.push(file.metrics.with_context(|| format!("{} has no metrics address", path.display()))?);
+    }
+    if addrs.is_empty() {
+        bail!("give --config FILE or --metrics ADDR for each replica");
+    }
+    if !json {
+        println!(
+            "{:<22} {:>8} {:>6} {:>6} {:>10} {:>10} {:>16}  peers up",
+            "replica (metrics)", "role", "leader", "ballot", "commit", "applied", "digest"
+        );
+    }
+    for addr in addrs {
+        let view = match synod_metrics::scrape(addr) {
+            Ok(s) => View::from(&s),
+            Err(e) => {
+                if json {
+                    println!("{{\"metrics\":\"{addr}\",\"reachable\":false}}");
+                } else {
+                    println!("{addr:<22} unreachable: {e}");
+                }
+                continue;
+            }
+        };
+        if json {
+            println!(
+                "{{\"metrics\":\"{addr}\",\"reachable\":true,\"is_leader\":{},\"leader\":{},\"ballot\":{},\"commit\":{},\"applied\":{},\"digest\":\"{:016x}\",\"peers_up\":[{}]}}",
+                view.is_leader,
+                view.leader,
+                view.ballot,
+                view.commit,
+                view.applied,
+                view.digest,
+                view.peers_up.join(",")
+            );
+        } else {
+            println!(
+                "{addr:<22} {:>8} {:>6} {:>6} {:>10} {:>10} {:>16x}  {}",
+                if view.is_leader { "leader" } else { "follower" },
+                view.leader,
+                view.ballot,
+                view.commit,
+                view.applied,
+                view.digest,
+                view.peers_up.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One replica's view, as its metrics tell it.
+struct View {
+    is_leader: bool,
+    leader: u64,
+    ballot: u64,
+    commit: u64,
+    applied: u64,
+    digest: u64,
+    peers_up: Vec<String>,
+}
+
+impl View {
+    fn from(s: &synod_metrics::Scrape) -> View {
+        use synod_metrics::names;
+        let get = |n| s.get(n).unwrap_or(0.0) as u64;
+        let digest = match (s.get(names::STATE_DIGEST_HI), s.get(names::STATE_DIGEST_LO)) {
+            (Some(hi), Some(lo)) => synod_metrics::join_digest(hi, lo).unwrap_or(0),
+            _ => 0,
+        };
+        View {
+            is_leader: get(names::IS_LEADER) == 1,
+            leader: get(names::LEADER_ID),
+            ballot: get(names::BALLOT_ROUND),
+            commit: get(names::COMMIT_SLOT),
+            applied: get(names::APPLIED_SLOT),
+            digest,
+            peers_up: s
+                .all(names::PEER_CONNECTED)
+                .filter(|x| x.value == 1.0)
+                .filter_map(|x| x.labels.iter().find(|(k, _)| k == names::LABEL_PEER).map(|(_, v)| v.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn with_client<F, Fut>(path: &std::path::Path, f: F) -> Result<()>
+where
+    F: FnOnce(synod_client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let file = ClientFile::load(path)?;
+    let config = file.client_config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async move {
+        let client = synod_client::Client::connect(config).await.context("cannot reach the cluster")?;
+        f(client).await
+    })
+}

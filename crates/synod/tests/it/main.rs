@@ -1,0 +1,1 @@
+//! End-to-end tests of the `synod` binary: configuration errors, certificates, a cluster of processes.
