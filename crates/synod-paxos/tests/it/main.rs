@@ -1,6 +1,8 @@
 //! Integration tests of the Paxos core: small in-memory clusters, including
 //! the partial-connectivity scenarios of the OmniPaxos paper.
 
+mod regressions;
+
 use std::collections::{BTreeSet, VecDeque};
 
 use synod_paxos::{Action, Config, Paxos};
