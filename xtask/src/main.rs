@@ -4,6 +4,8 @@
 
 mod bench;
 mod ci;
+mod cluster;
+mod demo;
 mod sim;
 mod tidy;
 
@@ -17,6 +19,8 @@ cargo xtask <task> [args]
 
 tasks:
   bench   benchmarks in release mode: `cargo xtask bench [wire|all]`
+  cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]`
+  demo    the main job: a 3-replica cluster under load, its leader killed and restarted
   ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs)
   sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
           `cargo xtask sim --seed S --trace` replays one seed
@@ -41,6 +45,8 @@ fn run() -> Result<()> {
     match task.as_str() {
         "bench" => bench::run(&rest),
         "ci" => ci::run(&rest),
+        "cluster" => cluster::run(&rest),
+        "demo" => demo::run(&rest),
         "sim" => sim::run(&rest),
         "tidy" => tidy::run(),
         "help" | "-h" | "--help" => {
@@ -77,6 +83,11 @@ fn display(cmd: &Command) -> String {
         s.push_str(&arg.to_string_lossy());
     }
     s
+}
+
+/// Where cargo puts build output.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
 /// `cargo`, as the running cargo named it.

@@ -8,12 +8,11 @@
 //! command that replays it, and the exit status is non-zero.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cargo, project_root, run_cmd};
+use crate::{cargo, run_cmd, target_dir};
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut seeds = 100u64;
@@ -81,8 +80,4 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("{violations} seed(s) violated an invariant");
     }
     Ok(())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from)
 }

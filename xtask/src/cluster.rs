@@ -1,0 +1,255 @@
+//! `cargo xtask cluster up|down|status [--dir D] [--replicas N] [--base-port P]`: real `synod`
+//! processes on loopback with fresh certificates, started in the background and stopped by `down`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{cargo, run_cmd, target_dir};
+
+/// A cluster laid out in a directory: certificates, one config, log and pid file per replica.
+#[derive(Debug, Clone)]
+pub(crate) struct Cluster {
+    pub(crate) dir: PathBuf,
+    pub(crate) replicas: u32,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut dir = target_dir().join("cluster");
+    let mut replicas = 3u32;
+    let mut base_port = 7100u16;
+    let action = args.first().map(String::as_str).unwrap_or("status");
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--dir" => dir = PathBuf::from(value()?),
+            "--replicas" => replicas = value()?.parse().context("--replicas takes a number")?,
+            "--base-port" => base_port = value()?.parse().context("--base-port takes a port")?,
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    let cluster = Cluster { dir, replicas };
+    match action {
+        "up" => {
+            build_release(&["synod"])?;
+            cluster.create(base_port)?;
+            cluster.start_all()?;
+            let leader = cluster.await_leader(Duration::from_secs(20))?;
+            println!("cluster: {replicas} replicas up in {}, leader {leader}", cluster.dir.display());
+            println!(
+                "try: {} put --client {} hello world",
+                synod_bin().display(),
+                cluster.client_file().display()
+            );
+            Ok(())
+        }
+        "down" => cluster.down(),
+        "status" => {
+            let mut cmd = Command::new(synod_bin());
+            cmd.arg("status");
+            for i in 1..=cluster.replicas_on_disk()? {
+                cmd.arg("--config").arg(cluster.node_file(i));
+            }
+            run_cmd(&mut cmd)
+        }
+        other => bail!("unknown cluster action {other:?}: use up, down or status"),
+    }
+}
+
+pub(crate) fn build_release(bins: &[&str]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--locked", "--quiet"]);
+    for b in bins {
+        match *b {
+            "synod" => cmd.args(["-p", "synod"]),
+            other => cmd.args(["-p", "synod-bench", "--bin", other]),
+        };
+    }
+    run_cmd(&mut cmd)
+}
+
+pub(crate) fn synod_bin() -> PathBuf {
+    target_dir().join("release").join("synod")
+}
+
+impl Cluster {
+    pub(crate) fn node_file(&self, i: u32) -> PathBuf {
+        self.dir.join(format!("node-{i}.toml"))
+    }
+
+    pub(crate) fn client_file(&self) -> PathBuf {
+        self.dir.join("client.toml")
+    }
+
+    fn pid_file(&self, i: u32) -> PathBuf {
+        self.dir.join(format!("node-{i}.pid"))
+    }
+
+    fn replicas_on_disk(&self) -> Result<u32> {
+        let mut n = 0;
+        while self.node_file(n + 1).exists() {
+            n += 1;
+        }
+        if n == 0 {
+            bail!("no cluster in {} (run `cargo xtask cluster up` first)", self.dir.display());
+        }
+        Ok(n)
+    }
+
+    /// Fresh certificates, data directories and configuration files.
+    pub(crate) fn create(&self, base_port: u16) -> Result<()> {
+        if self.dir.exists() {
+            if (1..=self.replicas).any(|i| self.pid_file(i).exists()) {
+                bail!("a cluster is running in {}; run `cargo xtask cluster down` first", self.dir.display());
+            }
+            std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        run_cmd(
+            Command::new(synod_bin())
+                .args(["certs", "init", "--nodes"])
+                .arg(self.replicas.to_string())
+                .args(["--clients", "4", "--dir"])
+                .arg(self.dir.join("certs")),
+        )?;
+        let peers: String =
+            (1..=self.replicas).map(|i| format!("{i} = \"127.0.0.1:{}\"\n", base_port + i as u16)).collect();
+        for i in 1..=self.replicas {
+            let text = format!(
+                "# Replica {i} of a local synod cluster (written by `cargo xtask cluster up`).\n\
+                 id = {i}\ndata_dir = \"data/node-{i}\"\nmetrics = \"127.0.0.1:{}\"\n\n\
+                 [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{i}.pem\"\nkey = \"certs/node-{i}.key\"\n\n\
+                 [peers]\n{peers}",
+                base_port + 100 + i as u16
+            );
+            std::fs::write(self.node_file(i), text)?;
+        }
+        let client = format!(
+            "# A client of the local synod cluster.\nclient = 1\n\n[tls]\nca = \"certs/ca.pem\"\n\
+             cert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n\n[replicas]\n{peers}"
+        );
+        std::fs::write(self.client_file(), client)?;
+        Ok(())
+    }
+
+    pub(crate) fn start_all(&self) -> Result<()> {
+        for i in 1..=self.replicas {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts replica `i` in the background, in a process group of its own.
+    pub(crate) fn start(&self, i: u32) -> Result<()> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{i}.log")))?;
+        let child = Command::new(synod_bin())
+            .arg("start")
+            .arg("--config")
+            .arg(self.node_file(i))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting replica {i}"))?;
+        std::fs::write(self.pid_file(i), child.id().to_string())?;
+        Ok(())
+    }
+
+    pub(crate) fn pid(&self, i: u32) -> Option<u32> {
+        std::fs::read_to_string(self.pid_file(i)).ok()?.trim().parse().ok()
+    }
+
+    /// Sends `signal` (as `kill` names it: TERM, KILL, STOP, CONT) to replica `i`.
+    pub(crate) fn signal(&self, i: u32, signal: &str) -> Result<()> {
+        let pid = self.pid(i).with_context(|| format!("replica {i} is not running"))?;
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        if signal == "KILL" || signal == "TERM" {
+            wait_gone(pid, Duration::from_secs(10));
+            let _ = std::fs::remove_file(self.pid_file(i));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn down(&self) -> Result<()> {
+        let n = self.replicas_on_disk()?;
+        for i in 1..=n {
+            if let Some(pid) = self.pid(i) {
+                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+                if !wait_gone(pid, Duration::from_secs(5)) {
+                    let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                    wait_gone(pid, Duration::from_secs(5));
+                }
+                let _ = std::fs::remove_file(self.pid_file(i));
+            }
+        }
+        println!("cluster: stopped {n} replicas in {}", self.dir.display());
+        Ok(())
+    }
+
+    /// Each replica's view, from `synod status --json` (None: unreachable).
+    pub(crate) fn statuses(&self) -> Result<Vec<Option<Value>>> {
+        let mut cmd = Command::new(synod_bin());
+        cmd.args(["status", "--json"]);
+        for i in 1..=self.replicas {
+            cmd.arg("--config").arg(self.node_file(i));
+        }
+        let out = cmd.stderr(Stdio::null()).output().context("running synod status")?;
+        let mut views = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Value =
+                serde_json::from_str(line).with_context(|| format!("parsing status line {line:?}"))?;
+            views.push(if v["reachable"] == Value::Bool(true) { Some(v) } else { None });
+        }
+        Ok(views)
+    }
+
+    /// Waits until one replica leads; returns its number.
+    pub(crate) fn await_leader(&self, timeout: Duration) -> Result<u32> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Ok(views) = self.statuses() {
+                let leaders: Vec<u32> = views
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.as_ref().is_some_and(|v| v["is_leader"] == Value::Bool(true)))
+                    .map(|(i, _)| i as u32 + 1)
+                    .collect();
+                if let [one] = leaders[..] {
+                    return Ok(one);
+                }
+            }
+            if Instant::now() > until {
+                bail!("no leader within {timeout:?}; see the logs in {}", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits for process `pid` to exit; returns whether it did.
+fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie child of ours counts as gone.
+        if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
