@@ -43,6 +43,13 @@ impl Cluster {
         cluster
     }
 
+    /// A configuration for the real client, as client `n`.
+    pub fn client_config(&self, n: u32) -> synod_client::ClientConfig {
+        synod_client::ClientConfig::from_cert_dir(&self.certs, n, self.peers.clone())
+            .unwrap()
+            .with_request_timeout(Duration::from_millis(300))
+    }
+
     pub fn ids(&self) -> Vec<NodeId> {
         self.peers.keys().copied().collect()
     }

@@ -71,3 +71,65 @@ fn the_cluster_survives_the_leader_stopping() {
     cluster.restart(leader);
     cluster.await_identical(Duration::from_secs(15));
 }
+
+/// Runs `ops` puts from `tasks` concurrent tasks on one real client while
+/// `during` runs on the cluster; every put must succeed and read back.
+fn puts_survive(cluster: &mut Cluster, tasks: u64, ops: u64, during: impl FnOnce(&mut Cluster)) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = rt.block_on(synod_client::Client::connect(cluster.client_config(1))).unwrap();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let c = client.clone();
+            rt.spawn(async move {
+                for i in 0..ops {
+                    let key = format!("t{t}-{i}");
+                    // Every call must succeed: a failover is only latency to the application.
+                    c.put(&key, key.as_bytes()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    during(cluster);
+    rt.block_on(async {
+        for h in handles {
+            h.await.unwrap();
+        }
+        for t in 0..tasks {
+            for i in 0..ops {
+                let key = format!("t{t}-{i}");
+                assert_eq!(client.get(&key).await.unwrap(), Some(key.clone().into_bytes()), "{key} lost");
+            }
+        }
+    });
+}
+
+/// The client sits on the leader (followers redirect to it), so stopping the
+/// leader cuts off the client's replica: it must move to another one.
+#[test]
+fn clients_go_on_without_an_error_when_the_leader_is_killed() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    puts_survive(&mut cluster, 8, 60, |c| c.stop(leader));
+    cluster.restart(leader);
+    cluster.await_identical(Duration::from_secs(15));
+}
+
+#[test]
+fn followers_restarting_under_load_do_not_disturb_clients() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    // Each follower in turn goes away and comes back from its log while
+    // clients write; the majority keeps committing throughout.
+    let followers: Vec<_> = cluster.ids().into_iter().filter(|&id| id != leader).collect();
+    puts_survive(&mut cluster, 4, 80, |c| {
+        c.stop(followers[0]);
+        std::thread::sleep(Duration::from_millis(300));
+        c.restart(followers[0]);
+        c.stop(followers[1]);
+        std::thread::sleep(Duration::from_millis(300));
+        c.restart(followers[1]);
+    });
+    cluster.await_identical(Duration::from_secs(15));
+}
