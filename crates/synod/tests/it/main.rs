@@ -98,13 +98,13 @@ fn three_processes_serve_clients_and_a_replica_stops_cleanly_on_sigterm_and_reco
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
     let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
     let peers: String = (0..3).map(|i| format!("{} = \"127.0.0.1:{}\"\n", i + 1, ports[i])).collect();
-    for i in 0..3 {
+    for (i, metrics_port) in metrics.iter().enumerate() {
         let n = i + 1;
         std::fs::write(
             d.join(format!("node-{n}.toml")),
             format!(
                 "id = {n}\ndata_dir = \"data-{n}\"\nmetrics = \"127.0.0.1:{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{n}.pem\"\nkey = \"certs/node-{n}.key\"\n[peers]\n{peers}",
-                metrics[i]
+                metrics_port
             ),
         )
         .unwrap();
