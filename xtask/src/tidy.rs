@@ -90,6 +90,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "synod-sim",
         ],
     ),
+    (
+        "synod-examples",
+        &[
+            "synod-runtime",
+            "synod-state-machine",
+            "synod-client",
+            "synod-transport",
+            "synod-wire",
+            "synod-paxos",
+        ],
+    ),
     ("xtask", &[]),
 ];
 
