@@ -12,27 +12,121 @@
 //! The core orders opaque batches; it knows nothing of clients, sessions or
 //! the state machine. See `docs/PROTOCOL.md` for the protocol.
 //!
-//! ```
-//! use synod_paxos::{Action, Config, Paxos};
-//! use synod_wire::{NodeId, Value};
+//! # Driving the core yourself
 //!
-//! // A cluster of one elects itself once its own promise is durable.
-//! let mut core = Paxos::new(Config::new(NodeId(1), [NodeId(1)]).unwrap(), 7);
-//! let mut committed = Vec::new();
-//! let mut drive = |core: &mut Paxos, committed: &mut Vec<Value>| {
-//!     while let Some(action) = core.poll_action() {
-//!         match action {
-//!             Action::Persist { token, .. } => core.handle_persisted(token),
-//!             Action::Commit { value, .. } => committed.push(value),
-//!             _ => {}
+//! The runtime (`synod-runtime`) is one driver; yours can be anything that
+//! carries out the actions in order. Below, three cores run in one thread,
+//! with a `VecDeque` as the network and a `Vec<LogRecord>` per replica as
+//! its log: no tokio, no sockets, no files. The rules a driver must keep:
+//!
+//! * After every `handle_*` or `propose` call, drain [`Paxos::poll_action`]
+//!   and carry the actions out in the order they come.
+//! * [`Action::Persist`]: make the records durable, in order, *then* call
+//!   [`Paxos::handle_persisted`]. The core holds back every promise and vote
+//!   that depends on them until you do, which is what makes a crash safe.
+//! * [`Action::Send`]: deliver the message to `to`'s [`Paxos::handle_message`],
+//!   or lose it; the core retries what matters. Do not corrupt it.
+//! * [`Action::Commit`]: apply the value to your state machine. Commits come
+//!   in slot order without gaps.
+//! * Call [`Paxos::handle_tick`] at a steady pace (the runtime: every 10 ms);
+//!   elections and heartbeats count ticks, never the clock.
+//! * After a restart, rebuild the core from its log with [`Durable::replay`]
+//!   and [`Paxos::recover`].
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use synod_paxos::{Action, Config, Durable, Paxos};
+//! use synod_wire::{LogRecord, Message, NodeId, Slot, Value};
+//!
+//! /// One replica: the core, its log (here in memory), and what it applied.
+//! struct Replica {
+//!     core: Paxos,
+//!     log: Vec<LogRecord>,
+//!     applied: Vec<Value>,
+//! }
+//!
+//! /// The network: messages in flight, as (from, to, message).
+//! type Wire = VecDeque<(NodeId, NodeId, Message)>;
+//!
+//! /// Carries out every core's actions and delivers every message until all is quiet.
+//! fn run(replicas: &mut [Replica], wire: &mut Wire) {
+//!     loop {
+//!         for r in replicas.iter_mut() {
+//!             while let Some(action) = r.core.poll_action() {
+//!                 match action {
+//!                     Action::Send { to, msg } => wire.push_back((r.core.id(), to, msg)),
+//!                     Action::Persist { records, token } => {
+//!                         // A real driver writes and syncs here; memory is "durable" at once.
+//!                         r.log.extend(records);
+//!                         r.core.handle_persisted(token);
+//!                     }
+//!                     Action::Commit { slot, value } => {
+//!                         assert_eq!(slot, Slot(r.applied.len() as u64), "commits come in order");
+//!                         r.applied.push(value);
+//!                     }
+//!                     Action::LeaderChanged { .. } => {}
+//!                 }
+//!             }
 //!         }
+//!         let Some((from, to, msg)) = wire.pop_front() else { return };
+//!         replicas[to.0 as usize - 1].core.handle_message(from, msg);
 //!     }
-//! };
-//! drive(&mut core, &mut committed);
-//! assert!(core.is_leader());
-//! core.propose(b"hello".to_vec()).unwrap();
-//! drive(&mut core, &mut committed);
-//! assert_eq!(committed, vec![Value::Batch(b"hello".to_vec())]);
+//! }
+//!
+//! let ids = [NodeId(1), NodeId(2), NodeId(3)];
+//! let config = |id| Config::new(id, ids).unwrap();
+//! // Each core gets its own seed, so their election timeouts differ.
+//! let mut replicas: Vec<Replica> = ids
+//!     .iter()
+//!     .map(|&id| Replica { core: Paxos::new(config(id), u64::from(id.0)), log: vec![], applied: vec![] })
+//!     .collect();
+//! let mut wire = Wire::new();
+//!
+//! // Time passes only when the driver says so: tick until someone leads.
+//! let mut ticks = 0;
+//! while !replicas.iter().any(|r| r.core.is_leader()) {
+//!     for r in replicas.iter_mut() {
+//!         r.core.handle_tick();
+//!     }
+//!     run(&mut replicas, &mut wire);
+//!     ticks += 1;
+//!     assert!(ticks < 1_000, "a leader is elected within a few election timeouts");
+//! }
+//!
+//! // Only the leader proposes; the core orders opaque bytes.
+//! let leader = replicas.iter().position(|r| r.core.is_leader()).unwrap();
+//! let batches = [&b"open 1"[..], b"deposit 1 10", b"withdraw 1 3"];
+//! for batch in batches {
+//!     replicas[leader].core.propose(batch.to_vec()).unwrap();
+//! }
+//! run(&mut replicas, &mut wire);
+//! // Every replica writes its commit point to its log once per heartbeat round
+//! // (`LogRecord::Commit`); a restart recovers from it, so let a round pass.
+//! for _ in 0..replicas[leader].core.config().heartbeat_ticks() {
+//!     for r in replicas.iter_mut() {
+//!         r.core.handle_tick();
+//!     }
+//!     run(&mut replicas, &mut wire);
+//! }
+//!
+//! let expected: Vec<Value> = batches.iter().map(|b| Value::Batch(b.to_vec())).collect();
+//! for r in &replicas {
+//!     assert_eq!(r.applied, expected, "replica {} applied the same values", r.core.id());
+//! }
+//!
+//! // A crash loses the core but not its log: a core rebuilt from the log commits
+//! // again every value the log shows chosen, from the state machine's position (0 here).
+//! let follower = (leader + 1) % 3;
+//! let old = &replicas[follower];
+//! let mut recovered = Paxos::recover(config(old.core.id()), 99, Durable::replay(old.log.clone()), Slot(0));
+//! let mut again = Vec::new();
+//! while let Some(action) = recovered.poll_action() {
+//!     if let Action::Commit { value, .. } = action {
+//!         again.push(value);
+//!     }
+//! }
+//! assert_eq!(again, expected, "a recovered replica commits what its log says was chosen");
+//! assert_eq!(recovered.promised(), old.core.promised(), "and keeps its promise");
 //! ```
 #![warn(missing_docs)]
 
