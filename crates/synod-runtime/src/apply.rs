@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use synod_metrics::names;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use synod_state_machine::{Applier, StateMachine};
 use synod_transport::Node;
 use synod_wire::{ClientReply, Slot, Value, Wire};
 
+use crate::core_loop::Event;
 use crate::replica::{Routes, Status};
 
 /// Work for the apply thread.
@@ -24,15 +25,32 @@ pub(crate) fn run<S: StateMachine>(
     transport: Arc<Node>,
     routes: Routes,
     status: Arc<Mutex<Status>>,
+    events: Sender<Event>,
 ) {
+    let stop = |why: String| {
+        tracing::error!(%why, "the apply thread stops; stopping the replica");
+        status.lock().fatal = Some(why);
+        let _ = events.send(Event::Shutdown);
+    };
     while let Ok(job) = jobs.recv() {
         let ApplyJob::Commit { slot, value } = job;
-        let replies = match applier.apply(slot, &value) {
-            Ok(r) => r,
-            Err(e) => {
+        // A panicking state machine must not leave a replica that takes part
+        // in consensus but no longer applies: stop the whole replica instead.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| applier.apply(slot, &value)));
+        let replies = match applied {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 // The core delivers in order; anything else is a bug worth stopping for.
-                tracing::error!(%e, "apply out of order");
-                status.lock().fatal = Some(e.to_string());
+                stop(format!("apply out of order: {e}"));
+                return;
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                stop(format!("the state machine panicked applying slot {slot}: {what}"));
                 return;
             }
         };

@@ -76,7 +76,7 @@ pub struct Replica {
     status: Arc<Mutex<Status>>,
     core: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
-    transport: Arc<Node>,
+    transport: Option<Arc<Node>>,
     log: Arc<Mutex<Option<GroupCommit>>>,
 }
 
@@ -131,9 +131,10 @@ impl Replica {
             let transport = transport.clone();
             let routes = routes.clone();
             let status = status.clone();
+            let events = tx.clone();
             std::thread::Builder::new()
                 .name(format!("synod-apply-{}", config.id.0))
-                .spawn(move || apply::run(applier, apply_rx, transport, routes, status))?
+                .spawn(move || apply::run(applier, apply_rx, transport, routes, status, events))?
         };
         let core_thread = {
             let core_loop =
@@ -147,7 +148,7 @@ impl Replica {
             status,
             core: Some(core_thread),
             applier: Some(applier_thread),
-            transport,
+            transport: Some(transport),
             log,
         })
     }
@@ -159,7 +160,7 @@ impl Replica {
 
     /// The transport's address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.transport.local_addr()
+        self.transport.as_ref().expect("present until shutdown").local_addr()
     }
 
     /// Waits until `cond` holds for the status, or `timeout` passes; returns whether it held.
@@ -195,6 +196,12 @@ impl Replica {
         }
         if let Some(group) = self.log.lock().take() {
             drop(group.shutdown());
+        }
+        // The transport stops its own runtime when dropped, which panics
+        // inside an async context; drop it on a plain thread so that a
+        // replica can be shut down from async code too.
+        if let Some(transport) = self.transport.take() {
+            let _ = std::thread::spawn(move || drop(transport)).join();
         }
     }
 }

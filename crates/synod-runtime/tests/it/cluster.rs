@@ -12,7 +12,8 @@ use synod_wire::{
     ClientId, ClientReply, ClientRequest, Command, KvCommand, KvResponse, NodeId, Outcome, Seq, Wire,
 };
 
-pub struct Cluster {
+pub struct Cluster<S = KvStore> {
+    make: fn() -> S,
     _dir: tempfile::TempDir,
     certs: PathBuf,
     data: PathBuf,
@@ -20,8 +21,14 @@ pub struct Cluster {
     replicas: BTreeMap<NodeId, Option<Replica>>,
 }
 
-impl Cluster {
-    pub fn start(n: u32) -> Cluster {
+impl Cluster<KvStore> {
+    pub fn start(n: u32) -> Cluster<KvStore> {
+        Cluster::start_with(n, KvStore::default)
+    }
+}
+
+impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
+    pub fn start_with(n: u32, make: fn() -> S) -> Cluster<S> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -35,8 +42,14 @@ impl Cluster {
                 (NodeId(i), probe.local_addr().unwrap())
             })
             .collect();
-        let mut cluster =
-            Cluster { data: dir.path().join("data"), _dir: dir, certs, peers, replicas: BTreeMap::new() };
+        let mut cluster = Cluster {
+            make,
+            data: dir.path().join("data"),
+            _dir: dir,
+            certs,
+            peers,
+            replicas: BTreeMap::new(),
+        };
         for i in 1..=n {
             cluster.restart(NodeId(i));
         }
@@ -59,7 +72,7 @@ impl Cluster {
         let mut config =
             ReplicaConfig::new(id, self.peers.clone(), creds, self.data.join(format!("node-{}", id.0)));
         config.segment_bytes = 1 << 20;
-        let replica = Replica::start(config, KvStore::default()).unwrap();
+        let replica = Replica::start(config, (self.make)()).unwrap();
         self.replicas.insert(id, Some(replica));
     }
 
@@ -69,7 +82,7 @@ impl Cluster {
         }
     }
 
-    fn statuses(&self) -> Vec<Status> {
+    pub fn statuses(&self) -> Vec<Status> {
         self.replicas.values().flatten().map(Replica::status).collect()
     }
 
@@ -112,7 +125,7 @@ pub struct RawClient {
 }
 
 impl RawClient {
-    pub fn connect(cluster: &Cluster, to: NodeId) -> RawClient {
+    pub fn connect<S>(cluster: &Cluster<S>, to: NodeId) -> RawClient {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let creds = Credentials::load(&cluster.certs, Identity::Client(1)).unwrap();
         let addr = cluster.peers[&to];
@@ -164,6 +177,20 @@ impl RawClient {
             Outcome::Registered { client } => self.session = Some(client),
             other => panic!("register: {other:?}"),
         }
+    }
+
+    /// Sends an operation without waiting for its answer.
+    pub fn send_op(&mut self, payload: Vec<u8>) {
+        self.seq += 1;
+        let command = Command::Op {
+            client: self.session.expect("registered"),
+            seq: Seq(self.seq),
+            ack: Seq(self.seq - 1),
+            payload,
+        };
+        self.stream.send(ClientRequest { id: self.seq + 1000, command }.encode().unwrap()).unwrap();
+        // The stream's writer runs on this client's runtime: let it run.
+        self.rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
     }
 
     pub fn op(&mut self, kv: &KvCommand) -> KvResponse {

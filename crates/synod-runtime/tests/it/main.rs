@@ -133,3 +133,39 @@ fn followers_restarting_under_load_do_not_disturb_clients() {
     });
     cluster.await_identical(Duration::from_secs(15));
 }
+
+/// A state machine that panics on the command `b"boom"`.
+#[derive(Default)]
+struct Fragile;
+
+impl synod_runtime::StateMachine for Fragile {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        assert_ne!(command, b"boom", "the state machine refuses to go on");
+        command.to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, _: &[u8]) -> Result<(), synod_runtime::RestoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_state_machine_stops_its_replica_with_a_fatal_status() {
+    let cluster = Cluster::start_with(1, Fragile::default);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut client = RawClient::connect(&cluster, leader);
+    client.register();
+    client.send_op(b"boom".to_vec());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = &cluster.statuses()[0];
+        if let Some(why) = &s.fatal {
+            assert!(why.contains("panicked"), "{why}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replica kept going: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
