@@ -13,6 +13,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     run_cmd(
         cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // The embedding example must run, not just build.
+    run_cmd(cargo().args(["run", "--locked", "--quiet", "-p", "synod-examples", "--example", "ledger"]))?;
     // The simulator must be able to fail: planted bugs must be found.
     run_cmd(cargo().args([
         "test",

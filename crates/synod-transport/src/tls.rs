@@ -5,6 +5,10 @@
 //! ([`NodeVerifier`]); the accepting side reads the identity from the
 //! dialer's certificate and checks it against the dialer's claim and the
 //! address book (see [`crate::Node`]).
+//!
+//! This module deliberately hands out `rustls` and `quinn` types: it is for
+//! users who build their own quinn endpoints with synod's certificates and
+//! identity checks. [`crate::Node`] and [`crate::ClientEndpoint`] never show them.
 
 use std::sync::Arc;
 use std::time::Duration;
