@@ -141,8 +141,12 @@ fn three_processes_serve_clients_and_a_replica_stops_cleanly_on_sigterm_and_reco
     for _ in 0..100 {
         let out = synod(&["status", "--json", "--config", "node-1.toml", "--config", "node-3.toml"], d);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let applied: Vec<&str> = text.lines().filter_map(|l| l.split("\"applied\":").nth(1)).collect();
-        let digests: Vec<&str> = text.lines().filter_map(|l| l.split("\"digest\":").nth(1)).collect();
+        let field = |line: &str, name: &str| -> Option<String> {
+            let rest = line.split(&format!("\"{name}\":")).nth(1)?;
+            Some(rest.split(',').next()?.to_owned())
+        };
+        let applied: Vec<String> = text.lines().filter_map(|l| field(l, "applied")).collect();
+        let digests: Vec<String> = text.lines().filter_map(|l| field(l, "digest")).collect();
         if applied.len() == 2 && applied[0] == applied[1] && digests[0] == digests[1] {
             caught_up = true;
             break;
