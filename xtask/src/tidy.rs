@@ -11,8 +11,15 @@ use serde_json::Value;
 use crate::{cargo, project_root};
 
 /// The PURE crates: no async runtime, sockets, files, threads, channels, clocks or OS randomness.
-pub(crate) const PURE: &[&str] =
-    &["synod-wire", "synod-paxos", "synod-session", "synod-state-machine", "synod-kv", "synod-sim"];
+pub(crate) const PURE: &[&str] = &[
+    "synod-wire",
+    "synod-paxos",
+    "synod-session",
+    "synod-state-machine",
+    "synod-kv",
+    "synod-sim",
+    "synod-check",
+];
 
 /// Packages a PURE crate may not reach through its normal dependencies.
 const FORBIDDEN_IN_PURE: &[&str] = &[
@@ -101,6 +108,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "synod-paxos",
         ],
     ),
+    ("synod-check", &[]),
     ("xtask", &[]),
 ];
 
