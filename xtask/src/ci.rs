@@ -31,6 +31,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let seeds = sim_seeds.unwrap_or_else(|| "1000".to_owned());
     crate::sim::run(&["--seeds".to_owned(), seeds.clone()])?;
     crate::sim::run(&["--seeds".to_owned(), seeds, "--replicas".to_owned(), "5".to_owned()])?;
+    // Real processes, real network faults, the history checked for linearizability.
+    crate::chaos::run(&["--quick".to_owned()])?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

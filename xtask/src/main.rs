@@ -3,6 +3,7 @@
 //! Each task is a module; `cargo xtask help` lists them.
 
 mod bench;
+mod chaos;
 mod ci;
 mod cluster;
 mod demo;
@@ -21,6 +22,8 @@ tasks:
   bench   benchmarks in release mode: `cargo xtask bench [wire|all]`
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]`
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
+  chaos   real processes in network namespaces under faults, histories checked:
+          `cargo xtask chaos [--time S] [--seed N] [--quick]` (root; iproute2, nftables, faketime)
   ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs)
   sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
           `cargo xtask sim --seed S --trace` replays one seed
@@ -44,6 +47,7 @@ fn run() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "bench" => bench::run(&rest),
+        "chaos" => chaos::run(&rest),
         "ci" => ci::run(&rest),
         "cluster" => cluster::run(&rest),
         "demo" => demo::run(&rest),

@@ -95,6 +95,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "synod-client",
             "synod-runtime",
             "synod-sim",
+            "synod-check",
         ],
     ),
     (

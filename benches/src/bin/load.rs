@@ -12,8 +12,6 @@
 //! the Unix time in milliseconds at which it killed a replica; the report
 //! then gives the failover gap: from the kill to the next completed operation.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,9 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use synod_client::{Client, ClientConfig};
-use synod_transport::{Credentials, Identity};
-use synod_wire::NodeId;
+use synod_client::Client;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -83,26 +79,6 @@ fn parse_args() -> Result<Args> {
     }
     a.sessions = a.sessions.min(a.clients);
     Ok(a)
-}
-
-/// The client file `cargo xtask cluster` writes (the same format `synod put --client` reads).
-fn client_config(path: &PathBuf) -> Result<ClientConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: toml::Value = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-    let base = path.parent().map(PathBuf::from).unwrap_or_default();
-    let tls = v.get("tls").context("missing [tls]")?;
-    let file = |k: &str| -> Result<PathBuf> {
-        Ok(base.join(tls.get(k).and_then(|x| x.as_str()).with_context(|| format!("missing tls.{k}"))?))
-    };
-    let client = v.get("client").and_then(|x| x.as_integer()).context("missing client = N")? as u32;
-    let credentials =
-        Credentials::load_files(&file("ca")?, &file("cert")?, &file("key")?, Identity::Client(client))?;
-    let mut replicas = BTreeMap::new();
-    for (k, addr) in v.get("replicas").and_then(|x| x.as_table()).context("missing [replicas]")? {
-        let addr: SocketAddr = addr.as_str().context("replica address")?.parse()?;
-        replicas.insert(NodeId(k.parse()?), addr);
-    }
-    Ok(ClientConfig::new(replicas, credentials)?)
 }
 
 fn unix_ms() -> u64 {
@@ -193,7 +169,7 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let config = client_config(&args.client_config)?;
+    let config = synod_bench::client_config(&args.client_config)?;
     let mut sessions = Vec::new();
     for _ in 0..args.sessions {
         sessions.push(Client::connect(config.clone()).await.context("cannot reach the cluster")?);

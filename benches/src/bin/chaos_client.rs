@@ -1,0 +1,222 @@
+//! The chaos workload: concurrent clients doing get, put and cas on a few keys
+//! (so that they conflict), recording every operation's invocation and
+//! outcome (ok, fail, or info when indeterminate) with monotonic timestamps,
+//! then checking the history for linearizability with `synod-check`.
+//!
+//! ```text
+//! chaos_client --client-config client.toml [--workers 6] [--keys 3] [--seconds 30]
+//!              [--op-timeout-ms 2000] [--history history.jsonl] [--budget-s 60]
+//! ```
+//! Prints one JSON summary line last: ops ok/fail/info, the verdict, the checker's time.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use synod_check::{check, Input, Op, Output, Verdict};
+use synod_client::{Client, ClientError};
+
+struct Args {
+    client_config: PathBuf,
+    workers: u64,
+    keys: u64,
+    seconds: f64,
+    op_timeout: Duration,
+    history: Option<PathBuf>,
+    budget: Duration,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        client_config: PathBuf::new(),
+        workers: 6,
+        keys: 3,
+        seconds: 30.0,
+        op_timeout: Duration::from_millis(2000),
+        history: None,
+        budget: Duration::from_secs(60),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--client-config" => a.client_config = val()?.into(),
+            "--workers" => a.workers = val()?.parse()?,
+            "--keys" => a.keys = val()?.parse()?,
+            "--seconds" => a.seconds = val()?.parse()?,
+            "--op-timeout-ms" => a.op_timeout = Duration::from_millis(val()?.parse()?),
+            "--history" => a.history = Some(val()?.into()),
+            "--budget-s" => a.budget = Duration::from_secs(val()?.parse()?),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    if a.client_config.as_os_str().is_empty() {
+        bail!("--client-config is required");
+    }
+    Ok(a)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Result3 {
+    Ok,
+    Fail,
+    Info,
+}
+
+struct Record {
+    op: Op,
+    result: Result3,
+}
+
+fn main() -> Result<()> {
+    let args = parse()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let config = synod_bench::client_config(&args.client_config)?
+        .with_deadline(args.op_timeout)
+        .with_request_timeout(Duration::from_millis(300));
+    let epoch = Instant::now();
+    let stop_at = epoch + Duration::from_secs_f64(args.seconds);
+    let mut tasks = Vec::new();
+    for w in 0..args.workers {
+        let config = config.clone();
+        let keys = args.keys;
+        let workers = args.workers;
+        tasks.push(tokio::spawn(async move { worker(w, workers, config, keys, epoch, stop_at).await }));
+    }
+    let mut records = Vec::new();
+    for t in tasks {
+        records.extend(t.await??);
+    }
+    let ok = records.iter().filter(|r| r.result == Result3::Ok).count();
+    let fail = records.iter().filter(|r| r.result == Result3::Fail).count();
+    let info = records.iter().filter(|r| r.result == Result3::Info).count();
+    if let Some(path) = &args.history {
+        let mut text = String::new();
+        for r in &records {
+            text.push_str(&history_line(r));
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    // Failed operations did not take effect: leave them out. Indeterminate ones may have.
+    let history: Vec<Op> = records.into_iter().filter(|r| r.result != Result3::Fail).map(|r| r.op).collect();
+    let checking = Instant::now();
+    let budget = args.budget;
+    let report = check(&history, &mut || checking.elapsed() > budget);
+    let verdict = match report.verdict() {
+        Verdict::Linearizable => "linearizable".to_owned(),
+        Verdict::Unknown => "unknown".to_owned(),
+        Verdict::Illegal { longest } => {
+            format!("illegal (deepest partial order: {} operations)", longest.len())
+        }
+    };
+    let bad_keys: Vec<String> = report
+        .keys
+        .iter()
+        .filter(|(_, v)| !matches!(v, Verdict::Linearizable))
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "ok": ok, "fail": fail, "info": info, "verdict": verdict, "bad_keys": bad_keys,
+            "check_seconds": checking.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
+async fn worker(
+    w: u64,
+    workers: u64,
+    config: synod_client::ClientConfig,
+    keys: u64,
+    epoch: Instant,
+    stop_at: Instant,
+) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    // Connecting itself may meet a fault; retry until the run ends.
+    let client = loop {
+        match Client::connect(config.clone()).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < stop_at => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (w + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut n = 0u64;
+    let mut process = w;
+    let mut last_seen: Option<Vec<u8>> = None;
+    while Instant::now() < stop_at {
+        n += 1;
+        let key = format!("k{}", next() % keys).into_bytes();
+        let value = format!("w{w}-{n}").into_bytes();
+        let input = match next() % 3 {
+            0 => Input::Get,
+            1 => Input::Put(value.clone()),
+            _ => Input::Cas {
+                expected: if next() % 2 == 0 { last_seen.clone() } else { None },
+                new: Some(value),
+            },
+        };
+        let call = epoch.elapsed().as_nanos() as u64;
+        let outcome: std::result::Result<Output, ClientError> = match &input {
+            Input::Get => client.get(&key).await.map(Output::Value),
+            Input::Put(v) => client.put(&key, v).await.map(|_| Output::Stored),
+            Input::Cas { expected, new } => client
+                .cas(&key, expected.as_deref(), new.as_deref())
+                .await
+                .map(|o| Output::Cas { swapped: o.swapped }),
+            Input::Delete => unreachable!("the workload issues no deletes"),
+        };
+        let ret = epoch.elapsed().as_nanos() as u64;
+        let (result, output, ret) = match outcome {
+            Ok(out) => {
+                if let Output::Value(Some(v)) = &out {
+                    last_seen = Some(v.clone());
+                }
+                (Result3::Ok, out, Some(ret))
+            }
+            // Refused by the session table or the store: it did not take effect.
+            Err(ClientError::Rejected(_) | ClientError::SessionExpired) => {
+                (Result3::Fail, Output::Unknown, Some(ret))
+            }
+            // A timeout or a lost connection: it may or may not have taken effect.
+            Err(_) => (Result3::Info, Output::Unknown, None),
+        };
+        records.push(Record { op: Op { client: process, call, ret, key, input, output }, result });
+        if result == Result3::Info {
+            // An indeterminate operation never completes, so it ends this
+            // process's history (as in Jepsen); go on as a fresh process.
+            process += workers;
+        }
+    }
+    Ok(records)
+}
+
+fn history_line(r: &Record) -> String {
+    let s = |b: &Option<Vec<u8>>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+    let (f, value, expected) = match &r.op.input {
+        Input::Get => ("get", None, None),
+        Input::Put(v) => ("put", Some(String::from_utf8_lossy(v).into_owned()), None),
+        Input::Delete => ("delete", None, None),
+        Input::Cas { expected, new } => ("cas", s(new), Some(s(expected))),
+    };
+    serde_json::json!({
+        "process": r.op.client, "f": f, "key": String::from_utf8_lossy(&r.op.key),
+        "value": value, "expected": expected, "invoke_ns": r.op.call, "complete_ns": r.op.ret,
+        "type": match r.result { Result3::Ok => "ok", Result3::Fail => "fail", Result3::Info => "info" },
+        "output": format!("{:?}", r.op.output),
+    })
+    .to_string()
+}

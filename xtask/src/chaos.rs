@@ -1,0 +1,414 @@
+//! `cargo xtask chaos [--time S] [--seed N] [--quick]`: real `synod` processes, each in its own
+//! network namespace behind a bridge, under a seeded schedule of faults (nftables cuts and loss,
+//! SIGKILL, SIGSTOP, a restart under a skewed clock); concurrent clients record a history that is
+//! checked for linearizability; after everything heals the replicas must be identical.
+//!
+//! Ends with `chaos: <N> ops, <F> faults, <V> violations`; exits non-zero when V > 0 or the
+//! check is unknown. It tears down its namespaces, rules and processes when it ends, and
+//! removes leftovers of an interrupted run before starting.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cluster::{build_release, synod_bin};
+use crate::target_dir;
+
+const REPLICAS: u32 = 3;
+const NET: &str = "10.200.0";
+const SWITCH: &str = "synodsw";
+const CLIENT_NS: &str = "synodcl";
+const CLIENT_HOST: u32 = 100;
+
+fn ns(i: u32) -> String {
+    format!("synod{i}")
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out =
+        Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args[0]))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The network lab: one namespace per replica and one for the clients, joined by a bridge in a
+/// switch namespace whose nftables chain holds every network fault.
+struct Lab {
+    children: Vec<Option<Child>>,
+}
+
+impl Lab {
+    fn up() -> Result<Lab> {
+        Lab::down();
+        sh(&["ip", "netns", "add", SWITCH])?;
+        sh(&["ip", "-n", SWITCH, "link", "set", "lo", "up"])?;
+        sh(&["ip", "-n", SWITCH, "link", "add", "br0", "type", "bridge"])?;
+        sh(&["ip", "-n", SWITCH, "link", "set", "br0", "up"])?;
+        let hosts: Vec<(String, u32)> = (1..=REPLICAS)
+            .map(|i| (ns(i), i))
+            .chain(std::iter::once((CLIENT_NS.to_owned(), CLIENT_HOST)))
+            .collect();
+        for (name, host) in &hosts {
+            let port = format!("p{host}");
+            sh(&["ip", "netns", "add", name])?;
+            sh(&[
+                "ip", "link", "add", "eth0", "netns", name, "type", "veth", "peer", "name", &port, "netns",
+                SWITCH,
+            ])?;
+            sh(&["ip", "-n", SWITCH, "link", "set", &port, "master", "br0"])?;
+            sh(&["ip", "-n", SWITCH, "link", "set", &port, "up"])?;
+            sh(&["ip", "-n", name, "addr", "add", &format!("{NET}.{host}/24"), "dev", "eth0"])?;
+            sh(&["ip", "-n", name, "link", "set", "lo", "up"])?;
+            sh(&["ip", "-n", name, "link", "set", "eth0", "up"])?;
+        }
+        nft("add table bridge chaos")?;
+        nft("add chain bridge chaos cut { type filter hook forward priority 0; policy accept; }")?;
+        Ok(Lab { children: (0..REPLICAS).map(|_| None).collect() })
+    }
+
+    /// Kills everything in the lab and deletes its namespaces (links and rules go with them).
+    fn down() {
+        for name in (1..=REPLICAS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]) {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-CONT", pid]).status();
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        }
+    }
+
+    fn start(&mut self, dir: &std::path::Path, i: u32, skew: Option<&str>) -> Result<()> {
+        use std::os::unix::process::CommandExt;
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("node-{i}.log")))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns(i)]);
+        if let Some(offset) = skew {
+            cmd.args(["faketime", "-f", offset]);
+        }
+        cmd.arg(synod_bin()).arg("start").arg("--config").arg(dir.join(format!("node-{i}.toml")));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting replica {i}"))?;
+        self.children[i as usize - 1] = Some(child);
+        Ok(())
+    }
+
+    fn signal(&mut self, i: u32, signal: &str) -> Result<()> {
+        let child =
+            self.children[i as usize - 1].as_mut().with_context(|| format!("replica {i} is not running"))?;
+        // `ip netns exec` execs the program, so the child's pid is synod's (or faketime's, which execs too).
+        sh(&["kill", &format!("-{signal}"), &child.id().to_string()])?;
+        if signal == "KILL" {
+            let _ = child.wait();
+            self.children[i as usize - 1] = None;
+        }
+        Ok(())
+    }
+
+    fn running(&self, i: u32) -> bool {
+        self.children[i as usize - 1].is_some()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        Lab::down();
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn nft(rule: &str) -> Result<()> {
+    let mut args = vec!["ip", "netns", "exec", SWITCH, "nft"];
+    args.extend(rule.split(' '));
+    sh(&args)
+}
+
+/// A small seeded generator (xorshift), so that a seed replays the same schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut seconds = 60u64;
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--time" => seconds = value()?.trim_end_matches('s').parse().context("--time takes seconds")?,
+            "--seed" => seed = value()?.parse().context("--seed takes a number")?,
+            "--quick" => seconds = 30,
+            other => bail!("unknown argument {other:?} (chaos takes --time S, --seed N, --quick)"),
+        }
+    }
+    for tool in ["ip", "nft", "faketime"] {
+        if Command::new("which")
+            .arg(tool)
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            bail!("{tool} is missing: apt-get install -y iproute2 nftables faketime");
+        }
+    }
+    println!(
+        "chaos: seed {seed}, {seconds} s (replay with `cargo xtask chaos --seed {seed} --time {seconds}`)"
+    );
+    build_release(&["synod", "chaos_client"])?;
+    let dir = target_dir().join("chaos");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    sh(&[
+        synod_bin().to_str().context("path")?,
+        "certs",
+        "init",
+        "--nodes",
+        "3",
+        "--clients",
+        "1",
+        "--dir",
+        dir.join("certs").to_str().context("path")?,
+    ])?;
+    let peers: String = (1..=REPLICAS).map(|i| format!("{i} = \"{NET}.{i}:7000\"\n")).collect();
+    for i in 1..=REPLICAS {
+        std::fs::write(
+            dir.join(format!("node-{i}.toml")),
+            format!(
+                "id = {i}\ndata_dir = \"data/node-{i}\"\nmetrics = \"{NET}.{i}:9100\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{i}.pem\"\nkey = \"certs/node-{i}.key\"\n[peers]\n{peers}"
+            ),
+        )?;
+    }
+    std::fs::write(
+        dir.join("client.toml"),
+        format!("client = 1\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n[replicas]\n{peers}"),
+    )?;
+    let mut lab = Lab::up()?;
+    for i in 1..=REPLICAS {
+        lab.start(&dir, i, None)?;
+    }
+    await_leader(&dir, Duration::from_secs(20))?;
+    let client = Command::new("ip")
+        .args(["netns", "exec", CLIENT_NS])
+        .arg(target_dir().join("release").join("chaos_client"))
+        .arg("--client-config")
+        .arg(dir.join("client.toml"))
+        .args(["--seconds", &seconds.to_string(), "--history"])
+        .arg(dir.join("history.jsonl"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the chaos client")?;
+    let (faults, kinds, leaders) =
+        nemesis(&mut lab, &dir, seed, Duration::from_secs(seconds.saturating_sub(8)))?;
+    // Heal everything and bring every replica back.
+    nft("flush chain bridge chaos cut")?;
+    for i in 1..=REPLICAS {
+        if !lab.running(i) {
+            lab.start(&dir, i, None)?;
+        }
+    }
+    let out = client.wait_with_output()?;
+    let summary: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .context("the chaos client printed no summary")?;
+    let identical = await_identical(&dir, Duration::from_secs(30));
+    let verdict = summary["verdict"].as_str().unwrap_or("missing").to_owned();
+    let ops = summary["ok"].as_u64().unwrap_or(0)
+        + summary["fail"].as_u64().unwrap_or(0)
+        + summary["info"].as_u64().unwrap_or(0);
+    println!(
+        "chaos: ops ok {} fail {} info {}; faults {kinds:?}; leaders seen {leaders}; checker {:.2} s: {verdict}",
+        summary["ok"], summary["fail"], summary["info"], summary["check_seconds"].as_f64().unwrap_or(0.0)
+    );
+    let mut violations = 0;
+    if verdict.starts_with("illegal") {
+        violations += 1;
+        println!(
+            "chaos: NOT linearizable on keys {}; history in {}",
+            summary["bad_keys"],
+            dir.join("history.jsonl").display()
+        );
+    }
+    match &identical {
+        Ok(d) => println!("chaos: replicas identical after healing: {d}"),
+        Err(e) => {
+            violations += 1;
+            println!("chaos: replicas differ after healing: {e:#}");
+        }
+    }
+    drop(lab);
+    println!("chaos: {ops} ops, {faults} faults, {violations} violations");
+    if violations > 0 {
+        bail!("{violations} violations (seed {seed}); logs in {}", dir.display());
+    }
+    if verdict != "linearizable" {
+        bail!("the linearizability check was {verdict} (seed {seed})");
+    }
+    Ok(())
+}
+
+/// Runs the fault schedule for `span`: a fault, a hold, a heal, a pause, again.
+fn nemesis(
+    lab: &mut Lab,
+    dir: &std::path::Path,
+    seed: u64,
+    span: Duration,
+) -> Result<(u64, std::collections::BTreeMap<&'static str, u64>, usize)> {
+    let mut rng = Rng(seed | 1);
+    let began = Instant::now();
+    let mut faults = 0;
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut leaders = std::collections::BTreeSet::new();
+    std::thread::sleep(Duration::from_secs(2));
+    while began.elapsed() + Duration::from_secs(6) < span {
+        let leader = leader(dir).unwrap_or(1 + rng.below(3) as u32);
+        leaders.insert(leader);
+        let other = |rng: &mut Rng, not: u32| (not + rng.below(2) as u32) % REPLICAS + 1;
+        let hold = Duration::from_millis(1500 + rng.below(2500));
+        let kind = match rng.below(8) {
+            0 => {
+                nft(&format!("add rule bridge chaos cut ip saddr {NET}.{leader} drop"))?;
+                nft(&format!("add rule bridge chaos cut ip daddr {NET}.{leader} drop"))?;
+                "isolate-leader"
+            }
+            1 => {
+                let minority = 1 + rng.below(3) as u32;
+                for peer in (1..=REPLICAS).filter(|&p| p != minority) {
+                    nft(&format!(
+                        "add rule bridge chaos cut ip saddr {NET}.{minority} ip daddr {NET}.{peer} drop"
+                    ))?;
+                    nft(&format!(
+                        "add rule bridge chaos cut ip saddr {NET}.{peer} ip daddr {NET}.{minority} drop"
+                    ))?;
+                }
+                "partition"
+            }
+            2 => {
+                let b = other(&mut rng, leader);
+                nft(&format!("add rule bridge chaos cut ip saddr {NET}.{leader} ip daddr {NET}.{b} drop"))?;
+                "one-way-cut"
+            }
+            3 => {
+                // Partial connectivity: two replicas cannot talk, the third hears both.
+                let a = 1 + rng.below(3) as u32;
+                let b = other(&mut rng, a);
+                nft(&format!("add rule bridge chaos cut ip saddr {NET}.{a} ip daddr {NET}.{b} drop"))?;
+                nft(&format!("add rule bridge chaos cut ip saddr {NET}.{b} ip daddr {NET}.{a} drop"))?;
+                "partial-connectivity"
+            }
+            4 => {
+                let n = 1 + rng.below(3) as u32;
+                nft(&format!(
+                    "add rule bridge chaos cut ip saddr {NET}.{n} numgen random mod 100 < 30 drop"
+                ))?;
+                "loss-30%"
+            }
+            5 => {
+                lab.signal(leader, "KILL")?;
+                std::thread::sleep(hold);
+                lab.start(dir, leader, None)?;
+                "kill-restart"
+            }
+            6 => {
+                lab.signal(leader, "STOP")?;
+                std::thread::sleep(hold);
+                lab.signal(leader, "CONT")?;
+                "stop-cont"
+            }
+            _ => {
+                let n = 1 + rng.below(3) as u32;
+                lab.signal(n, "KILL")?;
+                lab.start(dir, n, Some("+30s"))?;
+                "restart-skewed-clock"
+            }
+        };
+        faults += 1;
+        *kinds.entry(kind).or_insert(0) += 1;
+        println!("chaos: t={:>5.1}s {kind} (leader was {leader})", began.elapsed().as_secs_f64());
+        if !matches!(kind, "kill-restart" | "stop-cont" | "restart-skewed-clock") {
+            std::thread::sleep(hold);
+            nft("flush chain bridge chaos cut")?;
+        }
+        std::thread::sleep(Duration::from_millis(1000 + rng.below(2000)));
+    }
+    Ok((faults, kinds, leaders.len()))
+}
+
+/// Each replica's status, read from inside the client namespace.
+fn statuses(dir: &std::path::Path) -> Vec<Option<Value>> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", CLIENT_NS]).arg(synod_bin()).args(["status", "--json"]);
+    for i in 1..=REPLICAS {
+        cmd.arg("--config").arg(dir.join(format!("node-{i}.toml")));
+    }
+    let Ok(out) = cmd.stderr(Stdio::null()).output() else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["reachable"] == Value::Bool(true)))
+        .collect()
+}
+
+fn leader(dir: &std::path::Path) -> Option<u32> {
+    statuses(dir)
+        .iter()
+        .position(|v| v.as_ref().is_some_and(|v| v["is_leader"] == Value::Bool(true)))
+        .map(|i| i as u32 + 1)
+}
+
+fn await_leader(dir: &std::path::Path, timeout: Duration) -> Result<u32> {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(l) = leader(dir) {
+            return Ok(l);
+        }
+        if Instant::now() > until {
+            bail!("no leader within {timeout:?}; logs in {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn await_identical(dir: &std::path::Path, timeout: Duration) -> Result<String> {
+    let until = Instant::now() + timeout;
+    loop {
+        let seen: Vec<(u64, String)> = statuses(dir)
+            .iter()
+            .flatten()
+            .map(|v| (v["applied"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        if seen.len() == REPLICAS as usize && seen.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(format!("{} slots, digest {}", seen[0].0, seen[0].1));
+        }
+        if Instant::now() > until {
+            bail!("after {timeout:?}: {seen:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
