@@ -101,6 +101,30 @@ impl Report {
 /// Checks `history` key by key. `give_up` is polled now and then; once it
 /// returns true, keys not yet decided are [`Verdict::Unknown`].
 pub fn check(history: &[Op], give_up: &mut dyn FnMut() -> bool) -> Report {
+    run(history, &mut |poll| poll == Poll::Step && give_up())
+}
+
+/// Checks `history` key by key with a fresh budget for each key: `budget`
+/// is called once per key and returns that key's `give_up` poll (for
+/// example, a closure comparing a clock read at its creation with a limit).
+pub fn check_per_key(history: &[Op], budget: &mut dyn FnMut() -> Box<dyn FnMut() -> bool>) -> Report {
+    let mut current: Option<Box<dyn FnMut() -> bool>> = None;
+    run(history, &mut |poll| match poll {
+        Poll::NewKey => {
+            current = Some(budget());
+            false
+        }
+        Poll::Step => current.as_mut().is_some_and(|give_up| give_up()),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poll {
+    NewKey,
+    Step,
+}
+
+fn run(history: &[Op], poll: &mut dyn FnMut(Poll) -> bool) -> Report {
     let mut by_key: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
     for (i, op) in history.iter().enumerate() {
         by_key.entry(op.key.as_slice()).or_default().push(i);
@@ -109,7 +133,8 @@ pub fn check(history: &[Op], give_up: &mut dyn FnMut() -> bool) -> Report {
         .into_iter()
         .map(|(key, indices)| {
             let ops: Vec<&Op> = indices.iter().map(|&i| &history[i]).collect();
-            let verdict = match wgl::check_key(&ops, give_up) {
+            poll(Poll::NewKey);
+            let verdict = match wgl::check_key(&ops, &mut || poll(Poll::Step)) {
                 wgl::Outcome::Ok => Verdict::Linearizable,
                 wgl::Outcome::Illegal(longest) => {
                     Verdict::Illegal { longest: longest.into_iter().map(|j| indices[j]).collect() }
