@@ -105,18 +105,13 @@ pub(crate) fn check_key(ops: &[&Op], give_up: &mut dyn FnMut() -> bool) -> Outco
         if steps % POLL_EVERY == 0 && give_up() {
             return Outcome::GaveUp;
         }
-        if entry == list.end {
-            // Every remaining invocation was tried at this point: backtrack.
-            let Some((call, prior)) = stack.pop() else { return Outcome::Illegal(longest) };
-            let op = events[call].op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            state = prior;
-            list.relink(events[call].partner);
-            list.relink(call);
-            entry = list.next[call];
-            continue;
-        }
-        let e = events[entry];
+        // Walking off the end cannot happen while an operation is pending (its
+        // completion is still listed), but treat it like a completion: backtrack.
+        let e = if entry == list.end {
+            Event { op: usize::MAX, is_call: false, partner: usize::MAX }
+        } else {
+            events[entry]
+        };
         if e.is_call {
             let op = ops[e.op];
             if let Some(next) = step(&state, &op.input, &op.output) {
