@@ -4,8 +4,9 @@
 //! checked for linearizability; after everything heals the replicas must be identical.
 //!
 //! Ends with `chaos: <N> ops, <F> faults, <V> violations`; exits non-zero when V > 0 or the
-//! check is unknown. It tears down its namespaces, rules and processes when it ends, and
-//! removes leftovers of an interrupted run before starting.
+//! check is unknown. It tears down its namespaces, rules and processes when it ends; a
+//! detached watchdog does the same if it is interrupted or killed, and leftovers of an
+//! earlier run are removed before starting.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,7 +68,33 @@ impl Lab {
         }
         nft("add table bridge chaos")?;
         nft("add chain bridge chaos cut { type filter hook forward priority 0; policy accept; }")?;
+        Lab::watchdog()?;
         Ok(Lab { children: (0..REPLICAS).map(|_| None).collect() })
+    }
+
+    /// A detached shell that tears the lab down once this process is gone,
+    /// however it ended (Ctrl-C and SIGKILL included). After a normal end it
+    /// finds nothing left to do.
+    fn watchdog() -> Result<()> {
+        use std::os::unix::process::CommandExt;
+        let names: Vec<String> =
+            (1..=REPLICAS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; for n in {names}; do \
+             for p in $(ip netns pids $n 2>/dev/null); do kill -CONT $p; kill -KILL $p; done; \
+             ip netns del $n 2>/dev/null; done",
+            pid = std::process::id(),
+            names = names.join(" ")
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting the lab's watchdog")?;
+        Ok(())
     }
 
     /// Kills everything in the lab and deletes its namespaces (links and rules go with them).

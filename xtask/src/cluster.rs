@@ -63,9 +63,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 pub(crate) fn build_release(bins: &[&str]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--locked", "--quiet"]);
+    // `--bin` filters every selected package, so name each binary, `synod` included.
     for b in bins {
         match *b {
-            "synod" => cmd.args(["-p", "synod"]),
+            "synod" => cmd.args(["-p", "synod", "--bin", "synod"]),
             other => cmd.args(["-p", "synod-bench", "--bin", other]),
         };
     }
