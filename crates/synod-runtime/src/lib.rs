@@ -24,10 +24,19 @@
 //! whatever arrives while earlier batches are in flight.
 //!
 //! ```no_run
-//! use synod_runtime::{Replica, ReplicaConfig};
+//! use std::collections::BTreeMap;
 //! use synod_kv::KvStore;
-//! # fn config() -> ReplicaConfig { unimplemented!() }
-//! let replica = Replica::start(config(), KvStore::default()).expect("replica starts");
+//! use synod_runtime::{Replica, ReplicaConfig};
+//! use synod_transport::{Credentials, Identity};
+//! use synod_wire::NodeId;
+//!
+//! // Certificates as `synod certs init --dir certs --nodes 3` writes them.
+//! let credentials = Credentials::load("certs".as_ref(), Identity::Node(NodeId(1))).expect("certificates");
+//! let peers: BTreeMap<NodeId, _> = (1..=3)
+//!     .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i).parse().expect("address")))
+//!     .collect();
+//! let config = ReplicaConfig::new(NodeId(1), peers, credentials, "data/node-1");
+//! let replica = Replica::start(config, KvStore::default()).expect("replica starts");
 //! println!("{:?}", replica.status());
 //! replica.shutdown();
 //! ```
