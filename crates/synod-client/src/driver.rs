@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use synod_transport::{ClientEndpoint, ClientSender, ClientStream, SendError};
+use synod_transport::{ClientEndpoint, ClientSender, ClientStream, Jitter, SendError};
 use synod_wire::{ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, Seq, Wire, MAX_FRAME_LEN};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -121,7 +121,7 @@ pub(crate) struct Driver {
     /// Connection attempts that failed in a row, and the last failure.
     connect_failures: usize,
     last_failure: Option<(SocketAddr, LinkError)>,
-    rng: Rng,
+    rng: Jitter,
 }
 
 impl Driver {
@@ -138,8 +138,10 @@ impl Driver {
 
     fn new(cfg: ClientConfig, endpoint: ClientEndpoint) -> (Driver, mpsc::UnboundedReceiver<Event>) {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let mut rng = Rng::new();
-        let nonce = rng.next();
+        // Seeded from the process's hash keys and the clock: nonces and jitter differ per client.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut rng = Jitter::new(now.as_nanos() as u64);
+        let nonce = rng.next_u64();
         let driver = Driver {
             cfg,
             endpoint: Arc::new(endpoint),
@@ -571,34 +573,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Jitter and nonces: a splitmix64 stream seeded from the process's hash keys and the clock.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
-        );
-        Rng(h.finish())
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A delay drawn uniformly from `[d/2, d]`.
-    fn around(&mut self, d: Duration) -> Duration {
-        let half = d / 2;
-        let nanos = half.as_nanos().min(u128::from(u64::MAX)) as u64;
-        half + Duration::from_nanos(if nanos == 0 { 0 } else { self.next() % (nanos + 1) })
     }
 }

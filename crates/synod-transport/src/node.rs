@@ -24,6 +24,7 @@ use crate::io::{
     code, peer_header, remote_identity, write_loop, FrameReader, ReadFail, KIND_BULK, KIND_CLIENT,
     KIND_CONSENSUS,
 };
+use crate::jitter::Jitter;
 use crate::queue::{Outbox, Push, QueueLimit};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tls::{self, TlsError};
@@ -744,32 +745,5 @@ impl Shared {
         outbox.close();
         self.clients.write().remove(&id);
         self.deliver(Inbound::ClientDown { conn: id });
-    }
-}
-
-/// Redial jitter: a splitmix64 stream, seeded per link and per process.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(salt: u64) -> Jitter {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(salt);
-        Jitter(h.finish())
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A delay drawn uniformly from `[d/2, d]`.
-    fn around(&mut self, d: Duration) -> Duration {
-        let half = d / 2;
-        let nanos = half.as_nanos().min(u128::from(u64::MAX)) as u64;
-        half + Duration::from_nanos(if nanos == 0 { 0 } else { self.next() % (nanos + 1) })
     }
 }
