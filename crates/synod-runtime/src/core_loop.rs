@@ -163,16 +163,13 @@ impl CoreLoop {
             self.reply(conn, request.id, Outcome::Redirect { leader: self.core.leader() });
             return;
         }
-        let size = match &request.command {
-            Command::Register { .. } => 16,
-            Command::Op { payload, .. } => payload.len() + 32,
-        };
+        let size = size(&request.command);
         if self.queue_bytes + size > 64 * self.max_batch_bytes {
             // Far more queued than the pipeline can take: push back.
             self.reply(conn, request.id, Outcome::Busy);
             return;
         }
-        self.routes.lock().insert(origin(&request.command), (conn, request.id));
+        self.routes.lock().insert(Origin::of(&request.command), (conn, request.id));
         self.queue.push(request.command);
         self.queue_bytes += size;
     }
@@ -190,10 +187,7 @@ impl CoreLoop {
             let mut bytes = 0;
             let mut take = 0;
             for c in &self.queue {
-                let size = match c {
-                    Command::Register { .. } => 16,
-                    Command::Op { payload, .. } => payload.len() + 32,
-                };
+                let size = size(c);
                 if take > 0 && (take >= self.max_batch_commands || bytes + size > self.max_batch_bytes) {
                     break;
                 }
@@ -266,7 +260,7 @@ impl CoreLoop {
         let queued = std::mem::take(&mut self.queue);
         self.queue_bytes = 0;
         let mut routes = self.routes.lock();
-        let targets: Vec<_> = queued.iter().filter_map(|c| routes.remove(&origin(c))).collect();
+        let targets: Vec<_> = queued.iter().filter_map(|c| routes.remove(&Origin::of(c))).collect();
         drop(routes);
         for (conn, id) in targets {
             self.reply(conn, id, Outcome::Redirect { leader });
@@ -310,10 +304,11 @@ impl CoreLoop {
     }
 }
 
-fn origin(command: &Command) -> Origin {
+/// Bytes a command adds to a batch, for the batch and queue limits (an estimate of its encoding).
+fn size(command: &Command) -> usize {
     match command {
-        Command::Register { nonce } => Origin::Register { nonce: *nonce },
-        Command::Op { client, seq, .. } => Origin::Request { client: *client, seq: *seq },
+        Command::Register { .. } => 16,
+        Command::Op { payload, .. } => payload.len() + 32,
     }
 }
 

@@ -295,11 +295,7 @@ impl World {
             self.net.send(&mut self.rng, now, Addr::Node(id), Addr::Client(client), Payload::Reply(reply));
             return;
         }
-        let origin = match &req.command {
-            Command::Register { nonce } => Origin::Register { nonce: *nonce },
-            Command::Op { client, seq, .. } => Origin::Request { client: *client, seq: *seq },
-        };
-        node.routes.insert(origin, (client, req.id));
+        node.routes.insert(Origin::of(&req.command), (client, req.id));
         node.queue.push(req.command);
     }
 

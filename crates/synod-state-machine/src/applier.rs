@@ -27,6 +27,16 @@ pub enum Origin {
     },
 }
 
+impl Origin {
+    /// Whom the answer to `command` is for: drivers use it to route replies.
+    pub fn of(command: &Command) -> Origin {
+        match command {
+            Command::Register { nonce } => Origin::Register { nonce: *nonce },
+            Command::Op { client, seq, .. } => Origin::Request { client: *client, seq: *seq },
+        }
+    }
+}
+
 /// The answer to one command of a committed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
