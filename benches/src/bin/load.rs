@@ -1,12 +1,20 @@
 //! The load generator: closed-loop (or fixed-rate) clients against a synod
-//! cluster, with HDR latency histograms, a progress bar, JSON results, and an
-//! optional check that every acknowledged write can be read back.
+//! cluster or an etcd cluster, with HDR latency histograms, a progress bar,
+//! JSON results, and an optional check that every acknowledged write can be
+//! read back.
 //!
 //! ```text
-//! load --client-config client.toml [--clients 64] [--sessions 16] [--duration 10] [--warmup 2]
+//! load [--backend synod] --client-config client.toml
+//! load --backend etcd [--endpoints http://127.0.0.1:2379,...]
+//!      [--clients 64] [--sessions 16] [--duration 10] [--warmup 2]
 //!      [--puts 90] [--keys 100000] [--value-size 100] [--rate OPS/S]
 //!      [--verify] [--kill-file PATH] [--json PATH]
 //! ```
+//! Both backends see the same keys, values, put/get mix and measurement.
+//! `--sessions` is the number of connections the clients share round-robin:
+//! synod sessions (one QUIC connection and one pipelined stream each), or
+//! etcd `Client`s (one HTTP/2 connection to each endpoint each, requests
+//! balanced over the endpoints, as etcd's own client does).
 //! `--verify` writes every put to a key of its own and reads all of them
 //! back at the end. `--kill-file` names a file where another process writes
 //! the Unix time in milliseconds at which it killed a replica; the report
@@ -21,9 +29,27 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use synod_client::Client;
 
+/// Which system the clients talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Synod,
+    Etcd,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Synod => "synod",
+            Backend::Etcd => "etcd",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Args {
+    backend: Backend,
     client_config: PathBuf,
+    endpoints: Vec<String>,
     clients: usize,
     sessions: usize,
     duration: f64,
@@ -39,7 +65,9 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
+        backend: Backend::Synod,
         client_config: PathBuf::new(),
+        endpoints: vec!["http://127.0.0.1:2379".to_owned()],
         clients: 64,
         sessions: 16,
         duration: 10.0,
@@ -56,23 +84,39 @@ fn parse_args() -> Result<Args> {
     while let Some(flag) = it.next() {
         let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--backend" => {
+                a.backend = match val()?.as_str() {
+                    "synod" => Backend::Synod,
+                    "etcd" => Backend::Etcd,
+                    other => bail!("unknown backend {other:?}: use synod or etcd"),
+                }
+            }
             "--client-config" => a.client_config = val()?.into(),
-            "--clients" => a.clients = val()?.parse()?,
-            "--sessions" => a.sessions = val()?.parse()?,
-            "--duration" => a.duration = val()?.parse()?,
-            "--warmup" => a.warmup = val()?.parse()?,
-            "--puts" => a.puts = val()?.parse()?,
-            "--keys" => a.keys = val()?.parse()?,
-            "--value-size" => a.value_size = val()?.parse()?,
-            "--rate" => a.rate = Some(val()?.parse()?),
+            "--endpoints" => {
+                a.endpoints = val()?.split(',').filter(|e| !e.is_empty()).map(str::to_owned).collect()
+            }
+            "--clients" => a.clients = val()?.parse().context("--clients takes a number")?,
+            "--sessions" => a.sessions = val()?.parse().context("--sessions takes a number")?,
+            "--duration" => a.duration = val()?.parse().context("--duration takes seconds")?,
+            "--warmup" => a.warmup = val()?.parse().context("--warmup takes seconds")?,
+            "--puts" => a.puts = val()?.parse().context("--puts takes a percentage")?,
+            "--keys" => a.keys = val()?.parse().context("--keys takes a number")?,
+            "--value-size" => a.value_size = val()?.parse().context("--value-size takes bytes")?,
+            "--rate" => a.rate = Some(val()?.parse().context("--rate takes operations per second")?),
             "--verify" => a.verify = true,
             "--kill-file" => a.kill_file = Some(val()?.into()),
             "--json" => a.json = Some(val()?.into()),
             other => bail!("unknown argument {other:?}"),
         }
     }
-    if a.client_config.as_os_str().is_empty() {
-        bail!("--client-config FILE is required");
+    if a.backend == Backend::Synod && a.client_config.as_os_str().is_empty() {
+        bail!("--client-config FILE is required for --backend synod");
+    }
+    if a.backend == Backend::Etcd && a.endpoints.is_empty() {
+        bail!("--endpoints needs at least one URL for --backend etcd");
+    }
+    if a.puts > 100 {
+        bail!("--puts is a percentage (0-100)");
     }
     if a.clients == 0 || a.sessions == 0 {
         bail!("--clients and --sessions must be at least 1");
@@ -99,13 +143,58 @@ struct TaskResult {
     written: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// One connection to the system under test; clones share it.
+#[derive(Clone)]
+enum Conn {
+    Synod(Client),
+    Etcd(Box<etcd_client::KvClient>),
+}
+
+impl Conn {
+    async fn connect(args: &Args) -> Result<Conn> {
+        match args.backend {
+            Backend::Synod => {
+                let config = synod_bench::client_config(&args.client_config)?;
+                Ok(Conn::Synod(Client::connect(config).await.context("cannot reach the synod cluster")?))
+            }
+            Backend::Etcd => {
+                // synod's client gives a call 30 s across retries; give etcd's the same.
+                let options = etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(30));
+                let client = etcd_client::Client::connect(&args.endpoints, Some(options))
+                    .await
+                    .context("cannot reach the etcd cluster")?;
+                Ok(Conn::Etcd(Box::new(client.kv_client())))
+            }
+        }
+    }
+
+    async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        match self {
+            Conn::Synod(c) => Ok(c.put(key, value).await?),
+            Conn::Etcd(c) => c.put(key, value, None).await.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    async fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        match self {
+            Conn::Synod(c) => Ok(c.get(key).await?),
+            Conn::Etcd(c) => {
+                let reply = c.get(key, None).await?;
+                Ok(reply.kvs().first().map(|kv| kv.value().to_vec()))
+            }
+        }
+    }
+}
+
 fn value_for(key: &[u8], size: usize) -> Vec<u8> {
     let mut v = key.to_vec();
     v.resize(size.max(key.len()), b'.');
     v
 }
 
-async fn task(id: usize, client: Client, args: Args, shared: Arc<Shared>) -> TaskResult {
+async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> TaskResult {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (id as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     let mut next = || {
@@ -135,14 +224,18 @@ async fn task(id: usize, client: Client, args: Args, shared: Arc<Shared>) -> Tas
                 format!("key{:012}", next() % args.keys).into_bytes()
             };
             let value = value_for(&key, args.value_size);
-            let r = client.put(&key, &value).await;
-            if r.is_ok() && args.verify {
-                written.push((key, value));
+            if args.verify {
+                let r = client.put(key.clone(), value.clone()).await;
+                if r.is_ok() {
+                    written.push((key, value));
+                }
+                r
+            } else {
+                client.put(key, value).await
             }
-            r.map(|_| ())
         } else {
             let key = format!("key{:012}", next() % args.keys);
-            client.get(key).await.map(|_| ())
+            client.get(key.into_bytes()).await.map(|_| ())
         };
         match result {
             Ok(()) => {
@@ -155,7 +248,7 @@ async fn task(id: usize, client: Client, args: Args, shared: Arc<Shared>) -> Tas
             }
             Err(e) => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("load: operation failed: {e}");
+                eprintln!("load: operation failed: {e:#}");
             }
         }
     }
@@ -169,10 +262,9 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let config = synod_bench::client_config(&args.client_config)?;
     let mut sessions = Vec::new();
     for _ in 0..args.sessions {
-        sessions.push(Client::connect(config.clone()).await.context("cannot reach the cluster")?);
+        sessions.push(Conn::connect(&args).await?);
     }
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -221,8 +313,10 @@ async fn run(args: Args) -> Result<()> {
     );
     let errors = shared.errors.load(Ordering::Relaxed);
     println!(
-        "load: {} clients on {} sessions, {ops} ops in {elapsed:.1} s: {throughput:.0} ops/s, p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, {errors} errors",
-        args.clients, args.sessions
+        "load: {}: {} clients on {} sessions, {ops} ops in {elapsed:.1} s: {throughput:.0} ops/s, p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, {errors} errors",
+        args.backend.name(),
+        args.clients,
+        args.sessions
     );
     let mut failover_ms = None;
     if let Some(path) = &args.kill_file {
@@ -240,9 +334,9 @@ async fn run(args: Args) -> Result<()> {
     }
     let mut missing = 0u64;
     if args.verify {
-        let client = &sessions[0];
+        let client = &mut sessions[0];
         for (key, value) in &written {
-            match client.get(key).await {
+            match client.get(key.clone()).await {
                 Ok(Some(v)) if v == *value => {}
                 _ => missing += 1,
             }
@@ -251,6 +345,7 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let json = serde_json::json!({
+            "backend": args.backend.name(), "puts_percent": args.puts, "warmup": args.warmup,
             "clients": args.clients, "sessions": args.sessions, "ops": ops, "seconds": elapsed,
             "throughput": throughput, "p50_ms": p50, "p99_ms": p99, "p999_ms": p999, "errors": errors,
             "failover_ms": failover_ms, "verified": written.len(), "missing": missing,
