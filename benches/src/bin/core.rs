@@ -7,13 +7,17 @@
 //! three replicas, answered to its client, which then sends the next one.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use synod_bench::human;
 use synod_kv::{KvCommand, KvStore};
 use synod_paxos::rng::Rng;
 use synod_paxos::{Action, Config, Paxos};
-use synod_state_machine::{Applier, Origin, SessionConfig};
+use synod_state_machine::{Applier, Origin, Reply, SessionConfig};
 use synod_wire::{Batch, ClientId, Command, Message, NodeId, Outcome, Seq, Wire};
 
 /// Slots the leader keeps in flight; whatever arrives meanwhile waits and
@@ -136,17 +140,16 @@ impl Bench {
     }
 
     fn propose(&mut self, leader: usize) {
-        let core = &mut self.replicas[leader].core;
-        if !self.queue.is_empty() && core.can_propose() && core.in_flight() < IN_FLIGHT {
-            let timestamp_ms = self.started.elapsed().as_millis() as u64;
-            let batch = Batch { timestamp_ms, commands: std::mem::take(&mut self.queue) };
-            let bytes = batch.encode().expect("batch fits a frame");
-            core.propose(bytes).expect("leader with room");
-        }
+        let Bench { replicas, queue, started, .. } = self;
+        propose(&mut replicas[leader].core, queue, *started);
     }
 
-    fn run(mut self, duration: Duration) -> f64 {
-        // Elect a leader with logical ticks.
+    fn propose_on(&mut self, core: &mut Paxos) {
+        propose(core, &mut self.queue, self.started);
+    }
+
+    /// Elects a leader with logical ticks, messages passed in this thread.
+    fn elect(&mut self) {
         let mut ticks = 0;
         while self.leader().is_none() {
             for r in &mut self.replicas {
@@ -156,6 +159,11 @@ impl Bench {
             ticks += 1;
             assert!(ticks < 10_000, "no leader elected");
         }
+    }
+
+    /// Runs all three replicas in this thread. Returns commands/s.
+    fn run(mut self, duration: Duration, commands: Option<u64>) -> f64 {
+        self.elect();
         let leader = self.leader().expect("elected");
         let warmup = duration / 5;
         let mut last_tick = Instant::now();
@@ -171,6 +179,9 @@ impl Bench {
                 }
                 self.pump();
             }
+            if commands.is_some_and(|n| self.done >= n) {
+                return self.done as f64 / self.started.elapsed().as_secs_f64();
+            }
             let elapsed = self.started.elapsed();
             match measure_from {
                 None if elapsed >= warmup => measure_from = Some((Instant::now(), self.done)),
@@ -181,18 +192,155 @@ impl Bench {
             }
         }
     }
+
+    /// Runs the elected cluster with one thread per replica, messages on
+    /// channels; the leader's thread also plays the clients. Returns commands/s.
+    fn run_threaded(mut self, duration: Duration, commands: Option<u64>) -> f64 {
+        self.elect();
+        let leader = self.leader().expect("elected");
+        let n = self.replicas.len();
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut replicas: Vec<Option<Replica>> = self.replicas.drain(..).map(Some).collect();
+        let mut followers = Vec::new();
+        for (i, inbox) in inboxes.iter().enumerate() {
+            if i == leader {
+                continue;
+            }
+            let mut node = Node {
+                replica: replicas[i].take().expect("each replica once"),
+                inbox: inbox.clone(),
+                peers: senders.clone(),
+            };
+            let stop = stop.clone();
+            followers.push(std::thread::spawn(move || {
+                let mut last_tick = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    match node.inbox.recv_timeout(Duration::from_millis(10)) {
+                        Ok((from, msg)) => node.replica.core.handle_message(from, msg),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    while let Ok((from, msg)) = node.inbox.try_recv() {
+                        node.replica.core.handle_message(from, msg);
+                    }
+                    if last_tick.elapsed() >= Duration::from_millis(10) {
+                        last_tick = Instant::now();
+                        node.replica.core.handle_tick();
+                    }
+                    node.drain(|_| {});
+                }
+            }));
+        }
+        let mut node = Node {
+            replica: replicas[leader].take().expect("the leader"),
+            inbox: inboxes[leader].clone(),
+            peers: senders,
+        };
+        drop(inboxes);
+        let warmup = duration / 5;
+        let mut last_tick = Instant::now();
+        let mut measure_from: Option<(Instant, u64)> = None;
+        let rate = loop {
+            self.issue();
+            self.propose_on(&mut node.replica.core);
+            let mut answers = Vec::new();
+            node.drain(|replies| answers.extend(replies));
+            for reply in answers {
+                self.answer(reply.origin, reply.outcome);
+            }
+            if self.ready.is_empty() {
+                // Nothing to send until an answer comes: wait for the followers.
+                if let Ok((from, msg)) = node.inbox.recv_timeout(Duration::from_millis(1)) {
+                    node.replica.core.handle_message(from, msg);
+                }
+            }
+            while let Ok((from, msg)) = node.inbox.try_recv() {
+                node.replica.core.handle_message(from, msg);
+            }
+            if last_tick.elapsed() >= Duration::from_millis(10) {
+                last_tick = Instant::now();
+                node.replica.core.handle_tick();
+            }
+            if commands.is_some_and(|c| self.done >= c) {
+                break self.done as f64 / self.started.elapsed().as_secs_f64();
+            }
+            match measure_from {
+                None if self.started.elapsed() >= warmup => measure_from = Some((Instant::now(), self.done)),
+                Some((t, d)) if t.elapsed() >= duration => {
+                    break (self.done - d) as f64 / t.elapsed().as_secs_f64();
+                }
+                _ => {}
+            }
+        };
+        assert!(node.replica.core.is_leader(), "the leader lost its leadership during the run");
+        stop.store(true, Ordering::Relaxed);
+        for f in followers {
+            f.join().expect("follower thread");
+        }
+        rate
+    }
+}
+
+/// Submits what waits at the leader as one batch, if the window has room.
+fn propose(core: &mut Paxos, queue: &mut Vec<Command>, started: Instant) {
+    if !queue.is_empty() && core.can_propose() && core.in_flight() < IN_FLIGHT {
+        let timestamp_ms = started.elapsed().as_millis() as u64;
+        let batch = Batch { timestamp_ms, commands: std::mem::take(queue) };
+        let bytes = batch.encode().expect("batch fits a frame");
+        core.propose(bytes).expect("leader with room");
+    }
+}
+
+/// A replica on a thread of its own.
+struct Node {
+    replica: Replica,
+    inbox: Receiver<(NodeId, Message)>,
+    peers: Vec<Sender<(NodeId, Message)>>,
+}
+
+impl Node {
+    /// Carries out every pending action: sends go to the peers' channels,
+    /// persists complete at once, commits are applied and their replies
+    /// handed to `replies`.
+    fn drain(&mut self, mut replies: impl FnMut(Vec<Reply>)) {
+        let me = self.replica.core.id();
+        while let Some(action) = self.replica.core.poll_action() {
+            match action {
+                Action::Send { to, msg } => {
+                    // A closed channel means the run is over.
+                    let _ = self.peers[to.0 as usize - 1].send((me, msg));
+                }
+                Action::Persist { token, .. } => self.replica.core.handle_persisted(token),
+                Action::Commit { slot, value } => {
+                    replies(self.replica.applier.apply(slot, &value).expect("in order"));
+                }
+                Action::LeaderChanged { .. } => {}
+            }
+        }
+    }
 }
 
 fn main() {
     let secs: f64 = std::env::var("SYNOD_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let duration = Duration::from_secs_f64(secs);
+    // SYNOD_BENCH_COMMANDS=N runs N commands per client count instead of a
+    // duration: a fixed amount of work, for an instruction-counting profiler.
+    let commands: Option<u64> = std::env::var("SYNOD_BENCH_COMMANDS").ok().and_then(|s| s.parse().ok());
     println!("three synod-paxos cores + appliers + key-value stores in one process; persists instant; {secs} s per run");
-    println!("{:>8} {:>14}", "clients", "commands/s");
+    println!("commands/s with all three replicas on one thread, and with a thread per replica");
+    println!("{:>8} {:>14} {:>14}", "clients", "one thread", "three threads");
     let mut last = 0.0;
-    for clients in [1usize, 64, 256] {
-        let rate = Bench::new(clients).run(duration);
-        println!("{clients:>8} {:>14}", human(rate));
-        last = rate;
+    // SYNOD_BENCH_CLIENTS=256 runs one client count (for a profiler).
+    let counts: Vec<usize> = match std::env::var("SYNOD_BENCH_CLIENTS") {
+        Ok(list) => list.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 64, 256],
+    };
+    for clients in counts {
+        let single = Bench::new(clients).run(duration, commands);
+        let threaded = Bench::new(clients).run_threaded(duration, commands);
+        println!("{clients:>8} {:>14} {:>14}", human(single), human(threaded));
+        last = threaded;
     }
     println!("core: {:.0} commands/s at 256 clients", last);
 }

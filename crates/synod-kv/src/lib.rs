@@ -22,8 +22,12 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use rkyv::option::ArchivedOption;
 use rkyv::rancor;
-use synod_state_machine::wire::Wire;
+use rkyv::vec::ArchivedVec;
+use std::sync::OnceLock;
+
+use synod_state_machine::wire::{with_archived, ArchivedKvCommand, Wire};
 use synod_state_machine::{RestoreError, StateMachine};
 
 pub use synod_state_machine::wire::{KvCommand, KvResponse};
@@ -109,10 +113,55 @@ impl KvStore {
     }
 }
 
+impl KvStore {
+    /// Executes one command read in place from its encoding: only what the
+    /// store keeps is copied.
+    fn execute_archived(&mut self, command: &ArchivedKvCommand) -> KvResponse {
+        match command {
+            ArchivedKvCommand::Get { key } => KvResponse::Value(self.map.get(key.as_slice()).cloned()),
+            ArchivedKvCommand::Put { key, value } => {
+                match self.map.get_mut(key.as_slice()) {
+                    Some(v) => {
+                        v.clear();
+                        v.extend_from_slice(value);
+                    }
+                    None => {
+                        self.map.insert(key.to_vec(), value.to_vec());
+                    }
+                }
+                KvResponse::Stored
+            }
+            ArchivedKvCommand::Delete { key } => KvResponse::Value(self.map.remove(key.as_slice())),
+            ArchivedKvCommand::Cas { key, expected, new } => {
+                let current = self.map.get(key.as_slice()).cloned();
+                let swapped = current.as_deref() == opt(expected);
+                if swapped {
+                    match opt(new) {
+                        Some(v) => self.map.insert(key.to_vec(), v.to_vec()),
+                        None => self.map.remove(key.as_slice()),
+                    };
+                }
+                KvResponse::Cas { swapped, current }
+            }
+        }
+    }
+}
+
+fn opt(v: &ArchivedOption<ArchivedVec<u8>>) -> Option<&[u8]> {
+    v.as_ref().map(|v| v.as_slice())
+}
+
+/// The encoding of [`KvResponse::Stored`], the answer to every put: made once.
+fn stored() -> &'static [u8] {
+    static STORED: OnceLock<Vec<u8>> = OnceLock::new();
+    STORED.get_or_init(|| KvResponse::Stored.encode().expect("a unit variant encodes"))
+}
+
 impl StateMachine for KvStore {
     fn apply(&mut self, command: &[u8]) -> Vec<u8> {
-        let response = match KvCommand::decode(command) {
-            Ok(command) => self.execute(&command),
+        let response = match with_archived::<KvCommand, _>(command, |c| self.execute_archived(c)) {
+            Ok(KvResponse::Stored) => return stored().to_vec(),
+            Ok(response) => response,
             // rkyv's error text can name buffer addresses, which differ
             // between replicas: answer with a fixed message instead.
             Err(_) => KvResponse::Invalid(format!("undecodable command of {} bytes", command.len())),

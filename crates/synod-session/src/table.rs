@@ -1,6 +1,6 @@
 //! The session table and its snapshot format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rkyv::{Archive, Deserialize, Serialize};
 use synod_wire::{ClientId, Seq};
@@ -82,14 +82,28 @@ struct Image {
 }
 
 /// The replicated table of client sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SessionTable {
     cfg: SessionConfig,
     image: Image,
-    /// (last_active_ms, client) for every session: the eviction and expiry order.
-    by_activity: std::collections::BTreeSet<(u64, u64)>,
+    /// The eviction and expiry order: `(last_active_ms, client)` pushed each
+    /// time a session's activity time moves. The clock never goes back, so
+    /// the queue is sorted by time; an entry whose time is no longer its
+    /// session's is stale and skipped. Sessions active at the same time
+    /// leave in order of id, whatever their order in the queue, so a table
+    /// restored from a snapshot behaves exactly like the original.
+    activity: VecDeque<(u64, u64)>,
     stats: SessionStats,
 }
+
+impl PartialEq for SessionTable {
+    /// Tables are equal when their replicated contents are (the queue is derived from them).
+    fn eq(&self, other: &SessionTable) -> bool {
+        self.cfg == other.cfg && self.image == other.image
+    }
+}
+
+impl Eq for SessionTable {}
 
 impl SessionTable {
     /// An empty table.
@@ -97,7 +111,7 @@ impl SessionTable {
         SessionTable {
             cfg,
             image: Image::default(),
-            by_activity: Default::default(),
+            activity: VecDeque::new(),
             stats: SessionStats::default(),
         }
     }
@@ -108,8 +122,10 @@ impl SessionTable {
         aligned.extend_from_slice(bytes);
         let image = rkyv::from_bytes::<Image, rkyv::rancor::Error>(&aligned)
             .map_err(|e| RestoreError(e.to_string()))?;
-        let by_activity = image.sessions.iter().map(|(&id, s)| (s.last_active_ms, id)).collect();
-        Ok(SessionTable { cfg, image, by_activity, stats: SessionStats::default() })
+        let mut table =
+            SessionTable { cfg, image, activity: VecDeque::new(), stats: SessionStats::default() };
+        table.rebuild_activity();
+        Ok(table)
     }
 
     /// Moves the table's clock to the leader timestamp `ts_ms` (never
@@ -117,16 +133,69 @@ impl SessionTable {
     pub fn advance_clock(&mut self, ts_ms: u64) -> Vec<ClientId> {
         self.image.clock_ms = self.image.clock_ms.max(ts_ms);
         let mut expired = Vec::new();
-        while let Some(&(active, id)) = self.by_activity.first() {
+        while let Some((active, _)) = self.oldest() {
             if active.saturating_add(self.cfg.expiry_ms) > self.image.clock_ms {
                 break;
             }
-            self.by_activity.pop_first();
-            self.image.sessions.remove(&id);
+            let id = self.remove_oldest().expect("a session is active");
             self.stats.expired += 1;
-            expired.push(ClientId(id));
+            expired.push(id);
         }
         expired
+    }
+
+    /// Whether queue entry `(active, id)` is its session's current one.
+    fn is_current(&self, (active, id): (u64, u64)) -> bool {
+        self.image.sessions.get(&id).is_some_and(|s| s.last_active_ms == active)
+    }
+
+    /// The activity time of the least recently active session (stale entries dropped).
+    fn oldest(&mut self) -> Option<(u64, u64)> {
+        while let Some(&front) = self.activity.front() {
+            if self.is_current(front) {
+                return Some(front);
+            }
+            self.activity.pop_front();
+        }
+        None
+    }
+
+    /// Removes the least recently active session, the lowest id among equals.
+    fn remove_oldest(&mut self) -> Option<ClientId> {
+        let (active, _) = self.oldest()?;
+        let (at, &(_, id)) = self
+            .activity
+            .iter()
+            .enumerate()
+            .take_while(|(_, &(t, _))| t == active)
+            .filter(|(_, &e)| self.is_current(e))
+            .min_by_key(|(_, &(_, id))| id)?;
+        self.activity.remove(at);
+        self.image.sessions.remove(&id);
+        Some(ClientId(id))
+    }
+
+    /// Records that session `id` was active now.
+    fn touch(&mut self, id: u64) {
+        let clock = self.image.clock_ms;
+        let Some(s) = self.image.sessions.get_mut(&id) else { return };
+        if s.last_active_ms == clock {
+            return;
+        }
+        s.last_active_ms = clock;
+        self.activity.push_back((clock, id));
+        // Stale entries are dropped as the front passes them; keep the rest bounded too.
+        if self.activity.len() > 2 * self.image.sessions.len() + 64 {
+            let sessions = &self.image.sessions;
+            self.activity.retain(|&(t, id)| sessions.get(&id).is_some_and(|s| s.last_active_ms == t));
+        }
+    }
+
+    fn rebuild_activity(&mut self) {
+        let mut entries: Vec<(u64, u64)> =
+            self.image.sessions.iter().map(|(&id, s)| (s.last_active_ms, id)).collect();
+        entries.sort_unstable();
+        self.activity = entries.into();
     }
 
     /// Opens session `id` at leader time `ts_ms` (after [`SessionTable::advance_clock`]).
@@ -135,20 +204,15 @@ impl SessionTable {
         self.advance_clock(ts_ms);
         let mut evicted = None;
         if !self.image.sessions.contains_key(&id.0) && self.image.sessions.len() >= self.cfg.max_sessions {
-            if let Some((_, victim)) = self.by_activity.pop_first() {
-                self.image.sessions.remove(&victim);
+            evicted = self.remove_oldest();
+            if evicted.is_some() {
                 self.stats.evicted += 1;
-                evicted = Some(ClientId(victim));
             }
         }
-        if let Some(old) = self
-            .image
-            .sessions
-            .insert(id.0, Session { last_active_ms: self.image.clock_ms, ..Session::default() })
-        {
-            self.by_activity.remove(&(old.last_active_ms, id.0));
-        }
-        self.by_activity.insert((self.image.clock_ms, id.0));
+        let clock = self.image.clock_ms;
+        // A session re-registered keeps no answers; its old queue entry goes stale.
+        self.image.sessions.insert(id.0, Session { last_active_ms: clock, ..Session::default() });
+        self.activity.push_back((clock, id.0));
         self.stats.registered += 1;
         evicted
     }
@@ -156,7 +220,6 @@ impl SessionTable {
     /// Decides what to do with request `seq` of `client`, which has had
     /// every request up to `ack` answered. Marks the session active.
     pub fn begin(&mut self, client: ClientId, seq: Seq, ack: Seq) -> Result<Begin, SessionError> {
-        let clock = self.image.clock_ms;
         let window = self.cfg.window;
         let result = match self.image.sessions.get_mut(&client.0) {
             None => Err(SessionError::Unknown),
@@ -184,13 +247,7 @@ impl SessionTable {
             Ok(Begin::Duplicate(_)) => self.stats.duplicates += 1,
             Ok(Begin::Apply) => {}
         }
-        if let Some(s) = self.image.sessions.get_mut(&client.0) {
-            if s.last_active_ms != clock {
-                self.by_activity.remove(&(s.last_active_ms, client.0));
-                s.last_active_ms = clock;
-                self.by_activity.insert((clock, client.0));
-            }
-        }
+        self.touch(client.0);
         result
     }
 

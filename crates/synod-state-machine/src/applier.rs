@@ -2,7 +2,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 use synod_session::{Begin, SessionConfig, SessionError, SessionTable};
-use synod_wire::{Batch, ClientId, Command, Outcome, Seq, Slot, Value, Wire};
+use synod_wire::{with_archived, ArchivedCommand, Batch, ClientId, Command, Outcome, Seq, Slot, Value};
 
 use crate::{RestoreError, StateMachine};
 
@@ -115,21 +115,30 @@ impl<S: StateMachine> Applier<S> {
         self.next = slot.next();
         self.stats.slots += 1;
         let Value::Batch(bytes) = value else { return Ok(Vec::new()) };
-        let Ok(batch) = Batch::decode(bytes) else {
-            self.stats.undecodable += 1;
-            return Ok(Vec::new());
-        };
-        self.sessions.advance_clock(batch.timestamp_ms);
-        let mut replies = Vec::with_capacity(batch.commands.len());
-        for (index, command) in batch.commands.into_iter().enumerate() {
-            replies.push(self.apply_command(slot, index, batch.timestamp_ms, command));
+        // The batch is read in place: a command's payload reaches the state
+        // machine as a slice of the committed value, never copied.
+        let applied = with_archived::<Batch, _>(bytes, |batch| {
+            let ts = batch.timestamp_ms.to_native();
+            self.sessions.advance_clock(ts);
+            let mut replies = Vec::with_capacity(batch.commands.len());
+            for (index, command) in batch.commands.iter().enumerate() {
+                replies.push(self.apply_command(slot, index, ts, command));
+            }
+            replies
+        });
+        match applied {
+            Ok(replies) => Ok(replies),
+            Err(_) => {
+                self.stats.undecodable += 1;
+                Ok(Vec::new())
+            }
         }
-        Ok(replies)
     }
 
-    fn apply_command(&mut self, slot: Slot, index: usize, ts: u64, command: Command) -> Reply {
+    fn apply_command(&mut self, slot: Slot, index: usize, ts: u64, command: &ArchivedCommand) -> Reply {
         match command {
-            Command::Register { nonce } => {
+            ArchivedCommand::Register { nonce } => {
+                let nonce = nonce.to_native();
                 let origin = Origin::Register { nonce };
                 if index >= MAX_REGISTRATIONS_PER_SLOT {
                     return Reply { origin, outcome: Outcome::Busy };
@@ -139,12 +148,15 @@ impl<S: StateMachine> Applier<S> {
                 self.mix(&client.0.to_le_bytes());
                 Reply { origin, outcome: Outcome::Registered { client } }
             }
-            Command::Op { client, seq, ack, payload } => {
+            ArchivedCommand::Op { client, seq, ack, payload } => {
+                let (client, seq, ack) =
+                    (ClientId(client.0.to_native()), Seq(seq.0.to_native()), Seq(ack.0.to_native()));
+                let payload = payload.as_slice();
                 let origin = Origin::Request { client, seq };
                 let outcome = match self.sessions.begin(client, seq, ack) {
                     Ok(Begin::Apply) => {
-                        let answer = self.machine.apply(&payload);
-                        self.mix(&payload);
+                        let answer = self.machine.apply(payload);
+                        self.mix(payload);
                         self.mix(&answer);
                         self.sessions.complete(client, seq, answer.clone());
                         self.stats.applied += 1;

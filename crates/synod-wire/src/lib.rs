@@ -28,9 +28,9 @@ mod kv;
 mod message;
 mod record;
 
-pub use client::{Batch, ClientReply, ClientRequest, Command, Outcome};
-pub use codec::{DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
+pub use client::{ArchivedBatch, ArchivedCommand, Batch, ClientReply, ClientRequest, Command, Outcome};
+pub use codec::{with_archived, DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
 pub use ids::{Ballot, ClientId, NodeId, Seq, Slot};
-pub use kv::{KvCommand, KvResponse};
+pub use kv::{ArchivedKvCommand, ArchivedKvResponse, KvCommand, KvResponse};
 pub use message::{ChosenEntry, Message, PromiseEntry, Status, Value};
 pub use record::LogRecord;

@@ -74,28 +74,39 @@ fn a_corrupt_snapshot_is_an_error() {
 }
 
 proptest! {
-    /// Two tables fed the same operations agree, and a snapshot restores an equal table.
+    /// Two tables fed the same operations agree, a snapshot restores an
+    /// equal table, and the restored table then behaves exactly like the
+    /// original (eviction and expiry included) through every later operation.
     #[test]
     fn tables_are_deterministic_and_snapshots_round_trip(
-        ops in proptest::collection::vec((0u8..3, 1u64..6, 0u64..12, 0u64..50), 1..200)
+        ops in proptest::collection::vec((0u8..3, 1u64..7, 0u64..12, 0u64..50), 1..200),
+        cut in 0usize..200,
     ) {
         let mut a = SessionTable::new(cfg(4, 200));
         let mut b = SessionTable::new(cfg(4, 200));
         let mut clock = 0;
-        for (kind, client, seq, dt) in ops {
+        for (step, (kind, client, seq, dt)) in ops.into_iter().enumerate() {
+            if step == cut {
+                b = SessionTable::restore(cfg(4, 200), &a.snapshot()).unwrap();
+                prop_assert_eq!(b.snapshot(), a.snapshot());
+            }
             clock += dt;
+            let mut seen = Vec::new();
             for t in [&mut a, &mut b] {
-                match kind {
-                    0 => { t.register(ClientId(client), clock); }
+                seen.push(match kind {
+                    0 => format!("{:?}", t.register(ClientId(client), clock)),
                     1 => {
-                        t.advance_clock(clock);
-                        if t.begin(ClientId(client), Seq(seq), Seq(seq.saturating_sub(3))) == Ok(Begin::Apply) {
+                        let expired = t.advance_clock(clock);
+                        let begin = t.begin(ClientId(client), Seq(seq), Seq(seq.saturating_sub(3)));
+                        if begin == Ok(Begin::Apply) {
                             t.complete(ClientId(client), Seq(seq), vec![seq as u8]);
                         }
+                        format!("{expired:?} {begin:?}")
                     }
-                    _ => { t.advance_clock(clock); }
-                }
+                    _ => format!("{:?}", t.advance_clock(clock)),
+                });
             }
+            prop_assert_eq!(&seen[0], &seen[1]);
             prop_assert_eq!(a.snapshot(), b.snapshot());
         }
         let restored = SessionTable::restore(cfg(4, 200), &a.snapshot()).unwrap();
