@@ -86,7 +86,7 @@ impl Cluster {
         self.dir.join("client.toml")
     }
 
-    fn pid_file(&self, i: u32) -> PathBuf {
+    pub(crate) fn pid_file(&self, i: u32) -> PathBuf {
         self.dir.join(format!("node-{i}.pid"))
     }
 
@@ -103,6 +103,11 @@ impl Cluster {
 
     /// Fresh certificates, data directories and configuration files.
     pub(crate) fn create(&self, base_port: u16) -> Result<()> {
+        self.create_with(base_port, false)
+    }
+
+    /// As `create`; `quiet` keeps `synod certs init` from echoing unless it fails.
+    pub(crate) fn create_with(&self, base_port: u16, quiet: bool) -> Result<()> {
         if self.dir.exists() {
             if (1..=self.replicas).any(|i| self.pid_file(i).exists()) {
                 bail!("a cluster is running in {}; run `cargo xtask cluster down` first", self.dir.display());
@@ -110,13 +115,20 @@ impl Cluster {
             std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
         }
         std::fs::create_dir_all(&self.dir)?;
-        run_cmd(
-            Command::new(synod_bin())
-                .args(["certs", "init", "--nodes"])
-                .arg(self.replicas.to_string())
-                .args(["--clients", "4", "--dir"])
-                .arg(self.dir.join("certs")),
-        )?;
+        let mut certs = Command::new(synod_bin());
+        certs
+            .args(["certs", "init", "--nodes"])
+            .arg(self.replicas.to_string())
+            .args(["--clients", "4", "--dir"])
+            .arg(self.dir.join("certs"));
+        if quiet {
+            let out = certs.output().context("running synod certs init")?;
+            if !out.status.success() {
+                bail!("synod certs init failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        } else {
+            run_cmd(&mut certs)?;
+        }
         let peers: String =
             (1..=self.replicas).map(|i| format!("{i} = \"127.0.0.1:{}\"\n", base_port + i as u16)).collect();
         for i in 1..=self.replicas {

@@ -19,7 +19,9 @@ const HELP: &str = "\
 cargo xtask <task> [args]
 
 tasks:
-  bench   benchmarks in release mode: `cargo xtask bench [wire|all]`
+  bench   benchmarks in release mode: `cargo xtask bench` (micro-benchmarks, then synod against
+          etcd, quick), `cargo xtask bench micro|core|wire|log|transport`,
+          `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--quick]`
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]`
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
   chaos   real processes in network namespaces under faults, histories checked:

@@ -1,0 +1,642 @@
+//! `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--warmup 2s]
+//! [--puts 100] [--sessions 16] [--quick]`: synod and etcd side by side under the same load
+//! generator (`load --backend synod|etcd`).
+//!
+//! For each client count, in turn, each system gets a fresh three-replica cluster on
+//! loopback (fsync on for both), a warm-up, a measured run, and is stopped and removed;
+//! the order alternates between client counts. Then a table, a JSON file and an SVG plot
+//! (throughput against p99 latency) under `$CARGO_TARGET_DIR/bench/`, and the closing line
+//! `synod/etcd throughput at <N> clients: <R>x` for the client count where synod is fastest.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::etcd::{self, Etcd};
+use super::svg;
+use crate::cluster::{build_release, Cluster};
+use crate::{project_root, target_dir};
+
+/// The base port of the benchmark's synod cluster (replicas on +1..+3, metrics on +101..+103).
+const SYNOD_BASE_PORT: u16 = 7300;
+const REPLICAS: u32 = 3;
+/// What the load generator fixes and the report restates.
+const KEYS: u64 = 100_000;
+const VALUE_BYTES: u64 = 100;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Options {
+    pub(crate) clients: Vec<usize>,
+    pub(crate) warmup: f64,
+    pub(crate) duration: f64,
+    pub(crate) puts: u32,
+    pub(crate) sessions: usize,
+    pub(crate) quick: bool,
+}
+
+const USAGE: &str = "cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] \
+                     [--warmup 2s] [--puts 100] [--sessions 16] [--quick]";
+
+pub(crate) fn parse(args: &[String]) -> Result<Options> {
+    let mut peer = None;
+    let mut clients = vec![1, 16, 100, 1000];
+    let (mut warmup, mut duration) = (None, None);
+    let mut puts = 100;
+    let mut sessions = 16;
+    let mut quick = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value\nusage: {USAGE}"));
+        match a.as_str() {
+            "--peer" => peer = Some(value()?),
+            "--clients" => clients = parse_clients(&value()?)?,
+            "--duration" => duration = Some(parse_seconds("--duration", &value()?)?),
+            "--warmup" => warmup = Some(parse_seconds("--warmup", &value()?)?),
+            "--puts" => {
+                let v = value()?;
+                puts = v.parse().ok().filter(|p| *p <= 100).with_context(|| {
+                    format!("--puts takes the percentage of operations that are puts (0-100), not {v:?}")
+                })?;
+            }
+            "--sessions" => {
+                let v = value()?;
+                sessions = v.parse().ok().filter(|s| *s > 0).with_context(|| {
+                    format!("--sessions takes the number of connections the clients share (at least 1), not {v:?}")
+                })?;
+            }
+            "--quick" => quick = true,
+            other => bail!("unknown argument {other:?}\nusage: {USAGE}"),
+        }
+    }
+    match peer.as_deref() {
+        Some("etcd") => {}
+        Some(other) => bail!("unknown peer {other:?}: only etcd is supported"),
+        None => bail!("name the system to compare with: --peer etcd\nusage: {USAGE}"),
+    }
+    let duration = duration.unwrap_or(if quick { 3.0 } else { 10.0 });
+    if duration <= 0.0 {
+        bail!("--duration must be longer than zero");
+    }
+    let warmup = warmup.unwrap_or(if quick { 1.0 } else { 2.0 });
+    Ok(Options { clients, warmup, duration, puts, sessions, quick })
+}
+
+/// `1,16,100,1000`: positive counts, returned sorted and without repeats.
+fn parse_clients(text: &str) -> Result<Vec<usize>> {
+    let mut counts = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        match item.parse::<usize>() {
+            Ok(n) if n > 0 => counts.push(n),
+            _ => bail!(
+                "--clients takes a comma-separated list of positive client counts, like 1,16,100,1000; \
+                 {item:?} in {text:?} is not one"
+            ),
+        }
+    }
+    counts.sort_unstable();
+    counts.dedup();
+    Ok(counts)
+}
+
+/// `10s`, `10`, `1.5s`, `500ms` or `2m`, in seconds.
+fn parse_seconds(flag: &str, text: &str) -> Result<f64> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v * scale),
+        _ => bail!("{flag} takes a time like 10s, 1.5s, 500ms or 2m, not {text:?}"),
+    }
+}
+
+/// The system a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Synod,
+    Etcd,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Synod => "synod",
+            System::Etcd => "etcd",
+        }
+    }
+}
+
+/// One run's figures, from the load generator's JSON.
+#[derive(Debug, Clone, PartialEq)]
+struct Measured {
+    throughput: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    raw: Value,
+}
+
+impl Measured {
+    fn from_json(raw: Value) -> Result<Measured> {
+        let f = |k: &str| raw[k].as_f64().with_context(|| format!("the load report has no {k}"));
+        Ok(Measured {
+            throughput: f("throughput")?,
+            p50_ms: f("p50_ms")?,
+            p99_ms: f("p99_ms")?,
+            errors: raw["errors"].as_u64().unwrap_or(0),
+            raw,
+        })
+    }
+}
+
+/// Both systems at one client count (None: that run failed).
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    clients: usize,
+    synod: Option<Measured>,
+    etcd: Option<Measured>,
+}
+
+impl Row {
+    /// synod/etcd for throughput, p50 and p99.
+    fn ratios(&self) -> Option<(f64, f64, f64)> {
+        let (s, e) = (self.synod.as_ref()?, self.etcd.as_ref()?);
+        let r = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        Some((r(s.throughput, e.throughput), r(s.p50_ms, e.p50_ms), r(s.p99_ms, e.p99_ms)))
+    }
+}
+
+/// Everything the benchmark starts, and where.
+struct Lab {
+    synod: Cluster,
+    etcd: Etcd,
+    raw: PathBuf,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    let command = format!("cargo xtask bench {}", args.join(" "));
+    if Command::new("protoc").arg("--version").stdout(Stdio::null()).status().is_err() {
+        eprintln!("bench: protoc is missing (the etcd client's build needs it); installing protobuf-compiler with apt-get");
+        super::apt_install("protobuf-compiler")?;
+    }
+    eprintln!("bench: building synod and the load generator (release)");
+    build_release(&["synod", "load"])?;
+    let etcd_version = etcd::ensure_installed()?;
+    let began = Instant::now();
+    let out = target_dir().join("bench");
+    let lab = Lab {
+        synod: Cluster { dir: out.join("synod-cluster"), replicas: REPLICAS },
+        etcd: Etcd { dir: out.join("etcd-cluster"), members: REPLICAS as u16 },
+        raw: out.join("etcd-compare"),
+    };
+    // Leftovers of an interrupted run go first; a watchdog cleans up if this one is interrupted.
+    stop_synod(&lab.synod);
+    lab.etcd.stop();
+    let _ = std::fs::remove_dir_all(&lab.raw);
+    std::fs::create_dir_all(&lab.raw)?;
+    watchdog(&lab)?;
+
+    let total = opts.clients.len() * 2;
+    eprintln!(
+        "bench: synod against {etcd_version}: 3 replicas each on loopback, fsync on; {} % puts; clients {:?}; \
+         per run a fresh cluster, {} s warm-up, {} s measured; about {:.0} s in all",
+        opts.puts,
+        opts.clients,
+        opts.warmup,
+        opts.duration,
+        total as f64 * (opts.warmup + opts.duration + 4.0)
+    );
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (k, &clients) in opts.clients.iter().enumerate() {
+        // Alternate who goes first, so that neither always runs on a machine the other just warmed.
+        let order = if k % 2 == 0 { [System::Synod, System::Etcd] } else { [System::Etcd, System::Synod] };
+        let mut row = Row { clients, synod: None, etcd: None };
+        for (j, system) in order.into_iter().enumerate() {
+            eprintln!(
+                "bench: [{}/{total}] {}, {clients} clients ({:.0} s since start)",
+                2 * k + j + 1,
+                system.name(),
+                began.elapsed().as_secs_f64()
+            );
+            match measure(&lab, system, clients, &opts) {
+                Ok(m) => {
+                    if m.errors > 0 {
+                        failures.push(format!(
+                            "{} at {clients} clients: {} operations failed",
+                            system.name(),
+                            m.errors
+                        ));
+                    }
+                    match system {
+                        System::Synod => row.synod = Some(m),
+                        System::Etcd => row.etcd = Some(m),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench: {} at {clients} clients failed: {e:#}", system.name());
+                    failures.push(format!("{} at {clients} clients: {e:#}", system.name()));
+                }
+            }
+        }
+        rows.push(row);
+    }
+    let wall = began.elapsed().as_secs_f64();
+
+    print!("{}", table(&rows));
+    for f in &failures {
+        println!("failed: {f}");
+    }
+    let date = utc_date(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let report = report(&rows, &opts, &command, &date, &etcd_version, wall);
+    let json_path = out.join("etcd-compare.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let svg_path = out.join("etcd-compare.svg");
+    std::fs::write(&svg_path, plot(&rows, &opts, &date))?;
+    println!("results: {} (each run's load report in {})", json_path.display(), lab.raw.display());
+    println!("plot:    {}", svg_path.display());
+    println!("bench: {} runs in {wall:.0} s, clusters' start and stop included (the build not)", total);
+    match best(&rows) {
+        Some((clients, ratio)) => println!("synod/etcd throughput at {clients} clients: {ratio:.2}x"),
+        None => println!("synod/etcd throughput: no client count has figures for both"),
+    }
+    if !failures.is_empty() {
+        bail!("{} of {total} runs failed or saw errors: {}", failures.len(), failures.join("; "));
+    }
+    Ok(())
+}
+
+/// One system at one client count, on a fresh cluster that is stopped and removed after.
+fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<Measured> {
+    let json = lab.raw.join(format!("{}-{clients}.json", system.name()));
+    match system {
+        System::Synod => {
+            let cluster = &lab.synod;
+            let t = Instant::now();
+            cluster.create_with(SYNOD_BASE_PORT, true)?;
+            let result = cluster.start_all().and_then(|()| {
+                let leader = cluster.await_leader(Duration::from_secs(20))?;
+                eprintln!("bench: synod up in {:.1} s, replica {leader} leads", t.elapsed().as_secs_f64());
+                let backend = [
+                    "--backend".into(),
+                    "synod".into(),
+                    "--client-config".into(),
+                    cluster.client_file().into(),
+                ];
+                load(&backend, clients, opts, &json)
+            });
+            let t = Instant::now();
+            stop_synod(cluster);
+            eprintln!("bench: synod stopped in {:.1} s", t.elapsed().as_secs_f64());
+            let result = result.map_err(|e| {
+                let kept = keep_logs(&cluster.dir, "node-", &lab.raw, &format!("synod-{clients}"));
+                e.context(format!("replica logs kept in {kept}"))
+            });
+            let _ = std::fs::remove_dir_all(&cluster.dir);
+            result
+        }
+        System::Etcd => {
+            let t = Instant::now();
+            let result = lab.etcd.start().and_then(|()| {
+                lab.etcd.await_healthy(Duration::from_secs(20))?;
+                eprintln!("bench: etcd up in {:.1} s, every member healthy", t.elapsed().as_secs_f64());
+                let backend =
+                    ["--backend".into(), "etcd".into(), "--endpoints".into(), lab.etcd.endpoints().into()];
+                load(&backend, clients, opts, &json)
+            });
+            let t = Instant::now();
+            lab.etcd.stop();
+            eprintln!("bench: etcd stopped in {:.1} s", t.elapsed().as_secs_f64());
+            let result = result.map_err(|e| {
+                let kept = keep_logs(&lab.etcd.dir, "m", &lab.raw, &format!("etcd-{clients}"));
+                e.context(format!("member logs kept in {kept}"))
+            });
+            let _ = std::fs::remove_dir_all(&lab.etcd.dir);
+            result
+        }
+    }
+}
+
+/// Runs the load generator and reads its report.
+fn load(backend: &[OsString], clients: usize, opts: &Options, json: &Path) -> Result<Measured> {
+    let mut child = Command::new(target_dir().join("release").join("load"))
+        .args(backend)
+        .args(["--clients", &clients.to_string()])
+        .args(["--sessions", &opts.sessions.min(clients).to_string()])
+        .args(["--warmup", &opts.warmup.to_string(), "--duration", &opts.duration.to_string()])
+        .args(["--puts", &opts.puts.to_string(), "--keys", &KEYS.to_string()])
+        .args(["--value-size", &VALUE_BYTES.to_string()])
+        .arg("--json")
+        .arg(json)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the load generator")?;
+    // The watchdog stops it too, should this process be killed.
+    let pid_file = json.with_file_name("load.pid");
+    std::fs::write(&pid_file, child.id().to_string())?;
+    let status = child.wait();
+    let _ = std::fs::remove_file(&pid_file);
+    let status = status.context("waiting for the load generator")?;
+    if !status.success() {
+        bail!("the load generator failed ({status})");
+    }
+    let text = std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    Measured::from_json(serde_json::from_str(&text)?)
+}
+
+/// Copies a failed run's `<prefix>*.log` files to `<raw>/<tag>-*.log` (the next run's fresh
+/// cluster removes the originals) and says where they went.
+fn keep_logs(dir: &Path, prefix: &str, raw: &Path, tag: &str) -> String {
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".log") {
+            let _ = std::fs::copy(entry.path(), raw.join(format!("{tag}-{name}")));
+        }
+    }
+    format!("{}/{tag}-*.log", raw.display())
+}
+
+fn stop_synod(cluster: &Cluster) {
+    for i in 1..=cluster.replicas {
+        super::stop_pid_file(&cluster.pid_file(i), "synod");
+    }
+}
+
+/// A detached shell that kills the clusters' processes and removes their files once this
+/// process is gone, however it ended (Ctrl-C and SIGKILL included); after a normal end
+/// it finds nothing to do.
+fn watchdog(lab: &Lab) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let mut kills = String::new();
+    for i in 1..=lab.synod.replicas {
+        let _ = write!(kills, "k {} synod; ", q(&lab.synod.pid_file(i)));
+    }
+    for i in 1..=lab.etcd.members {
+        let _ = write!(kills, "k {} etcd; ", q(&lab.etcd.pid_file(i)));
+    }
+    let _ = write!(kills, "k {} load; ", q(&lab.raw.join("load.pid")));
+    let script = format!(
+        "k() {{ p=$(cat \"$1\" 2>/dev/null) || return 0; \
+         [ \"$(cat /proc/$p/comm 2>/dev/null)\" = \"$2\" ] && kill -KILL $p; rm -f \"$1\"; }}; \
+         while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {kills}sleep 0.2; rm -rf {} {}",
+        q(&lab.synod.dir),
+        q(&lab.etcd.dir),
+        pid = std::process::id(),
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting the benchmark's watchdog")?;
+    Ok(())
+}
+
+/// The client count where synod's throughput is highest, and synod/etcd there.
+fn best(rows: &[Row]) -> Option<(usize, f64)> {
+    rows.iter()
+        .filter(|r| r.ratios().is_some())
+        .max_by(|a, b| {
+            let t = |r: &Row| r.synod.as_ref().map_or(0.0, |m| m.throughput);
+            t(a).total_cmp(&t(b))
+        })
+        .and_then(|r| Some((r.clients, r.ratios()?.0)))
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "        |           synod           |            etcd           |     synod/etcd");
+    let _ = writeln!(s, "clients |    ops/s  p50 ms  p99 ms |    ops/s  p50 ms  p99 ms |  ops/s   p50   p99");
+    let _ =
+        writeln!(s, "--------+---------------------------+---------------------------+-------------------");
+    let cell = |m: &Option<Measured>| match m {
+        Some(m) => format!("{:>9.0} {:>7.2} {:>7.2}", m.throughput, m.p50_ms, m.p99_ms),
+        None => format!("{:>9} {:>7} {:>7}", "failed", "-", "-"),
+    };
+    for r in rows {
+        let ratios = match r.ratios() {
+            Some((t, p50, p99)) => format!("{t:>6.2}x {p50:>5.2} {p99:>5.2}"),
+            None => format!("{:>7} {:>5} {:>5}", "-", "-", "-"),
+        };
+        let _ = writeln!(s, "{:>7} | {} | {} | {ratios}", r.clients, cell(&r.synod), cell(&r.etcd));
+    }
+    s
+}
+
+fn plot(rows: &[Row], opts: &Options, date: &str) -> String {
+    let series = |name: &str, color: &'static str, pick: fn(&Row) -> &Option<Measured>| svg::Series {
+        name: name.to_owned(),
+        color,
+        points: rows
+            .iter()
+            .filter_map(|r| {
+                pick(r).as_ref().map(|m| svg::Point {
+                    x: m.throughput,
+                    y: m.p99_ms,
+                    label: r.clients.to_string(),
+                })
+            })
+            .collect(),
+    };
+    let labels = svg::Labels {
+        title: "synod and etcd: p99 latency against throughput".to_owned(),
+        subtitle: format!(
+            "3 replicas each on loopback, fsync on; {} % puts, {VALUE_BYTES}-byte values; {} s per point; {date}",
+            opts.puts, opts.duration
+        ),
+        x: "throughput (operations/s)".to_owned(),
+        y: "p99 latency (ms)".to_owned(),
+    };
+    svg::plot(&labels, &[series("synod", "#1f77b4", |r| &r.synod), series("etcd", "#d62728", |r| &r.etcd)])
+}
+
+fn report(rows: &[Row], opts: &Options, command: &str, date: &str, etcd_version: &str, wall: f64) -> Value {
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let ratio = r.ratios().map(|(t, p50, p99)| json!({"throughput": t, "p50": p50, "p99": p99}));
+            json!({
+                "clients": r.clients,
+                "synod": r.synod.as_ref().map(|m| m.raw.clone()),
+                "etcd": r.etcd.as_ref().map(|m| m.raw.clone()),
+                "synod_over_etcd": ratio,
+            })
+        })
+        .collect();
+    json!({
+        "command": command,
+        "date": date,
+        "machine": machine(),
+        "synod": {"revision": git_revision(), "replicas": REPLICAS, "fsync": true, "ports": SYNOD_BASE_PORT},
+        "etcd": {"version": etcd_version, "members": REPLICAS, "fsync": true},
+        "settings": {
+            "clients": opts.clients, "warmup_s": opts.warmup, "duration_s": opts.duration,
+            "puts_percent": opts.puts, "connections": opts.sessions, "keys": KEYS, "value_bytes": VALUE_BYTES,
+            "fresh_cluster_per_run": true, "order": "alternating, synod first at the first client count",
+        },
+        "results": results,
+        "best": best(rows).map(|(clients, ratio)| json!({"clients": clients, "throughput_ratio": ratio})),
+        "wall_seconds": wall,
+    })
+}
+
+/// Cores, CPU model, memory and kernel, as Linux reports them.
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']));
+    let meminfo = read("/proc/meminfo");
+    let mem_kib: Option<f64> = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok());
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "cpu": cpu,
+        "memory_gib": mem_kib.map(|k| (k / 1024.0 / 1024.0 * 10.0).round() / 10.0),
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+    })
+}
+
+fn git_revision() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(project_root())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `2026-11-26T20:16:03Z` for Unix time `secs`.
+fn utc_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn err(s: &str) -> String {
+        format!("{:#}", parse(&args(s)).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_and_quick() {
+        let o = parse(&args("--peer etcd")).unwrap();
+        assert_eq!(
+            (o.clients, o.warmup, o.duration, o.puts, o.sessions),
+            (vec![1, 16, 100, 1000], 2.0, 10.0, 100, 16)
+        );
+        let q = parse(&args("--peer etcd --quick")).unwrap();
+        assert_eq!((q.warmup, q.duration, q.quick), (1.0, 3.0, true));
+        let o = parse(&args("--duration 5s --peer etcd --quick --clients 100,1 --warmup 500ms --puts 50"))
+            .unwrap();
+        assert_eq!(
+            (o.clients, o.warmup, o.duration, o.puts),
+            (vec![1, 100], 0.5, 5.0, 50),
+            "explicit times win over --quick"
+        );
+    }
+
+    #[test]
+    fn a_bad_clients_list_is_named() {
+        for bad in ["1,x,100", "1,,2", "0,16", "-5", "1;16"] {
+            let e = err(&format!("--peer etcd --clients {bad}"));
+            assert!(
+                e.contains("--clients takes a comma-separated list of positive client counts"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(err("--peer etcd --clients 1,x").contains("\"x\" in \"1,x\" is not one"));
+        assert!(err("--peer etcd --clients").contains("--clients needs a value"));
+    }
+
+    #[test]
+    fn other_bad_arguments_are_named() {
+        assert!(err("--clients 1").contains("--peer etcd"));
+        assert!(err("--peer zookeeper").contains("only etcd"));
+        assert!(err("--peer etcd --duration ten").contains("--duration takes a time like 10s"));
+        assert!(err("--peer etcd --duration 0s").contains("longer than zero"));
+        assert!(err("--peer etcd --puts 150").contains("--puts takes the percentage"));
+        assert!(err("--peer etcd --sessions 0").contains("--sessions takes"));
+        assert!(err("--peer etcd --fast").contains("unknown argument \"--fast\""));
+    }
+
+    #[test]
+    fn times_take_units() {
+        assert_eq!(parse_seconds("--d", "10s").unwrap(), 10.0);
+        assert_eq!(parse_seconds("--d", "10").unwrap(), 10.0);
+        assert_eq!(parse_seconds("--d", "1.5s").unwrap(), 1.5);
+        assert_eq!(parse_seconds("--d", "250ms").unwrap(), 0.25);
+        assert_eq!(parse_seconds("--d", "2m").unwrap(), 120.0);
+        assert!(parse_seconds("--d", "-1s").is_err());
+    }
+
+    fn m(throughput: f64, p50_ms: f64, p99_ms: f64) -> Option<Measured> {
+        Some(Measured { throughput, p50_ms, p99_ms, errors: 0, raw: Value::Null })
+    }
+
+    #[test]
+    fn the_table_and_the_closing_line_name_where_synod_is_fastest() {
+        let rows = vec![
+            Row { clients: 1, synod: m(1000.0, 1.0, 2.0), etcd: m(500.0, 2.0, 4.0) },
+            Row { clients: 100, synod: m(30000.0, 3.0, 9.0), etcd: m(12000.0, 8.0, 20.0) },
+            Row { clients: 1000, synod: m(25000.0, 30.0, 90.0), etcd: None },
+        ];
+        assert_eq!(best(&rows), Some((100, 2.5)), "rows without etcd figures cannot be compared");
+        let t = table(&rows);
+        assert!(
+            t.contains(
+                "    100 |     30000    3.00    9.00 |     12000    8.00   20.00 |   2.50x  0.38  0.45"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("failed"), "{t}");
+        let doc = plot(&rows, &parse(&args("--peer etcd")).unwrap(), "2026-01-01T00:00:00Z");
+        assert_eq!(doc.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_date(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_date(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+}
