@@ -94,8 +94,14 @@ impl ClientEndpoint {
         if settings.max_frame_len > MAX_FRAME_LEN {
             return Err(StartError::FrameLimit(settings.max_frame_len));
         }
-        let endpoint =
-            quinn::Endpoint::client(bind).map_err(|source| StartError::Io { what: "binding", source })?;
+        let socket = crate::udp::bind(bind).map_err(|source| StartError::Io { what: "binding", source })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| StartError::Io { what: "binding", source })?;
         let transport = tls::transport_config(settings.idle_timeout, settings.keep_alive);
         Ok(ClientEndpoint { endpoint, credentials, settings, transport, stats: Arc::default() })
     }

@@ -67,6 +67,7 @@ mod node;
 mod queue;
 mod stats;
 pub mod tls;
+mod udp;
 
 use bytes::Bytes;
 use synod_wire::NodeId;

@@ -239,7 +239,7 @@ impl Node {
     ) -> Result<Node, StartError> {
         check(&config)?;
         let addr = *config.peers.get(&config.id).ok_or(StartError::NoAddress(config.id))?;
-        let socket = UdpSocket::bind(addr).map_err(|source| StartError::Io { what: "binding", source })?;
+        let socket = crate::udp::bind(addr).map_err(|source| StartError::Io { what: "binding", source })?;
         Node::start_on(socket, config, sink)
     }
 
@@ -250,6 +250,7 @@ impl Node {
         sink: impl Fn(Inbound) + Send + Sync + 'static,
     ) -> Result<Node, StartError> {
         check(&config)?;
+        crate::udp::size_buffers(&socket);
         let NodeConfig { id, peers, credentials, settings } = config;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.worker_threads.max(1))

@@ -34,6 +34,18 @@ pub struct NodeFile {
     /// Batching.
     #[serde(default)]
     pub batching: BatchingFile,
+    /// The network layer.
+    #[serde(default)]
+    pub transport: TransportFile,
+}
+
+/// The network layer.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportFile {
+    /// Threads that run QUIC (default 2). On a machine with fewer cores than
+    /// busy threads, 1 saves wake-ups between them.
+    pub threads: Option<usize>,
 }
 
 /// Certificate paths.
@@ -147,6 +159,9 @@ impl NodeFile {
                 path.display()
             );
         }
+        if file.transport.threads == Some(0) {
+            bail!("{}: transport: threads must be at least 1", path.display());
+        }
         Ok(file)
     }
 
@@ -170,6 +185,9 @@ impl NodeFile {
         }
         if let Some(n) = self.batching.max_batch_bytes {
             config.max_batch_bytes = n;
+        }
+        if let Some(n) = self.transport.threads {
+            config.transport.worker_threads = n;
         }
         Ok(config)
     }

@@ -47,6 +47,8 @@ fn bad_configuration_files_get_errors_naming_the_field() {
     assert!(err.contains("odd number"), "{err}");
     let err = start_with(&format!("{NODE}\n[timing]\nelection_ticks = [3, 2]\n"));
     assert!(err.contains("timing"), "{err}");
+    let err = start_with(&format!("{NODE}\n[transport]\nthreads = 0\n"));
+    assert!(err.contains("transport: threads"), "{err}");
     // Missing certificate files are named too.
     let err = start_with(NODE);
     assert!(err.contains("certificates"), "{err}");
