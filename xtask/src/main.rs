@@ -97,6 +97,26 @@ pub(crate) fn target_dir() -> PathBuf {
 }
 
 /// `cargo`, as the running cargo named it.
+///
+/// Without the variables `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, ...): some build scripts (ring's) track them, so a nested build
+/// that saw them would not reuse, and would invalidate, what a plain `cargo build` built.
 pub(crate) fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&key.as_ref());
+        if set_by_cargo_run {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
 }
