@@ -76,7 +76,6 @@ impl Lab {
     /// however it ended (Ctrl-C and SIGKILL included). After a normal end it
     /// finds nothing left to do.
     fn watchdog() -> Result<()> {
-        use std::os::unix::process::CommandExt;
         let names: Vec<String> =
             (1..=REPLICAS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
         let script = format!(
@@ -86,14 +85,7 @@ impl Lab {
             pid = std::process::id(),
             names = names.join(" ")
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .context("starting the lab's watchdog")?;
+        crate::spawn_watchdog(&script).context("starting the lab's watchdog")?;
         Ok(())
     }
 

@@ -120,3 +120,19 @@ pub(crate) fn cargo() -> Command {
     }
     cmd
 }
+
+/// Starts `script` under `sh`, detached: in a process group of its own and
+/// with no stdio of ours, so that it outlives xtask even when xtask is
+/// killed. The chaos lab and the etcd comparison clean up with one.
+pub(crate) fn spawn_watchdog(script: &str) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    std::process::Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+}

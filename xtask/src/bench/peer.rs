@@ -381,7 +381,6 @@ fn stop_synod(cluster: &Cluster) {
 /// process is gone, however it ended (Ctrl-C and SIGKILL included); after a normal end
 /// it finds nothing to do.
 fn watchdog(lab: &Lab) -> Result<()> {
-    use std::os::unix::process::CommandExt;
     let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
     let mut kills = String::new();
     for i in 1..=lab.synod.replicas {
@@ -399,14 +398,7 @@ fn watchdog(lab: &Lab) -> Result<()> {
         q(&lab.etcd.dir),
         pid = std::process::id(),
     );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .context("starting the benchmark's watchdog")?;
+    crate::spawn_watchdog(&script).context("starting the benchmark's watchdog")?;
     Ok(())
 }
 
