@@ -332,15 +332,6 @@ impl Node {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_are_spelt_like_the_load_generator_spells_them() {
-        assert_eq!(super::key_bytes(4711), format!("key{:012}", 4711).into_bytes());
-        assert_eq!(super::key_bytes(99_999), b"key000000099999".to_vec());
-    }
-}
-
 fn main() {
     let secs: f64 = std::env::var("SYNOD_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let duration = Duration::from_secs_f64(secs);
@@ -363,4 +354,13 @@ fn main() {
         last = threaded;
     }
     println!("core: {:.0} commands/s at 256 clients", last);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_spelt_like_the_load_generator_spells_them() {
+        assert_eq!(super::key_bytes(4711), format!("key{:012}", 4711).into_bytes());
+        assert_eq!(super::key_bytes(99_999), b"key000000099999".to_vec());
+    }
 }
