@@ -28,6 +28,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "it",
         "planted",
     ]))?;
+    // So must the model check of the core (crates/synod-paxos/tests/it/model.rs).
+    run_cmd(cargo().args([
+        "test",
+        "--locked",
+        "-p",
+        "synod-paxos",
+        "--features",
+        "planted-bugs",
+        "--test",
+        "it",
+        "model::planted",
+    ]))?;
     let seeds = sim_seeds.unwrap_or_else(|| "1000".to_owned());
     crate::sim::run(&["--seeds".to_owned(), seeds.clone()])?;
     crate::sim::run(&["--seeds".to_owned(), seeds, "--replicas".to_owned(), "5".to_owned()])?;

@@ -10,7 +10,7 @@ pub struct PersistToken(pub u64);
 
 /// One thing the driver must do. Actions come out of
 /// [`crate::Paxos::poll_action`] in the order they must be carried out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Send `msg` to replica `to`. Delivery may fail; the core retries what matters.
     Send {

@@ -6,7 +6,7 @@ use synod_wire::NodeId;
 
 /// How one replica's core behaves. Build it with [`Config::new`], adjust it
 /// with the `with_*` methods; every method checks what it is given.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Config {
     pub(crate) id: NodeId,
     pub(crate) members: Vec<NodeId>,

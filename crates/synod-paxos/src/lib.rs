@@ -145,7 +145,7 @@ pub use stats::Stats;
 
 /// Deliberately broken behaviours for the simulator's self-tests.
 #[cfg(feature = "planted-bugs")]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PlantedBugs {
     /// The acceptor answers Promise and Accepted before its write is durable.
     pub reply_before_durable: bool,

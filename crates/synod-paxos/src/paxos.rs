@@ -1,6 +1,7 @@
 //! The Multi-Paxos core: one replica's proposer, acceptor, learner and leader election, sans IO.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use synod_wire::{Ballot, ChosenEntry, LogRecord, Message, NodeId, PromiseEntry, Slot, Status, Value};
 
@@ -33,7 +34,7 @@ pub enum ProposeError {
 }
 
 /// One slot as this replica's acceptor and learner know it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 struct Entry {
     /// The ballot the value was accepted at (`Ballot::ZERO` if only learned).
     ballot: Ballot,
@@ -41,14 +42,14 @@ struct Entry {
     chosen: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 enum Role {
     Follower,
     Candidate(Candidate),
     Leader(Leader),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 struct Candidate {
     ballot: Ballot,
     /// The first slot this replica did not know chosen when it stood.
@@ -56,14 +57,14 @@ struct Candidate {
     promises: BTreeMap<NodeId, Vec<PromiseEntry>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 struct Leader {
     ballot: Ballot,
     next_slot: Slot,
     pending: BTreeMap<Slot, Pending>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 struct Pending {
     value: Value,
     votes: BTreeSet<NodeId>,
@@ -79,7 +80,7 @@ struct Pending {
 /// quorum-connected replica that hears no happy peer for a randomized
 /// timeout stands with a ballot above every ballot it has seen. Everyone
 /// adopts the highest leader ballot they hear of.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 struct Election {
     round: u64,
     round_ends: u64,
@@ -140,6 +141,65 @@ pub struct Paxos {
 
     actions: VecDeque<Action>,
     stats: Stats,
+}
+
+/// Hashes everything that can influence what the core does next: every field but `stats`.
+///
+/// For model checkers, which tell states apart by hash (the stateright model in
+/// `tests/it/model.rs`): the counters only grow and never influence behaviour, so hashing
+/// them would keep apart states that act the same. A field added to `Paxos` must be added here.
+impl Hash for Paxos {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let Paxos {
+            cfg,
+            rng,
+            now,
+            promised,
+            log,
+            base,
+            first_unchosen,
+            delivered,
+            known_commit,
+            last_commit_mark,
+            last_catch_up,
+            peer_status,
+            last_token,
+            durable_token,
+            pending_records,
+            deferred,
+            local,
+            role,
+            election,
+            max_round,
+            commit_dirty,
+            announced,
+            actions,
+            stats: _,
+        } = self;
+        cfg.hash(state);
+        rng.hash(state);
+        now.hash(state);
+        promised.hash(state);
+        log.hash(state);
+        base.hash(state);
+        first_unchosen.hash(state);
+        delivered.hash(state);
+        known_commit.hash(state);
+        last_commit_mark.hash(state);
+        last_catch_up.hash(state);
+        peer_status.hash(state);
+        last_token.hash(state);
+        durable_token.hash(state);
+        pending_records.hash(state);
+        deferred.hash(state);
+        local.hash(state);
+        role.hash(state);
+        election.hash(state);
+        max_round.hash(state);
+        commit_dirty.hash(state);
+        announced.hash(state);
+        actions.hash(state);
+    }
 }
 
 impl Paxos {

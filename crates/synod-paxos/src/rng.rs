@@ -3,7 +3,7 @@
 //! Public so that simulators and tests draw from the same deterministic family.
 
 /// SplitMix64: fast, tiny, and good enough for jittering timeouts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Rng(u64);
 
 impl Rng {

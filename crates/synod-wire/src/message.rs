@@ -20,7 +20,7 @@ pub enum Value {
 }
 
 /// One slot a promising acceptor reports to a new leader.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PromiseEntry {
     /// The slot.
     pub slot: Slot,
@@ -33,7 +33,7 @@ pub struct PromiseEntry {
 }
 
 /// A chosen slot, sent to a replica that is catching up.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChosenEntry {
     /// The slot.
     pub slot: Slot,
@@ -42,7 +42,7 @@ pub struct ChosenEntry {
 }
 
 /// What a replica tells its peers each heartbeat round, for leader election.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Status {
     /// The highest leader ballot this replica knows of.
     pub leader: Ballot,
@@ -56,7 +56,7 @@ pub struct Status {
 }
 
 /// A message between replicas.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {
     /// Phase 1a: a candidate asks for a promise on every slot from `first_unchosen` on.
     Prepare {

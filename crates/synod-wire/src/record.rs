@@ -9,7 +9,7 @@ use crate::{Ballot, Slot, Value};
 /// Recovery replays these in order: the last `Promise` is the promised
 /// ballot, the last `Accept` or `Learn` of a slot is its value, and the last
 /// `Commit` says which prefix of the log is chosen.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum LogRecord {
     /// The acceptor promised to ignore ballots below `ballot`.
     Promise {
