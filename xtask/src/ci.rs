@@ -8,6 +8,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let sim_seeds = args.iter().position(|a| a == "--sim-seeds").and_then(|i| args.get(i + 1)).cloned();
     run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
     crate::tidy::run()?;
+    crate::ensure_protoc()?;
     run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     run_cmd(cargo().args(["test", "--workspace", "--locked"]))?;
     run_cmd(

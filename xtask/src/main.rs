@@ -136,3 +136,39 @@ pub(crate) fn spawn_watchdog(script: &str) -> std::io::Result<()> {
         .spawn()
         .map(drop)
 }
+
+/// Installs a Debian package with apt-get (updating the package lists once if the first try fails).
+pub(crate) fn apt_install(package: &str) -> Result<()> {
+    use std::process::Stdio;
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if install() {
+        return Ok(());
+    }
+    eprintln!("xtask: apt-get install {package} failed; running apt-get update and trying again");
+    run_cmd(Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null()),
+    )
+}
+
+/// Installs Debian's protobuf-compiler when `protoc` is missing: the load
+/// generator's etcd client needs it to build, and the demo, the benchmarks
+/// and the checks all build the load generator.
+pub(crate) fn ensure_protoc() -> Result<()> {
+    use std::process::Stdio;
+    if Command::new("protoc").arg("--version").stdout(Stdio::null()).status().is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask: protoc is missing (the etcd client's build needs it); installing protobuf-compiler with apt-get");
+    apt_install("protobuf-compiler")
+}

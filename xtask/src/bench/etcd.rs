@@ -25,7 +25,7 @@ pub(crate) struct Etcd {
 pub(crate) fn ensure_installed() -> Result<String> {
     if version().is_none() {
         eprintln!("bench: etcd is not installed; installing Debian's etcd-server with apt-get");
-        super::apt_install("etcd-server")?;
+        crate::apt_install("etcd-server")?;
     }
     version().context("etcd is still not runnable after installing etcd-server")
 }

@@ -9,7 +9,7 @@ mod peer;
 mod svg;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -49,29 +49,6 @@ fn micro(names: &[&str], extra: &[String]) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Installs a Debian package with apt-get (updating the package lists once if the first try fails).
-fn apt_install(package: &str) -> Result<()> {
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if install() {
-        return Ok(());
-    }
-    eprintln!("bench: apt-get install {package} failed; running apt-get update and trying again");
-    run_cmd(Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()))?;
-    run_cmd(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null()),
-    )
 }
 
 /// The pid in the file at `path`, if that process is alive, not a zombie, and called `name`

@@ -189,10 +189,7 @@ struct Lab {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let command = format!("cargo xtask bench {}", args.join(" "));
-    if Command::new("protoc").arg("--version").stdout(Stdio::null()).status().is_err() {
-        eprintln!("bench: protoc is missing (the etcd client's build needs it); installing protobuf-compiler with apt-get");
-        super::apt_install("protobuf-compiler")?;
-    }
+    crate::ensure_protoc()?;
     eprintln!("bench: building synod and the load generator (release)");
     build_release(&["synod", "load"])?;
     let etcd_version = etcd::ensure_installed()?;
