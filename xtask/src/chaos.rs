@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cluster::{build_release, synod_bin};
+use crate::cluster::{build_release, spawn_replica, synod_bin};
 use crate::target_dir;
 
 const REPLICAS: u32 = 3;
@@ -103,22 +103,13 @@ impl Lab {
     }
 
     fn start(&mut self, dir: &std::path::Path, i: u32, skew: Option<&str>) -> Result<()> {
-        use std::os::unix::process::CommandExt;
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("node-{i}.log")))?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns(i)]);
         if let Some(offset) = skew {
             cmd.args(["faketime", "-f", offset]);
         }
         cmd.arg(synod_bin()).arg("start").arg("--config").arg(dir.join(format!("node-{i}.toml")));
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting replica {i}"))?;
+        let child = spawn_replica(cmd, &dir.join(format!("node-{i}.log")), i)?;
         self.children[i as usize - 1] = Some(child);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! processes on loopback with fresh certificates, started in the background and stopped by `down`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -71,6 +71,19 @@ pub(crate) fn build_release(bins: &[&str]) -> Result<()> {
         };
     }
     run_cmd(&mut cmd)
+}
+
+/// Spawns replica `i`'s command in a process group of its own (so that a
+/// signal to xtask's group misses it), its output appended to `log`.
+pub(crate) fn spawn_replica(mut cmd: Command, log: &Path, i: u32) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting replica {i}"))
 }
 
 pub(crate) fn synod_bin() -> PathBuf {
@@ -158,21 +171,9 @@ impl Cluster {
 
     /// Starts replica `i` in the background, in a process group of its own.
     pub(crate) fn start(&self, i: u32) -> Result<()> {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node-{i}.log")))?;
-        let child = Command::new(synod_bin())
-            .arg("start")
-            .arg("--config")
-            .arg(self.node_file(i))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting replica {i}"))?;
+        let mut cmd = Command::new(synod_bin());
+        cmd.arg("start").arg("--config").arg(self.node_file(i));
+        let child = spawn_replica(cmd, &self.dir.join(format!("node-{i}.log")), i)?;
         std::fs::write(self.pid_file(i), child.id().to_string())?;
         Ok(())
     }
