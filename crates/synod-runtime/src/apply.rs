@@ -9,7 +9,6 @@ use synod_state_machine::{Applier, StateMachine};
 use synod_transport::Node;
 use synod_wire::{ClientReply, Slot, Value, Wire};
 
-use crate::core_loop::Event;
 use crate::replica::{Routes, Status};
 
 /// Work for the apply thread.
@@ -25,12 +24,12 @@ pub(crate) fn run<S: StateMachine>(
     transport: Arc<Node>,
     routes: Routes,
     status: Arc<Mutex<Status>>,
-    events: Sender<Event>,
+    stop_replica: Sender<()>,
 ) {
     let stop = |why: String| {
         tracing::error!(%why, "the apply thread stops; stopping the replica");
         status.lock().fatal = Some(why);
-        let _ = events.send(Event::Shutdown);
+        let _ = stop_replica.send(());
     };
     while let Ok(job) = jobs.recv() {
         let ApplyJob::Commit { slot, value } = job;

@@ -3,20 +3,26 @@
 //! It composes the pure heart with real IO:
 //!
 //! ```text
-//!  client --QUIC--> transport --+                       +--> log thread: group commit, one fdatasync
-//!  peers  --QUIC--> transport --+--> core thread ------+      per batch of writes --> Persisted
-//!  ticks (wall clock) ----------+    owns synod-paxos   |
-//!  Persisted (log thread) ------+    one event channel  +--> apply thread: Applier (sessions +
-//!                                                             your StateMachine) --> replies
+//!  client --QUIC--> transport worker --+                        +--> log thread: group commit, one
+//!  peers  --QUIC--> transport worker --+--> Driver: the core    |    fdatasync per batch of writes
+//!  Persisted (log thread) -------------+    behind one lock,    |         --> Persisted
+//!  ticks (tick thread, wall clock) ----+    run by the caller --+--> apply thread: Applier (sessions +
+//!                                                                     your StateMachine) --> replies
 //! ```
 //!
-//! * The **core thread** owns the [`synod_paxos::Paxos`] core and reads
-//!   one crossbeam channel of events (peer and client frames, ticks, the
-//!   log's durability reports). It never blocks on IO.
+//! * The **core** ([`synod_paxos::Paxos`] and the leader's queue of client
+//!   commands) lives behind one lock. Each input is handled on the thread it
+//!   arrives on (a transport worker, the log thread, the tick thread), which
+//!   then proposes and carries out the core's actions before letting go, so
+//!   the core sees one input at a time. It never blocks on IO. See
+//!   `docs/decisions/0003-core-on-the-input-thread.md` for why there is no
+//!   core thread.
 //! * The **log thread** ([`synod_log::GroupCommit`]) drains every queued
 //!   write, writes them, fdatasyncs once and reports every token covered.
 //! * The **apply thread** runs committed slots through the
 //!   [`synod_state_machine::Applier`] and answers the clients waiting on them.
+//! * The **tick thread** turns wall time into the core's ticks and publishes
+//!   metrics; it is also where the replica stops.
 //!
 //! Client requests reach the leader: a follower answers `Redirect` with the
 //! leader it knows, and the client reconnects there (see

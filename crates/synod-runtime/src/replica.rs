@@ -16,7 +16,7 @@ use synod_wire::{Ballot, NodeId, Slot};
 
 use crate::apply::{self, ApplyJob};
 use crate::config::ReplicaConfig;
-use crate::core_loop::{CoreLoop, Event};
+use crate::core_loop::{CoreLoop, Driver, Event};
 
 /// Where each waiting client request came from: origin -> (stream, request id).
 pub(crate) type Routes = Arc<Mutex<HashMap<Origin, (ClientConnId, u64)>>>;
@@ -72,7 +72,7 @@ pub struct Status {
 /// A running replica. Dropping it shuts it down.
 #[derive(Debug)]
 pub struct Replica {
-    events: Sender<Event>,
+    stop: Sender<()>,
     status: Arc<Mutex<Status>>,
     core: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
@@ -82,7 +82,7 @@ pub struct Replica {
 
 impl Replica {
     /// Recovers the log in `config.data_dir`, starts the transport, the
-    /// log, apply and core threads, and begins serving.
+    /// log, apply and tick threads, and begins serving.
     pub fn start<S: StateMachine + Send + 'static>(
         config: ReplicaConfig,
         machine: S,
@@ -102,17 +102,16 @@ impl Replica {
         let core = Paxos::recover(paxos_config, seed(config.id), durable, Slot(0));
         tracing::info!(id = %config.id, records, commit = %core.first_unchosen(), "recovered");
 
-        let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+        let (stop_tx, stop_rx) = crossbeam_channel::unbounded::<()>();
+        let driver = Arc::new(Driver::new(stop_tx.clone()));
         let status = Arc::new(Mutex::new(Status { id: config.id, ..Status::default() }));
         let routes: Routes = Arc::default();
 
-        let log_tx = tx.clone();
-        let (group, appender) = GroupCommit::spawn(wal, move |event| {
-            let _ = log_tx.send(Event::Log(event));
-        });
+        let log_driver = driver.clone();
+        let (group, appender) = GroupCommit::spawn(wal, move |event| log_driver.input(Event::Log(event)));
         let log = Arc::new(Mutex::new(Some(group)));
 
-        let net_tx = tx.clone();
+        let net_driver = driver.clone();
         let transport = Arc::new(Node::start(
             NodeConfig {
                 id: config.id,
@@ -120,9 +119,7 @@ impl Replica {
                 credentials: config.credentials.clone(),
                 settings: config.transport.clone(),
             },
-            move |inbound| {
-                let _ = net_tx.send(Event::Net(inbound));
-            },
+            move |inbound| net_driver.input(Event::Net(inbound)),
         )?);
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
@@ -131,20 +128,28 @@ impl Replica {
             let transport = transport.clone();
             let routes = routes.clone();
             let status = status.clone();
-            let events = tx.clone();
+            let stop = stop_tx.clone();
             std::thread::Builder::new()
                 .name(format!("synod-apply-{}", config.id.0))
-                .spawn(move || apply::run(applier, apply_rx, transport, routes, status, events))?
+                .spawn(move || apply::run(applier, apply_rx, transport, routes, status, stop))?
         };
-        let core_thread = {
-            let core_loop =
-                CoreLoop::new(&config, core, transport.clone(), appender, apply_tx, routes, status.clone());
-            std::thread::Builder::new()
-                .name(format!("synod-core-{}", config.id.0))
-                .spawn(move || core_loop.run(rx))?
-        };
+        driver.install(CoreLoop::new(
+            &config,
+            core,
+            transport.clone(),
+            appender,
+            apply_tx,
+            routes,
+            status.clone(),
+        ));
+        let tick = config.timing.tick;
+        let ticker = driver.clone();
+        let core_thread = std::thread::Builder::new()
+            .name(format!("synod-tick-{}", config.id.0))
+            .spawn(move || ticker.run_ticks(tick, stop_rx))
+            .inspect_err(|_| driver.stop_core())?;
         Ok(Replica {
-            events: tx,
+            stop: stop_tx,
             status,
             core: Some(core_thread),
             applier: Some(applier_thread),
@@ -175,7 +180,7 @@ impl Replica {
         cond(&self.status())
     }
 
-    /// Whether the core thread stopped (on shutdown or a fatal error).
+    /// Whether the core stopped (on shutdown or a fatal error).
     pub fn is_stopped(&self) -> bool {
         self.core.as_ref().is_none_or(|t| t.is_finished())
     }
@@ -186,11 +191,11 @@ impl Replica {
     }
 
     fn stop(&mut self) {
-        let _ = self.events.send(Event::Shutdown);
+        let _ = self.stop.send(());
         if let Some(t) = self.core.take() {
             let _ = t.join();
         }
-        // The core thread dropped the apply channel's sender; the apply thread drains and exits.
+        // The tick thread dropped the core and with it the apply channel's sender; the apply thread drains and exits.
         if let Some(t) = self.applier.take() {
             let _ = t.join();
         }

@@ -119,7 +119,10 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// How often an idle connection sends a keep-alive.
     pub keep_alive: Duration,
-    /// Tokio worker threads for a [`Node`]'s runtime.
+    /// Threads for a [`Node`]'s runtime. With 1, a current-thread runtime
+    /// runs on one dedicated thread: every task wake-up stays on that thread,
+    /// which shortens each hop (see `docs/decisions/0003-core-on-the-input-thread.md`).
+    /// With more, a multi-thread runtime with that many workers.
     pub worker_threads: usize,
 }
 
@@ -189,7 +192,7 @@ pub enum StartError {
 /// blocks. Dropping the node closes every connection and stops its runtime.
 pub struct Node {
     shared: Arc<Shared>,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<Driver>,
     local_addr: SocketAddr,
 }
 
@@ -197,6 +200,14 @@ impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node").field("id", &self.shared.id).field("local_addr", &self.local_addr).finish()
     }
+}
+
+/// What runs a node's tasks.
+enum Driver {
+    /// A multi-thread runtime with its own workers.
+    Pool(tokio::runtime::Runtime),
+    /// A current-thread runtime, driven by one thread until `stop` fires.
+    Thread { stop: tokio::sync::oneshot::Sender<()>, thread: std::thread::JoinHandle<()> },
 }
 
 struct Shared {
@@ -252,12 +263,17 @@ impl Node {
         check(&config)?;
         crate::udp::size_buffers(&socket);
         let NodeConfig { id, peers, credentials, settings } = config;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.worker_threads.max(1))
-            .thread_name(format!("synod-transport-{}", id.0))
-            .enable_all()
-            .build()
-            .map_err(|source| StartError::Io { what: "starting the runtime", source })?;
+        let single = settings.worker_threads <= 1;
+        let runtime = if single {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(settings.worker_threads)
+                .thread_name(format!("synod-transport-{}", id.0))
+                .enable_all()
+                .build()
+        }
+        .map_err(|source| StartError::Io { what: "starting the runtime", source })?;
         let transport = tls::transport_config(settings.idle_timeout, settings.keep_alive);
         let server = tls::quinn_server(&credentials, transport.clone())?;
         let endpoint = {
@@ -304,6 +320,25 @@ impl Node {
         for link in shared.links.values().filter(|l| l.peer > id) {
             runtime.spawn(shared.clone().dial_loop(link.clone()));
         }
+        let runtime = if single {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let endpoint = shared.endpoint.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("synod-transport-{}", id.0))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        // Both a stop and a dropped sender end the loop.
+                        let _ = stopped.await;
+                        // Give the CONNECTION_CLOSE frames a moment to leave, so peers notice at once.
+                        let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+                    });
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                })
+                .map_err(|source| StartError::Io { what: "starting the transport thread", source })?;
+            Driver::Thread { stop, thread }
+        } else {
+            Driver::Pool(runtime)
+        };
         tracing::info!(node = id.0, addr = %local_addr, "transport started");
         Ok(Node { shared, runtime: Some(runtime), local_addr })
     }
@@ -381,12 +416,22 @@ impl Node {
         let Some(runtime) = self.runtime.take() else { return };
         self.shared.closing.store(true, Ordering::Release);
         self.shared.endpoint.close(code::SHUTDOWN, b"shutdown");
-        let endpoint = self.shared.endpoint.clone();
-        // Give the CONNECTION_CLOSE frames a moment to leave, so peers notice at once.
-        runtime.block_on(async move {
-            let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
-        });
-        runtime.shutdown_timeout(Duration::from_secs(1));
+        match runtime {
+            Driver::Pool(runtime) => {
+                let endpoint = self.shared.endpoint.clone();
+                // Give the CONNECTION_CLOSE frames a moment to leave, so peers notice at once.
+                runtime.block_on(async move {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+                });
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            }
+            Driver::Thread { stop, thread } => {
+                let _ = stop.send(());
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
         tracing::info!(node = self.shared.id.0, "transport stopped");
     }
 
@@ -427,7 +472,11 @@ impl Drop for Node {
         if std::thread::panicking() {
             if let Some(runtime) = self.runtime.take() {
                 self.shared.endpoint.close(code::SHUTDOWN, b"shutdown");
-                runtime.shutdown_background();
+                match runtime {
+                    Driver::Pool(runtime) => runtime.shutdown_background(),
+                    // The thread stops on its own; do not wait for it while unwinding.
+                    Driver::Thread { stop, .. } => drop(stop.send(())),
+                }
             }
         } else {
             self.stop();
