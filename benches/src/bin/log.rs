@@ -202,7 +202,7 @@ fn record(slot: u64) -> LogRecord {
     LogRecord::Accept {
         slot: Slot(slot),
         ballot: Ballot::new(1, NodeId(1)),
-        value: Value::Batch(vec![7; 100]),
+        value: Value::Batch(vec![7; 100].into()),
     }
 }
 

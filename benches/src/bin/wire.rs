@@ -20,7 +20,7 @@ fn main() {
     let accept = Message::Accept {
         ballot: Ballot::new(3, NodeId(1)),
         slot: Slot(42),
-        value: Value::Batch(batch_bytes.clone()),
+        value: Value::Batch(batch_bytes.clone().into()),
         commit: Slot(40),
     };
     let accept_bytes = accept.encode().expect("accept encodes");

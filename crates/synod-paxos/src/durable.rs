@@ -68,7 +68,7 @@ mod tests {
     fn replay_keeps_the_last_word_and_chosen_values() {
         let b1 = Ballot::new(1, NodeId(1));
         let b2 = Ballot::new(2, NodeId(2));
-        let v = |x: u8| Value::Batch(vec![x]);
+        let v = |x: u8| Value::Batch(vec![x].into());
         let d = Durable::replay([
             LogRecord::Promise { ballot: b1 },
             LogRecord::Accept { slot: Slot(0), ballot: b1, value: v(1) },

@@ -109,7 +109,7 @@
 //!     run(&mut replicas, &mut wire);
 //! }
 //!
-//! let expected: Vec<Value> = batches.iter().map(|b| Value::Batch(b.to_vec())).collect();
+//! let expected: Vec<Value> = batches.iter().map(|&b| Value::Batch(b.into())).collect();
 //! for r in &replicas {
 //!     assert_eq!(r.applied, expected, "replica {} applied the same values", r.core.id());
 //! }

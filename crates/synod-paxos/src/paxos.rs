@@ -325,7 +325,7 @@ impl Paxos {
         let slot = leader.next_slot;
         leader.next_slot = slot.next();
         self.stats.proposals += 1;
-        self.start_slot(slot, Value::Batch(batch));
+        self.start_slot(slot, Value::Batch(batch.into()));
         self.finish();
         Ok(slot)
     }

@@ -32,7 +32,7 @@
 //!
 //! let mut applier = Applier::new(Counter::default(), SessionConfig::default());
 //! let batch = Batch { timestamp_ms: 1, commands: vec![Command::Register { nonce: 42 }] };
-//! let replies = applier.apply(Slot(0), &Value::Batch(batch.encode().unwrap())).unwrap();
+//! let replies = applier.apply(Slot(0), &Value::Batch(batch.encode().unwrap().into())).unwrap();
 //! assert!(matches!(replies[0].outcome, Outcome::Registered { .. }));
 //! ```
 #![warn(missing_docs)]

@@ -173,7 +173,7 @@ mod tests {
         let record = LogRecord::Accept {
             slot: Slot(1),
             ballot: Ballot::new(1, NodeId(1)),
-            value: Value::Batch(vec![7; MAX_FRAME_LEN]),
+            value: Value::Batch(vec![7; MAX_FRAME_LEN].into()),
         };
         assert!(matches!(record.encode(), Err(EncodeError::TooLarge { .. })));
     }

@@ -10,13 +10,17 @@ use crate::{Ballot, Slot};
 /// What a log slot holds: a batch of client commands, or nothing.
 ///
 /// The ordering core treats a batch as opaque bytes; `synod-state-machine`
-/// decodes them as a [`crate::Batch`].
+/// decodes them as a [`crate::Batch`]. The bytes are shared: the leader
+/// hands one batch to its log, to every acceptor's message and to its own
+/// applier, and each of those is a reference count, not a copy. The
+/// encoding is the same as a `Vec<u8>`'s (a relative pointer and a length),
+/// so logs written before the change read as before.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     /// Fills a gap a new leader found in the log; applies as nothing.
     Noop,
     /// An encoded batch of commands.
-    Batch(Vec<u8>),
+    Batch(std::sync::Arc<[u8]>),
 }
 
 /// One slot a promising acceptor reports to a new leader.

@@ -106,7 +106,7 @@ impl Shared {
             let batch =
                 Batch { timestamp_ms: self.clock_ms.load(Ordering::SeqCst), commands: vec![request.command] };
             let slot = applier.next_slot();
-            let mut replies = applier.apply(slot, &Value::Batch(batch.encode().unwrap())).unwrap();
+            let mut replies = applier.apply(slot, &Value::Batch(batch.encode().unwrap().into())).unwrap();
             assert_eq!(replies.len(), 1);
             replies.remove(0).outcome
         };

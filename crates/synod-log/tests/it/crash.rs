@@ -20,7 +20,7 @@ fn record() -> impl Strategy<Value = LogRecord> {
         // Large values make writes span sectors and segments.
         (0u64..1000, 100usize..3000).prop_map(|(s, n)| LogRecord::Learn {
             slot: synod_wire::Slot(s),
-            value: synod_wire::Value::Batch(vec![s as u8; n]),
+            value: synod_wire::Value::Batch(vec![s as u8; n].into()),
         }),
     ]
 }

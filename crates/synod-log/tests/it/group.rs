@@ -112,7 +112,7 @@ fn a_failed_write_fails_waiters() {
 fn an_oversized_record_is_refused_and_the_log_goes_on() {
     let fs = FaultyFs::new();
     let (_log, appender, events) = start(&fs);
-    let huge = LogRecord::Learn { slot: Slot(1), value: Value::Batch(vec![0; MAX_FRAME_LEN]) };
+    let huge = LogRecord::Learn { slot: Slot(1), value: Value::Batch(vec![0; MAX_FRAME_LEN].into()) };
     let err = appender.append(vec![huge], 1).unwrap_err();
     assert!(matches!(err, AppendError::Encode { ref records, .. } if records.len() == 1));
     appender.append(vec![accept(2)], 2).unwrap();

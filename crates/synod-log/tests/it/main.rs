@@ -13,7 +13,7 @@ pub(crate) fn accept(slot: u64) -> LogRecord {
     LogRecord::Accept {
         slot: Slot(slot),
         ballot: Ballot::new(1, NodeId(1)),
-        value: Value::Batch(slot.to_le_bytes().repeat(4)),
+        value: Value::Batch(slot.to_le_bytes().repeat(4).into()),
     }
 }
 

@@ -67,7 +67,7 @@ fn the_active_segment_is_never_dropped() {
 fn catch_up_reads_the_learned_or_latest_accepted_value() {
     let fs = FaultyFs::new();
     let (mut wal, _) = Wal::open("/wal", options(&fs)).unwrap();
-    let learned = LogRecord::Learn { slot: Slot(3), value: Value::Batch(b"chosen".to_vec()) };
+    let learned = LogRecord::Learn { slot: Slot(3), value: Value::Batch(b"chosen".as_slice().into()) };
     let reaccepted = LogRecord::Accept {
         slot: Slot(4),
         ballot: synod_wire::Ballot::new(9, synod_wire::NodeId(3)),

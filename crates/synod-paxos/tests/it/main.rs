@@ -96,7 +96,7 @@ impl Cluster {
     fn commit_through(&mut self, leader: NodeId, payload: &[u8], on: &[u32], within: u64) {
         self.cores[Self::idx(leader)].propose(payload.to_vec()).unwrap();
         self.drain();
-        let want = Value::Batch(payload.to_vec());
+        let want = Value::Batch(payload.into());
         for _ in 0..within {
             if on.iter().all(|&n| self.committed[n as usize - 1].contains(&want)) {
                 return;
@@ -146,7 +146,7 @@ fn five_replicas_survive_two_isolated() {
     for i in 1..5 {
         assert_eq!(c.committed[0], c.committed[i], "replica {} diverged", i + 1);
     }
-    assert!(c.committed[0].contains(&Value::Batch(b"b".to_vec())));
+    assert!(c.committed[0].contains(&Value::Batch(b"b".as_slice().into())));
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn a_stale_leader_cannot_commit_alone() {
     }
     c.cores[leader.0 as usize - 1].propose(b"lost".to_vec()).ok();
     c.tick(200);
-    let committed_lost = c.committed.iter().any(|log| log.contains(&Value::Batch(b"lost".to_vec())));
+    let committed_lost = c.committed.iter().any(|log| log.contains(&Value::Batch(b"lost".as_slice().into())));
     assert!(!committed_lost, "a cut-off leader committed on its own");
     assert!(!c.cores[leader.0 as usize - 1].is_leader(), "check-quorum: the cut-off leader stepped down");
     assert!(

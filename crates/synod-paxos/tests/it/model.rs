@@ -351,7 +351,7 @@ impl PaxosModel {
                             hb.push((index(to), msg));
                         } else {
                             if let Message::Accept { value: Value::Batch(b), .. } = &msg {
-                                if !history.adopted_batch && PROPOSALS.get(i) != Some(&b.as_slice()) {
+                                if !history.adopted_batch && PROPOSALS.get(i) != Some(&&b[..]) {
                                     Arc::make_mut(history).adopted_batch = true;
                                 }
                             }
@@ -648,7 +648,7 @@ impl Model for PaxosModel {
                 s.history.commits.values().flatten().all(|v| match v {
                     Value::Noop => true,
                     Value::Batch(b) => {
-                        PROPOSALS.iter().zip(s.history.proposed).any(|(p, done)| done && b == p)
+                        PROPOSALS.iter().zip(s.history.proposed).any(|(p, done)| done && &b[..] == *p)
                     }
                 })
             }),

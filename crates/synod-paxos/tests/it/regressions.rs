@@ -131,7 +131,7 @@ impl Stepped {
 }
 
 fn batch(b: &[u8]) -> Value {
-    Value::Batch(b.to_vec())
+    Value::Batch(b.into())
 }
 
 /// The stale-leader scenario, with L = n1 leading at ballot b, A = n2 holding L's proposal,

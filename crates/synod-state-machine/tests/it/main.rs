@@ -33,7 +33,7 @@ impl StateMachine for Journal {
 }
 
 fn batch(ts: u64, commands: Vec<Command>) -> Value {
-    Value::Batch(Batch { timestamp_ms: ts, commands }.encode().unwrap())
+    Value::Batch(Batch { timestamp_ms: ts, commands }.encode().unwrap().into())
 }
 
 fn op(client: ClientId, seq: u64, payload: &[u8]) -> Command {
@@ -61,7 +61,7 @@ fn unknown_sessions_and_bad_batches_are_refused_not_panics() {
     let mut a = Applier::new(Journal::default(), SessionConfig::default());
     let r = a.apply(Slot(0), &batch(1, vec![op(ClientId(77), 1, b"x")])).unwrap();
     assert_eq!(r[0].outcome, Outcome::SessionExpired);
-    assert!(a.apply(Slot(1), &Value::Batch(b"garbage".to_vec())).unwrap().is_empty());
+    assert!(a.apply(Slot(1), &Value::Batch(b"garbage".as_slice().into())).unwrap().is_empty());
     assert_eq!(a.stats().undecodable, 1);
     assert!(a.apply(Slot(5), &Value::Noop).is_err(), "out of order");
     assert!(a.apply(Slot(2), &Value::Noop).unwrap().is_empty());
