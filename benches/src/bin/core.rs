@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use synod_bench::human;
+
 use synod_kv::{KvCommand, KvStore};
 use synod_paxos::rng::Rng;
 use synod_paxos::{Action, Config, Paxos};
@@ -213,24 +214,29 @@ impl Bench {
                 peers: senders.clone(),
             };
             let stop = stop.clone();
-            followers.push(std::thread::spawn(move || {
-                let mut last_tick = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    match node.inbox.recv_timeout(Duration::from_millis(10)) {
-                        Ok((from, msg)) => node.replica.core.handle_message(from, msg),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                    while let Ok((from, msg)) = node.inbox.try_recv() {
-                        node.replica.core.handle_message(from, msg);
-                    }
-                    if last_tick.elapsed() >= Duration::from_millis(10) {
-                        last_tick = Instant::now();
-                        node.replica.core.handle_tick();
-                    }
-                    node.drain(|_| {});
-                }
-            }));
+            let thread = std::thread::Builder::new().name(format!("follower-{}", i + 1));
+            followers.push(
+                thread
+                    .spawn(move || {
+                        let mut last_tick = Instant::now();
+                        while !stop.load(Ordering::Relaxed) {
+                            match node.inbox.recv_timeout(Duration::from_millis(10)) {
+                                Ok((from, msg)) => node.replica.core.handle_message(from, msg),
+                                Err(RecvTimeoutError::Timeout) => {}
+                                Err(RecvTimeoutError::Disconnected) => return,
+                            }
+                            while let Ok((from, msg)) = node.inbox.try_recv() {
+                                node.replica.core.handle_message(from, msg);
+                            }
+                            if last_tick.elapsed() >= Duration::from_millis(10) {
+                                last_tick = Instant::now();
+                                node.replica.core.handle_tick();
+                            }
+                            node.drain(|_| {});
+                        }
+                    })
+                    .expect("a follower thread"),
+            );
         }
         let mut node = Node {
             replica: replicas[leader].take().expect("the leader"),
@@ -347,9 +353,12 @@ fn main() {
         Ok(list) => list.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
         Err(_) => vec![1, 64, 256],
     };
+    // SYNOD_BENCH_VARIANT=single or threaded runs only that column (for a profiler).
+    let variant = std::env::var("SYNOD_BENCH_VARIANT").unwrap_or_default();
     for clients in counts {
-        let single = Bench::new(clients).run(duration, commands);
-        let threaded = Bench::new(clients).run_threaded(duration, commands);
+        let single = if variant == "threaded" { 0.0 } else { Bench::new(clients).run(duration, commands) };
+        let threaded =
+            if variant == "single" { 0.0 } else { Bench::new(clients).run_threaded(duration, commands) };
         println!("{clients:>8} {:>14} {:>14}", human(single), human(threaded));
         last = threaded;
     }
