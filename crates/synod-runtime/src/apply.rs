@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use synod_metrics::names;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use synod_state_machine::{Applier, StateMachine};
 use synod_transport::Node;
@@ -24,12 +26,12 @@ pub(crate) fn run<S: StateMachine>(
     transport: Arc<Node>,
     routes: Routes,
     status: Arc<Mutex<Status>>,
-    stop_replica: Sender<()>,
+    stop_replica: Arc<AtomicBool>,
 ) {
     let stop = |why: String| {
         tracing::error!(%why, "the apply thread stops; stopping the replica");
         status.lock().fatal = Some(why);
-        let _ = stop_replica.send(());
+        stop_replica.store(true, Ordering::Release);
     };
     while let Ok(job) = jobs.recv() {
         let ApplyJob::Commit { slot, value } = job;

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use synod_metrics::names;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use synod_log::{Appender, LogEvent};
 use synod_paxos::{Action, Paxos, PersistToken};
@@ -33,10 +35,10 @@ pub(crate) enum Event {
     Log(LogEvent),
 }
 
-/// The core behind its lock, and the way to wake the tick thread when it must stop.
+/// The core behind its lock, and the flag that tells the tick thread to stop the replica.
 pub(crate) struct Driver {
     state: Mutex<State>,
-    stop: Sender<()>,
+    stop: Arc<AtomicBool>,
 }
 
 enum State {
@@ -47,9 +49,14 @@ enum State {
 }
 
 impl Driver {
-    /// A driver that queues inputs until [`Driver::install`]; `stop` wakes the tick thread.
-    pub(crate) fn new(stop: Sender<()>) -> Driver {
-        Driver { state: Mutex::new(State::Starting(Vec::new())), stop }
+    /// A driver that queues inputs until [`Driver::install`].
+    pub(crate) fn new() -> Driver {
+        Driver { state: Mutex::new(State::Starting(Vec::new())), stop: Arc::default() }
+    }
+
+    /// The flag that stops the replica at the next tick: for the apply thread and [`crate::Replica`].
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     /// Starts the core: carries out what recovery left to do, then the inputs that arrived meanwhile.
@@ -63,12 +70,10 @@ impl Driver {
         for event in queued {
             core.input(event);
         }
-        let stopping = core.stopping;
-        *state = State::Running(Box::new(core));
-        drop(state);
-        if stopping {
-            let _ = self.stop.send(());
+        if core.stopping {
+            self.stop.store(true, Ordering::Release);
         }
+        *state = State::Running(Box::new(core));
     }
 
     /// Handles one input on the calling thread.
@@ -79,8 +84,7 @@ impl Driver {
             State::Running(core) => {
                 core.input(event);
                 if core.stopping {
-                    drop(state);
-                    let _ = self.stop.send(());
+                    self.stop.store(true, Ordering::Release);
                 }
             }
             State::Stopped => {}
@@ -108,13 +112,17 @@ impl Driver {
         }
     }
 
-    /// The tick thread: ticks every `tick` until told to stop (or the core stops), then stops the core.
-    pub(crate) fn run_ticks(&self, tick: Duration, stop: Receiver<()>) {
+    /// The tick thread: ticks every `tick` until the stop flag is set (or the core stops), then stops the core.
+    pub(crate) fn run_ticks(&self, tick: Duration) {
         let mut next_tick = Instant::now() + tick;
-        loop {
-            match stop.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {}
+        while !self.stop.load(Ordering::Acquire) {
+            // A relative sleep, never a wait until a deadline: the deadline
+            // would be read from the process's clock, which tests skew with
+            // faketime, and waited for by the kernel's, so a skewed replica
+            // stopped ticking. At most a tick, whatever the clock did.
+            std::thread::sleep(next_tick.saturating_duration_since(Instant::now()).min(tick));
+            if self.stop.load(Ordering::Acquire) {
+                break;
             }
             let now = Instant::now();
             if now >= next_tick {

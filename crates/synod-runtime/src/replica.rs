@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use synod_log::{GroupCommit, Options, Wal};
 use synod_paxos::{Config, ConfigError, Durable, Paxos};
 use synod_state_machine::{Applier, Origin, StateMachine};
@@ -72,7 +72,7 @@ pub struct Status {
 /// A running replica. Dropping it shuts it down.
 #[derive(Debug)]
 pub struct Replica {
-    stop: Sender<()>,
+    stop: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
     core: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
@@ -102,8 +102,8 @@ impl Replica {
         let core = Paxos::recover(paxos_config, seed(config.id), durable, Slot(0));
         tracing::info!(id = %config.id, records, commit = %core.first_unchosen(), "recovered");
 
-        let (stop_tx, stop_rx) = crossbeam_channel::unbounded::<()>();
-        let driver = Arc::new(Driver::new(stop_tx.clone()));
+        let driver = Arc::new(Driver::new());
+        let stop = driver.stop_flag();
         let status = Arc::new(Mutex::new(Status { id: config.id, ..Status::default() }));
         let routes: Routes = Arc::default();
 
@@ -128,7 +128,7 @@ impl Replica {
             let transport = transport.clone();
             let routes = routes.clone();
             let status = status.clone();
-            let stop = stop_tx.clone();
+            let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("synod-apply-{}", config.id.0))
                 .spawn(move || apply::run(applier, apply_rx, transport, routes, status, stop))?
@@ -146,10 +146,10 @@ impl Replica {
         let ticker = driver.clone();
         let core_thread = std::thread::Builder::new()
             .name(format!("synod-tick-{}", config.id.0))
-            .spawn(move || ticker.run_ticks(tick, stop_rx))
+            .spawn(move || ticker.run_ticks(tick))
             .inspect_err(|_| driver.stop_core())?;
         Ok(Replica {
-            stop: stop_tx,
+            stop,
             status,
             core: Some(core_thread),
             applier: Some(applier_thread),
@@ -191,7 +191,7 @@ impl Replica {
     }
 
     fn stop(&mut self) {
-        let _ = self.stop.send(());
+        self.stop.store(true, Ordering::Release);
         if let Some(t) = self.core.take() {
             let _ = t.join();
         }
