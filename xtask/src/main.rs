@@ -64,11 +64,16 @@ fn run() -> Result<()> {
 }
 
 /// The workspace root (the parent of this crate's manifest directory).
+///
+/// Read at run time: `cargo run` sets `CARGO_MANIFEST_DIR` for the program.
+/// The compile-time value is only a fallback, because cargo reuses a build
+/// from a shared `CARGO_TARGET_DIR` whatever directory the workspace was
+/// cloned to. CI's cache once held an xtask built in another clone, which
+/// then ran every step in that clone's (deleted) directory.
 pub(crate) fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().expect("xtask lives one level below the workspace root").to_path_buf()
 }
 
 /// Runs `cmd` in the workspace root, echoing it, and fails if it fails.
