@@ -318,10 +318,15 @@ struct Node {
 
 impl Node {
     /// Carries out every pending action: sends go to the peers' channels,
-    /// persists complete at once, commits are applied and their replies
-    /// handed to `replies`.
+    /// persists complete at once, and commits are applied, their replies
+    /// handed to `replies`, once every message is out. A replica's runtime
+    /// applies on a thread of its own, so consensus never waits for the
+    /// state machine; applying inline before sending would make the leader
+    /// wait for a follower's apply of the previous slot before it hears
+    /// the follower accepted the next one.
     fn drain(&mut self, mut replies: impl FnMut(Vec<Reply>)) {
         let me = self.replica.core.id();
+        let mut commits = Vec::new();
         while let Some(action) = self.replica.core.poll_action() {
             match action {
                 Action::Send { to, msg } => {
@@ -329,11 +334,12 @@ impl Node {
                     let _ = self.peers[to.0 as usize - 1].send((me, msg));
                 }
                 Action::Persist { token, .. } => self.replica.core.handle_persisted(token),
-                Action::Commit { slot, value } => {
-                    replies(self.replica.applier.apply(slot, &value).expect("in order"));
-                }
+                Action::Commit { slot, value } => commits.push((slot, value)),
                 Action::LeaderChanged { .. } => {}
             }
+        }
+        for (slot, value) in commits {
+            replies(self.replica.applier.apply(slot, &value).expect("in order"));
         }
     }
 }
