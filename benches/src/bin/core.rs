@@ -83,11 +83,13 @@ impl Bench {
                         Action::Send { to, msg } => self.net.push_back((me, to, msg)),
                         Action::Persist { token, .. } => self.replicas[i].core.handle_persisted(token),
                         Action::Commit { slot, value } => {
-                            let replies = self.replicas[i].applier.apply(slot, &value).expect("in order");
+                            let applier = &mut self.replicas[i].applier;
                             if Some(i) == leader {
-                                for reply in replies {
+                                for reply in applier.apply(slot, &value).expect("in order") {
                                     self.answer(reply.origin, reply.outcome);
                                 }
+                            } else {
+                                applier.apply_unanswered(slot, &value).expect("in order");
                             }
                         }
                         Action::LeaderChanged { .. } => {}
@@ -232,7 +234,7 @@ impl Bench {
                                 last_tick = Instant::now();
                                 node.replica.core.handle_tick();
                             }
-                            node.drain(|_| {});
+                            node.drain(None);
                         }
                     })
                     .expect("a follower thread"),
@@ -251,7 +253,7 @@ impl Bench {
             self.issue();
             self.propose_on(&mut node.replica.core);
             let mut answers = Vec::new();
-            node.drain(|replies| answers.extend(replies));
+            node.drain(Some(&mut |replies| answers.extend(replies)));
             for reply in answers {
                 self.answer(reply.origin, reply.outcome);
             }
@@ -323,8 +325,8 @@ impl Node {
     /// applies on a thread of its own, so consensus never waits for the
     /// state machine; applying inline before sending would make the leader
     /// wait for a follower's apply of the previous slot before it hears
-    /// the follower accepted the next one.
-    fn drain(&mut self, mut replies: impl FnMut(Vec<Reply>)) {
+    /// the follower accepted the next one. A follower (no `replies`) builds no replies.
+    fn drain(&mut self, mut replies: Option<&mut dyn FnMut(Vec<Reply>)>) {
         let me = self.replica.core.id();
         let mut commits = Vec::new();
         while let Some(action) = self.replica.core.poll_action() {
@@ -339,7 +341,11 @@ impl Node {
             }
         }
         for (slot, value) in commits {
-            replies(self.replica.applier.apply(slot, &value).expect("in order"));
+            let applier = &mut self.replica.applier;
+            match replies.as_mut() {
+                Some(replies) => replies(applier.apply(slot, &value).expect("in order")),
+                None => applier.apply_unanswered(slot, &value).expect("in order"),
+            }
         }
     }
 }

@@ -37,7 +37,15 @@ pub(crate) fn run<S: StateMachine>(
         let ApplyJob::Commit { slot, value } = job;
         // A panicking state machine must not leave a replica that takes part
         // in consensus but no longer applies: stop the whole replica instead.
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| applier.apply(slot, &value)));
+        // Only a replica with clients waiting (a leader, or one that just was) needs the replies.
+        let answer = !routes.lock().is_empty();
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if answer {
+                applier.apply(slot, &value)
+            } else {
+                applier.apply_unanswered(slot, &value).map(|()| Vec::new())
+            }
+        }));
         let replies = match applied {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {

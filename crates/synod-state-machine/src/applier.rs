@@ -109,6 +109,18 @@ impl<S: StateMachine> Applier<S> {
     /// Applies committed `slot`, which must be the next one, and returns the
     /// replies to send. A batch that does not decode applies as a no-op.
     pub fn apply(&mut self, slot: Slot, value: &Value) -> Result<Vec<Reply>, ApplyError> {
+        self.apply_slot(slot, value, true)
+    }
+
+    /// Applies committed `slot` exactly as [`Applier::apply`] does, for a
+    /// replica that answers nobody (a follower): it builds no replies, and
+    /// so skips a copy of every answer (the session table keeps the one it
+    /// needs for retries).
+    pub fn apply_unanswered(&mut self, slot: Slot, value: &Value) -> Result<(), ApplyError> {
+        self.apply_slot(slot, value, false).map(drop)
+    }
+
+    fn apply_slot(&mut self, slot: Slot, value: &Value, answer: bool) -> Result<Vec<Reply>, ApplyError> {
         if slot != self.next {
             return Err(ApplyError::OutOfOrder { expected: self.next, got: slot });
         }
@@ -120,9 +132,12 @@ impl<S: StateMachine> Applier<S> {
         let applied = with_archived::<Batch, _>(bytes, |batch| {
             let ts = batch.timestamp_ms.to_native();
             self.sessions.advance_clock(ts);
-            let mut replies = Vec::with_capacity(batch.commands.len());
+            let mut replies = Vec::with_capacity(if answer { batch.commands.len() } else { 0 });
             for (index, command) in batch.commands.iter().enumerate() {
-                replies.push(self.apply_command(slot, index, ts, command));
+                let reply = self.apply_command(slot, index, ts, command, answer);
+                if answer {
+                    replies.push(reply);
+                }
             }
             replies
         });
@@ -135,7 +150,15 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
-    fn apply_command(&mut self, slot: Slot, index: usize, ts: u64, command: &ArchivedCommand) -> Reply {
+    /// Applies one command; without `answer` the reply's payload is left empty (nobody reads it).
+    fn apply_command(
+        &mut self,
+        slot: Slot,
+        index: usize,
+        ts: u64,
+        command: &ArchivedCommand,
+        answer: bool,
+    ) -> Reply {
         match command {
             ArchivedCommand::Register { nonce } => {
                 let nonce = nonce.to_native();
@@ -155,16 +178,17 @@ impl<S: StateMachine> Applier<S> {
                 let origin = Origin::Request { client, seq };
                 let outcome = match self.sessions.begin(client, seq, ack) {
                     Ok(Begin::Apply) => {
-                        let answer = self.machine.apply(payload);
+                        let result = self.machine.apply(payload);
                         self.mix(payload);
-                        self.mix(&answer);
-                        self.sessions.complete(client, seq, answer.clone());
+                        self.mix(&result);
+                        let payload = if answer { result.clone() } else { Vec::new() };
+                        self.sessions.complete(client, seq, result);
                         self.stats.applied += 1;
-                        Outcome::Applied { payload: answer }
+                        Outcome::Applied { payload }
                     }
-                    Ok(Begin::Duplicate(answer)) => {
+                    Ok(Begin::Duplicate(cached)) => {
                         self.stats.duplicates += 1;
-                        Outcome::Applied { payload: answer }
+                        Outcome::Applied { payload: cached }
                     }
                     Err(e) => {
                         self.stats.refused += 1;

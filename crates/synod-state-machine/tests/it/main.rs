@@ -139,3 +139,28 @@ fn conformance_catches_broken_machines() {
     assert!(conformance::check(Unordered::default, &commands).is_err(), "hash order leaks into answers");
     assert!(conformance::check(Forgetful::default, &commands).is_err(), "snapshot loses state");
 }
+
+#[test]
+fn a_follower_applying_unanswered_keeps_the_same_state_and_answers_retries_alike() {
+    let slots = [
+        batch(1, vec![Command::Register { nonce: 1 }, Command::Register { nonce: 2 }]),
+        batch(2, vec![op(ClientId(0), 1, b"a"), op(ClientId(1), 1, b"b"), op(ClientId(0), 1, b"a")]),
+        batch(3, vec![op(ClientId(0), 2, b"c"), op(ClientId(77), 1, b"x")]),
+    ];
+    let mut leader = Applier::new(Journal::default(), SessionConfig::default());
+    let mut follower = Applier::new(Journal::default(), SessionConfig::default());
+    for (i, value) in slots.iter().enumerate() {
+        leader.apply(Slot(i as u64), value).unwrap();
+        follower.apply_unanswered(Slot(i as u64), value).unwrap();
+    }
+    assert_eq!(leader.digest(), follower.digest());
+    assert_eq!(leader.snapshot(), follower.snapshot());
+    assert_eq!(leader.stats(), follower.stats());
+    // The follower becomes leader: a retry gets the answer the first attempt got.
+    let retry = batch(4, vec![op(ClientId(0), 2, b"c"), op(ClientId(1), 1, b"b")]);
+    let a = leader.apply(Slot(3), &retry).unwrap();
+    let b = follower.apply(Slot(3), &retry).unwrap();
+    assert_eq!(a, b);
+    assert!(matches!(&b[0].outcome, Outcome::Applied { payload } if payload == &3u64.to_le_bytes()));
+    assert!(follower.apply_unanswered(Slot(9), &Value::Noop).is_err(), "out of order");
+}
