@@ -296,7 +296,8 @@ impl CoreLoop {
             self.queue_bytes -= bytes.min(self.queue_bytes);
             metrics::histogram!(names::BATCH_COMMANDS).record(commands.len() as f64);
             let batch = Batch { timestamp_ms: wall_ms(), commands };
-            match batch.encode() {
+            // The queue's size estimate, plus room for each command's envelope.
+            match batch.encode_with_capacity(bytes + 16 * batch.commands.len() + 64) {
                 Ok(frame) => {
                     if self.core.propose(frame).is_ok() {
                         self.proposed_at.push_back(Instant::now());

@@ -69,7 +69,14 @@ pub trait Wire: Sized {
     const WHAT: &'static str;
 
     /// Encodes `self` into at most [`MAX_FRAME_LEN`] bytes.
-    fn encode(&self) -> Result<Vec<u8>, EncodeError>;
+    fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        self.encode_with_capacity(256)
+    }
+
+    /// Encodes like [`Wire::encode`], into a buffer that starts with room
+    /// for `capacity` bytes: a caller that knows about how large the
+    /// encoding is (a batch of known commands) saves the buffer's regrowth.
+    fn encode_with_capacity(&self, capacity: usize) -> Result<Vec<u8>, EncodeError>;
 
     /// Decodes a value from `bytes`, validating every byte first.
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
@@ -123,9 +130,10 @@ macro_rules! impl_wire {
         impl Wire for $ty {
             const WHAT: &'static str = $what;
 
-            fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+            fn encode_with_capacity(&self, capacity: usize) -> Result<Vec<u8>, EncodeError> {
                 // Straight into a `Vec`: an aligned buffer would cost a copy at the end.
-                let bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(self, Vec::with_capacity(256))
+                let buffer = Vec::with_capacity(capacity.min(MAX_FRAME_LEN));
+                let bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(self, buffer)
                     .map_err(|e| EncodeError::Serialize { what: $what, reason: e.to_string() })?;
                 if bytes.len() > MAX_FRAME_LEN {
                     return Err(EncodeError::TooLarge {
