@@ -30,6 +30,15 @@ struct Replica {
     applier: Applier<KvStore>,
 }
 
+impl Replica {
+    fn new(id: NodeId, members: &[NodeId]) -> Replica {
+        Replica {
+            core: Paxos::new(Config::new(id, members.to_vec()).expect("valid"), 1),
+            applier: Applier::new(KvStore::default(), SessionConfig::default()),
+        }
+    }
+}
+
 struct Bench {
     replicas: Vec<Replica>,
     net: VecDeque<(NodeId, NodeId, Message)>,
@@ -44,18 +53,24 @@ struct Bench {
     /// The put every client sends, its key rewritten each time.
     put: KvCommand,
     started: Instant,
+    /// A replica moved to a thread of its own, and the channels to and from it.
+    remote: Option<Remote>,
 }
+
+/// The far end of [`Bench::run_paired`].
+struct Remote {
+    index: usize,
+    to: Sender<Envelope>,
+    from: Receiver<Envelope>,
+}
+
+/// A message in flight: from, to, what.
+type Envelope = (NodeId, NodeId, Message);
 
 impl Bench {
     fn new(clients: usize) -> Bench {
         let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
-        let replicas = ids
-            .iter()
-            .map(|&id| Replica {
-                core: Paxos::new(Config::new(id, ids.clone()).expect("valid"), 1),
-                applier: Applier::new(KvStore::default(), SessionConfig::default()),
-            })
-            .collect();
+        let replicas = ids.iter().map(|&id| Replica::new(id, &ids)).collect();
         Bench {
             replicas,
             net: VecDeque::new(),
@@ -66,6 +81,7 @@ impl Bench {
             done: 0,
             rng: Rng::new(7),
             put: KvCommand::Put { key: key_bytes(0), value: vec![b'v'; 100] },
+            remote: None,
             started: Instant::now(),
         }
     }
@@ -78,7 +94,8 @@ impl Bench {
         let leader = self.leader();
         loop {
             let mut progressed = false;
-            for i in 0..self.replicas.len() {
+            let remote = self.remote.as_ref().map(|r| r.index);
+            for i in (0..self.replicas.len()).filter(|&i| Some(i) != remote) {
                 while let Some(action) = self.replicas[i].core.poll_action() {
                     progressed = true;
                     let me = self.replicas[i].core.id();
@@ -99,9 +116,16 @@ impl Bench {
                     }
                 }
             }
+            if let Some(r) = &self.remote {
+                self.net.extend(r.from.try_iter());
+            }
             while let Some((from, to, msg)) = self.net.pop_front() {
                 progressed = true;
-                self.replicas[to.0 as usize - 1].core.handle_message(from, msg);
+                match &self.remote {
+                    // A closed channel means the run is over.
+                    Some(r) if r.index == to.0 as usize - 1 => drop(r.to.send((from, to, msg))),
+                    _ => self.replicas[to.0 as usize - 1].core.handle_message(from, msg),
+                }
             }
             if !progressed {
                 return;
@@ -171,6 +195,35 @@ impl Bench {
     /// Runs all three replicas in this thread. Returns commands/s.
     fn run(mut self, duration: Duration, commands: Option<u64>) -> f64 {
         self.elect();
+        self.run_elected(duration, commands)
+    }
+
+    /// Runs the leader and one follower in this thread, messages between
+    /// them passed in memory, and the other follower on a thread of its own:
+    /// three replicas on two cores with no third thread to time-share, and
+    /// the leader's quorum at hand. Returns commands/s.
+    fn run_paired(mut self, duration: Duration, commands: Option<u64>) -> f64 {
+        self.elect();
+        let leader = self.leader().expect("elected");
+        let index = (0..self.replicas.len()).rev().find(|&i| i != leader).expect("a follower");
+        // The placeholder left behind is never polled, ticked or sent to.
+        let members = self.replicas[leader].core.config().members().to_vec();
+        let placeholder = Replica::new(self.replicas[index].core.id(), &members);
+        let far = std::mem::replace(&mut self.replicas[index], placeholder);
+        let (to, inbox) = crossbeam_channel::unbounded();
+        let (back, from) = crossbeam_channel::unbounded();
+        let node = Node { replica: far, inbox, peers: vec![back; self.replicas.len()] };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_follower(node, stop.clone());
+        self.remote = Some(Remote { index, to, from });
+        let rate = self.run_elected(duration, commands);
+        stop.store(true, Ordering::Relaxed);
+        thread.join().expect("follower thread");
+        rate
+    }
+
+    /// The closed loop of [`Bench::run`] on an elected cluster.
+    fn run_elected(&mut self, duration: Duration, commands: Option<u64>) -> f64 {
         let leader = self.leader().expect("elected");
         let warmup = duration / 5;
         let mut last_tick = Instant::now();
@@ -181,7 +234,8 @@ impl Bench {
             self.pump();
             if last_tick.elapsed() >= Duration::from_millis(10) {
                 last_tick = Instant::now();
-                for r in &mut self.replicas {
+                let remote = self.remote.as_ref().map(|r| r.index);
+                for (_, r) in self.replicas.iter_mut().enumerate().filter(|&(i, _)| Some(i) != remote) {
                     r.core.handle_tick();
                 }
                 self.pump();
@@ -214,35 +268,12 @@ impl Bench {
             if i == leader {
                 continue;
             }
-            let mut node = Node {
+            let node = Node {
                 replica: replicas[i].take().expect("each replica once"),
                 inbox: inbox.clone(),
                 peers: senders.clone(),
             };
-            let stop = stop.clone();
-            let thread = std::thread::Builder::new().name(format!("follower-{}", i + 1));
-            followers.push(
-                thread
-                    .spawn(move || {
-                        let mut last_tick = Instant::now();
-                        while !stop.load(Ordering::Relaxed) {
-                            match patient_recv(&node.inbox, Duration::from_millis(10)) {
-                                Ok((from, msg)) => node.replica.core.handle_message(from, msg),
-                                Err(RecvTimeoutError::Timeout) => {}
-                                Err(RecvTimeoutError::Disconnected) => return,
-                            }
-                            while let Ok((from, msg)) = node.inbox.try_recv() {
-                                node.replica.core.handle_message(from, msg);
-                            }
-                            if last_tick.elapsed() >= Duration::from_millis(10) {
-                                last_tick = Instant::now();
-                                node.replica.core.handle_tick();
-                            }
-                            node.drain(None);
-                        }
-                    })
-                    .expect("a follower thread"),
-            );
+            followers.push(spawn_follower(node, stop.clone()));
         }
         let mut node = Node {
             replica: replicas[leader].take().expect("the leader"),
@@ -263,11 +294,11 @@ impl Bench {
             }
             if self.ready.is_empty() {
                 // Nothing to send until an answer comes: wait for the followers.
-                if let Ok((from, msg)) = patient_recv(&node.inbox, Duration::from_millis(1)) {
+                if let Ok((from, _, msg)) = patient_recv(&node.inbox, Duration::from_millis(1)) {
                     node.replica.core.handle_message(from, msg);
                 }
             }
-            while let Ok((from, msg)) = node.inbox.try_recv() {
+            while let Ok((from, _, msg)) = node.inbox.try_recv() {
                 node.replica.core.handle_message(from, msg);
             }
             if last_tick.elapsed() >= Duration::from_millis(10) {
@@ -344,8 +375,33 @@ fn propose(core: &mut Paxos, queue: &mut Vec<Command>, started: Instant) {
 /// A replica on a thread of its own.
 struct Node {
     replica: Replica,
-    inbox: Receiver<(NodeId, Message)>,
-    peers: Vec<Sender<(NodeId, Message)>>,
+    inbox: Receiver<Envelope>,
+    peers: Vec<Sender<Envelope>>,
+}
+
+/// Starts a follower's thread: it handles what arrives, ticks, and carries
+/// out its actions until `stop`.
+fn spawn_follower(mut node: Node, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let name = format!("follower-{}", node.replica.core.id().0);
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let mut last_tick = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            match patient_recv(&node.inbox, Duration::from_millis(10)) {
+                Ok((from, _, msg)) => node.replica.core.handle_message(from, msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok((from, _, msg)) = node.inbox.try_recv() {
+                node.replica.core.handle_message(from, msg);
+            }
+            if last_tick.elapsed() >= Duration::from_millis(10) {
+                last_tick = Instant::now();
+                node.replica.core.handle_tick();
+            }
+            node.drain(None);
+        }
+    });
+    thread.expect("a follower thread")
 }
 
 impl Node {
@@ -363,7 +419,7 @@ impl Node {
             match action {
                 Action::Send { to, msg } => {
                     // A closed channel means the run is over.
-                    let _ = self.peers[to.0 as usize - 1].send((me, msg));
+                    let _ = self.peers[to.0 as usize - 1].send((me, to, msg));
                 }
                 Action::Persist { token, .. } => self.replica.core.handle_persisted(token),
                 Action::Commit { slot, value } => commits.push((slot, value)),
@@ -387,22 +443,26 @@ fn main() {
     // duration: a fixed amount of work, for an instruction-counting profiler.
     let commands: Option<u64> = std::env::var("SYNOD_BENCH_COMMANDS").ok().and_then(|s| s.parse().ok());
     println!("three synod-paxos cores + appliers + key-value stores in one process; persists instant; {secs} s per run");
-    println!("commands/s with all three replicas on one thread, and with a thread per replica");
-    println!("{:>8} {:>14} {:>14}", "clients", "one thread", "three threads");
+    println!("commands/s with all three replicas on one thread, with a thread per replica, and with the");
+    println!("leader and a follower on one thread and the other follower on a second");
+    println!("{:>8} {:>14} {:>14} {:>14}", "clients", "one thread", "three threads", "two threads");
     let mut last = 0.0;
     // SYNOD_BENCH_CLIENTS=256 runs one client count (for a profiler).
     let counts: Vec<usize> = match std::env::var("SYNOD_BENCH_CLIENTS") {
         Ok(list) => list.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
         Err(_) => vec![1, 64, 256],
     };
-    // SYNOD_BENCH_VARIANT=single or threaded runs only that column (for a profiler).
+    // SYNOD_BENCH_VARIANT=single, threaded or paired runs only that column (for a profiler).
     let variant = std::env::var("SYNOD_BENCH_VARIANT").unwrap_or_default();
+    let wanted = |name: &str| variant.is_empty() || variant == name;
     for clients in counts {
-        let single = if variant == "threaded" { 0.0 } else { Bench::new(clients).run(duration, commands) };
+        let single = if wanted("single") { Bench::new(clients).run(duration, commands) } else { 0.0 };
         let threaded =
-            if variant == "single" { 0.0 } else { Bench::new(clients).run_threaded(duration, commands) };
-        println!("{clients:>8} {:>14} {:>14}", human(single), human(threaded));
-        last = threaded;
+            if wanted("threaded") { Bench::new(clients).run_threaded(duration, commands) } else { 0.0 };
+        let paired = if wanted("paired") { Bench::new(clients).run_paired(duration, commands) } else { 0.0 };
+        println!("{clients:>8} {:>14} {:>14} {:>14}", human(single), human(threaded), human(paired));
+        // The best way this machine found to run the three replicas.
+        last = single.max(threaded).max(paired);
     }
     println!("core: {:.0} commands/s at 256 clients", last);
 }
