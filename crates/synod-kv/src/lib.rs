@@ -72,122 +72,93 @@ impl Hasher for FoldHasher {
 /// The most key bytes kept inside the map's own table.
 const INLINE_KEY: usize = 30;
 
-/// A key as the map keeps it: up to [`INLINE_KEY`] bytes inline, so that a
-/// lookup compares keys without reaching into another allocation (with
-/// 100,000 keys that extra cache miss was a sixth of the core benchmark).
+/// The most value bytes kept inside the map's own table.
+const INLINE_VALUE: usize = 102;
+
+/// A key as the map keeps it: inline, a lookup compares keys without reaching
+/// into another allocation (with 100,000 keys that extra cache miss was a
+/// sixth of the core benchmark).
+type Key = Bytes<INLINE_KEY>;
+
+/// A value as the map keeps it: inline, next to its key, a put writes into
+/// the cache lines its lookup just fetched. A value on the heap cost a second
+/// cache miss per put, which the CPU paid for when the store buffer filled
+/// (15 % of the core benchmark).
+type Val = Bytes<INLINE_VALUE>;
+
+/// Up to `N` bytes kept inline, more on the heap.
 #[derive(Clone)]
-enum Key {
-    /// The bytes, zero-padded, then the length.
-    Inline([u8; INLINE_KEY + 1]),
-    Heap(Box<[u8]>),
+enum Bytes<const N: usize> {
+    Inline { len: u8, bytes: [u8; N] },
+    Heap(Vec<u8>),
 }
 
-impl Key {
-    fn new(bytes: &[u8]) -> Key {
-        if bytes.len() <= INLINE_KEY {
-            let mut inline = [0u8; INLINE_KEY + 1];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            inline[INLINE_KEY] = bytes.len() as u8;
-            Key::Inline(inline)
-        } else {
-            Key::Heap(bytes.into())
-        }
+impl<const N: usize> Bytes<N> {
+    fn new(src: &[u8]) -> Self {
+        const { assert!(N <= u8::MAX as usize, "the inline length is a byte") };
+        let mut b = Bytes::Inline { len: 0, bytes: [0; N] };
+        b.set(src);
+        b
     }
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            Key::Inline(b) => &b[..usize::from(b[INLINE_KEY])],
-            Key::Heap(b) => b,
+            Bytes::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Bytes::Heap(b) => b,
+        }
+    }
+
+    /// Replaces the bytes, reusing the heap buffer when they still need one.
+    fn set(&mut self, src: &[u8]) {
+        if src.len() > N {
+            match self {
+                Bytes::Heap(v) => {
+                    v.clear();
+                    v.extend_from_slice(src);
+                }
+                Bytes::Inline { .. } => *self = Bytes::Heap(src.to_vec()),
+            }
+            return;
+        }
+        if let Bytes::Heap(_) = self {
+            *self = Bytes::Inline { len: 0, bytes: [0; N] };
+        }
+        if let Bytes::Inline { len, bytes } = self {
+            bytes[..src.len()].copy_from_slice(src);
+            *len = src.len() as u8;
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Bytes::Heap(v) => v,
+            inline => inline.as_slice().to_vec(),
         }
     }
 }
 
-impl Borrow<[u8]> for Key {
+impl<const N: usize> Borrow<[u8]> for Bytes<N> {
     fn borrow(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
-impl Hash for Key {
+impl<const N: usize> Hash for Bytes<N> {
     /// Hashes exactly as the slice does, as [`Borrow`] requires.
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_slice().hash(state);
     }
 }
 
-impl PartialEq for Key {
-    fn eq(&self, other: &Key) -> bool {
+impl<const N: usize> PartialEq for Bytes<N> {
+    fn eq(&self, other: &Self) -> bool {
         self.as_slice() == other.as_slice()
     }
 }
 
-impl Eq for Key {}
+impl<const N: usize> Eq for Bytes<N> {}
 
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.as_slice().fmt(f)
-    }
-}
-
-/// The most value bytes kept inside the map's own table.
-const INLINE_VALUE: usize = 102;
-
-/// A value as the map keeps it: up to [`INLINE_VALUE`] bytes inline, next to
-/// its key, so that a put writes into the cache lines its lookup just
-/// fetched. A value on the heap cost a second cache miss per put, which the
-/// CPU paid for when the store buffer filled (15 % of the core benchmark).
-#[derive(Clone)]
-enum Val {
-    /// The bytes, zero-padded, then the length.
-    Inline([u8; INLINE_VALUE + 1]),
-    Heap(Vec<u8>),
-}
-
-impl Val {
-    fn new(bytes: &[u8]) -> Val {
-        let mut v = Val::Inline([0; INLINE_VALUE + 1]);
-        v.set(bytes);
-        v
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Val::Inline(b) => &b[..usize::from(b[INLINE_VALUE])],
-            Val::Heap(b) => b,
-        }
-    }
-
-    /// Replaces the bytes, in place where they fit.
-    fn set(&mut self, bytes: &[u8]) {
-        match self {
-            Val::Heap(v) if bytes.len() > INLINE_VALUE => {
-                v.clear();
-                v.extend_from_slice(bytes);
-            }
-            _ if bytes.len() > INLINE_VALUE => *self = Val::Heap(bytes.to_vec()),
-            Val::Inline(b) => {
-                b[..bytes.len()].copy_from_slice(bytes);
-                b[INLINE_VALUE] = bytes.len() as u8;
-            }
-            Val::Heap(_) => {
-                let mut b = [0; INLINE_VALUE + 1];
-                b[..bytes.len()].copy_from_slice(bytes);
-                b[INLINE_VALUE] = bytes.len() as u8;
-                *self = Val::Inline(b);
-            }
-        }
-    }
-}
-
-impl PartialEq for Val {
-    fn eq(&self, other: &Val) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for Val {}
-
-impl std::fmt::Debug for Val {
+impl<const N: usize> std::fmt::Debug for Bytes<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.as_slice().fmt(f)
     }
@@ -199,14 +170,6 @@ pub struct KvStore {
     map: HashMap<Key, Val, FixedState>,
 }
 
-/// A removed or looked-up value as an answer carries it.
-fn owned(v: Option<Val>) -> Option<Vec<u8>> {
-    v.map(|v| match v {
-        Val::Heap(v) => v,
-        inline => inline.as_slice().to_vec(),
-    })
-}
-
 impl KvStore {
     /// Executes one decoded command.
     pub fn execute(&mut self, command: &KvCommand) -> KvResponse {
@@ -216,7 +179,9 @@ impl KvStore {
                 self.map.insert(Key::new(key), Val::new(value));
                 KvResponse::Stored
             }
-            KvCommand::Delete { key } => KvResponse::Value(owned(self.map.remove(key.as_slice()))),
+            KvCommand::Delete { key } => {
+                KvResponse::Value(self.map.remove(key.as_slice()).map(Val::into_vec))
+            }
             KvCommand::Cas { key, expected, new } => {
                 let current = self.get(key).map(<[u8]>::to_vec);
                 let swapped = current == *expected;
@@ -260,7 +225,9 @@ impl KvStore {
                 }
                 KvResponse::Stored
             }
-            ArchivedKvCommand::Delete { key } => KvResponse::Value(owned(self.map.remove(key.as_slice()))),
+            ArchivedKvCommand::Delete { key } => {
+                KvResponse::Value(self.map.remove(key.as_slice()).map(Val::into_vec))
+            }
             ArchivedKvCommand::Cas { key, expected, new } => {
                 let current = self.get(key).map(<[u8]>::to_vec);
                 let swapped = current.as_deref() == opt(expected);
