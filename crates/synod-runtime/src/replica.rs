@@ -74,7 +74,7 @@ pub struct Status {
 pub struct Replica {
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
-    core: Option<JoinHandle<()>>,
+    ticker: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
     transport: Option<Arc<Node>>,
     log: Arc<Mutex<Option<GroupCommit>>>,
@@ -144,14 +144,14 @@ impl Replica {
         ));
         let tick = config.timing.tick;
         let ticker = driver.clone();
-        let core_thread = std::thread::Builder::new()
+        let ticker_thread = std::thread::Builder::new()
             .name(format!("synod-tick-{}", config.id.0))
             .spawn(move || ticker.run_ticks(tick))
             .inspect_err(|_| driver.stop_core())?;
         Ok(Replica {
             stop,
             status,
-            core: Some(core_thread),
+            ticker: Some(ticker_thread),
             applier: Some(applier_thread),
             transport: Some(transport),
             log,
@@ -182,7 +182,7 @@ impl Replica {
 
     /// Whether the core stopped (on shutdown or a fatal error).
     pub fn is_stopped(&self) -> bool {
-        self.core.as_ref().is_none_or(|t| t.is_finished())
+        self.ticker.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops serving: the core stops, queued log writes are flushed, connections close.
@@ -192,7 +192,7 @@ impl Replica {
 
     fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.core.take() {
+        if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
         // The tick thread dropped the core and with it the apply channel's sender; the apply thread drains and exits.

@@ -202,6 +202,14 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// How long a stopping node's runtime waits for its tasks.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Gives the CONNECTION_CLOSE frames of a closed endpoint a moment to leave, so peers notice at once.
+async fn let_closes_leave(endpoint: quinn::Endpoint) {
+    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+}
+
 /// What runs a node's tasks.
 enum Driver {
     /// A multi-thread runtime with its own workers.
@@ -329,10 +337,9 @@ impl Node {
                     runtime.block_on(async move {
                         // Both a stop and a dropped sender end the loop.
                         let _ = stopped.await;
-                        // Give the CONNECTION_CLOSE frames a moment to leave, so peers notice at once.
-                        let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+                        let_closes_leave(endpoint).await;
                     });
-                    runtime.shutdown_timeout(Duration::from_secs(1));
+                    runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
                 })
                 .map_err(|source| StartError::Io { what: "starting the transport thread", source })?;
             Driver::Thread { stop, thread }
@@ -418,12 +425,8 @@ impl Node {
         self.shared.endpoint.close(code::SHUTDOWN, b"shutdown");
         match runtime {
             Driver::Pool(runtime) => {
-                let endpoint = self.shared.endpoint.clone();
-                // Give the CONNECTION_CLOSE frames a moment to leave, so peers notice at once.
-                runtime.block_on(async move {
-                    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
-                });
-                runtime.shutdown_timeout(Duration::from_secs(1));
+                runtime.block_on(let_closes_leave(self.shared.endpoint.clone()));
+                runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
             }
             Driver::Thread { stop, thread } => {
                 let _ = stop.send(());
