@@ -225,7 +225,6 @@ impl Bench {
     /// The closed loop of [`Bench::run`] on an elected cluster.
     fn run_elected(&mut self, duration: Duration, commands: Option<u64>) -> f64 {
         let leader = self.leader().expect("elected");
-        let warmup = duration / 5;
         let mut last_tick = Instant::now();
         let mut measure_from: Option<(Instant, u64)> = None;
         loop {
@@ -235,23 +234,38 @@ impl Bench {
             if last_tick.elapsed() >= Duration::from_millis(10) {
                 last_tick = Instant::now();
                 let remote = self.remote.as_ref().map(|r| r.index);
-                for (_, r) in self.replicas.iter_mut().enumerate().filter(|&(i, _)| Some(i) != remote) {
-                    r.core.handle_tick();
+                for (i, r) in self.replicas.iter_mut().enumerate() {
+                    if Some(i) != remote {
+                        r.core.handle_tick();
+                    }
                 }
                 self.pump();
             }
-            if commands.is_some_and(|n| self.done >= n) {
-                return self.done as f64 / self.started.elapsed().as_secs_f64();
-            }
-            let elapsed = self.started.elapsed();
-            match measure_from {
-                None if elapsed >= warmup => measure_from = Some((Instant::now(), self.done)),
-                Some((t, d)) if t.elapsed() >= duration => {
-                    return (self.done - d) as f64 / t.elapsed().as_secs_f64();
-                }
-                _ => {}
+            if let Some(rate) = self.measured(&mut measure_from, duration, commands) {
+                return rate;
             }
         }
+    }
+
+    /// The run's rate once it is over, else `None`: after `commands` if
+    /// given, else over `duration` after a fifth of it as warm-up.
+    fn measured(
+        &self,
+        from: &mut Option<(Instant, u64)>,
+        duration: Duration,
+        commands: Option<u64>,
+    ) -> Option<f64> {
+        if commands.is_some_and(|n| self.done >= n) {
+            return Some(self.done as f64 / self.started.elapsed().as_secs_f64());
+        }
+        match *from {
+            None if self.started.elapsed() >= duration / 5 => *from = Some((Instant::now(), self.done)),
+            Some((t, d)) if t.elapsed() >= duration => {
+                return Some((self.done - d) as f64 / t.elapsed().as_secs_f64())
+            }
+            _ => {}
+        }
+        None
     }
 
     /// Runs the elected cluster with one thread per replica, messages on
@@ -281,7 +295,6 @@ impl Bench {
             peers: senders,
         };
         drop(inboxes);
-        let warmup = duration / 5;
         let mut last_tick = Instant::now();
         let mut measure_from: Option<(Instant, u64)> = None;
         let rate = loop {
@@ -305,15 +318,8 @@ impl Bench {
                 last_tick = Instant::now();
                 node.replica.core.handle_tick();
             }
-            if commands.is_some_and(|c| self.done >= c) {
-                break self.done as f64 / self.started.elapsed().as_secs_f64();
-            }
-            match measure_from {
-                None if self.started.elapsed() >= warmup => measure_from = Some((Instant::now(), self.done)),
-                Some((t, d)) if t.elapsed() >= duration => {
-                    break (self.done - d) as f64 / t.elapsed().as_secs_f64();
-                }
-                _ => {}
+            if let Some(rate) = self.measured(&mut measure_from, duration, commands) {
+                break rate;
             }
         };
         assert!(node.replica.core.is_leader(), "the leader lost its leadership during the run");
