@@ -8,7 +8,7 @@
 //! load --backend etcd [--endpoints http://127.0.0.1:2379,...]
 //!      [--clients 64] [--sessions 16] [--duration 10] [--warmup 2]
 //!      [--puts 90] [--keys 100000] [--value-size 100] [--rate OPS/S]
-//!      [--verify] [--kill-file PATH] [--json PATH]
+//!      [--verify] [--kill-file PATH] [--json PATH] [--threads 0]
 //! ```
 //! Both backends see the same keys, values, put/get mix and measurement.
 //! `--sessions` is the number of connections the clients share round-robin:
@@ -19,6 +19,11 @@
 //! back at the end. `--kill-file` names a file where another process writes
 //! the Unix time in milliseconds at which it killed a replica; the report
 //! then gives the failover gap: from the kill to the next completed operation.
+//! `--threads` sets the generator's own runtime: 0 (the default) runs every
+//! client on one current-thread tokio runtime, N a multi-thread runtime of N
+//! workers. On the 2-core machines we measure on, one thread did twice the
+//! operations per second of two workers at 1000 clients (docs/PERFORMANCE.md),
+//! since each wake-up across workers costs a cross-CPU interrupt.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +66,7 @@ struct Args {
     verify: bool,
     kill_file: Option<PathBuf>,
     json: Option<PathBuf>,
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -79,6 +85,7 @@ fn parse_args() -> Result<Args> {
         verify: false,
         kill_file: None,
         json: None,
+        threads: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +113,10 @@ fn parse_args() -> Result<Args> {
             "--verify" => a.verify = true,
             "--kill-file" => a.kill_file = Some(val()?.into()),
             "--json" => a.json = Some(val()?.into()),
+            "--threads" => {
+                a.threads =
+                    val()?.parse().context("--threads takes a number (0: one current-thread runtime)")?
+            }
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -257,7 +268,10 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = match args.threads {
+        0 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     rt.block_on(run(args))
 }
 

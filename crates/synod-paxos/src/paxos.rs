@@ -282,6 +282,7 @@ impl Paxos {
             // that replicas with different timeouts rarely stand together.
             self.stand();
         }
+        self.send_commit();
         self.finish();
     }
 
@@ -656,6 +657,10 @@ impl Paxos {
         for peer in self.cfg.peers().collect::<Vec<_>>() {
             self.send(peer, Message::Accept { ballot, slot, value: value.clone(), commit });
         }
+        if !self.cfg.eager_commit {
+            // Every peer now has the commit point.
+            self.commit_dirty = false;
+        }
         self.send(self.cfg.id, Message::Accept { ballot, slot, value, commit });
     }
 
@@ -949,21 +954,28 @@ impl Paxos {
         }
     }
 
+    /// Sends the commit point to every peer if it moved since they were last told.
+    fn send_commit(&mut self) {
+        if self.commit_dirty {
+            self.commit_dirty = false;
+            if let Role::Leader(l) = &self.role {
+                let (ballot, commit) = (l.ballot, self.first_unchosen);
+                for peer in self.cfg.peers().collect::<Vec<_>>() {
+                    self.send(peer, Message::Commit { ballot, commit });
+                }
+            }
+        }
+    }
+
     /// Ends every public call: handles messages to self, flushes records as
-    /// one `Persist`, sends a pending commit point, announces leader changes.
+    /// one `Persist`, sends a pending commit point (when eager), announces leader changes.
     fn finish(&mut self) {
         loop {
             while let Some(msg) = self.local.pop_front() {
                 self.on_message(self.cfg.id, msg);
             }
-            if self.commit_dirty {
-                self.commit_dirty = false;
-                if let Role::Leader(l) = &self.role {
-                    let (ballot, commit) = (l.ballot, self.first_unchosen);
-                    for peer in self.cfg.peers().collect::<Vec<_>>() {
-                        self.send(peer, Message::Commit { ballot, commit });
-                    }
-                }
+            if self.cfg.eager_commit {
+                self.send_commit();
             }
             if !self.pending_records.is_empty() {
                 self.last_token += 1;

@@ -39,6 +39,7 @@ pub(crate) fn run<S: StateMachine>(
         // in consensus but no longer applies: stop the whole replica instead.
         // Only a replica with clients waiting (a leader, or one that just was) needs the replies.
         let answer = !routes.lock().is_empty();
+        let applied_before = applier.stats().applied;
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if answer {
                 applier.apply(slot, &value)
@@ -63,7 +64,6 @@ pub(crate) fn run<S: StateMachine>(
                 return;
             }
         };
-        let commands = replies.len() as u64;
         if !replies.is_empty() {
             let mut routes = routes.lock();
             let ready: Vec<_> = replies
@@ -81,7 +81,8 @@ pub(crate) fn run<S: StateMachine>(
                 }
             }
         }
-        metrics::counter!(names::COMMANDS_APPLIED).increment(commands);
+        // Counted by the applier: a follower's unanswered apply returns no replies to count.
+        metrics::counter!(names::COMMANDS_APPLIED).increment(applier.stats().applied - applied_before);
         let mut s = status.lock();
         s.applied = applier.next_slot();
         s.digest = applier.digest();

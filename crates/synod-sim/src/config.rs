@@ -27,6 +27,8 @@ pub struct SimConfig {
     pub max_disk_delay: u64,
     /// Per mille chance per tick of a fault event (crash, restart, cut, heal).
     pub fault_per_mille: u64,
+    /// Leaders send each new commit point at once (`Config::with_eager_commit`) rather than with the next Accept or tick.
+    pub eager_commit: bool,
     /// Record a readable trace of events.
     pub trace: bool,
     /// Deliberately broken core behaviour (the simulator's own tests).
@@ -55,6 +57,7 @@ impl SimConfig {
             max_delay: rng.range(1, 8),
             max_disk_delay: rng.range(1, 6),
             fault_per_mille: rng.range(5, 30),
+            eager_commit: rng.range(0, 4) == 0,
             trace: false,
             #[cfg(feature = "planted-bugs")]
             bugs: synod_paxos::PlantedBugs::default(),

@@ -133,7 +133,9 @@ impl World {
 
     /// Starts (or restarts) replica `i` from what its disk holds.
     fn start(&mut self, i: usize) {
-        let config = Config::new(self.ids[i], self.ids.clone()).expect("the simulator builds valid configs");
+        let config = Config::new(self.ids[i], self.ids.clone())
+            .expect("the simulator builds valid configs")
+            .with_eager_commit(self.cfg.eager_commit);
         #[cfg(feature = "planted-bugs")]
         let config = config.with_bugs(self.cfg.bugs);
         self.incarnation[i] += 1;

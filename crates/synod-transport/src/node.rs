@@ -119,10 +119,11 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// How often an idle connection sends a keep-alive.
     pub keep_alive: Duration,
-    /// Threads for a [`Node`]'s runtime. With 1, a current-thread runtime
-    /// runs on one dedicated thread: every task wake-up stays on that thread,
-    /// which shortens each hop (see `docs/decisions/0003-core-on-the-input-thread.md`).
-    /// With more, a multi-thread runtime with that many workers.
+    /// Threads for a [`Node`]'s runtime. With 1 (the default), a current-thread
+    /// runtime runs on one dedicated thread: every task wake-up stays on that
+    /// thread, which shortens each hop (see `docs/decisions/0003-core-on-the-input-thread.md`).
+    /// With more, a multi-thread runtime with that many workers, for machines
+    /// whose QUIC work outgrows one core.
     pub worker_threads: usize,
 }
 
@@ -137,7 +138,7 @@ impl Default for Settings {
             reconnect_max: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(1),
-            worker_threads: 2,
+            worker_threads: 1,
         }
     }
 }

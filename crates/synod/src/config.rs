@@ -43,8 +43,9 @@ pub struct NodeFile {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportFile {
-    /// Threads that run QUIC (default 2). On a machine with fewer cores than
-    /// busy threads, 1 saves wake-ups between them.
+    /// Threads that run QUIC (default 1, one current-thread runtime, where
+    /// every wake-up stays on its thread). More for machines whose QUIC work
+    /// outgrows one core.
     pub threads: Option<usize>,
 }
 

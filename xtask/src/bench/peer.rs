@@ -37,11 +37,13 @@ pub(crate) struct Options {
     pub(crate) duration: f64,
     pub(crate) puts: u32,
     pub(crate) sessions: usize,
+    /// The load generator's runtime: 0 for one current-thread runtime, N for N workers.
+    pub(crate) load_threads: usize,
     pub(crate) quick: bool,
 }
 
 const USAGE: &str = "cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] \
-                     [--warmup 2s] [--puts 100] [--sessions 16] [--quick]";
+                     [--warmup 2s] [--puts 100] [--sessions 16] [--load-threads 0] [--quick]";
 
 pub(crate) fn parse(args: &[String]) -> Result<Options> {
     let mut peer = None;
@@ -49,6 +51,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Options> {
     let (mut warmup, mut duration) = (None, None);
     let mut puts = 100;
     let mut sessions = 16;
+    let mut load_threads = 0;
     let mut quick = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -70,6 +73,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Options> {
                     format!("--sessions takes the number of connections the clients share (at least 1), not {v:?}")
                 })?;
             }
+            "--load-threads" => {
+                let v = value()?;
+                load_threads = v.parse().with_context(|| {
+                    format!("--load-threads takes the load generator's worker threads (0: one current-thread runtime), not {v:?}")
+                })?;
+            }
             "--quick" => quick = true,
             other => bail!("unknown argument {other:?}\nusage: {USAGE}"),
         }
@@ -84,7 +93,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Options> {
         bail!("--duration must be longer than zero");
     }
     let warmup = warmup.unwrap_or(if quick { 1.0 } else { 2.0 });
-    Ok(Options { clients, warmup, duration, puts, sessions, quick })
+    Ok(Options { clients, warmup, duration, puts, sessions, load_threads, quick })
 }
 
 /// `1,16,100,1000`: positive counts, returned sorted and without repeats.
@@ -337,6 +346,7 @@ fn load(backend: &[OsString], clients: usize, opts: &Options, json: &Path) -> Re
         .args(["--warmup", &opts.warmup.to_string(), "--duration", &opts.duration.to_string()])
         .args(["--puts", &opts.puts.to_string(), "--keys", &KEYS.to_string()])
         .args(["--value-size", &VALUE_BYTES.to_string()])
+        .args(["--threads", &opts.load_threads.to_string()])
         .arg("--json")
         .arg(json)
         .stdin(Stdio::null())
@@ -478,7 +488,7 @@ fn report(rows: &[Row], opts: &Options, command: &str, date: &str, etcd_version:
         "etcd": {"version": etcd_version, "members": REPLICAS, "fsync": true},
         "settings": {
             "clients": opts.clients, "warmup_s": opts.warmup, "duration_s": opts.duration,
-            "puts_percent": opts.puts, "connections": opts.sessions, "keys": KEYS, "value_bytes": VALUE_BYTES,
+            "puts_percent": opts.puts, "connections": opts.sessions, "load_threads": opts.load_threads, "keys": KEYS, "value_bytes": VALUE_BYTES,
             "fresh_cluster_per_run": true, "order": "alternating, synod first at the first client count",
         },
         "results": results,

@@ -330,6 +330,8 @@ impl PaxosModel {
         let ids: Vec<NodeId> = (0..N).map(id).collect();
         let config = |me| {
             let c = Config::new(me, ids.clone()).expect("valid members");
+            // Eager commits: the lazy default sends the same Commits, later, and only on ticks this model leaves out.
+            let c = c.with_eager_commit(true);
             adjust(c.with_timing(1, (2, 2)).expect("valid timing").with_window(1).expect("valid window"))
         };
         PaxosModel {
