@@ -58,6 +58,6 @@ mod wal;
 pub use error::{AppendError, FatalError, InspectError, OpenError, ReadError, WriteError};
 pub use faulty::{Crash, FaultyFs};
 pub use fs::{Fs, FsFile, RealFs};
-pub use group::{Appender, GroupCommit, LogEvent};
+pub use group::{Appender, GroupCommit, InlineAppend, LogEvent};
 pub use recover::{inspect, inspect_with, Inspection, Problem, RecordCounts, SegmentReport, TornTail};
 pub use wal::{Options, Reader, Recovery, Wal, MIN_SEGMENT_SIZE};

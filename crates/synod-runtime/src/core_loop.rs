@@ -15,15 +15,14 @@ use synod_metrics::names;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::Sender;
 use parking_lot::Mutex;
-use synod_log::{Appender, LogEvent};
+use synod_log::{Appender, InlineAppend, LogEvent};
 use synod_paxos::{Action, Paxos, PersistToken};
 use synod_state_machine::Origin;
 use synod_transport::{ClientConnId, Inbound, Node};
-use synod_wire::{Batch, ClientReply, ClientRequest, Command, Message, Outcome, Wire};
+use synod_wire::{Batch, ClientReply, ClientRequest, Command, LogRecord, Message, Outcome, Wire};
 
-use crate::apply::ApplyJob;
+use crate::apply::Committer;
 use crate::config::ReplicaConfig;
 use crate::replica::{Routes, Status};
 use crate::stats::Published;
@@ -73,34 +72,55 @@ impl Driver {
         if core.stopping {
             self.stop.store(true, Ordering::Release);
         }
+        let inline = core.inline.take();
         *state = State::Running(Box::new(core));
+        drop(state);
+        self.finish_inline(inline);
     }
 
     /// Handles one input on the calling thread.
     pub(crate) fn input(&self, event: Event) {
-        let mut state = self.state.lock();
-        match &mut *state {
-            State::Starting(queued) => queued.push(event),
-            State::Running(core) => {
-                core.input(event);
-                if core.stopping {
-                    self.stop.store(true, Ordering::Release);
+        let inline = {
+            let mut state = self.state.lock();
+            match &mut *state {
+                State::Starting(queued) => {
+                    queued.push(event);
+                    None
                 }
+                State::Running(core) => {
+                    core.input(event);
+                    if core.stopping {
+                        self.stop.store(true, Ordering::Release);
+                    }
+                    core.inline.take()
+                }
+                State::Stopped => None,
             }
-            State::Stopped => {}
+        };
+        self.finish_inline(inline);
+    }
+
+    /// Writes and syncs a log append the core reserved on this thread, with
+    /// the core's lock released (the input threads go on meanwhile), and
+    /// hands the result to the core as the log thread would have.
+    fn finish_inline(&self, inline: Option<InlineAppend>) {
+        if let Some(append) = inline {
+            self.input(Event::Log(append.finish()));
         }
     }
 
     /// Advances the core's clock by one tick; false once the core is stopping.
     fn tick(&self) -> bool {
-        match &mut *self.state.lock() {
+        let (running, inline) = match &mut *self.state.lock() {
             State::Running(core) => {
                 core.tick();
-                !core.stopping
+                (!core.stopping, core.inline.take())
             }
-            State::Starting(_) => true,
-            State::Stopped => false,
-        }
+            State::Starting(_) => (true, None),
+            State::Stopped => (false, None),
+        };
+        self.finish_inline(inline);
+        running
     }
 
     /// Stops the core for good: later inputs are dropped, and the apply
@@ -144,7 +164,7 @@ pub(crate) struct CoreLoop {
     core: Paxos,
     transport: Arc<Node>,
     appender: Appender,
-    apply: Sender<ApplyJob>,
+    apply: Committer,
     routes: Routes,
     status: Arc<Mutex<Status>>,
     ticks: u64,
@@ -160,6 +180,9 @@ pub(crate) struct CoreLoop {
     proposed_at: std::collections::VecDeque<Instant>,
     /// Writes in flight: (token, when submitted), for the persist-latency histogram.
     persisting: std::collections::VecDeque<(u64, Instant)>,
+    /// A write that found the log idle, for the [`Driver`] to finish on this
+    /// thread once the core's lock is released.
+    inline: Option<InlineAppend>,
 }
 
 impl CoreLoop {
@@ -168,7 +191,7 @@ impl CoreLoop {
         core: Paxos,
         transport: Arc<Node>,
         appender: Appender,
-        apply: Sender<ApplyJob>,
+        apply: Committer,
         routes: Routes,
         status: Arc<Mutex<Status>>,
     ) -> CoreLoop {
@@ -189,6 +212,7 @@ impl CoreLoop {
             stopping: false,
             proposed_at: Default::default(),
             persisting: Default::default(),
+            inline: None,
         }
     }
 
@@ -309,10 +333,19 @@ impl CoreLoop {
     }
 
     /// Carries out the core's actions until it has none.
+    ///
+    /// The last write may be left for this thread to make itself (see
+    /// [`Appender::append_or_reserve`]) when nothing was sent: a follower's
+    /// write of an `Accept`, whose `Accepted` waits for it. A write that comes
+    /// with messages goes to the log thread, so that this thread, often the
+    /// transport's, gets on with sending them.
     fn carry_out(&mut self) {
+        let mut sent = false;
+        let mut last_write = None;
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { to, msg } => {
+                    sent = true;
                     let bulk = matches!(msg, Message::CatchUpReply { .. });
                     match msg.encode() {
                         Ok(frame) => {
@@ -328,10 +361,8 @@ impl CoreLoop {
                 }
                 Action::Persist { records, token } => {
                     self.persisting.push_back((token.0, Instant::now()));
-                    if let Err(e) = self.appender.append(records, token.0) {
-                        tracing::error!(%e, "the log refused a write; stopping the replica");
-                        self.status.lock().fatal = Some(e.to_string());
-                        self.stopping = true;
+                    if let Some((records, token)) = last_write.replace((records, token.0)) {
+                        self.append(records, token, false);
                     }
                 }
                 Action::Commit { slot, value } => {
@@ -340,17 +371,35 @@ impl CoreLoop {
                             metrics::histogram!(names::COMMIT_LATENCY).record(at.elapsed().as_secs_f64());
                         }
                     }
-                    let _ = self.apply.send(ApplyJob::Commit { slot, value });
+                    self.apply.commit(slot, value);
                 }
                 Action::LeaderChanged { leader, ballot, is_self } => {
                     tracing::info!(?leader, %ballot, is_self, "leader changed");
                     if !is_self {
                         self.proposed_at.clear();
+                        sent |= !self.queue.is_empty();
                         self.redirect_queued(leader);
                     }
                     self.update_status();
                 }
             }
+        }
+        if let Some((records, token)) = last_write {
+            self.append(records, token, !sent);
+        }
+    }
+
+    /// Submits a write to the log thread, or with `inline` reserves it for this thread when the log is idle.
+    fn append(&mut self, records: Vec<LogRecord>, token: u64, inline: bool) {
+        let result = if inline && self.inline.is_none() {
+            self.appender.append_or_reserve(records, token).map(|reserved| self.inline = reserved)
+        } else {
+            self.appender.append(records, token)
+        };
+        if let Err(e) = result {
+            tracing::error!(%e, "the log refused a write; stopping the replica");
+            self.status.lock().fatal = Some(e.to_string());
+            self.stopping = true;
         }
     }
 

@@ -14,7 +14,7 @@ use synod_state_machine::{Applier, Origin, StateMachine};
 use synod_transport::{ClientConnId, Node, NodeConfig};
 use synod_wire::{Ballot, NodeId, Slot};
 
-use crate::apply::{self, ApplyJob};
+use crate::apply::{Apply, ApplyJob};
 use crate::config::ReplicaConfig;
 use crate::core_loop::{CoreLoop, Driver, Event};
 
@@ -123,22 +123,25 @@ impl Replica {
         )?);
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
-        let applier = Applier::new(machine, config.sessions);
+        let apply = Apply::new(
+            Applier::new(machine, config.sessions),
+            transport.clone(),
+            routes.clone(),
+            status.clone(),
+            stop.clone(),
+        );
         let applier_thread = {
-            let transport = transport.clone();
-            let routes = routes.clone();
-            let status = status.clone();
-            let stop = stop.clone();
+            let apply = apply.clone();
             std::thread::Builder::new()
                 .name(format!("synod-apply-{}", config.id.0))
-                .spawn(move || apply::run(applier, apply_rx, transport, routes, status, stop))?
+                .spawn(move || apply.run(apply_rx))?
         };
         driver.install(CoreLoop::new(
             &config,
             core,
             transport.clone(),
             appender,
-            apply_tx,
+            apply.committer(apply_tx),
             routes,
             status.clone(),
         ));

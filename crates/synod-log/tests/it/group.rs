@@ -135,3 +135,48 @@ fn truncation_runs_in_order_with_appends() {
     assert!(wal.segment_count() < before, "{} < {before}", wal.segment_count());
     assert_eq!(wal.reader().entries(Slot(950), Slot(951)).unwrap(), vec![accept(950)]);
 }
+
+#[test]
+fn an_idle_log_hands_the_append_back_and_later_appends_wait_behind_it() {
+    let fs = FaultyFs::new();
+    let (log, appender, events) = start(&fs);
+    let syncs = fs.syncs();
+    let inline = appender.append_or_reserve(vec![accept(1)], 1).unwrap().expect("an idle log reserves");
+    // Submitted while the reservation holds the log: queued, and not written before it.
+    appender.append(vec![accept(2)], 2).unwrap();
+    assert!(appender.append_or_reserve(vec![accept(3)], 3).unwrap().is_none(), "a busy log queues");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(events.try_recv().is_err(), "nothing is durable before the reserved append");
+    assert_eq!(fs.syncs(), syncs);
+    assert!(matches!(inline.finish(), LogEvent::Durable(1)));
+    for t in [2, 3] {
+        assert!(matches!(events.recv().unwrap(), LogEvent::Durable(got) if got == t));
+    }
+    // Idle again once the queue is written.
+    let inline = appender.append_or_reserve(vec![accept(4)], 4).unwrap().expect("idle again");
+    assert!(matches!(inline.finish(), LogEvent::Durable(4)));
+    // Dropped unfinished, a reservation is still written and synced.
+    drop(appender.append_or_reserve(vec![accept(5)], 5).unwrap());
+    drop(log);
+    fs.crash(Crash::LoseUnsynced);
+    let (_, recovery) = Wal::open("/wal", options(&fs)).unwrap();
+    assert_eq!(recovery.records, (1..=5).map(accept).collect::<Vec<_>>());
+    assert!(events.try_recv().is_err(), "the log thread reports no reserved append");
+}
+
+#[test]
+fn a_failed_inline_append_stops_the_log_and_is_reported_only_to_its_caller() {
+    let fs = FaultyFs::new();
+    let (log, appender, events) = start(&fs);
+    fs.fail_syncs(true);
+    let inline = appender.append_or_reserve(vec![accept(1)], 1).unwrap().expect("an idle log reserves");
+    let LogEvent::Failed(fatal) = inline.finish() else { panic!("expected a failure") };
+    assert_eq!(fatal.op, "fsync");
+    fs.fail_syncs(false);
+    let err = appender.append(vec![accept(2)], 2).unwrap_err();
+    assert!(matches!(err, AppendError::Stopped { fatal: Some(ref again), .. } if Arc::ptr_eq(&fatal, again)));
+    assert!(appender.append_or_reserve(vec![accept(3)], 3).is_err());
+    assert!(log.failure().is_some());
+    drop(log);
+    assert!(events.try_recv().is_err(), "the caller was told; the log thread says nothing more");
+}

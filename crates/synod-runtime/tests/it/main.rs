@@ -134,26 +134,9 @@ fn followers_restarting_under_load_do_not_disturb_clients() {
     cluster.await_identical(Duration::from_secs(15));
 }
 
-/// A state machine that panics on the command `b"boom"`.
-#[derive(Default)]
-struct Fragile;
-
-impl synod_runtime::StateMachine for Fragile {
-    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
-        assert_ne!(command, b"boom", "the state machine refuses to go on");
-        command.to_vec()
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        Vec::new()
-    }
-    fn restore(&mut self, _: &[u8]) -> Result<(), synod_runtime::RestoreError> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_panicking_state_machine_stops_its_replica_with_a_fatal_status() {
-    let cluster = Cluster::start_with(1, Fragile::default);
+    let cluster = Cluster::start_with(1, Scripted::default);
     let leader = cluster.await_leader(Duration::from_secs(10));
     let mut client = RawClient::connect(&cluster, leader);
     client.register();
@@ -168,4 +151,70 @@ fn a_panicking_state_machine_stops_its_replica_with_a_fatal_status() {
         assert!(std::time::Instant::now() < deadline, "the replica kept going: {s:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Released by [`a_blocked_state_machine_does_not_hold_up_consensus`].
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// A state machine that panics on `b"boom"`, takes 2 ms for `b"slow"` and
+/// blocks on `b"gate"` until [`GATE`] opens; it answers every command with itself.
+#[derive(Default)]
+struct Scripted;
+
+impl synod_runtime::StateMachine for Scripted {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        match command {
+            b"boom" => panic!("the state machine refuses to go on"),
+            b"slow" => std::thread::sleep(Duration::from_millis(2)),
+            b"gate" => {
+                let (open, opened) = &GATE;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = opened.wait(open).unwrap();
+                }
+            }
+            _ => {}
+        }
+        command.to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, _: &[u8]) -> Result<(), synod_runtime::RestoreError> {
+        Ok(())
+    }
+}
+
+/// Small slots are applied on the committing thread while applying is quick;
+/// a state machine that turned slow is left to its own thread, so a blocked
+/// `apply` delays answers and never commits.
+#[test]
+fn a_blocked_state_machine_does_not_hold_up_consensus() {
+    let cluster = Cluster::start_with(3, Scripted::default);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut client = RawClient::connect(&cluster, leader);
+    client.register();
+    client.send_op(b"slow".to_vec());
+    client.send_op(b"gate".to_vec());
+    for _ in 0..3 {
+        client.send_op(b"after".to_vec());
+    }
+    let status =
+        |c: &Cluster<Scripted>| c.statuses().into_iter().find(|s| s.id == leader).expect("the leader runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let s = status(&cluster);
+        // The gated slot is chosen and so are the ones after it, though none of them is applied.
+        if s.commit.0 >= s.applied.0 + 3 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Open the gate before judging: replicas blocked in `apply` could not shut down.
+    let (open, opened) = &GATE;
+    *open.lock().unwrap() = true;
+    opened.notify_all();
+    assert!(seen.commit.0 >= seen.applied.0 + 3, "commits stopped behind the blocked apply: {seen:?}");
+    cluster.await_identical(Duration::from_secs(10));
 }
