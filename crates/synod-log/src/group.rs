@@ -11,16 +11,19 @@
 //! Callers encode their records on their own threads, so the log thread
 //! does little besides framing, writing and syncing.
 //!
-//! When the log thread is idle, [`Appender::append_or_reserve`] hands the
-//! append back as an [`InlineAppend`] for the caller to write and sync on its
-//! own thread. At one request at a time that saves two thread wake-ups per
-//! write, the hop to the log thread and the hop back, each a cross-CPU
-//! interrupt on the VMs we measure on. The reservation holds the log, so
-//! appends submitted meanwhile queue behind it, in order.
+//! When the log has been idle for a while, [`Appender::append_or_reserve`]
+//! hands the append back as an [`InlineAppend`] for the caller to write and
+//! sync on its own thread. At one request at a time that saves two thread
+//! wake-ups per write, the hop to the log thread and the hop back, each a
+//! cross-CPU interrupt on the VMs we measure on. The reservation holds the
+//! log, so appends submitted meanwhile queue behind it, in order. A log that
+//! wrote moments ago is busy enough for group commit to pay: writes then go
+//! to the log thread, which gathers what arrives during each fsync.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::lock_api::ArcMutexGuard;
@@ -32,6 +35,12 @@ use crate::wal::{Prepared, Reader, Wal};
 
 /// A write stops draining the queue once it holds this many bytes; the rest goes in the next one.
 const MAX_WRITE_BYTES: usize = 8 << 20;
+
+/// How long the log must have been idle for an append to be handed back
+/// inline: about one fsync here. Appends closer together than that come
+/// under load, where the log thread's grouping of them saves more than the
+/// wake-ups an inline write would.
+const IDLE_BEFORE_INLINE: Duration = Duration::from_micros(200);
 
 /// What the log thread reports to its owner.
 #[derive(Debug, Clone)]
@@ -53,12 +62,44 @@ enum Done {
     Wait(Sender<Result<(), Arc<FatalError>>>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     failed: OnceLock<Arc<FatalError>>,
     /// Messages submitted to the log thread and not yet carried out (for an
     /// append: written and synced). Zero means everything submitted is durable.
     queued: AtomicUsize,
+    /// When the last write finished, in nanoseconds since `epoch`; `u64::MAX` before the first.
+    last_write: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            failed: OnceLock::new(),
+            queued: AtomicUsize::new(0),
+            last_write: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+
+    /// Notes that a write just finished.
+    fn wrote(&self) {
+        self.last_write.store(self.now(), Ordering::Release);
+    }
+
+    /// Whether nothing is queued and no write finished within [`IDLE_BEFORE_INLINE`].
+    fn idle(&self) -> bool {
+        let last = self.last_write.load(Ordering::Acquire);
+        self.queued.load(Ordering::Acquire) == 0
+            && (last == u64::MAX || self.now().saturating_sub(last) >= IDLE_BEFORE_INLINE.as_nanos() as u64)
+    }
 }
 
 /// The write-ahead log, shared by the log thread and inline appends; `None` once shut down.
@@ -118,7 +159,9 @@ impl InlineAppend {
 
     fn write(&mut self) -> LogEvent {
         let wal = self.wal.as_mut().expect("reserved only while the log is open");
-        match wal.write_batch(&self.records).and_then(|()| wal.sync_inner()) {
+        let result = wal.write_batch(&self.records).and_then(|()| wal.sync_inner());
+        self.shared.wrote();
+        match result {
             Ok(()) => LogEvent::Durable(self.token),
             Err(fatal) => {
                 let _ = self.shared.failed.set(fatal.clone());
@@ -208,8 +251,9 @@ impl Appender {
         self.submit(Msg::Append { records: prepared, done: Done::Token(token) }, &records)
     }
 
-    /// Appends `records` as [`Appender::append`] does, unless the log thread is
-    /// idle (nothing submitted is waiting to be written or synced): then the
+    /// Appends `records` as [`Appender::append`] does, unless the log is idle
+    /// (nothing submitted waits to be written or synced, and no write finished
+    /// in the last 200 us): then the
     /// append comes back reserved, for the caller to write and sync on its own
     /// thread with [`InlineAppend::finish`], and the log thread reports nothing for it.
     pub fn append_or_reserve(
@@ -223,7 +267,7 @@ impl Appender {
         // Zero queued means every earlier submission is written and synced (the
         // log thread counts down only after its fsync), and holding the log
         // keeps the log thread from writing anything submitted after this.
-        if self.shared.failed.get().is_none() && self.shared.queued.load(Ordering::Acquire) == 0 {
+        if self.shared.failed.get().is_none() && self.shared.idle() {
             if let Some(wal) = self.wal.try_lock_arc() {
                 if wal.is_some() {
                     let shared = self.shared.clone();
@@ -317,6 +361,7 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
                 None => unreachable!("the log is taken only after this thread ends"),
             };
             items.clear();
+            shared.wrote();
             if let Err(fatal) = result {
                 fail(&fatal, shared, &mut on_event, dones.drain(..), &rx);
                 break;
