@@ -73,6 +73,8 @@ pub(crate) struct Apply<S> {
     failed: AtomicBool,
     /// A moving average of the time one slot took to apply, in nanoseconds.
     apply_nanos: AtomicU64,
+    /// Whether inline applies are allowed at all (`ReplicaConfig::inline_apply`).
+    inline: bool,
     transport: Arc<Node>,
     routes: Routes,
     status: Arc<Mutex<Status>>,
@@ -82,6 +84,7 @@ pub(crate) struct Apply<S> {
 impl<S: StateMachine + Send + 'static> Apply<S> {
     pub(crate) fn new(
         applier: Applier<S>,
+        inline: bool,
         transport: Arc<Node>,
         routes: Routes,
         status: Arc<Mutex<Status>>,
@@ -92,6 +95,7 @@ impl<S: StateMachine + Send + 'static> Apply<S> {
             pending: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
             apply_nanos: AtomicU64::new(0),
+            inline,
             transport,
             routes,
             status,
@@ -196,7 +200,8 @@ impl<S: StateMachine + Send + 'static> InlineApply for Apply<S> {
         };
         // Slots are handed over in order by one thread at a time (the core's
         // lock), so nothing pending means every earlier slot is applied.
-        if !small
+        if !self.inline
+            || !small
             || self.pending.load(Ordering::Acquire) != 0
             || self.failed.load(Ordering::Acquire)
             || self.apply_nanos.load(Ordering::Relaxed) > MAX_INLINE_NANOS

@@ -125,6 +125,7 @@ impl Replica {
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
         let apply = Apply::new(
             Applier::new(machine, config.sessions),
+            config.inline_apply,
             transport.clone(),
             routes.clone(),
             status.clone(),
