@@ -266,6 +266,49 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
     TaskResult { hist, ops, completions_ms, written }
 }
 
+/// Reads every acknowledged write back, as many at once as there were
+/// clients, over the same connections; returns how many are missing or wrong.
+async fn read_back(sessions: &[Conn], written: &[(Vec<u8>, Vec<u8>)], clients: usize) -> u64 {
+    let written: Arc<[(Vec<u8>, Vec<u8>)]> = written.into();
+    let next = Arc::new(AtomicU64::new(0));
+    let missing = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..clients.max(1))
+        .map(|i| {
+            let (mut conn, written) = (sessions[i % sessions.len()].clone(), written.clone());
+            let (next, missing) = (next.clone(), missing.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some((key, value)) = written.get(n) else { break };
+                    match conn.get(key.clone()).await {
+                        Ok(Some(v)) if v == *value => {}
+                        _ => drop(missing.fetch_add(1, Ordering::Relaxed)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let bar = indicatif::ProgressBar::new(written.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes read back")
+            .expect("valid template"),
+    );
+    while !readers.iter().all(|r| r.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        bar.set_position(next.load(Ordering::Relaxed).min(written.len() as u64));
+    }
+    bar.finish_and_clear();
+    let mut failed = 0;
+    for r in readers {
+        if let Err(e) = r.await {
+            // The write it was reading is unaccounted for: count it missing.
+            eprintln!("load: a reader failed: {e}");
+            failed += 1;
+        }
+    }
+    missing.load(Ordering::Relaxed) + failed
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     let rt = match args.threads {
@@ -348,13 +391,7 @@ async fn run(args: Args) -> Result<()> {
     }
     let mut missing = 0u64;
     if args.verify {
-        let client = &mut sessions[0];
-        for (key, value) in &written {
-            match client.get(key.clone()).await {
-                Ok(Some(v)) if v == *value => {}
-                _ => missing += 1,
-            }
-        }
+        missing = read_back(&sessions, &written, args.clients).await;
         println!("load: verified {} acknowledged writes, {missing} missing", written.len());
     }
     if let Some(path) = &args.json {
