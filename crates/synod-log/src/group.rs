@@ -129,6 +129,8 @@ pub struct Appender {
 /// the log: appends submitted meanwhile wait behind it. Finish it promptly,
 /// after letting go of any lock the log's event handler takes. Dropped
 /// unfinished, it is written and synced all the same, with nobody told.
+/// Never stop or drop the [`GroupCommit`] on a thread that holds one: the log
+/// thread would wait for the log it holds.
 #[must_use = "an inline append holds the log until it is finished"]
 pub struct InlineAppend {
     wal: ArcMutexGuard<RawMutex, Option<Wal>>,
@@ -242,8 +244,12 @@ impl Appender {
     /// Queues `records` to be written as part of the next group commit; the
     /// log thread reports [`LogEvent::Durable`]`(token)` once they are durable.
     ///
-    /// Encoding happens here, on the caller's thread. Tokens are reported in
-    /// the order appends were submitted (through all clones of this appender).
+    /// Encoding happens here, on the caller's thread. The log thread reports
+    /// tokens in the order appends were submitted (through all clones of this
+    /// appender). With [`Appender::append_or_reserve`] in use, a token the log
+    /// thread writes after an inline append may be reported before the inline
+    /// one reaches its caller's handler; every report still means that all
+    /// earlier appends are durable.
     pub fn append(&self, records: Vec<LogRecord>, token: u64) -> Result<(), AppendError> {
         let prepared = self
             .prepare(&records)
@@ -366,8 +372,7 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
                 fail(&fatal, shared, &mut on_event, dones.drain(..), &rx);
                 break;
             }
-            // Durable now: an inline append may go ahead once nothing else is queued.
-            shared.queued.fetch_sub(dones.len(), Ordering::AcqRel);
+            let written = dones.len();
             for done in dones.drain(..) {
                 match done {
                     Done::Token(token) => on_event(LogEvent::Durable(token)),
@@ -375,6 +380,9 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
                     Done::Wait(tx) => drop(tx.send(Ok(()))),
                 }
             }
+            // Durable and reported: an inline append may go ahead once nothing
+            // else is queued, and its report comes after these.
+            shared.queued.fetch_sub(written, Ordering::AcqRel);
         }
         match control {
             None => {}

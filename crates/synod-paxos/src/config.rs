@@ -105,7 +105,8 @@ impl Config {
     /// when no `Accept` carried it, as Raft's commit index rides on the next
     /// `AppendEntries`: under load no `Commit` is sent at all, and with one
     /// client the two messages per command are saved, while a follower learns
-    /// of a commit at most a tick late. Safety does not depend on the choice,
+    /// of a commit a tick late (a heartbeat round late if the `Accept` that
+    /// was to carry it was lost). Safety does not depend on the choice,
     /// since a later `Commit` is one the network delayed; the model check runs
     /// the eager variant, which sends every message the lazy one does, earlier.
     pub fn with_eager_commit(mut self, eager: bool) -> Config {

@@ -80,29 +80,33 @@ impl Driver {
 
     /// Handles one input on the calling thread.
     pub(crate) fn input(&self, event: Event) {
-        let inline = {
-            let mut state = self.state.lock();
-            match &mut *state {
-                State::Starting(queued) => {
-                    queued.push(event);
-                    None
-                }
-                State::Running(core) => {
-                    core.input(event);
-                    if core.stopping {
-                        self.stop.store(true, Ordering::Release);
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            let inline = {
+                let mut state = self.state.lock();
+                match &mut *state {
+                    State::Starting(queued) => {
+                        queued.push(event);
+                        None
                     }
-                    core.inline.take()
+                    State::Running(core) => {
+                        core.input(event);
+                        if core.stopping {
+                            self.stop.store(true, Ordering::Release);
+                        }
+                        core.inline.take()
+                    }
+                    State::Stopped => None,
                 }
-                State::Stopped => None,
-            }
-        };
-        self.finish_inline(inline);
+            };
+            // A write reserved on this thread: made now, with the core's lock
+            // released (the other input threads go on meanwhile), and its
+            // result handed to the core as the log thread would have.
+            next = inline.map(|append| Event::Log(append.finish()));
+        }
     }
 
-    /// Writes and syncs a log append the core reserved on this thread, with
-    /// the core's lock released (the input threads go on meanwhile), and
-    /// hands the result to the core as the log thread would have.
+    /// Finishes a write the core reserved on this thread outside [`Driver::input`].
     fn finish_inline(&self, inline: Option<InlineAppend>) {
         if let Some(append) = inline {
             self.input(Event::Log(append.finish()));
