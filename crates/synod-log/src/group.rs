@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::lock_api::ArcMutexGuard;
-use parking_lot::{Mutex, RawMutex};
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RawMutex};
 use synod_wire::{LogRecord, Slot};
 
 use crate::error::{AppendError, FatalError};
@@ -251,9 +251,7 @@ impl Appender {
     /// one reaches its caller's handler; every report still means that all
     /// earlier appends are durable.
     pub fn append(&self, records: Vec<LogRecord>, token: u64) -> Result<(), AppendError> {
-        let prepared = self
-            .prepare(&records)
-            .map_err(|source| AppendError::Encode { source, records: records.clone() })?;
+        let prepared = self.prepare(&records)?;
         self.submit(Msg::Append { records: prepared, done: Done::Token(token) }, &records)
     }
 
@@ -267,9 +265,7 @@ impl Appender {
         records: Vec<LogRecord>,
         token: u64,
     ) -> Result<Option<InlineAppend>, AppendError> {
-        let prepared = self
-            .prepare(&records)
-            .map_err(|source| AppendError::Encode { source, records: records.clone() })?;
+        let prepared = self.prepare(&records)?;
         // Zero queued means every earlier submission is written and synced (the
         // log thread counts down only after its fsync), and holding the log
         // keeps the log thread from writing anything submitted after this.
@@ -286,9 +282,7 @@ impl Appender {
 
     /// Appends `records` and waits until they are durable (for benchmarks, tests and tools).
     pub fn append_wait(&self, records: &[LogRecord]) -> Result<(), AppendError> {
-        let prepared = self
-            .prepare(records)
-            .map_err(|source| AppendError::Encode { source, records: records.to_vec() })?;
+        let prepared = self.prepare(records)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.submit(Msg::Append { records: prepared, done: Done::Wait(tx) }, records)?;
         match rx.recv() {
@@ -304,8 +298,13 @@ impl Appender {
         self.submit(Msg::Truncate { upto }, &[])
     }
 
-    fn prepare(&self, records: &[LogRecord]) -> Result<Vec<Prepared>, synod_wire::EncodeError> {
-        records.iter().map(Prepared::new).collect()
+    /// Encodes `records` on the caller's thread; a record that does not encode comes back in the error with the rest.
+    fn prepare(&self, records: &[LogRecord]) -> Result<Vec<Prepared>, AppendError> {
+        records
+            .iter()
+            .map(Prepared::new)
+            .collect::<Result<_, _>>()
+            .map_err(|source| AppendError::Encode { source, records: records.to_vec() })
     }
 
     fn submit(&self, msg: Msg, records: &[LogRecord]) -> Result<(), AppendError> {
@@ -362,9 +361,9 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
             msg = rx.try_recv().ok();
         }
         if !dones.is_empty() {
-            let result = match wal.lock().as_mut() {
-                Some(wal) => wal.write_batch(&items).and_then(|()| wal.sync_inner()),
-                None => unreachable!("the log is taken only after this thread ends"),
+            let result = {
+                let mut wal = open(wal);
+                wal.write_batch(&items).and_then(|()| wal.sync_inner())
             };
             items.clear();
             shared.wrote();
@@ -387,10 +386,7 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
         match control {
             None => {}
             Some(Msg::Truncate { upto }) => {
-                let result = match wal.lock().as_mut() {
-                    Some(wal) => wal.truncate_prefix(upto),
-                    None => unreachable!("the log is taken only after this thread ends"),
-                };
+                let result = open(wal).truncate_prefix(upto);
                 if let Err(crate::WriteError::Failed(fatal)) = result {
                     fail(&fatal, shared, &mut on_event, dones.drain(..), &rx);
                     break;
@@ -401,6 +397,11 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
             Some(append @ Msg::Append { .. }) => next = Some(append),
         }
     }
+}
+
+/// The log, for the log thread: it is taken out only after that thread ends.
+fn open(wal: &Mutex<Option<Wal>>) -> MappedMutexGuard<'_, Wal> {
+    MutexGuard::map(wal.lock(), |wal| wal.as_mut().expect("the log is taken only after this thread ends"))
 }
 
 /// Reports a fatal error once and fails every waiter, queued or not; tokens are never reported.

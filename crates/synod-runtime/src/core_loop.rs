@@ -69,10 +69,7 @@ impl Driver {
         for event in queued {
             core.input(event);
         }
-        if core.stopping {
-            self.stop.store(true, Ordering::Release);
-        }
-        let inline = core.inline.take();
+        let inline = self.settle(&mut core);
         *state = State::Running(Box::new(core));
         drop(state);
         self.finish_inline(inline);
@@ -91,10 +88,7 @@ impl Driver {
                     }
                     State::Running(core) => {
                         core.input(event);
-                        if core.stopping {
-                            self.stop.store(true, Ordering::Release);
-                        }
-                        core.inline.take()
+                        self.settle(core)
                     }
                     State::Stopped => None,
                 }
@@ -104,6 +98,16 @@ impl Driver {
             // result handed to the core as the log thread would have.
             next = inline.map(|append| Event::Log(append.finish()));
         }
+    }
+
+    /// After the core handled something: raises the stop flag if it is
+    /// stopping, and takes out the write it reserved for this thread, to be
+    /// finished once the lock is released.
+    fn settle(&self, core: &mut CoreLoop) -> Option<InlineAppend> {
+        if core.stopping {
+            self.stop.store(true, Ordering::Release);
+        }
+        core.inline.take()
     }
 
     /// Finishes a write the core reserved on this thread outside [`Driver::input`].
@@ -118,7 +122,7 @@ impl Driver {
         let (running, inline) = match &mut *self.state.lock() {
             State::Running(core) => {
                 core.tick();
-                (!core.stopping, core.inline.take())
+                (!core.stopping, self.settle(core))
             }
             State::Starting(_) => (true, None),
             State::Stopped => (false, None),
