@@ -168,6 +168,13 @@ impl RawClient {
         reply.outcome
     }
 
+    /// A client connected to `to` with a session registered (following redirects).
+    pub fn registered<S>(cluster: &Cluster<S>, to: NodeId) -> RawClient {
+        let mut client = RawClient::connect(cluster, to);
+        client.register();
+        client
+    }
+
     pub fn raw_register(&mut self) -> Outcome {
         self.call(Command::Register { nonce: 7 })
     }

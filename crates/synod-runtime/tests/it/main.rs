@@ -11,8 +11,7 @@ use synod_wire::{KvCommand, KvResponse, Outcome};
 fn three_replicas_elect_a_leader_and_apply_a_write_everywhere() {
     let cluster = Cluster::start(3);
     let leader = cluster.await_leader(Duration::from_secs(10));
-    let mut client = RawClient::connect(&cluster, leader);
-    client.register();
+    let mut client = RawClient::registered(&cluster, leader);
     let answer = client.op(&KvCommand::Put { key: b"k".to_vec(), value: b"v".to_vec() });
     assert_eq!(answer, KvResponse::Stored);
     assert_eq!(client.op(&KvCommand::Get { key: b"k".to_vec() }), KvResponse::Value(Some(b"v".to_vec())));
@@ -36,8 +35,7 @@ fn a_follower_redirects_to_the_leader() {
 fn a_restarted_follower_recovers_from_its_log_and_catches_up() {
     let mut cluster = Cluster::start(3);
     let leader = cluster.await_leader(Duration::from_secs(10));
-    let mut client = RawClient::connect(&cluster, leader);
-    client.register();
+    let mut client = RawClient::registered(&cluster, leader);
     for i in 0..20u8 {
         client.op(&KvCommand::Put { key: vec![i], value: vec![i] });
     }
@@ -56,14 +54,12 @@ fn a_restarted_follower_recovers_from_its_log_and_catches_up() {
 fn the_cluster_survives_the_leader_stopping() {
     let mut cluster = Cluster::start(3);
     let leader = cluster.await_leader(Duration::from_secs(10));
-    let mut client = RawClient::connect(&cluster, leader);
-    client.register();
+    let mut client = RawClient::registered(&cluster, leader);
     client.op(&KvCommand::Put { key: b"before".to_vec(), value: b"1".to_vec() });
     cluster.stop(leader);
     let new_leader = cluster.await_leader(Duration::from_secs(10));
     assert_ne!(new_leader, leader);
-    let mut client = RawClient::connect(&cluster, new_leader);
-    client.register();
+    let mut client = RawClient::registered(&cluster, new_leader);
     assert_eq!(
         client.op(&KvCommand::Get { key: b"before".to_vec() }),
         KvResponse::Value(Some(b"1".to_vec()))
@@ -138,8 +134,7 @@ fn followers_restarting_under_load_do_not_disturb_clients() {
 fn a_panicking_state_machine_stops_its_replica_with_a_fatal_status() {
     let cluster = Cluster::start_with(1, Scripted::default);
     let leader = cluster.await_leader(Duration::from_secs(10));
-    let mut client = RawClient::connect(&cluster, leader);
-    client.register();
+    let mut client = RawClient::registered(&cluster, leader);
     client.send_op(b"boom".to_vec());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -193,8 +188,7 @@ impl synod_runtime::StateMachine for Scripted {
 fn a_blocked_state_machine_does_not_hold_up_consensus() {
     let cluster = Cluster::start_with(3, Scripted::default);
     let leader = cluster.await_leader(Duration::from_secs(10));
-    let mut client = RawClient::connect(&cluster, leader);
-    client.register();
+    let mut client = RawClient::registered(&cluster, leader);
     client.send_op(b"slow".to_vec());
     client.send_op(b"gate".to_vec());
     for _ in 0..3 {
