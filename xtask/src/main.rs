@@ -21,7 +21,8 @@ cargo xtask <task> [args]
 tasks:
   bench   benchmarks in release mode: `cargo xtask bench` (micro-benchmarks, then synod against
           etcd, quick), `cargo xtask bench micro|core|wire|log|transport`,
-          `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--quick]`
+          `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--warmup 2s]
+          [--puts 100] [--sessions 16] [--load-threads 0] [--quick]` (docs/PERFORMANCE.md)
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]`
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
   chaos   real processes in network namespaces under faults, histories checked:
@@ -47,6 +48,12 @@ fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_else(|| "help".to_owned());
     let rest: Vec<String> = args.collect();
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        if let Some(usage) = usage_of(&task) {
+            print!("{usage}");
+            return Ok(());
+        }
+    }
     match task.as_str() {
         "bench" => bench::run(&rest),
         "chaos" => chaos::run(&rest),
@@ -61,6 +68,14 @@ fn run() -> Result<()> {
         }
         other => bail!("unknown task {other:?}\n\n{HELP}"),
     }
+}
+
+/// The lines of [`HELP`] that describe `task`, or `None` for an unknown task.
+fn usage_of(task: &str) -> Option<String> {
+    let mut lines = HELP.lines().skip_while(|l| !l.starts_with(&format!("  {task} ")));
+    let first = lines.next()?;
+    let more = lines.take_while(|l| l.starts_with("    "));
+    Some(std::iter::once(first).chain(more).map(|l| format!("{}\n", &l[2..])).collect())
 }
 
 /// The workspace root (the parent of this crate's manifest directory).
@@ -176,4 +191,21 @@ pub(crate) fn ensure_protoc() -> Result<()> {
     }
     eprintln!("xtask: protoc is missing (the etcd client's build needs it); installing protobuf-compiler with apt-get");
     apt_install("protobuf-compiler")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_has_its_own_usage() {
+        for task in ["bench", "cluster", "demo", "chaos", "ci", "sim", "tidy", "help"] {
+            let usage = usage_of(task).unwrap_or_else(|| panic!("no usage for {task}"));
+            assert!(usage.starts_with(&format!("{task} ")), "{usage}");
+            // Only that task's lines: the next task's name is not in it.
+            assert_eq!(usage.lines().filter(|l| !l.starts_with(' ')).count(), 1, "{usage}");
+        }
+        assert!(usage_of("bench").unwrap().contains("--load-threads"));
+        assert_eq!(usage_of("nosuch"), None);
+    }
 }

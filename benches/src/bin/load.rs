@@ -3,13 +3,7 @@
 //! JSON results, and an optional check that every acknowledged write can be
 //! read back.
 //!
-//! ```text
-//! load [--backend synod] --client-config client.toml
-//! load --backend etcd [--endpoints http://127.0.0.1:2379,...]
-//!      [--clients 64] [--sessions 16] [--duration 10] [--warmup 2]
-//!      [--puts 90] [--keys 100000] [--value-size 100] [--rate OPS/S]
-//!      [--verify] [--kill-file PATH] [--json PATH] [--threads 0]
-//! ```
+//! `load --help` prints the flags ([`USAGE`]).
 //! Both backends see the same keys, values, put/get mix and measurement.
 //! `--sessions` is the number of connections the clients share round-robin:
 //! synod sessions (one QUIC connection and one pipelined stream each), or
@@ -49,6 +43,14 @@ impl Backend {
         }
     }
 }
+
+const USAGE: &str = "\
+usage: load [--backend synod] --client-config client.toml
+       load --backend etcd [--endpoints http://127.0.0.1:2379,...]
+            [--clients 64] [--sessions 16] [--duration 10] [--warmup 2]
+            [--puts 90] [--keys 100000] [--value-size 100] [--rate OPS/S]
+            [--verify] [--kill-file PATH] [--json PATH] [--threads 0]
+";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -117,7 +119,11 @@ fn parse_args() -> Result<Args> {
                 a.threads =
                     val()?.parse().context("--threads takes a number (0: one current-thread runtime)")?
             }
-            other => bail!("unknown argument {other:?}"),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     if a.backend == Backend::Synod && a.client_config.as_os_str().is_empty() {
