@@ -216,6 +216,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&lab.raw)?;
     watchdog(&lab)?;
 
+    if let Some(warning) = growth_warning(&opts, mem_available_gib()) {
+        eprintln!("{warning}");
+    }
     let total = opts.clients.len() * 2;
     eprintln!(
         "bench: synod against {etcd_version}: 3 replicas each on loopback, fsync on; {} % puts; clients {:?}; \
@@ -544,9 +547,57 @@ fn utc_date(secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Memory and disk each replica takes per put: it keeps every write in its log and in
+/// memory until snapshots exist (docs/OPERATIONS.md, "Known limits").
+const GROWTH_BYTES_PER_PUT: f64 = 220.0;
+/// About the most puts per second a run here has done (docs/PERFORMANCE.md).
+const PEAK_PUTS_PER_SECOND: f64 = 150_000.0;
+
+/// A warning when one run could take more than half the machine's available
+/// memory: the three replicas of a run grow with every put.
+fn growth_warning(opts: &Options, available_gib: Option<f64>) -> Option<String> {
+    let available = available_gib?;
+    let puts = PEAK_PUTS_PER_SECOND * opts.puts as f64 / 100.0 * (opts.warmup + opts.duration);
+    let need = puts * GROWTH_BYTES_PER_PUT * f64::from(REPLICAS) / f64::from(1u32 << 30);
+    (need > available / 2.0).then(|| {
+        format!(
+            "bench: warning: a run of {:.0} s could write {:.1}M puts; the three replicas keep every put \
+             in memory and on disk (no snapshots yet): up to {need:.1} GiB of memory in all, and as much disk, \
+             with {available:.1} GiB of memory available. Shorten --duration if a run fails.",
+            opts.warmup + opts.duration,
+            puts / 1e6
+        )
+    })
+}
+
+fn mem_available_gib() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / f64::from(1u32 << 20))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_runs_warn_about_growth() {
+        let opts = |d: &str| parse(&args(&format!("--peer etcd --duration {d}"))).unwrap();
+        assert_eq!(growth_warning(&opts("10s"), Some(20.0)), None);
+        let w = growth_warning(&opts("10m"), Some(20.0)).expect("ten minutes of puts outgrow 10 GiB");
+        assert!(w.contains("no snapshots yet"), "{w}");
+        assert_eq!(growth_warning(&opts("10m"), None), None);
+        // Reads do not grow the log.
+        let reads = parse(&args("--peer etcd --duration 10m --puts 0")).unwrap();
+        assert_eq!(growth_warning(&reads, Some(20.0)), None);
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
