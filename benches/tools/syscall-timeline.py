@@ -83,6 +83,11 @@ def main():
                 r[f"follower {n}: fdatasync"] = fx - fe
                 r[f"follower {n}: fdatasync -> Accepted sent"] = fs - fx
                 r[f"follower {n}: Accepted sent, from put start"] = fs - t0
+        acked = [r[k] + t0 for k in r if k.endswith("Accepted sent, from put start")]
+        if acked:
+            woke3 = first(a.leader, "sys_exit_epoll_wait", min(acked))
+            if woke3 and woke3 <= reply:
+                r["first Accepted sent -> leader wakes"] = woke3 - min(acked)
         lf = first(a.leader_log, "sys_enter_fdatasync")
         lx = lf and first(a.leader_log, "sys_exit_fdatasync", lf)
         if lx:
