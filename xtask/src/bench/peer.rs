@@ -552,12 +552,17 @@ fn utc_date(secs: u64) -> String {
 const GROWTH_BYTES_PER_PUT: f64 = 220.0;
 /// About the most puts per second a run here has done (docs/PERFORMANCE.md).
 const PEAK_PUTS_PER_SECOND: f64 = 150_000.0;
+/// Above what one closed-loop client has done here (about 2,000 puts/s).
+const PUTS_PER_SECOND_PER_CLIENT: f64 = 2_500.0;
 
 /// A warning when one run could take more than half the machine's available
-/// memory: the three replicas of a run grow with every put.
+/// memory: the three replicas of a run grow with every put. Each client count
+/// gets a fresh cluster, so the largest one is what counts.
 fn growth_warning(opts: &Options, available_gib: Option<f64>) -> Option<String> {
     let available = available_gib?;
-    let puts = PEAK_PUTS_PER_SECOND * opts.puts as f64 / 100.0 * (opts.warmup + opts.duration);
+    let clients = opts.clients.iter().copied().max().unwrap_or(1) as f64;
+    let rate = PEAK_PUTS_PER_SECOND.min(PUTS_PER_SECOND_PER_CLIENT * clients);
+    let puts = rate * opts.puts as f64 / 100.0 * (opts.warmup + opts.duration);
     let need = puts * GROWTH_BYTES_PER_PUT * f64::from(REPLICAS) / f64::from(1u32 << 30);
     (need > available / 2.0).then(|| {
         format!(
@@ -594,6 +599,9 @@ mod tests {
         let w = growth_warning(&opts("10m"), Some(20.0)).expect("ten minutes of puts outgrow 10 GiB");
         assert!(w.contains("no snapshots yet"), "{w}");
         assert_eq!(growth_warning(&opts("10m"), None), None);
+        // One client cannot write nearly as much.
+        let one = parse(&args("--peer etcd --clients 1 --duration 10m")).unwrap();
+        assert_eq!(growth_warning(&one, Some(20.0)), None);
         // Reads do not grow the log.
         let reads = parse(&args("--peer etcd --duration 10m --puts 0")).unwrap();
         assert_eq!(growth_warning(&reads, Some(20.0)), None);
