@@ -44,6 +44,8 @@ struct Lab {
 
 impl Lab {
     fn up() -> Result<Lab> {
+        // An earlier run's watchdog may still be tearing its lab down: it would take this one's.
+        crate::wait_for_earlier_watchdog("chaos", std::time::Duration::from_secs(30))?;
         Lab::down();
         sh(&["ip", "netns", "add", SWITCH])?;
         sh(&["ip", "-n", SWITCH, "link", "set", "lo", "up"])?;
@@ -79,13 +81,12 @@ impl Lab {
         let names: Vec<String> =
             (1..=REPLICAS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; for n in {names}; do \
+            "for n in {names}; do \
              for p in $(ip netns pids $n 2>/dev/null); do kill -CONT $p; kill -KILL $p; done; \
              ip netns del $n 2>/dev/null; done",
-            pid = std::process::id(),
             names = names.join(" ")
         );
-        crate::spawn_watchdog(&script).context("starting the lab's watchdog")?;
+        crate::spawn_watchdog("chaos", &script).context("starting the lab's watchdog")?;
         Ok(())
     }
 

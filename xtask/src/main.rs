@@ -141,20 +141,82 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
-/// Starts `script` under `sh`, detached: in a process group of its own and
-/// with no stdio of ours, so that it outlives xtask even when xtask is
-/// killed. The chaos lab and the etcd comparison clean up with one.
-pub(crate) fn spawn_watchdog(script: &str) -> std::io::Result<()> {
+/// A word in every watchdog's command line, so that a reused pid is not taken for one.
+const WATCHDOG_MARK: &str = "synod-xtask-watchdog";
+
+/// Where the watchdog of task `name` keeps its pid while it lives.
+fn watchdog_pid_file(name: &str) -> PathBuf {
+    target_dir().join(format!("{name}-watchdog.pid"))
+}
+
+/// Starts a detached shell that waits for this process to end, however it
+/// ends (Ctrl-C and SIGKILL included), then runs `cleanup`: in a process
+/// group of its own and with no stdio of ours, so that it outlives xtask.
+/// The chaos lab and the etcd comparison clean up with one. It keeps its
+/// pid in a file for [`wait_for_earlier_watchdog`] while it lives.
+pub(crate) fn spawn_watchdog(name: &str, cleanup: &str) -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
+    let pid_file = watchdog_pid_file(name);
+    if let Some(dir) = pid_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let own = shell_quote(&pid_file);
+    let script = format!(
+        ": {WATCHDOG_MARK}; echo $$ > {own}; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         {cleanup}; rm -f {own}",
+        pid = std::process::id(),
+    );
     std::process::Command::new("sh")
-        .args(["-c", script])
+        .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .map(drop)
+}
+
+/// `path` in single quotes for `sh`.
+pub(crate) fn shell_quote(path: &std::path::Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// Waits until the watchdog of an earlier run of task `name` has finished.
+///
+/// A run that ends leaves its watchdog to clean up what it started; a run
+/// started meanwhile would lose its own processes and files to that
+/// cleanup. The wait is short after a finished run (the watchdog notices
+/// within half a second); a watchdog that outlives `limit` belongs to a run
+/// still going, and this one refuses to start beside it.
+pub(crate) fn wait_for_earlier_watchdog(name: &str, limit: std::time::Duration) -> Result<()> {
+    wait_for_watchdog_in(&watchdog_pid_file(name), limit).with_context(|| {
+        format!("another `cargo xtask {name}` run is still going; wait for it to end, or stop it")
+    })
+}
+
+fn wait_for_watchdog_in(pid_file: &std::path::Path, limit: std::time::Duration) -> Result<()> {
+    use std::time::{Duration, Instant};
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
+        return Ok(());
+    };
+    let alive = || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(WATCHDOG_MARK))
+    };
+    let began = Instant::now();
+    let mut told = false;
+    while alive() {
+        if began.elapsed() >= limit {
+            bail!("its watchdog, pid {pid}, is still waiting after {limit:?}");
+        }
+        if !told && began.elapsed() >= Duration::from_secs(1) {
+            eprintln!("xtask: waiting for an earlier run to finish cleaning up (watchdog pid {pid})");
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Installs a Debian package with apt-get (updating the package lists once if the first try fails).
@@ -196,6 +258,47 @@ pub(crate) fn ensure_protoc() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_run_waits_for_an_earlier_runs_cleanup() {
+        let dir = std::env::temp_dir().join(format!("synod-watchdog-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("watchdog.pid");
+        // No file, or a pid that is not a watchdog (this test's own): no wait.
+        wait_for_watchdog_in(&pid_file, Duration::ZERO).unwrap();
+        std::fs::write(&pid_file, std::process::id().to_string()).unwrap();
+        wait_for_watchdog_in(&pid_file, Duration::ZERO).unwrap();
+        // A watchdog still cleaning up: wait until it is gone.
+        let sh = |secs: &str| {
+            let child = Command::new("sh")
+                .args(["-c", &format!(": {WATCHDOG_MARK}; sleep {secs}; :")])
+                .spawn()
+                .unwrap();
+            // Until its exec, a child's command line is still this test's.
+            let cmdline = format!("/proc/{}/cmdline", child.id());
+            while !std::fs::read(&cmdline).is_ok_and(|c| String::from_utf8_lossy(&c).contains(WATCHDOG_MARK))
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            child
+        };
+        let mut child = sh("0.3");
+        std::fs::write(&pid_file, child.id().to_string()).unwrap();
+        let reaper = std::thread::spawn(move || child.wait());
+        let began = Instant::now();
+        wait_for_watchdog_in(&pid_file, Duration::from_secs(10)).unwrap();
+        assert!(began.elapsed() >= Duration::from_millis(200), "returned before the watchdog ended");
+        reaper.join().unwrap().unwrap();
+        // One that outlives the limit belongs to a run still going: refuse.
+        let mut child = sh("5");
+        std::fs::write(&pid_file, child.id().to_string()).unwrap();
+        let err = wait_for_watchdog_in(&pid_file, Duration::from_millis(100)).unwrap_err();
+        assert!(err.to_string().contains("still waiting"), "{err}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn every_task_has_its_own_usage() {

@@ -210,7 +210,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         raw: out.join("etcd-compare"),
     };
     // An earlier run's watchdog may still be cleaning up: it would remove this run's files.
-    wait_for_earlier_watchdog(&out.join(WATCHDOG_PID), Duration::from_secs(30))?;
+    crate::wait_for_earlier_watchdog("bench", Duration::from_secs(30))?;
     // Leftovers of an interrupted run go first; a watchdog cleans up if this one is interrupted.
     stop_synod(&lab.synod);
     lab.etcd.stop();
@@ -393,7 +393,7 @@ fn stop_synod(cluster: &Cluster) {
 /// process is gone, however it ended (Ctrl-C and SIGKILL included); after a normal end
 /// it finds nothing to do.
 fn watchdog(lab: &Lab) -> Result<()> {
-    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let q = crate::shell_quote;
     let mut kills = String::new();
     for i in 1..=lab.synod.replicas {
         let _ = write!(kills, "k {} synod; ", q(&lab.synod.pid_file(i)));
@@ -402,56 +402,14 @@ fn watchdog(lab: &Lab) -> Result<()> {
         let _ = write!(kills, "k {} etcd; ", q(&lab.etcd.pid_file(i)));
     }
     let _ = write!(kills, "k {} load; ", q(&lab.raw.join("load.pid")));
-    let own = q(&lab.raw.parent().expect("the raw results live under bench/").join(WATCHDOG_PID));
     let script = format!(
-        ": {WATCHDOG_MARK}; echo $$ > {own}; \
-         k() {{ p=$(cat \"$1\" 2>/dev/null) || return 0; \
+        "k() {{ p=$(cat \"$1\" 2>/dev/null) || return 0; \
          [ \"$(cat /proc/$p/comm 2>/dev/null)\" = \"$2\" ] && kill -KILL $p; rm -f \"$1\"; }}; \
-         while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {kills}sleep 0.2; rm -rf {} {}; rm -f {own}",
+         {kills}sleep 0.2; rm -rf {} {}",
         q(&lab.synod.dir),
         q(&lab.etcd.dir),
-        pid = std::process::id(),
     );
-    crate::spawn_watchdog(&script).context("starting the benchmark's watchdog")?;
-    Ok(())
-}
-
-/// Where a run's watchdog writes its pid, under the results directory.
-const WATCHDOG_PID: &str = "watchdog.pid";
-/// A word in every watchdog's command line, so that a reused pid is not taken for one.
-const WATCHDOG_MARK: &str = "synod-bench-watchdog";
-
-/// Waits until the watchdog named in `pid_file` (an earlier run's) has finished.
-///
-/// A run that ends, however it ends, leaves its watchdog to stop what it
-/// started and remove the clusters' directories; a run started meanwhile
-/// would lose its own files to that cleanup. The wait is short after a
-/// finished run (the watchdog notices within half a second); a watchdog
-/// that outlives `limit` belongs to a run still going, and this one refuses
-/// to start beside it (they would share ports).
-fn wait_for_earlier_watchdog(pid_file: &Path, limit: Duration) -> Result<()> {
-    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
-        return Ok(());
-    };
-    let alive = || {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(WATCHDOG_MARK))
-    };
-    let began = Instant::now();
-    let mut told = false;
-    while alive() {
-        if began.elapsed() >= limit {
-            bail!(
-                "another `cargo xtask bench --peer` run is still going (its watchdog is pid {pid}); \
-                 wait for it to end, or stop it"
-            );
-        }
-        if !told && began.elapsed() >= Duration::from_secs(1) {
-            eprintln!("bench: waiting for an earlier run to finish cleaning up (watchdog pid {pid})");
-            told = true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::spawn_watchdog("bench", &script).context("starting the benchmark's watchdog")?;
     Ok(())
 }
 
@@ -634,35 +592,6 @@ fn mem_available_gib() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_run_waits_for_an_earlier_runs_cleanup() {
-        let dir = std::env::temp_dir().join(format!("synod-watchdog-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pid_file = dir.join(WATCHDOG_PID);
-        // No file, or a pid that is not a watchdog (this test's own): no wait.
-        wait_for_earlier_watchdog(&pid_file, Duration::ZERO).unwrap();
-        std::fs::write(&pid_file, std::process::id().to_string()).unwrap();
-        wait_for_earlier_watchdog(&pid_file, Duration::ZERO).unwrap();
-        // A watchdog still cleaning up: wait until it is gone.
-        let mut child =
-            Command::new("sh").args(["-c", &format!(": {WATCHDOG_MARK}; sleep 0.3; :")]).spawn().unwrap();
-        std::fs::write(&pid_file, child.id().to_string()).unwrap();
-        let reaper = std::thread::spawn(move || child.wait());
-        let began = Instant::now();
-        wait_for_earlier_watchdog(&pid_file, Duration::from_secs(10)).unwrap();
-        assert!(began.elapsed() >= Duration::from_millis(200), "returned before the watchdog ended");
-        reaper.join().unwrap().unwrap();
-        // One that outlives the limit belongs to a run still going: refuse.
-        let mut child =
-            Command::new("sh").args(["-c", &format!(": {WATCHDOG_MARK}; sleep 5; :")]).spawn().unwrap();
-        std::fs::write(&pid_file, child.id().to_string()).unwrap();
-        let err = wait_for_earlier_watchdog(&pid_file, Duration::from_millis(100)).unwrap_err();
-        assert!(err.to_string().contains("still going"), "{err}");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn long_runs_warn_about_growth() {
