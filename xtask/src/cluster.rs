@@ -38,7 +38,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             build_release(&["synod"])?;
             cluster.create(base_port)?;
             cluster.start_all()?;
-            let leader = cluster.await_leader(Duration::from_secs(20))?;
+            let leader = match cluster.await_all_up(Duration::from_secs(20)) {
+                Ok(leader) => leader,
+                Err(e) => {
+                    // Leave nothing half up: a later `up` would find these in its way.
+                    let _ = cluster.down();
+                    return Err(e.context(format!("the replicas' logs are in {}", cluster.dir.display())));
+                }
+            };
             println!("cluster: {replicas} replicas up in {}, leader {leader}", cluster.dir.display());
             println!(
                 "try: {} put --client {} hello world",
@@ -252,6 +259,85 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Waits until every replica answers, hears all its peers, and one of them
+    /// leads; returns the leader. A replica whose process has exited fails the
+    /// wait at once, quoting the end of its log: a cluster short of a replica
+    /// still elects a leader, and would be measured or shown as if whole.
+    pub(crate) fn await_all_up(&self, timeout: Duration) -> Result<u32> {
+        let until = Instant::now() + timeout;
+        let mut last = String::from("no status yet");
+        loop {
+            for i in 1..=self.replicas {
+                if self.pid(i).is_none_or(|pid| !alive(pid)) {
+                    let log = self.dir.join(format!("node-{i}.log"));
+                    bail!("replica {i} is not running: {}", last_words(&log));
+                }
+            }
+            if let Ok(views) = self.statuses() {
+                match ready(&views, self.replicas) {
+                    Ok(leader) => return Ok(leader),
+                    Err(why) => last = why,
+                }
+            }
+            if Instant::now() > until {
+                bail!(
+                    "the cluster was not ready within {timeout:?}: {last}; see the logs in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The leader, when every replica's status is in, each hears all its peers, and exactly one leads.
+fn ready(views: &[Option<Value>], replicas: u32) -> std::result::Result<u32, String> {
+    let mut leaders = Vec::new();
+    for (i, view) in views.iter().enumerate() {
+        let i = i as u32 + 1;
+        let Some(v) = view else { return Err(format!("replica {i} does not answer")) };
+        let peers = v["peers_up"].as_array().map_or(0, Vec::len);
+        if peers + 1 < replicas as usize {
+            return Err(format!("replica {i} hears {peers} of its {} peers", replicas - 1));
+        }
+        if v["is_leader"] == Value::Bool(true) {
+            leaders.push(i);
+        }
+    }
+    match leaders[..] {
+        [one] => Ok(one),
+        [] => Err("no leader yet".to_owned()),
+        _ => Err(format!("replicas {leaders:?} all say they lead")),
+    }
+}
+
+/// Whether process `pid` is running (a zombie child of ours is not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// The last line of a replica's log, without its colours.
+fn last_words(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("its log is empty");
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI escape: skip through its final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.trim().to_owned()
+}
+
 /// Waits for process `pid` to exit; returns whether it did.
 fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let until = Instant::now() + timeout;
@@ -266,4 +352,36 @@ fn wait_gone(pid: u32, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(leads: bool, peers: &[u32]) -> Option<Value> {
+        Some(json!({"reachable": true, "is_leader": leads, "peers_up": peers}))
+    }
+
+    #[test]
+    fn ready_needs_every_replica_connected_and_one_leader() {
+        let whole = [view(false, &[2, 3]), view(true, &[1, 3]), view(false, &[1, 2])];
+        assert_eq!(ready(&whole, 3), Ok(2));
+        let short = [view(false, &[2, 3]), view(true, &[1, 3]), None];
+        assert_eq!(ready(&short, 3), Err("replica 3 does not answer".to_owned()));
+        let cut = [view(false, &[2]), view(true, &[1, 3]), view(false, &[1, 2])];
+        assert_eq!(ready(&cut, 3), Err("replica 1 hears 1 of its 2 peers".to_owned()));
+        let none = [view(false, &[2, 3]), view(false, &[1, 3]), view(false, &[1, 2])];
+        assert_eq!(ready(&none, 3), Err("no leader yet".to_owned()));
+    }
+
+    #[test]
+    fn last_words_are_the_last_line_without_colours() {
+        let path = std::env::temp_dir().join(format!("synod-last-words-{}.log", std::process::id()));
+        std::fs::write(&path, "first\n\u{1b}[2mtime\u{1b}[0m synod: failed: Address in use\n\n").unwrap();
+        assert_eq!(last_words(&path), "time synod: failed: Address in use");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(last_words(&path), "its log is empty");
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -50,7 +50,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 fn drive(cluster: &Cluster, seconds: u64, clients: usize) -> Result<String> {
-    let leader = cluster.await_leader(Duration::from_secs(20))?;
+    let leader = cluster.await_all_up(Duration::from_secs(20))?;
     eprintln!("demo: 3 replicas up, replica {leader} leads; {clients} clients for {seconds} s");
     let kill_file = cluster.dir.join("killed_at_ms");
     let json = cluster.dir.join("load.json");

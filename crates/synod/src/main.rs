@@ -128,10 +128,28 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("synod: {e:#}");
+            eprintln!("synod: {}", causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause that the
+/// error wrapping it already quotes (several of ours say "{what}: {source}"
+/// and also report the source as their cause).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -333,4 +351,20 @@ where
         let client = synod_client::Client::connect(config).await.context("cannot reach the cluster")?;
         f(client).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_leave_out_what_the_wrapping_error_already_says() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(io)
+            .context("binding: Address already in use")
+            .context("replica 1 failed to start");
+        assert_eq!(causes(&e), "replica 1 failed to start: binding: Address already in use");
+        let e = anyhow::anyhow!("no such file").context("reading node.toml");
+        assert_eq!(causes(&e), "reading node.toml: no such file");
+    }
 }

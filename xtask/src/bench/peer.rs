@@ -300,7 +300,7 @@ fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<
             let t = Instant::now();
             cluster.create_with(SYNOD_BASE_PORT, true)?;
             let result = cluster.start_all().and_then(|()| {
-                let leader = cluster.await_leader(Duration::from_secs(20))?;
+                let leader = cluster.await_all_up(Duration::from_secs(20))?;
                 eprintln!("bench: synod up in {:.1} s, replica {leader} leads", t.elapsed().as_secs_f64());
                 let backend = [
                     "--backend".into(),
