@@ -222,7 +222,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     for i in 1..=REPLICAS {
         lab.start(&dir, i, None)?;
     }
-    await_leader(&dir, Duration::from_secs(20))?;
+    await_all_up(&dir, Duration::from_secs(20))?;
     let client = Command::new("ip")
         .args(["netns", "exec", CLIENT_NS])
         .arg(target_dir().join("release").join("chaos_client"))
@@ -399,14 +399,17 @@ fn leader(dir: &std::path::Path) -> Option<u32> {
         .map(|i| i as u32 + 1)
 }
 
-fn await_leader(dir: &std::path::Path, timeout: Duration) -> Result<u32> {
+/// Waits until every replica answers, hears all its peers and one leads, so
+/// that the faults start on a whole cluster.
+fn await_all_up(dir: &std::path::Path, timeout: Duration) -> Result<u32> {
     let until = Instant::now() + timeout;
     loop {
-        if let Some(l) = leader(dir) {
-            return Ok(l);
-        }
+        let why = match crate::cluster::ready(&statuses(dir), REPLICAS) {
+            Ok(leader) => return Ok(leader),
+            Err(why) => why,
+        };
         if Instant::now() > until {
-            bail!("no leader within {timeout:?}; logs in {}", dir.display());
+            bail!("the lab's cluster was not ready within {timeout:?}: {why}; logs in {}", dir.display());
         }
         std::thread::sleep(Duration::from_millis(200));
     }

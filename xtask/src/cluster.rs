@@ -292,7 +292,10 @@ impl Cluster {
 }
 
 /// The leader, when every replica's status is in, each hears all its peers, and exactly one leads.
-fn ready(views: &[Option<Value>], replicas: u32) -> std::result::Result<u32, String> {
+pub(crate) fn ready(views: &[Option<Value>], replicas: u32) -> std::result::Result<u32, String> {
+    if views.len() != replicas as usize {
+        return Err(format!("{} statuses for {replicas} replicas", views.len()));
+    }
     let mut leaders = Vec::new();
     for (i, view) in views.iter().enumerate() {
         let i = i as u32 + 1;
@@ -373,6 +376,7 @@ mod tests {
         assert_eq!(ready(&cut, 3), Err("replica 1 hears 1 of its 2 peers".to_owned()));
         let none = [view(false, &[2, 3]), view(false, &[1, 3]), view(false, &[1, 2])];
         assert_eq!(ready(&none, 3), Err("no leader yet".to_owned()));
+        assert_eq!(ready(&[], 3), Err("0 statuses for 3 replicas".to_owned()));
     }
 
     #[test]
