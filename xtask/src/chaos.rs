@@ -44,8 +44,6 @@ struct Lab {
 
 impl Lab {
     fn up() -> Result<Lab> {
-        // An earlier run's watchdog may still be tearing its lab down: it would take this one's.
-        crate::wait_for_earlier_watchdog("chaos", std::time::Duration::from_secs(30))?;
         Lab::down();
         sh(&["ip", "netns", "add", SWITCH])?;
         sh(&["ip", "-n", SWITCH, "link", "set", "lo", "up"])?;
@@ -191,6 +189,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "chaos: seed {seed}, {seconds} s (replay with `cargo xtask chaos --seed {seed} --time {seconds}`)"
     );
     build_release(&["synod", "chaos_client"])?;
+    // An earlier run's watchdog may still be tearing its lab down, or a run may
+    // still be going: either would lose this one's files and namespaces, or this
+    // one theirs. Wait before touching anything.
+    crate::wait_for_earlier_watchdog("chaos", Duration::from_secs(30))?;
     let dir = target_dir().join("chaos");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

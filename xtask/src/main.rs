@@ -48,7 +48,8 @@ fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_else(|| "help".to_owned());
     let rest: Vec<String> = args.collect();
-    if rest.iter().any(|a| a == "-h" || a == "--help") {
+    // Only right after the task: later arguments may be for a program the task runs.
+    if rest.first().is_some_and(|a| a == "-h" || a == "--help") {
         if let Some(usage) = usage_of(&task) {
             print!("{usage}");
             return Ok(());
@@ -141,7 +142,8 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
-/// A word in every watchdog's command line, so that a reused pid is not taken for one.
+/// A word in every watchdog's command line, so that a reused pid is not taken for one;
+/// the task's name follows it.
 const WATCHDOG_MARK: &str = "synod-xtask-watchdog";
 
 /// Where the watchdog of task `name` keeps its pid while it lives.
@@ -162,19 +164,25 @@ pub(crate) fn spawn_watchdog(name: &str, cleanup: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let own = shell_quote(&pid_file);
+    // The file is removed only while it still names this watchdog: a later
+    // run's watchdog may have replaced it.
     let script = format!(
-        ": {WATCHDOG_MARK}; echo $$ > {own}; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         {cleanup}; rm -f {own}",
+        ": {WATCHDOG_MARK}-{name}; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         {cleanup}; [ \"$(cat {own} 2>/dev/null)\" = \"$$\" ] && rm -f {own}",
         pid = std::process::id(),
     );
-    std::process::Command::new("sh")
+    let child = std::process::Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .spawn()
-        .map(drop)
+        .spawn()?;
+    // Written here, before this returns, and renamed into place whole, so a
+    // later run never reads a half-written or missing pid for a live watchdog.
+    let tmp = pid_file.with_extension("pid.tmp");
+    std::fs::write(&tmp, child.id().to_string())?;
+    std::fs::rename(&tmp, &pid_file)
 }
 
 /// `path` in single quotes for `sh`.
@@ -190,19 +198,19 @@ pub(crate) fn shell_quote(path: &std::path::Path) -> String {
 /// within half a second); a watchdog that outlives `limit` belongs to a run
 /// still going, and this one refuses to start beside it.
 pub(crate) fn wait_for_earlier_watchdog(name: &str, limit: std::time::Duration) -> Result<()> {
-    wait_for_watchdog_in(&watchdog_pid_file(name), limit).with_context(|| {
-        format!("another `cargo xtask {name}` run is still going; wait for it to end, or stop it")
-    })
+    wait_for_watchdog_in(&watchdog_pid_file(name), &format!("{WATCHDOG_MARK}-{name}"), limit).with_context(
+        || format!("another `cargo xtask {name}` run is still going; wait for it to end, or stop it"),
+    )
 }
 
-fn wait_for_watchdog_in(pid_file: &std::path::Path, limit: std::time::Duration) -> Result<()> {
+fn wait_for_watchdog_in(pid_file: &std::path::Path, mark: &str, limit: std::time::Duration) -> Result<()> {
     use std::time::{Duration, Instant};
     let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
         return Ok(());
     };
     let alive = || {
         std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(WATCHDOG_MARK))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(mark))
     };
     let began = Instant::now();
     let mut told = false;
@@ -266,19 +274,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pid_file = dir.join("watchdog.pid");
         // No file, or a pid that is not a watchdog (this test's own): no wait.
-        wait_for_watchdog_in(&pid_file, Duration::ZERO).unwrap();
+        let mark = format!("{WATCHDOG_MARK}-test");
+        wait_for_watchdog_in(&pid_file, &mark, Duration::ZERO).unwrap();
         std::fs::write(&pid_file, std::process::id().to_string()).unwrap();
-        wait_for_watchdog_in(&pid_file, Duration::ZERO).unwrap();
+        wait_for_watchdog_in(&pid_file, &mark, Duration::ZERO).unwrap();
         // A watchdog still cleaning up: wait until it is gone.
         let sh = |secs: &str| {
-            let child = Command::new("sh")
-                .args(["-c", &format!(": {WATCHDOG_MARK}; sleep {secs}; :")])
-                .spawn()
-                .unwrap();
+            let child =
+                Command::new("sh").args(["-c", &format!(": {mark}; sleep {secs}; :")]).spawn().unwrap();
             // Until its exec, a child's command line is still this test's.
             let cmdline = format!("/proc/{}/cmdline", child.id());
-            while !std::fs::read(&cmdline).is_ok_and(|c| String::from_utf8_lossy(&c).contains(WATCHDOG_MARK))
-            {
+            while !std::fs::read(&cmdline).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&mark)) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             child
@@ -287,13 +293,15 @@ mod tests {
         std::fs::write(&pid_file, child.id().to_string()).unwrap();
         let reaper = std::thread::spawn(move || child.wait());
         let began = Instant::now();
-        wait_for_watchdog_in(&pid_file, Duration::from_secs(10)).unwrap();
+        wait_for_watchdog_in(&pid_file, &mark, Duration::from_secs(10)).unwrap();
         assert!(began.elapsed() >= Duration::from_millis(200), "returned before the watchdog ended");
         reaper.join().unwrap().unwrap();
         // One that outlives the limit belongs to a run still going: refuse.
         let mut child = sh("5");
         std::fs::write(&pid_file, child.id().to_string()).unwrap();
-        let err = wait_for_watchdog_in(&pid_file, Duration::from_millis(100)).unwrap_err();
+        // Another task's watchdog is not waited for.
+        wait_for_watchdog_in(&pid_file, &format!("{WATCHDOG_MARK}-other"), Duration::ZERO).unwrap();
+        let err = wait_for_watchdog_in(&pid_file, &mark, Duration::from_millis(100)).unwrap_err();
         assert!(err.to_string().contains("still waiting"), "{err}");
         child.kill().unwrap();
         child.wait().unwrap();

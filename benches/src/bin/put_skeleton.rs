@@ -11,7 +11,8 @@
 //! ```text
 //! put_skeleton [SECONDS] [DIR]
 //! ```
-//! runs the client for SECONDS (default 5) and prints the p50 and p99. The
+//! runs the client for SECONDS (default 5), once the servers say they are
+//! ready, and prints the p50 and p99. The
 //! logs (three files of 32 MiB) go in DIR (default `$CARGO_TARGET_DIR` or
 //! `target`) and are removed at the end. Ports 7601-7604 on 127.0.0.1. See
 //! docs/PERFORMANCE.md, "One client".
@@ -32,6 +33,7 @@ const CLIENT: u16 = 7604;
 const RECORD: [u8; 280] = [b'r'; 280];
 const LOG_BYTES: u64 = 32 << 20;
 const STOP: &[u8] = b"stop";
+const READY: &[u8] = b"ready";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,26 +50,43 @@ fn main() -> Result<()> {
         Some(s) => s.parse().with_context(|| format!("SECONDS must be a number, not {s:?}"))?,
         None => 5.0,
     };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("SECONDS must be a positive number of seconds, not {seconds}");
+    }
     let dir = args.get(1).map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Bound first, so that a second copy fails here, before it starts servers.
+    let socket = UdpSocket::bind(("127.0.0.1", CLIENT)).with_context(|| format!("binding port {CLIENT}"))?;
     let me = std::env::current_exe()?;
-    let mut servers: Vec<Child> = ["--leader", "--follower-1", "--follower-2"]
-        .iter()
-        .map(|role| Command::new(&me).arg(role).arg(&dir).spawn())
-        .collect::<std::io::Result<_>>()?;
-    let result = client(Duration::from_secs_f64(seconds));
-    let stop = UdpSocket::bind("127.0.0.1:0")?;
-    for port in [LEADER, FOLLOWERS[0], FOLLOWERS[1]] {
-        stop.send_to(STOP, ("127.0.0.1", port))?;
+    let mut servers = Servers(Vec::new());
+    for role in ["--leader", "--follower-1", "--follower-2"] {
+        servers.0.push(Command::new(&me).arg(role).arg(&dir).spawn()?);
     }
-    for server in &mut servers {
+    let (puts, p50, p99) = client(&socket, Duration::from_secs_f64(seconds))?;
+    for port in [LEADER, FOLLOWERS[0], FOLLOWERS[1]] {
+        socket.send_to(STOP, ("127.0.0.1", port))?;
+    }
+    for server in &mut servers.0 {
         server.wait()?;
     }
-    let (puts, p50, p99) = result?;
+    servers.0.clear();
     println!("put-skeleton: {puts} puts in {seconds} s, p50 {:.2} ms, p99 {:.2} ms", ms(p50), ms(p99));
     Ok(())
+}
+
+/// The server processes, killed if the run ends early (each removes its own log
+/// when it stops normally; a killed one leaves a file of 32 MiB in DIR).
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for server in &mut self.0 {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -98,6 +117,7 @@ fn serve(role: &str, dir: &Path) -> Result<()> {
 fn follower(dir: &Path, i: usize) -> Result<()> {
     let socket = UdpSocket::bind(("127.0.0.1", FOLLOWERS[i]))?;
     let (file, path) = log(dir, &format!("follower-{}", i + 1))?;
+    socket.send_to(READY, ("127.0.0.1", CLIENT))?;
     let mut at = 0;
     let mut buf = [0u8; 2048];
     loop {
@@ -119,6 +139,7 @@ fn follower(dir: &Path, i: usize) -> Result<()> {
 fn leader(dir: &Path) -> Result<()> {
     let socket = UdpSocket::bind(("127.0.0.1", LEADER))?;
     let (file, path) = log(dir, "leader")?;
+    socket.send_to(READY, ("127.0.0.1", CLIENT))?;
     // The leader's own write goes to a log thread, as in synod, which reports back by datagram.
     let (writes, queue) = crossbeam_channel::unbounded::<[u8; 8]>();
     let reporter = UdpSocket::bind("127.0.0.1:0")?;
@@ -162,13 +183,18 @@ fn leader(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn client(length: Duration) -> Result<(usize, Duration, Duration)> {
-    let socket = UdpSocket::bind(("127.0.0.1", CLIENT))?;
-    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
-    // Let the servers preallocate their logs and bind.
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut request = vec![b'x'; 128];
+fn client(socket: &UdpSocket, length: Duration) -> Result<(usize, Duration, Duration)> {
+    // Each server says when its log is preallocated and it listens.
+    socket.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut buf = [0u8; 64];
+    for _ in 0..3 {
+        let (n, _) = socket.recv_from(&mut buf).context("the servers did not start within 60 s")?;
+        if &buf[..n] != READY {
+            bail!("unexpected datagram while waiting for the servers: {:?}", &buf[..n]);
+        }
+    }
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = vec![b'x'; 128];
     let mut latencies = Vec::new();
     let end = Instant::now() + length;
     let mut seq = 0u64;
@@ -179,6 +205,9 @@ fn client(length: Duration) -> Result<(usize, Duration, Duration)> {
         socket.send_to(&request, ("127.0.0.1", LEADER))?;
         socket.recv_from(&mut buf).context("no answer within 5 s")?;
         latencies.push(t.elapsed());
+    }
+    if latencies.is_empty() {
+        bail!("no put finished in {length:?}");
     }
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];

@@ -135,19 +135,21 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes, joined by ": ", leaving out a cause that the
-/// error wrapping it already quotes (several of ours say "{what}: {source}"
+/// error wrapping it already ends with (several of ours say "{what}: {source}"
 /// and also report the source as their cause).
 fn causes(e: &anyhow::Error) -> String {
     let mut out = String::new();
+    let mut above = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
+        let quoted = above == text || above.ends_with(&format!(": {text}"));
+        if !quoted {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
+        above = text;
     }
     out
 }
@@ -366,5 +368,8 @@ mod tests {
         assert_eq!(causes(&e), "replica 1 failed to start: binding: Address already in use");
         let e = anyhow::anyhow!("no such file").context("reading node.toml");
         assert_eq!(causes(&e), "reading node.toml: no such file");
+        // A cause is kept when the words merely appear somewhere above it.
+        let e = anyhow::anyhow!("timed out").context("the peer timed out earlier; retrying timed out");
+        assert_eq!(causes(&e), "the peer timed out earlier; retrying timed out: timed out");
     }
 }
