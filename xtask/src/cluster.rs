@@ -257,9 +257,7 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
 
-impl Cluster {
     /// Waits until every replica answers, hears all its peers, and one of them
     /// leads; returns the leader. A replica whose process has exited fails the
     /// wait at once, quoting the end of its log: a cluster short of a replica
@@ -344,11 +342,7 @@ fn last_words(log: &Path) -> String {
 /// Waits for process `pid` to exit; returns whether it did.
 fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let until = Instant::now() + timeout;
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        // A zombie child of ours counts as gone.
-        if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
-            return true;
-        }
+    while alive(pid) {
         if Instant::now() > until {
             return false;
         }

@@ -274,8 +274,7 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
 
 /// Reads every acknowledged write back, as many at once as there were
 /// clients, over the same connections; returns how many are missing or wrong.
-async fn read_back(sessions: &[Conn], written: &[(Vec<u8>, Vec<u8>)], clients: usize) -> u64 {
-    let written: Arc<[(Vec<u8>, Vec<u8>)]> = written.into();
+async fn read_back(sessions: &[Conn], written: Arc<[(Vec<u8>, Vec<u8>)]>, clients: usize) -> u64 {
     let next = Arc::new(AtomicU64::new(0));
     let missing = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = (0..clients.max(1))
@@ -360,14 +359,16 @@ async fn run(args: Args) -> Result<()> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut ops = 0;
     let mut completions = Vec::new();
-    let mut written = Vec::new();
+    let mut acknowledged = Vec::new();
     for t in tasks {
         let r = t.await?;
         hist.add(&r.hist)?;
         ops += r.ops;
         completions.extend(r.completions_ms);
-        written.extend(r.written);
+        acknowledged.extend(r.written);
     }
+    // Moved, not copied, into what the readers share.
+    let written: Arc<[(Vec<u8>, Vec<u8>)]> = acknowledged.into();
     let throughput = ops as f64 / elapsed.max(1e-9);
     let (p50, p99, p999) = (
         hist.value_at_quantile(0.50) as f64 / 1000.0,
@@ -397,7 +398,7 @@ async fn run(args: Args) -> Result<()> {
     }
     let mut missing = 0u64;
     if args.verify {
-        missing = read_back(&sessions, &written, args.clients).await;
+        missing = read_back(&sessions, written.clone(), args.clients).await;
         println!("load: verified {} acknowledged writes, {missing} missing", written.len());
     }
     if let Some(path) = &args.json {

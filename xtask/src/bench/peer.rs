@@ -218,7 +218,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&lab.raw)?;
     watchdog(&lab)?;
 
-    if let Some(warning) = growth_warning(&opts, mem_available_gib()) {
+    if let Some(warning) = growth_warning(&opts, meminfo_gib("MemAvailable")) {
         eprintln!("{warning}");
     }
     let total = opts.clients.len() * 2;
@@ -509,15 +509,10 @@ fn machine() -> Value {
         .lines()
         .find_map(|l| l.strip_prefix("model name"))
         .map(|l| l.trim_start_matches([' ', '\t', ':']));
-    let meminfo = read("/proc/meminfo");
-    let mem_kib: Option<f64> = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok());
     json!({
         "cores": std::thread::available_parallelism().map_or(0, usize::from),
         "cpu": cpu,
-        "memory_gib": mem_kib.map(|k| (k / 1024.0 / 1024.0 * 10.0).round() / 10.0),
+        "memory_gib": meminfo_gib("MemTotal").map(|g| (g * 10.0).round() / 10.0),
         "kernel": read("/proc/sys/kernel/osrelease").trim(),
     })
 }
@@ -576,14 +571,14 @@ fn growth_warning(opts: &Options, available_gib: Option<f64>) -> Option<String> 
     })
 }
 
-fn mem_available_gib() -> Option<f64> {
+/// A `/proc/meminfo` field (`MemTotal`, `MemAvailable`, ...) in GiB.
+fn meminfo_gib(field: &str) -> Option<f64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kib: f64 = meminfo
         .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()?;
     Some(kib / f64::from(1u32 << 20))
