@@ -60,10 +60,17 @@ impl Client {
         let deadline = Instant::now() + self.deadline;
         let (reply, answer) = oneshot::channel();
         let call = Call { payload: payload.into(), deadline, reply };
-        match tokio::time::timeout_at(deadline, self.calls.send(call)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(ClientError::Closed),
-            Err(_) => return Err(ClientError::Timeout),
+        // Waiting for room (and arming a timer for it) only when the driver is behind.
+        match self.calls.try_send(call) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(ClientError::Closed),
+            Err(mpsc::error::TrySendError::Full(call)) => {
+                match tokio::time::timeout_at(deadline, self.calls.send(call)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(ClientError::Closed),
+                    Err(_) => return Err(ClientError::Timeout),
+                }
+            }
         }
         answer.await.map_err(|_| ClientError::Closed)?
     }

@@ -3,13 +3,14 @@
 //! One task per [`crate::Client`] owns everything mutable: the link to the
 //! current replica, the table of outstanding requests and the sequence
 //! numbers. Callers hand it [`Call`]s on a channel and wait on a oneshot;
-//! a reader task per connection hands it reply frames tagged with the
-//! connection's epoch.
+//! the driver reads the replies off the current connection's stream itself
+//! (a reader task of its own would add a task wake-up and a channel to every
+//! answer), and a task per connection attempt reports how it went.
 //!
 //! ```text
 //!  callers --Call--> driver --frames--> ClientSender --QUIC--> replica
 //!     ^                |  ^                                       |
-//!     +---oneshot------+  +--Event::Frame{epoch} <-- reader <-----+
+//!     +---oneshot------+  +------------- reply frames <-----------+
 //! ```
 //!
 //! Every attempt of a request gets a fresh request id, and the driver
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use synod_transport::{ClientEndpoint, ClientSender, ClientStream, Jitter, SendError};
+use synod_transport::{ClientEndpoint, ClientStream, Jitter, RecvError, SendError};
 use synod_wire::{ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, Seq, Wire, MAX_FRAME_LEN};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -49,11 +50,9 @@ pub(crate) struct Call {
     pub reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
 }
 
-/// What the connection tasks report.
+/// What a connection attempt reports.
 enum Event {
     Connected { epoch: u64, node: NodeId, result: Result<ClientStream, LinkError> },
-    Frame { epoch: u64, frame: Bytes },
-    Lost { epoch: u64, reason: String },
 }
 
 enum Waiter {
@@ -92,8 +91,7 @@ enum Link {
     Connecting,
     Up {
         node: NodeId,
-        sender: ClientSender,
-        _stop: oneshot::Sender<()>,
+        stream: ClientStream,
     },
 }
 
@@ -197,6 +195,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 Some(event) = events.recv() => self.on_event(event),
+                reply = next_reply(&mut self.link) => self.on_reply(reply),
                 call = calls.recv(), if admit => match call {
                     Some(call) => self.admit(call),
                     None => break,
@@ -209,8 +208,8 @@ impl Driver {
                 break;
             }
         }
-        if let Link::Up { sender, .. } = &self.link {
-            sender.finish();
+        if let Link::Up { stream, .. } = &self.link {
+            stream.sender().finish();
         }
         self.link = Link::Down { at: Instant::now() };
         self.endpoint.close();
@@ -292,42 +291,25 @@ impl Driver {
                     }
                 }
             }
-            Event::Frame { epoch, frame } => self.on_frame(epoch, &frame),
-            Event::Lost { epoch, reason } => {
-                if epoch == self.epoch && matches!(self.link, Link::Up { .. }) {
-                    tracing::debug!(%reason, "connection to replica lost");
-                    self.failover(None);
-                }
+        }
+    }
+
+    /// A reply frame, or the loss, of the current connection.
+    fn on_reply(&mut self, reply: Result<Bytes, RecvError>) {
+        match reply {
+            Ok(frame) => self.on_frame(self.epoch, &frame),
+            Err(e) => {
+                tracing::debug!(reason = %e, "connection to replica lost");
+                self.failover(None);
             }
         }
     }
 
-    fn link_up(&mut self, node: NodeId, mut stream: ClientStream) {
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let sender = stream.sender();
-        let (events, epoch) = (self.events_tx.clone(), self.epoch);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stop_rx => break,
-                    r = stream.recv() => match r {
-                        Ok(frame) => {
-                            if events.send(Event::Frame { epoch, frame }).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = events.send(Event::Lost { epoch, reason: e.to_string() });
-                            break;
-                        }
-                    },
-                }
-            }
-            stream.close();
-        });
+    fn link_up(&mut self, node: NodeId, stream: ClientStream) {
+        let epoch = self.epoch;
         tracing::debug!(node = node.0, epoch, "connected to replica");
         self.connect_failures = 0;
-        self.link = Link::Up { node, sender, _stop: stop_tx };
+        self.link = Link::Up { node, stream };
         let now = Instant::now();
         let keys: Vec<u64> = self
             .pending
@@ -342,7 +324,7 @@ impl Driver {
 
     /// Sends request `key` on the current connection as a new attempt.
     fn send(&mut self, key: u64) {
-        let Link::Up { sender, .. } = &self.link else { return };
+        let Link::Up { stream, .. } = &self.link else { return };
         let ack = self.ack();
         let Some(p) = self.pending.get_mut(&key) else { return };
         let command = match (&p.payload, self.session) {
@@ -356,7 +338,7 @@ impl Driver {
         let id = self.next_id;
         self.next_id += 1;
         let now = Instant::now();
-        match (ClientRequest { id, command }).encode().map(|bytes| push(sender, bytes)) {
+        match (ClientRequest { id, command }).encode().map(|bytes| push(stream, bytes)) {
             Ok(true) => {
                 p.attempt = Some(Attempt { id, epoch: self.epoch, sent_at: now });
                 p.not_before = None;
@@ -500,6 +482,9 @@ impl Driver {
         }
         // Bumping the epoch now makes every event of the old connection stale.
         self.epoch += 1;
+        if let Link::Up { stream, .. } = &self.link {
+            stream.close();
+        }
         self.link = Link::Down { at: Instant::now() + delay };
     }
 
@@ -555,8 +540,8 @@ impl Driver {
 }
 
 /// Queues a frame; `false` if it was refused.
-fn push(sender: &ClientSender, bytes: Vec<u8>) -> bool {
-    match sender.send(bytes) {
+fn push(stream: &ClientStream, bytes: Vec<u8>) -> bool {
+    match stream.send(bytes) {
         Ok(()) => true,
         Err(SendError::Closed { .. }) => {
             // The connection is going away; its reader reports the loss.
@@ -566,6 +551,16 @@ fn push(sender: &ClientSender, bytes: Vec<u8>) -> bool {
             tracing::debug!(error = %e, "request not queued");
             false
         }
+    }
+}
+
+/// The next reply on the current connection; never while there is none.
+///
+/// Cancel-safe: a frame is taken from the stream only when it is returned.
+async fn next_reply(link: &mut Link) -> Result<Bytes, RecvError> {
+    match link {
+        Link::Up { stream, .. } => stream.recv().await,
+        _ => std::future::pending().await,
     }
 }
 

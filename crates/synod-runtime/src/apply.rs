@@ -79,6 +79,8 @@ pub(crate) struct Apply<S> {
     routes: Routes,
     status: Arc<Mutex<Status>>,
     stop_replica: Arc<AtomicBool>,
+    /// Commands applied, looked up in the metrics registry once.
+    applied_counter: metrics::Counter,
 }
 
 impl<S: StateMachine + Send + 'static> Apply<S> {
@@ -100,6 +102,7 @@ impl<S: StateMachine + Send + 'static> Apply<S> {
             routes,
             status,
             stop_replica,
+            applied_counter: metrics::counter!(names::COMMANDS_APPLIED),
         })
     }
 
@@ -176,7 +179,7 @@ impl<S: StateMachine + Send + 'static> Apply<S> {
             }
         }
         // Counted by the applier: a follower's unanswered apply returns no replies to count.
-        metrics::counter!(names::COMMANDS_APPLIED).increment(applier.stats().applied - applied_before);
+        self.applied_counter.increment(applier.stats().applied - applied_before);
         let mut s = self.status.lock();
         s.applied = applier.next_slot();
         s.digest = applier.digest();

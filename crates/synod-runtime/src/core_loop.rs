@@ -191,6 +191,14 @@ pub(crate) struct CoreLoop {
     /// A write that found the log idle, for the [`Driver`] to finish on this
     /// thread once the core's lock is released.
     inline: Option<InlineAppend>,
+    /// The histograms recorded on every slot, looked up in the registry once.
+    histograms: Histograms,
+}
+
+struct Histograms {
+    persist: metrics::Histogram,
+    batch_commands: metrics::Histogram,
+    commit_latency: metrics::Histogram,
 }
 
 impl CoreLoop {
@@ -221,6 +229,11 @@ impl CoreLoop {
             proposed_at: Default::default(),
             persisting: Default::default(),
             inline: None,
+            histograms: Histograms {
+                persist: metrics::histogram!(names::PERSIST_SECONDS),
+                batch_commands: metrics::histogram!(names::BATCH_COMMANDS),
+                commit_latency: metrics::histogram!(names::COMMIT_LATENCY),
+            },
         }
     }
 
@@ -266,7 +279,7 @@ impl CoreLoop {
             Event::Log(LogEvent::Durable(token)) => {
                 while self.persisting.front().is_some_and(|&(t, _)| t <= token) {
                     let (_, at) = self.persisting.pop_front().expect("front exists");
-                    metrics::histogram!(names::PERSIST_SECONDS).record(at.elapsed().as_secs_f64());
+                    self.histograms.persist.record(at.elapsed().as_secs_f64());
                 }
                 self.core.handle_persisted(PersistToken(token))
             }
@@ -326,7 +339,7 @@ impl CoreLoop {
             }
             let commands: Vec<Command> = self.queue.drain(..take).collect();
             self.queue_bytes -= bytes.min(self.queue_bytes);
-            metrics::histogram!(names::BATCH_COMMANDS).record(commands.len() as f64);
+            self.histograms.batch_commands.record(commands.len() as f64);
             let batch = Batch { timestamp_ms: wall_ms(), commands };
             // The queue's size estimate, plus room for each command's envelope.
             match batch.encode_with_capacity(bytes + 16 * batch.commands.len() + 64) {
@@ -376,7 +389,7 @@ impl CoreLoop {
                 Action::Commit { slot, value } => {
                     if self.core.is_leader() {
                         if let Some(at) = self.proposed_at.pop_front() {
-                            metrics::histogram!(names::COMMIT_LATENCY).record(at.elapsed().as_secs_f64());
+                            self.histograms.commit_latency.record(at.elapsed().as_secs_f64());
                         }
                     }
                     self.apply.commit(slot, value);
