@@ -7,6 +7,9 @@
 //! the order alternates between client counts. Then a table, a JSON file and an SVG plot
 //! (throughput against p99 latency) under `$CARGO_TARGET_DIR/bench/`, and the closing line
 //! `synod/etcd throughput at <N> clients: <R>x` for the client count where synod is fastest.
+//! Before the one-client runs, `put_skeleton` measures what a one-client put costs here
+//! without synod, over UDP and over QUIC, and the table is followed by that floor: the
+//! machine's speed drifts, and a one-client latency means little without it.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -200,7 +203,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let command = format!("cargo xtask bench {}", args.join(" "));
     crate::ensure_protoc()?;
     eprintln!("bench: building synod and the load generator (release)");
-    build_release(&["synod", "load"])?;
+    build_release(&["synod", "load", "put_skeleton"])?;
     let etcd_version = etcd::ensure_installed()?;
     let began = Instant::now();
     let out = target_dir().join("bench");
@@ -233,7 +236,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     );
     let mut rows = Vec::new();
     let mut failures = Vec::new();
+    let mut floor = None;
     for (k, &clients) in opts.clients.iter().enumerate() {
+        if clients == 1 {
+            // In the same minutes as the one-client runs: the machine's floor drifts.
+            floor = match Floor::measure() {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprintln!("bench: the floor of a one-client put could not be measured: {e:#}");
+                    None
+                }
+            };
+        }
         // Alternate who goes first, so that neither always runs on a machine the other just warmed.
         let order = if k % 2 == 0 { [System::Synod, System::Etcd] } else { [System::Etcd, System::Synod] };
         let mut row = Row { clients, synod: None, etcd: None };
@@ -269,11 +283,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let wall = began.elapsed().as_secs_f64();
 
     print!("{}", table(&rows));
+    if let Some(f) = &floor {
+        println!("{}", f.line());
+    }
     for f in &failures {
         println!("failed: {f}");
     }
     let date = utc_date(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    let report = report(&rows, &opts, &command, &date, &etcd_version, wall);
+    let report = report(&rows, floor.as_ref(), &opts, &command, &date, &etcd_version, wall);
     let json_path = out.join("etcd-compare.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     let svg_path = out.join("etcd-compare.svg");
@@ -340,6 +357,65 @@ fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<
             result
         }
     }
+}
+
+/// What a one-client put costs on this machine without synod: `put_skeleton`
+/// (the same four processes and message pattern, real fdatasyncs) over plain
+/// UDP and over QUIC with synod's settings, p50 and p99 in milliseconds.
+struct Floor {
+    udp: (f64, f64),
+    quic: (f64, f64),
+}
+
+/// How long each skeleton runs.
+const FLOOR_SECONDS: &str = "3";
+
+impl Floor {
+    fn measure() -> Result<Floor> {
+        eprintln!("bench: the floor of a one-client put: put_skeleton over UDP, then over QUIC ({FLOOR_SECONDS} s each)");
+        Ok(Floor { udp: skeleton(&[])?, quic: skeleton(&["--quic"])? })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "floor of a one-client put here, without synod (put_skeleton, p50/p99 ms): UDP {:.2}/{:.2}, QUIC {:.2}/{:.2}",
+            self.udp.0, self.udp.1, self.quic.0, self.quic.1
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "udp": {"p50_ms": self.udp.0, "p99_ms": self.udp.1},
+            "quic": {"p50_ms": self.quic.0, "p99_ms": self.quic.1},
+            "seconds": FLOOR_SECONDS.parse::<f64>().unwrap_or(0.0),
+        })
+    }
+}
+
+/// Runs `put_skeleton` with `mode` and reads its p50 and p99 (ms) from its closing line.
+fn skeleton(mode: &[&str]) -> Result<(f64, f64)> {
+    let dir = target_dir().join("bench");
+    let out = Command::new(target_dir().join("release").join("put_skeleton"))
+        .args(mode)
+        .arg(FLOOR_SECONDS)
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run put_skeleton")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("put_skeleton {mode:?} failed: {}{}", text.trim(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    parse_skeleton(&text).with_context(|| format!("unexpected put_skeleton output: {:?}", text.trim()))
+}
+
+/// `put-skeleton: N puts in S s, p50 X ms, p99 Y ms` -> (X, Y).
+fn parse_skeleton(text: &str) -> Option<(f64, f64)> {
+    let after = |key: &str| -> Option<f64> {
+        let rest = &text[text.rfind(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((after("p50")?, after("p99")?))
 }
 
 /// Runs the load generator and reads its report.
@@ -471,7 +547,15 @@ fn plot(rows: &[Row], opts: &Options, date: &str) -> String {
     svg::plot(&labels, &[series("synod", "#1f77b4", |r| &r.synod), series("etcd", "#d62728", |r| &r.etcd)])
 }
 
-fn report(rows: &[Row], opts: &Options, command: &str, date: &str, etcd_version: &str, wall: f64) -> Value {
+fn report(
+    rows: &[Row],
+    floor: Option<&Floor>,
+    opts: &Options,
+    command: &str,
+    date: &str,
+    etcd_version: &str,
+    wall: f64,
+) -> Value {
     let results: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -496,6 +580,7 @@ fn report(rows: &[Row], opts: &Options, command: &str, date: &str, etcd_version:
             "fresh_cluster_per_run": true, "order": "alternating, synod first at the first client count",
         },
         "results": results,
+        "one_client_floor": floor.map(Floor::json),
         "best": best(rows).map(|(clients, ratio)| json!({"clients": clients, "throughput_ratio": ratio})),
         "wall_seconds": wall,
     })
@@ -685,6 +770,15 @@ mod tests {
         assert!(t.contains("failed"), "{t}");
         let doc = plot(&rows, &parse(&args("--peer etcd")).unwrap(), "2026-01-01T00:00:00Z");
         assert_eq!(doc.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn skeleton_lines_parse() {
+        let line = "put-skeleton (QUIC): 6398 puts in 3 s, p50 0.46 ms, p99 0.80 ms\n";
+        assert_eq!(parse_skeleton(line), Some((0.46, 0.80)));
+        assert_eq!(parse_skeleton("put-skeleton: 10 puts in 3 s\n"), None);
+        let floor = Floor { udp: (0.40, 0.61), quic: (0.53, 0.95) };
+        assert!(floor.line().ends_with("UDP 0.40/0.61, QUIC 0.53/0.95"), "{}", floor.line());
     }
 
     #[test]
