@@ -2,10 +2,13 @@
 """Where a one-client put's time goes, from syscall tracepoints (no uprobes: on
 this VM a uprobe costs tens of microseconds and distorts what it measures).
 
-Record while `load --clients 1` runs against a local cluster:
+Record while `load --clients 1` runs against a local cluster, on the
+replicas' and the load generator's pids (with `-a`, tracing `write` or
+`futex` would trace perf's own writes too and distort the run):
 
-    perf record -a -o /tmp/tl.data -e syscalls:sys_enter_sendmsg,syscalls:sys_exit_recvmmsg,\
-syscalls:sys_enter_fdatasync,syscalls:sys_exit_fdatasync,syscalls:sys_exit_epoll_wait -- sleep 0.5
+    perf record -p PID,PID,PID,LOAD_PID -o /tmp/tl.data -e syscalls:sys_enter_sendmsg,\
+syscalls:sys_exit_recvmmsg,syscalls:sys_enter_fdatasync,syscalls:sys_exit_fdatasync,\
+syscalls:sys_exit_epoll_wait -- sleep 0.5
 
 then name the threads (`ps -L -o tid,comm -p PID` for each replica; the
 leader is the replica whose metrics say `synod_is_leader 1`):
