@@ -15,6 +15,7 @@ use synod_metrics::names;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use synod_log::{Appender, InlineAppend, LogEvent};
 use synod_paxos::{Action, Paxos, PersistToken};
@@ -363,19 +364,28 @@ impl CoreLoop {
     fn carry_out(&mut self) {
         let mut sent = false;
         let mut last_write = None;
+        // The last message sent and its encoding: a leader sends each peer the
+        // same `Accept`, encoded once. (Comparing is cheap: equal batches are
+        // one shared buffer, and `Arc`'s equality checks the pointer first.)
+        let mut last_sent: Option<(Message, Bytes)> = None;
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { to, msg } => {
                     sent = true;
                     let bulk = matches!(msg, Message::CatchUpReply { .. });
-                    match msg.encode() {
+                    let encoded = match &last_sent {
+                        Some((last, frame)) if *last == msg => Ok(frame.clone()),
+                        _ => msg.encode().map(Bytes::from),
+                    };
+                    match encoded {
                         Ok(frame) => {
                             // A full queue or a down link loses the message; the core retries what matters.
                             let _ = if bulk {
-                                self.transport.send_bulk(to, frame)
+                                self.transport.send_bulk(to, frame.clone())
                             } else {
-                                self.transport.send(to, frame)
+                                self.transport.send(to, frame.clone())
                             };
+                            last_sent = Some((msg, frame));
                         }
                         Err(e) => tracing::error!(%e, kind = msg.kind(), "a message did not encode"),
                     }
