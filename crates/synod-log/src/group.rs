@@ -89,9 +89,12 @@ impl Shared {
         self.epoch.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
     }
 
-    /// Notes that a write just finished.
-    fn wrote(&self) {
+    /// Writes `items` as one batch and syncs them, for the log thread and
+    /// inline appends alike, and notes when the write finished.
+    fn write_synced(&self, wal: &mut Wal, items: &[Prepared]) -> Result<(), Arc<FatalError>> {
+        let result = wal.write_batch(items).and_then(|()| wal.sync_inner());
         self.last_write.store(self.now(), Ordering::Release);
+        result
     }
 
     /// Whether nothing is queued and no write finished within [`IDLE_BEFORE_INLINE`].
@@ -161,9 +164,7 @@ impl InlineAppend {
 
     fn write(&mut self) -> LogEvent {
         let wal = self.wal.as_mut().expect("reserved only while the log is open");
-        let result = wal.write_batch(&self.records).and_then(|()| wal.sync_inner());
-        self.shared.wrote();
-        match result {
+        match self.shared.write_synced(wal, &self.records) {
             Ok(()) => LogEvent::Durable(self.token),
             Err(fatal) => {
                 let _ = self.shared.failed.set(fatal.clone());
@@ -196,8 +197,9 @@ impl GroupCommit {
             .name("synod-log".into())
             .spawn(move || run(&thread_wal, rx, &thread_shared, on_event))
             .expect("cannot start the log thread");
-        let appender = Appender { tx: tx.clone(), shared: shared.clone(), wal: wal.clone() };
-        (GroupCommit { tx, shared, reader, wal, thread: Some(thread) }, appender)
+        let group = GroupCommit { tx, shared, reader, wal, thread: Some(thread) };
+        let appender = group.appender();
+        (group, appender)
     }
 
     /// Another handle to submit records.
@@ -361,12 +363,8 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
             msg = rx.try_recv().ok();
         }
         if !dones.is_empty() {
-            let result = {
-                let mut wal = open(wal);
-                wal.write_batch(&items).and_then(|()| wal.sync_inner())
-            };
+            let result = shared.write_synced(&mut open(wal), &items);
             items.clear();
-            shared.wrote();
             if let Err(fatal) = result {
                 fail(&fatal, shared, &mut on_event, dones.drain(..), &rx);
                 break;
