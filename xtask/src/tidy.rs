@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -39,13 +40,13 @@ const FORBIDDEN_IN_PURE: &[&str] = &[
     "anyhow",
 ];
 
-/// The crates allowed to use `anyhow` (DESIGN.md: the binary, the runtime, xtask; and the benchmark tools).
+/// The crates allowed to use `anyhow` (ARCHITECTURE.md: the binary, the runtime, xtask, the benchmark tools).
 const ANYHOW_USERS: &[&str] = &["synod", "synod-runtime", "xtask", "synod-bench"];
 
 /// Which workspace crates each workspace crate may depend on (normal and build dependencies).
 ///
-/// This is DESIGN.md's layering; a crate missing from the table is an error,
-/// so a new crate has to take its place in it.
+/// This is the layering of `docs/decisions/0006-crate-layering.md`; a crate
+/// missing from the table is an error, so a new crate has to take its place in it.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("synod-wire", &[]),
     ("synod-paxos", &["synod-wire"]),
@@ -115,6 +116,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 pub(crate) fn run() -> Result<()> {
     let mut problems = check_headers(&project_root())?;
+    problems.extend(check_citations(&project_root())?);
     problems.extend(check_graph(&Graph::load()?));
     if problems.is_empty() {
         eprintln!("tidy: ok");
@@ -142,6 +144,74 @@ fn check_headers(root: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// What the repository's files may not cite: documents that live outside the
+/// repository. Built from pieces so that this file does not cite them itself.
+fn outside_documents() -> [String; 2] {
+    [["DESIGN", ".md"].concat(), ["..", "/shared"].concat()]
+}
+
+/// No tracked text file cites a document outside the repository: the docs
+/// stand alone (ARCHITECTURE.md and `docs/` say what the design is).
+fn check_citations(root: &Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for file in tracked_files(root)? {
+        // A file deleted in the work tree, or not text, cites nothing.
+        let Ok(text) = std::fs::read_to_string(root.join(&file)) else { continue };
+        problems.extend(citations(&file, &text));
+    }
+    Ok(problems)
+}
+
+/// The citations of outside documents in `text`, one problem per line that has one.
+fn citations(file: &str, text: &str) -> Vec<String> {
+    let needles = outside_documents();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for needle in needles.iter().filter(|needle| line.contains(needle.as_str())) {
+            problems.push(format!(
+                "{file}:{}: cites `{needle}`, which is not in this repository; cite ARCHITECTURE.md or docs/ instead",
+                n + 1
+            ));
+        }
+    }
+    problems
+}
+
+/// The files git tracks (paths relative to `root`); without git, every file
+/// under `root` but `target` and dot-directories.
+fn tracked_files(root: &Path) -> Result<Vec<String>> {
+    let out = Command::new("git").args(["ls-files", "-z"]).current_dir(root).output();
+    if let Ok(out) = out {
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout)
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect());
+        }
+    }
+    let mut files = Vec::new();
+    collect_all(root, root, &mut files)?;
+    Ok(files)
+}
+
+fn collect_all(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "target" || name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_all(root, &path, out)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.push(relative.display().to_string());
+        }
+    }
+    Ok(())
 }
 
 fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -245,7 +315,8 @@ pub(crate) fn check_graph(graph: &Graph) -> Vec<String> {
         };
         for dep in graph.deps.get(member).into_iter().flatten() {
             if graph.members.contains(dep) && !ok.contains(&dep.as_str()) {
-                problems.push(format!("{member} -> {dep}: this dependency breaks the layering of DESIGN.md"));
+                problems
+                    .push(format!("{member} -> {dep}: this dependency breaks the layering (decision 0006)"));
             }
             if dep == "anyhow" && !ANYHOW_USERS.contains(&member.as_str()) {
                 problems.push(format!("{member} -> anyhow: libraries use typed errors (thiserror)"));
@@ -273,6 +344,23 @@ mod tests {
     fn every_rust_file_starts_with_a_doc_line() {
         let problems = check_headers(&project_root()).unwrap();
         assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn no_file_cites_a_document_outside_the_repository() {
+        let problems = check_citations(&project_root()).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_citation_of_an_outside_document_is_caught() {
+        let [design, shared] = outside_documents();
+        let text = format!("# Title\nAs {design} says.\nSee {shared}/notes and {design}.\nFine.\n");
+        let problems = citations("docs/X.md", &text);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].starts_with(&format!("docs/X.md:2: cites `{design}`")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.starts_with(&format!("docs/X.md:3: cites `{shared}`"))));
+        assert!(citations("docs/X.md", "See ARCHITECTURE.md and docs/decisions/.\n").is_empty());
     }
 
     #[test]
@@ -305,7 +393,7 @@ mod tests {
         g.edge("synod-paxos", "synod-log");
         assert_eq!(
             check_graph(&g),
-            vec!["synod-paxos -> synod-log: this dependency breaks the layering of DESIGN.md"]
+            vec!["synod-paxos -> synod-log: this dependency breaks the layering (decision 0006)"]
         );
     }
 

@@ -44,8 +44,9 @@ pub enum ConfigError {
 
 impl Config {
     /// A replica `id` in a cluster of `members` (which includes `id`), with
-    /// DESIGN.md's defaults: a heartbeat every 5 ticks, an election timeout
-    /// drawn from 30..=60 ticks, a window of 64 outstanding slots.
+    /// synod's defaults (docs/PROTOCOL.md, "Model and vocabulary"): a
+    /// heartbeat every 5 ticks, an election timeout drawn from 30..=60 ticks,
+    /// a window of 64 outstanding slots.
     pub fn new(id: NodeId, members: impl IntoIterator<Item = NodeId>) -> Result<Config, ConfigError> {
         let members: Vec<NodeId> = members.into_iter().collect();
         let mut seen = BTreeSet::new();

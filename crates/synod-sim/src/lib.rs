@@ -9,7 +9,7 @@
 //! and restarts, and clients that retry through failovers with sessions.
 //!
 //! One seed decides everything: [`run`] with the same [`SimConfig`] always
-//! produces the same run. The invariants of DESIGN.md are checked after
+//! produces the same run. The invariants of ARCHITECTURE.md are checked after
 //! every step (one module each under `invariants/`); then a heal phase must
 //! converge within a bound.
 //!

@@ -1,4 +1,4 @@
-//! Durability (DESIGN.md: an acknowledged command is never lost across
+//! Durability (ARCHITECTURE.md, "Testing": an acknowledged command is never lost across
 //! crashes and restarts): every operation a client got an answer for is in
 //! the chosen log at the end of the run.
 

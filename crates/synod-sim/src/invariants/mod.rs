@@ -1,4 +1,4 @@
-//! The invariants of DESIGN.md, one module each, checked after every step of a run.
+//! The invariants of ARCHITECTURE.md ("Testing"), one module each, checked after every step of a run.
 //!
 //! The `Checker` holds what the whole run has seen (every commit on every
 //! replica, every command clients issued, every answer they got) and each
