@@ -1,0 +1,166 @@
+//! Leader election: heartbeat rounds of Ping and Pong, happiness, standing, and the periodic duties of a round.
+
+use std::collections::BTreeMap;
+
+use synod_wire::{Ballot, LogRecord, Message, NodeId, Status};
+
+use super::{Paxos, Role};
+
+/// Ballot leader election with quorum-connectivity (after OmniPaxos's BLE).
+///
+/// Every heartbeat round a replica pings all peers and collects their
+/// [`Status`]. It is quorum-connected when a majority (itself included)
+/// answered. It is *happy* when it leads and is quorum-connected, or when it
+/// heard the leader this round and the leader is happy. An unhappy,
+/// quorum-connected replica that hears no happy peer for a randomized
+/// timeout stands with a ballot above every ballot it has seen. Everyone
+/// adopts the highest leader ballot they hear of.
+#[derive(Debug, Clone, Hash)]
+pub(super) struct Election {
+    pub(super) round: u64,
+    pub(super) round_ends: u64,
+    pub(super) replies: BTreeMap<NodeId, Status>,
+    pub(super) leader: Ballot,
+    pub(super) quorum_connected: bool,
+    pub(super) happy: bool,
+    pub(super) unhappy_since: Option<u64>,
+    pub(super) timeout: u64,
+    /// Set at a round's end when this replica may stand once its timeout
+    /// expires: it hears a majority and nobody it hears is happy.
+    pub(super) may_stand: bool,
+}
+impl Paxos {
+    pub(super) fn status(&self) -> Status {
+        Status {
+            leader: self.election.leader,
+            quorum_connected: self.election.quorum_connected,
+            happy: self.election.happy,
+            first_unchosen: self.first_unchosen,
+        }
+    }
+
+    pub(super) fn observe_status(&mut self, from: NodeId, status: Status) {
+        self.peer_status.insert(from, status);
+        if status.happy {
+            // Someone is content with a leader: do not disrupt it.
+            self.election.may_stand = false;
+        }
+        if status.first_unchosen > self.known_commit {
+            self.known_commit = status.first_unchosen;
+        }
+        self.observe_leader(status.leader);
+    }
+
+    /// Adopts `ballot` as the leader if it is the highest seen; a replica
+    /// leading with a lower ballot steps down.
+    pub(super) fn observe_leader(&mut self, ballot: Ballot) {
+        self.max_round = self.max_round.max(ballot.round);
+        if ballot > self.election.leader {
+            self.election.leader = ballot;
+            if self.role_ballot().is_some_and(|b| b < ballot) {
+                self.step_down();
+            }
+        }
+    }
+
+    pub(super) fn end_round(&mut self) {
+        let majority = self.cfg.majority();
+        let me = self.cfg.id;
+        let role_ballot = self.role_ballot();
+        let e = &mut self.election;
+        let qc = e.replies.len() + 1 >= majority;
+        e.quorum_connected = qc;
+        let leads = role_ballot.is_some_and(|b| b == e.leader);
+        e.happy = qc
+            && if e.leader.node == me {
+                leads
+            } else {
+                e.replies.get(&e.leader.node).is_some_and(|s| s.happy && s.leader == e.leader)
+            };
+        let someone_happy = e.replies.values().any(|s| s.happy);
+        e.replies.clear();
+        e.round += 1;
+        e.round_ends = self.now + self.cfg.heartbeat_ticks;
+        if e.happy {
+            e.unhappy_since = None;
+            e.may_stand = false;
+        } else {
+            let since = match e.unhappy_since {
+                Some(t) => t,
+                None => {
+                    e.unhappy_since = Some(self.now);
+                    e.timeout = self.rng.range(self.cfg.election_ticks.0, self.cfg.election_ticks.1);
+                    self.now
+                }
+            };
+            let waited = self.now - since;
+            self.election.may_stand = qc && !someone_happy && !leads;
+            if leads && waited >= self.cfg.election_ticks.0 {
+                // Check-quorum: a leader that cannot hear a majority stops leading.
+                self.step_down();
+            } else if self.election.may_stand && waited >= self.election.timeout {
+                self.stand();
+            }
+        }
+        self.periodic();
+        let status = self.status();
+        let round = self.election.round;
+        for peer in self.cfg.peers().collect::<Vec<_>>() {
+            self.send(peer, Message::Ping { round, status });
+        }
+    }
+
+    /// Once per heartbeat round: retransmit what went unanswered, send the
+    /// commit point, catch up, and record the commit point durably.
+    fn periodic(&mut self) {
+        let hb = self.cfg.heartbeat_ticks;
+        let now = self.now;
+        let peers: Vec<NodeId> = self.cfg.peers().collect();
+        match &mut self.role {
+            Role::Follower => {}
+            Role::Candidate(c) => {
+                let (ballot, from) = (c.ballot, c.from);
+                let missing: Vec<NodeId> =
+                    peers.iter().copied().filter(|p| !c.promises.contains_key(p)).collect();
+                for peer in missing {
+                    self.defer(peer, Message::Prepare { ballot, first_unchosen: from });
+                }
+            }
+            Role::Leader(l) => {
+                let ballot = l.ballot;
+                let commit = self.first_unchosen;
+                let mut resend = Vec::new();
+                for (&slot, p) in l.pending.iter_mut() {
+                    if p.sent_at + hb <= now {
+                        p.sent_at = now;
+                        for &peer in &peers {
+                            if !p.votes.contains(&peer) {
+                                resend.push((
+                                    peer,
+                                    Message::Accept { ballot, slot, value: p.value.clone(), commit },
+                                ));
+                            }
+                        }
+                    }
+                }
+                self.stats.retransmits += resend.len() as u64;
+                for (peer, msg) in resend {
+                    self.send(peer, msg);
+                }
+                for &peer in &peers {
+                    self.send(peer, Message::Commit { ballot, commit });
+                }
+                self.commit_dirty = false;
+            }
+        }
+        if self.first_unchosen < self.known_commit
+            && self.last_catch_up.is_none_or(|t| t + hb <= now || self.first_unchosen >= self.known_commit)
+        {
+            self.request_catch_up(None);
+        }
+        if self.first_unchosen > self.last_commit_mark {
+            self.last_commit_mark = self.first_unchosen;
+            self.pending_records.push(LogRecord::Commit { upto: self.first_unchosen });
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The Multi-Paxos core: one replica's proposer, acceptor, learner and leader election, sans IO.
+//!
+//! This file holds the [`Paxos`] struct, its constructors, its public inputs
+//! (`handle_*`, `propose`, `compact`), its outputs (`poll_action`) and
+//! accessors, and the dispatch of incoming messages. The protocol lives in
+//! the submodules, one concern each: `acceptor` (Prepare and Accept),
+//! `proposer` (standing, Phase 1 and 2 as leader), `learner` (chosen slots,
+//! commits, catch-up), `election` (heartbeat rounds, leader ballot) and
+//! `output` (sending, persist-before-reply, ending each call).
+
+mod acceptor;
+mod election;
+mod learner;
+mod output;
+mod proposer;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use synod_wire::{Ballot, LogRecord, Message, NodeId, Slot, Status, Value};
+
+use crate::action::{Action, PersistToken};
+use crate::config::Config;
+use crate::durable::Durable;
+use crate::rng::Rng;
+use crate::stats::Stats;
+
+use election::Election;
+use proposer::{Candidate, Leader};
+
+/// Why a proposal was refused. The batch comes back to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This replica is not the leader (or has not finished Phase 1).
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The replica this one believes leads, if any.
+        leader: Option<NodeId>,
+        /// The refused batch.
+        batch: Vec<u8>,
+    },
+    /// The window of outstanding slots is full; propose again after a commit.
+    #[error("the proposal window is full")]
+    WindowFull {
+        /// The refused batch.
+        batch: Vec<u8>,
+    },
+}
+
+/// One slot as this replica's acceptor and learner know it.
+#[derive(Debug, Clone, Hash)]
+struct Entry {
+    /// The ballot the value was accepted at (`Ballot::ZERO` if only learned).
+    ballot: Ballot,
+    value: Value,
+    chosen: bool,
+}
+
+#[derive(Debug, Clone, Hash)]
+enum Role {
+    Follower,
+    Candidate(Candidate),
+    Leader(Leader),
+}
+
+/// One replica's Multi-Paxos core.
+///
+/// Deterministic and free of IO: inputs arrive through the `handle_*`
+/// methods and [`Paxos::propose`], are processed strictly in call order,
+/// and every output is queued as an [`Action`] that the driver drains with
+/// [`Paxos::poll_action`] after each call. Time is the number of
+/// [`Paxos::handle_tick`] calls; randomness comes from the seed.
+///
+/// The driver's duties: deliver `Send`s (best effort), make `Persist`
+/// records durable in order and report them with
+/// [`Paxos::handle_persisted`], apply `Commit`s in order, and call
+/// `handle_tick` at a steady rate. Messages that promise or accept are only
+/// released after the records behind them are durable.
+#[derive(Debug, Clone)]
+pub struct Paxos {
+    cfg: Config,
+    rng: Rng,
+    now: u64,
+
+    // Acceptor and learner.
+    promised: Ballot,
+    log: BTreeMap<Slot, Entry>,
+    base: Slot,
+    first_unchosen: Slot,
+    delivered: Slot,
+    known_commit: Slot,
+    last_commit_mark: Slot,
+    last_catch_up: Option<u64>,
+    peer_status: BTreeMap<NodeId, Status>,
+
+    // Persistence.
+    last_token: u64,
+    durable_token: u64,
+    pending_records: Vec<LogRecord>,
+    deferred: VecDeque<(u64, NodeId, Message)>,
+    local: VecDeque<Message>,
+
+    // Proposer and election.
+    role: Role,
+    election: Election,
+    max_round: u64,
+    commit_dirty: bool,
+    announced: (Option<NodeId>, bool),
+
+    actions: VecDeque<Action>,
+    stats: Stats,
+}
+
+/// Hashes everything that can influence what the core does next: every field but `stats`.
+///
+/// For model checkers, which tell states apart by hash (the stateright model in
+/// `tests/it/model.rs`): the counters only grow and never influence behaviour, so hashing
+/// them would keep apart states that act the same. A field added to `Paxos` must be added here.
+impl Hash for Paxos {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let Paxos {
+            cfg,
+            rng,
+            now,
+            promised,
+            log,
+            base,
+            first_unchosen,
+            delivered,
+            known_commit,
+            last_commit_mark,
+            last_catch_up,
+            peer_status,
+            last_token,
+            durable_token,
+            pending_records,
+            deferred,
+            local,
+            role,
+            election,
+            max_round,
+            commit_dirty,
+            announced,
+            actions,
+            stats: _,
+        } = self;
+        cfg.hash(state);
+        rng.hash(state);
+        now.hash(state);
+        promised.hash(state);
+        log.hash(state);
+        base.hash(state);
+        first_unchosen.hash(state);
+        delivered.hash(state);
+        known_commit.hash(state);
+        last_commit_mark.hash(state);
+        last_catch_up.hash(state);
+        peer_status.hash(state);
+        last_token.hash(state);
+        durable_token.hash(state);
+        pending_records.hash(state);
+        deferred.hash(state);
+        local.hash(state);
+        role.hash(state);
+        election.hash(state);
+        max_round.hash(state);
+        commit_dirty.hash(state);
+        announced.hash(state);
+        actions.hash(state);
+    }
+}
+
+impl Paxos {
+    /// A fresh replica with an empty log. `seed` drives its election timeouts.
+    pub fn new(config: Config, seed: u64) -> Paxos {
+        Paxos::recover(config, seed, Durable::default(), Slot(0))
+    }
+
+    /// A replica restarted from what its log held. Chosen slots from
+    /// `deliver_from` on are committed again (`deliver_from` is where the
+    /// driver's state machine stands: 0 without a snapshot).
+    pub fn recover(config: Config, seed: u64, durable: Durable, deliver_from: Slot) -> Paxos {
+        let mut rng = Rng::new(seed ^ u64::from(config.id.0).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let timeout = rng.range(config.election_ticks.0, config.election_ticks.1);
+        let log: BTreeMap<Slot, Entry> = durable
+            .entries
+            .into_iter()
+            .map(|(slot, (ballot, value, chosen))| (slot, Entry { ballot, value, chosen }))
+            .collect();
+        let base = durable.snapshot_upto;
+        let mut paxos = Paxos {
+            rng,
+            now: 0,
+            promised: durable.promised,
+            log,
+            base,
+            first_unchosen: base,
+            delivered: deliver_from.max(base),
+            known_commit: base,
+            last_commit_mark: base,
+            last_catch_up: None,
+            peer_status: BTreeMap::new(),
+            last_token: 0,
+            durable_token: 0,
+            pending_records: Vec::new(),
+            deferred: VecDeque::new(),
+            local: VecDeque::new(),
+            role: Role::Follower,
+            election: Election {
+                round: 0,
+                round_ends: config.heartbeat_ticks,
+                replies: BTreeMap::new(),
+                // The highest ballot this replica is known to have seen.
+                leader: durable.promised,
+                quorum_connected: false,
+                happy: false,
+                unhappy_since: None,
+                timeout,
+                may_stand: false,
+            },
+            max_round: durable.promised.round,
+            commit_dirty: false,
+            announced: (None, false),
+            actions: VecDeque::new(),
+            stats: Stats::default(),
+            cfg: config,
+        };
+        paxos.advance();
+        paxos.last_commit_mark = paxos.first_unchosen;
+        paxos.known_commit = paxos.first_unchosen;
+        paxos.delivered = paxos.delivered.min(paxos.first_unchosen).max(base);
+        paxos.deliver();
+        if paxos.cfg.members.len() == 1 {
+            // A cluster of one needs no heartbeat round to elect itself.
+            paxos.stand();
+            paxos.finish();
+        }
+        paxos
+    }
+
+    /// Advances logical time by one tick.
+    pub fn handle_tick(&mut self) {
+        self.now += 1;
+        if self.now >= self.election.round_ends {
+            self.end_round();
+        } else if self.election.may_stand
+            && self.election.unhappy_since.is_some_and(|t| self.now - t >= self.election.timeout)
+        {
+            // The timeout is checked every tick, not only at round ends, so
+            // that replicas with different timeouts rarely stand together.
+            self.stand();
+        }
+        self.send_commit();
+        self.finish();
+    }
+
+    /// Handles a message from replica `from`. Messages from non-members are ignored.
+    pub fn handle_message(&mut self, from: NodeId, msg: Message) {
+        if from == self.cfg.id || !self.cfg.members.contains(&from) {
+            return;
+        }
+        self.stats.messages_in += 1;
+        self.on_message(from, msg);
+        self.finish();
+    }
+
+    /// Reports that every `Persist` up to and including `token` is durable.
+    pub fn handle_persisted(&mut self, token: PersistToken) {
+        if token.0 <= self.durable_token {
+            return;
+        }
+        self.durable_token = token.0.min(self.last_token);
+        while let Some((t, _, _)) = self.deferred.front() {
+            if *t > self.durable_token {
+                break;
+            }
+            let (_, to, msg) = self.deferred.pop_front().expect("front exists");
+            self.send(to, msg);
+        }
+        self.finish();
+    }
+
+    /// Proposes `batch` for the next free slot. Only the leader, with room in
+    /// its window, accepts; otherwise the batch comes back in the error and
+    /// nothing changed.
+    pub fn propose(&mut self, batch: Vec<u8>) -> Result<Slot, ProposeError> {
+        let leader_hint = self.leader();
+        let Role::Leader(leader) = &mut self.role else {
+            return Err(ProposeError::NotLeader { leader: leader_hint, batch });
+        };
+        if leader.pending.len() >= self.cfg.window {
+            return Err(ProposeError::WindowFull { batch });
+        }
+        let slot = leader.next_slot;
+        leader.next_slot = slot.next();
+        self.stats.proposals += 1;
+        self.start_slot(slot, Value::Batch(batch.into()));
+        self.finish();
+        Ok(slot)
+    }
+
+    /// Forgets chosen entries below `upto`, which a snapshot now covers.
+    /// Slots not yet delivered are kept.
+    pub fn compact(&mut self, upto: Slot) {
+        let upto = upto.min(self.delivered);
+        if upto > self.base {
+            self.log = self.log.split_off(&upto);
+            self.base = upto;
+        }
+    }
+
+    /// The next action for the driver, in the order they must be carried out.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The replica this one believes leads, itself included once it finished Phase 1.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.role {
+            Role::Leader(_) => Some(self.cfg.id),
+            _ if self.election.leader != Ballot::ZERO && self.election.leader.node != self.cfg.id => {
+                Some(self.election.leader.node)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this replica leads and may propose.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// Whether [`Paxos::propose`] would accept a batch now.
+    pub fn can_propose(&self) -> bool {
+        matches!(&self.role, Role::Leader(l) if l.pending.len() < self.cfg.window)
+    }
+
+    /// Slots this leader proposed that are not yet chosen (0 when not leading).
+    pub fn in_flight(&self) -> usize {
+        match &self.role {
+            Role::Leader(l) => l.pending.len(),
+            _ => 0,
+        }
+    }
+
+    /// The highest ballot this replica's acceptor promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// The highest leader ballot this replica knows of.
+    pub fn leader_ballot(&self) -> Ballot {
+        self.election.leader
+    }
+
+    /// Every slot below this one is chosen and known here.
+    pub fn first_unchosen(&self) -> Slot {
+        self.first_unchosen
+    }
+
+    /// Every slot below this one was committed to the driver.
+    pub fn delivered(&self) -> Slot {
+        self.delivered
+    }
+
+    /// The chosen value of `slot`, if this replica knows it and has not compacted it.
+    pub fn chosen(&self, slot: Slot) -> Option<&Value> {
+        self.log.get(&slot).filter(|e| e.chosen).map(|e| &e.value)
+    }
+
+    /// Ticks elapsed.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Ticks until this core next has timed work to do; a simulator may skip idle ticks up to it.
+    pub fn ticks_until_deadline(&self) -> u64 {
+        self.election.round_ends.saturating_sub(self.now).max(1)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    // ---- private: message handling ----
+
+    fn on_message(&mut self, from: NodeId, msg: Message) {
+        match msg {
+            Message::Prepare { ballot, first_unchosen } => self.on_prepare(from, ballot, first_unchosen),
+            Message::Promise { ballot, entries } => self.on_promise(from, ballot, entries),
+            Message::Accept { ballot, slot, value, commit } => {
+                self.on_accept(from, ballot, slot, value, commit)
+            }
+            Message::Accepted { ballot, slot } => self.on_accepted(from, ballot, slot),
+            Message::Commit { ballot, commit } => {
+                self.observe_leader(ballot);
+                self.learn_commit(ballot, commit);
+            }
+            Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
+            Message::CatchUp { from: lo, to } => self.on_catch_up(from, lo, to),
+            Message::CatchUpReply { entries } => self.on_catch_up_reply(from, entries),
+            Message::Ping { round, status } => {
+                self.observe_status(from, status);
+                let status = self.status();
+                self.send(from, Message::Pong { round, status });
+            }
+            Message::Pong { round, status } => {
+                self.observe_status(from, status);
+                if round == self.election.round {
+                    self.election.replies.insert(from, status);
+                }
+            }
+        }
+    }
+}

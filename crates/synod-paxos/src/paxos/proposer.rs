@@ -1,0 +1,162 @@
+//! The proposer: stands for election (Phase 1), leads, proposes slots and counts votes (Phase 2).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use synod_wire::{Ballot, Message, NodeId, PromiseEntry, Slot, Value};
+
+use super::{Paxos, Role};
+
+/// A replica standing for election: Phase 1 at `ballot`, collecting promises.
+#[derive(Debug, Clone, Hash)]
+pub(super) struct Candidate {
+    pub(super) ballot: Ballot,
+    /// The first slot this replica did not know chosen when it stood.
+    pub(super) from: Slot,
+    pub(super) promises: BTreeMap<NodeId, Vec<PromiseEntry>>,
+}
+
+/// A replica that finished Phase 1 and leads at `ballot`.
+#[derive(Debug, Clone, Hash)]
+pub(super) struct Leader {
+    pub(super) ballot: Ballot,
+    pub(super) next_slot: Slot,
+    pub(super) pending: BTreeMap<Slot, Pending>,
+}
+
+/// A slot the leader proposed and has not yet seen chosen.
+#[derive(Debug, Clone, Hash)]
+pub(super) struct Pending {
+    pub(super) value: Value,
+    pub(super) votes: BTreeSet<NodeId>,
+    pub(super) sent_at: u64,
+}
+
+impl Paxos {
+    pub(super) fn on_promise(&mut self, from: NodeId, ballot: Ballot, entries: Vec<PromiseEntry>) {
+        let Role::Candidate(c) = &mut self.role else { return };
+        if c.ballot != ballot {
+            return;
+        }
+        c.promises.insert(from, entries);
+        if c.promises.len() >= self.cfg.majority() {
+            self.become_leader();
+        }
+    }
+    pub(super) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
+        let majority = self.cfg.majority();
+        let Role::Leader(l) = &mut self.role else { return };
+        if l.ballot != ballot {
+            return;
+        }
+        let Some(p) = l.pending.get_mut(&slot) else { return };
+        p.votes.insert(from);
+        if p.votes.len() >= majority {
+            let value = l.pending.remove(&slot).expect("present").value;
+            // Our own acceptor normally holds this very value at this ballot;
+            // then there is nothing to compare or copy.
+            if self.log.get(&slot).is_some_and(|e| e.ballot == ballot && !e.chosen) {
+                self.mark_chosen(slot);
+            } else {
+                self.choose(slot, value);
+            }
+            self.commit_dirty = true;
+        }
+    }
+
+    pub(super) fn on_reject(&mut self, ballot: Ballot, promised: Ballot) {
+        self.max_round = self.max_round.max(promised.round);
+        if self.role_ballot() == Some(ballot) && promised > ballot {
+            self.step_down();
+        }
+        self.observe_leader(promised);
+    }
+    pub(super) fn stand(&mut self) {
+        let round = self.max_round.max(self.promised.round).max(self.election.leader.round) + 1;
+        let ballot = Ballot::new(round, self.cfg.id);
+        self.max_round = round;
+        self.election.leader = ballot;
+        self.election.happy = true;
+        self.election.unhappy_since = None;
+        self.election.may_stand = false;
+        self.stats.elections += 1;
+        self.role =
+            Role::Candidate(Candidate { ballot, from: self.first_unchosen, promises: BTreeMap::new() });
+        // Promise to ourselves first: peers hear the ballot only once our own
+        // promise is durable, so a restart can never reuse it.
+        self.on_prepare(self.cfg.id, ballot, self.first_unchosen);
+        for peer in self.cfg.peers().collect::<Vec<_>>() {
+            self.defer(peer, Message::Prepare { ballot, first_unchosen: self.first_unchosen });
+        }
+    }
+
+    fn become_leader(&mut self) {
+        let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else { return };
+        let mut merged: BTreeMap<Slot, PromiseEntry> = BTreeMap::new();
+        for (node, entries) in c.promises {
+            if self.ignores_promise_from(node) {
+                continue;
+            }
+            for e in entries {
+                if e.slot < c.from {
+                    continue;
+                }
+                match merged.get(&e.slot) {
+                    Some(m) if m.chosen || (!e.chosen && e.ballot <= m.ballot) => {}
+                    _ => {
+                        merged.insert(e.slot, e);
+                    }
+                }
+            }
+        }
+        let next_slot = merged.keys().next_back().map_or(c.from, |s| s.next()).max(c.from);
+        self.role = Role::Leader(Leader { ballot: c.ballot, next_slot, pending: BTreeMap::new() });
+        self.stats.became_leader += 1;
+        let mut slot = c.from;
+        while slot < next_slot {
+            let value = merged.remove(&slot).map_or(Value::Noop, |e| e.value);
+            self.start_slot(slot, value);
+            slot = slot.next();
+        }
+        self.commit_dirty = true;
+    }
+
+    pub(super) fn start_slot(&mut self, slot: Slot, value: Value) {
+        let Role::Leader(l) = &mut self.role else { return };
+        let ballot = l.ballot;
+        l.pending.insert(slot, Pending { value: value.clone(), votes: BTreeSet::new(), sent_at: self.now });
+        let commit = self.first_unchosen;
+        for peer in self.cfg.peers().collect::<Vec<_>>() {
+            self.send(peer, Message::Accept { ballot, slot, value: value.clone(), commit });
+        }
+        if !self.cfg.eager_commit {
+            // Every peer now has the commit point.
+            self.commit_dirty = false;
+        }
+        self.send(self.cfg.id, Message::Accept { ballot, slot, value, commit });
+    }
+
+    pub(super) fn step_down(&mut self) {
+        if !matches!(self.role, Role::Follower) {
+            self.role = Role::Follower;
+            self.stats.step_downs += 1;
+            self.election.happy = false;
+        }
+    }
+
+    pub(super) fn role_ballot(&self) -> Option<Ballot> {
+        match &self.role {
+            Role::Follower => None,
+            Role::Candidate(c) => Some(c.ballot),
+            Role::Leader(l) => Some(l.ballot),
+        }
+    }
+    #[cfg(feature = "planted-bugs")]
+    fn ignores_promise_from(&self, node: NodeId) -> bool {
+        self.cfg.bugs.ignore_promised_values && node != self.cfg.id
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    fn ignores_promise_from(&self, _node: NodeId) -> bool {
+        false
+    }
+}
