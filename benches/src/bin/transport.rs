@@ -65,7 +65,7 @@ fn main() -> Result<()> {
     let config = |id: u32| -> Result<NodeConfig> {
         Ok(NodeConfig {
             id: NodeId(id),
-            peers: peers.clone(),
+            peers: synod_transport::address_book(peers.clone()),
             credentials: ca.issue(Identity::Node(NodeId(id)))?,
             settings: settings(),
         })

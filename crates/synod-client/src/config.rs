@@ -1,11 +1,10 @@
 //! The client's configuration: the address book, credentials, timeouts and the pipelining limit.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use synod_transport::{Credentials, Identity, Settings};
+use synod_transport::{Credentials, Identity, PeerAddr, Settings};
 use synod_wire::NodeId;
 
 use crate::ConfigError;
@@ -19,7 +18,7 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 /// clamp their arguments into range.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    pub(crate) replicas: Vec<(NodeId, SocketAddr)>,
+    pub(crate) replicas: Vec<(NodeId, PeerAddr)>,
     pub(crate) credentials: Credentials,
     pub(crate) request_timeout: Duration,
     pub(crate) deadline: Duration,
@@ -32,18 +31,24 @@ impl ClientConfig {
     /// A configuration for the replicas of `replicas`, authenticating with `credentials`
     /// (a client's, or a replica's for tools running on a replica host).
     ///
+    /// `replicas` maps replica ids to `SocketAddr`s or [`PeerAddr`]s; a host
+    /// name is resolved on every connection attempt. To read a client file,
+    /// see [`ClientConfig::load`].
+    ///
     /// Defaults: a request timeout of 1 s per attempt, an overall deadline of
     /// 30 s per call, [`MAX_IN_FLIGHT`] requests in flight, the transport's
-    /// default settings, and an ephemeral local port.
-    pub fn new(
-        replicas: BTreeMap<NodeId, SocketAddr>,
+    /// default settings, and an ephemeral local port (IPv6 if the first
+    /// replica is a literal IPv6 address, else IPv4; see [`ClientConfig::with_bind`]).
+    pub fn new<A: Into<PeerAddr>>(
+        replicas: impl IntoIterator<Item = (NodeId, A)>,
         credentials: Credentials,
     ) -> Result<ClientConfig, ConfigError> {
-        let first = *replicas.values().next().ok_or(ConfigError::NoReplicas)?;
-        let bind = if first.is_ipv4() {
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
-        } else {
+        let replicas = synod_transport::address_book(replicas);
+        let first = replicas.values().next().ok_or(ConfigError::NoReplicas)?;
+        let bind = if first.literal().is_some_and(|a| a.is_ipv6()) {
             SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
         };
         Ok(ClientConfig {
             replicas: replicas.into_iter().collect(),
@@ -58,10 +63,10 @@ impl ClientConfig {
 
     /// Loads client `client`'s credentials from `dir` (the layout `synod certs init`
     /// writes: `ca.pem`, `client-<client>.pem`, `client-<client>.key`).
-    pub fn from_cert_dir(
+    pub fn from_cert_dir<A: Into<PeerAddr>>(
         dir: impl AsRef<Path>,
         client: u32,
-        replicas: BTreeMap<NodeId, SocketAddr>,
+        replicas: impl IntoIterator<Item = (NodeId, A)>,
     ) -> Result<ClientConfig, ConfigError> {
         let dir = dir.as_ref();
         let credentials = Credentials::load(dir, Identity::Client(client))
@@ -108,7 +113,7 @@ impl ClientConfig {
     }
 
     /// The address book, in replica order.
-    pub fn replicas(&self) -> &[(NodeId, SocketAddr)] {
+    pub fn replicas(&self) -> &[(NodeId, PeerAddr)] {
         &self.replicas
     }
 

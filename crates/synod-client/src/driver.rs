@@ -23,12 +23,11 @@
 //! multiply the requests in flight.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use synod_transport::{ClientEndpoint, ClientStream, Jitter, RecvError, SendError};
+use synod_transport::{ClientEndpoint, ClientStream, Jitter, PeerAddr, RecvError, SendError};
 use synod_wire::{ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, Seq, Wire, MAX_FRAME_LEN};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -118,7 +117,7 @@ pub(crate) struct Driver {
     failovers: u32,
     /// Connection attempts that failed in a row, and the last failure.
     connect_failures: usize,
-    last_failure: Option<(SocketAddr, LinkError)>,
+    last_failure: Option<(PeerAddr, LinkError)>,
     rng: Jitter,
 }
 
@@ -272,7 +271,7 @@ impl Driver {
                 match result {
                     Ok(stream) => self.link_up(node, stream),
                     Err(e) => {
-                        let addr = self.cfg.replicas[self.cursor].1;
+                        let addr = self.cfg.replicas[self.cursor].1.clone();
                         tracing::debug!(%addr, error = %e, "cannot connect to replica");
                         self.connect_failures += 1;
                         self.last_failure = Some((addr, e));
@@ -502,7 +501,7 @@ impl Driver {
     fn start_connect(&mut self) {
         self.epoch += 1;
         self.link = Link::Connecting;
-        let (node, addr) = self.cfg.replicas[self.cursor];
+        let (node, addr) = self.cfg.replicas[self.cursor].clone();
         let (endpoint, events, epoch, timeout) =
             (self.endpoint.clone(), self.events_tx.clone(), self.epoch, self.cfg.request_timeout);
         tokio::spawn(async move {

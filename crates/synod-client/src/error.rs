@@ -1,6 +1,5 @@
 //! The client's errors: one enum per operation family (configuring, connecting, calling).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +12,19 @@ pub enum ConfigError {
     /// The address book is empty.
     #[error("the address book names no replica")]
     NoReplicas,
+    /// The configuration file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is malformed or names something unusable
+    /// (the message starts with the file's path, then the field).
+    #[error("{0}")]
+    Invalid(String),
     /// The client's certificates could not be loaded.
     #[error("cannot load client credentials from {dir}: {source}")]
     Certs {
@@ -44,8 +56,8 @@ pub enum ConnectError {
     /// Every replica of the address book was tried and none could be reached; this is the last failure.
     #[error("cannot reach any replica; last tried {addr}: {source}")]
     Connect {
-        /// The last replica tried.
-        addr: SocketAddr,
+        /// The last replica tried, as its address book gives it.
+        addr: synod_transport::PeerAddr,
         /// Why it failed.
         #[source]
         source: LinkError,

@@ -43,7 +43,9 @@ mod client;
 mod config;
 mod driver;
 mod error;
+pub mod file;
 
 pub use client::{CasOutcome, Client};
 pub use config::{ClientConfig, MAX_IN_FLIGHT};
+pub use file::ClientFile;
 pub use error::{ClientError, ConfigError, ConnectError, LinkError, Rejection};

@@ -91,6 +91,8 @@ metrics_table! {
     STATE_DIGEST_HI = "synod_state_digest_hi", Gauge, "High 32 bits of the applied-state digest.";
     /// Gauge; see [`crate::set_state_digest`].
     STATE_DIGEST_LO = "synod_state_digest_lo", Gauge, "Low 32 bits of the applied-state digest.";
+    /// Gauge.
+    CERT_EXPIRY_SECONDS = "synod_cert_expiry_seconds", Gauge, "Seconds until this replica's certificate expires (negative once expired).";
 }
 
 /// The label naming a peer replica by number, on [`PEER_CONNECTED`].

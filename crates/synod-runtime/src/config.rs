@@ -1,12 +1,11 @@
 //! A replica's configuration.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use synod_session::SessionConfig;
-use synod_transport::{Credentials, Settings};
+use synod_transport::{Credentials, PeerAddr, Settings};
 use synod_wire::NodeId;
 
 /// Timing of the consensus core, in wall-clock terms.
@@ -31,8 +30,9 @@ impl Default for Timing {
 pub struct ReplicaConfig {
     /// This replica.
     pub id: NodeId,
-    /// Every replica's address, this one's included.
-    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Every replica's address, this one's included: socket addresses or
+    /// `host:port`, resolved when binding (this one's) and on every dial (the others').
+    pub peers: BTreeMap<NodeId, PeerAddr>,
     /// The cluster CA and this replica's certificate and key.
     pub credentials: Credentials,
     /// Where the write-ahead log lives.
@@ -62,15 +62,17 @@ pub struct ReplicaConfig {
 
 impl ReplicaConfig {
     /// A configuration with synod's defaults for everything but identity, peers, credentials and data directory.
-    pub fn new(
+    ///
+    /// `peers` maps every replica to its address: a `SocketAddr` or a [`PeerAddr`].
+    pub fn new<A: Into<PeerAddr>>(
         id: NodeId,
-        peers: BTreeMap<NodeId, SocketAddr>,
+        peers: impl IntoIterator<Item = (NodeId, A)>,
         credentials: Credentials,
         data_dir: impl Into<PathBuf>,
     ) -> ReplicaConfig {
         ReplicaConfig {
             id,
-            peers,
+            peers: synod_transport::address_book(peers),
             credentials,
             data_dir: data_dir.into(),
             timing: Timing::default(),

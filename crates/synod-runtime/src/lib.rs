@@ -38,8 +38,9 @@
 //!
 //! // Certificates as `synod certs init --dir certs --nodes 3` writes them.
 //! let credentials = Credentials::load("certs".as_ref(), Identity::Node(NodeId(1))).expect("certificates");
-//! let peers: BTreeMap<NodeId, _> = (1..=3)
-//!     .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i).parse().expect("address")))
+//! // Addresses are `ip:port` or `host:port` (resolved when binding and dialing).
+//! let peers: BTreeMap<NodeId, synod_transport::PeerAddr> = (1..=3)
+//!     .map(|i| (NodeId(i), format!("localhost:{}", 7000 + i).parse().expect("address")))
 //!     .collect();
 //! let config = ReplicaConfig::new(NodeId(1), peers, credentials, "data/node-1");
 //! let replica = Replica::start(config, KvStore::default()).expect("replica starts");
@@ -49,6 +50,7 @@
 #![warn(missing_docs)]
 
 mod apply;
+mod cert_watch;
 mod config;
 mod core_loop;
 mod replica;

@@ -78,6 +78,7 @@ pub struct Replica {
     applier: Option<JoinHandle<()>>,
     transport: Option<Arc<Node>>,
     log: Arc<Mutex<Option<GroupCommit>>>,
+    cert_watch: Option<JoinHandle<()>>,
 }
 
 impl Replica {
@@ -152,6 +153,7 @@ impl Replica {
             .name(format!("synod-tick-{}", config.id.0))
             .spawn(move || ticker.run_ticks(tick))
             .inspect_err(|_| driver.stop_core())?;
+        let cert_watch = crate::cert_watch::spawn(config.id, config.credentials.cert(), stop.clone());
         Ok(Replica {
             stop,
             status,
@@ -159,6 +161,7 @@ impl Replica {
             applier: Some(applier_thread),
             transport: Some(transport),
             log,
+            cert_watch,
         })
     }
 
@@ -201,6 +204,9 @@ impl Replica {
         }
         // The tick thread dropped the core and with it the apply channel's sender; the apply thread drains and exits.
         if let Some(t) = self.applier.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.cert_watch.take() {
             let _ = t.join();
         }
         if let Some(group) = self.log.lock().take() {

@@ -34,6 +34,9 @@ pub struct ClientEndpoint {
 /// Why a client could not reach a replica.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The replica's host name did not resolve.
+    #[error("cannot connect: {0}")]
+    Resolve(#[from] crate::AddrError),
     /// The connection could not be started (bad address, endpoint closed).
     #[error("cannot connect to {addr}: {source}")]
     Connect {
@@ -108,11 +111,15 @@ impl ClientEndpoint {
 
     /// Connects to the replica at `addr` (replica `replica` if given, else
     /// any replica of the cluster) and opens the long-lived request stream.
+    ///
+    /// A host name is resolved now, on every call, preferring the family of
+    /// the endpoint's own address.
     pub async fn connect(
         &self,
-        addr: SocketAddr,
+        addr: impl Into<crate::PeerAddr>,
         replica: Option<NodeId>,
     ) -> Result<ClientStream, ConnectError> {
+        let addr = addr.into().lookup(self.endpoint.local_addr().ok()).await?;
         let config = tls::quinn_client(&self.credentials, replica, self.transport.clone())?;
         let conn = self
             .endpoint

@@ -34,8 +34,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = std::path::Path::new("/etc/synod/certs");
 //! certs::init(dir, 3, 1, false)?;
-//! let peers: BTreeMap<NodeId, std::net::SocketAddr> = (1..=3)
-//!     .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i).parse().unwrap()))
+//! let peers: BTreeMap<NodeId, synod_transport::PeerAddr> = (1..=3)
+//!     .map(|i| (NodeId(i), format!("localhost:{}", 7000 + i).parse().unwrap()))
 //!     .collect();
 //! let (tx, rx) = crossbeam_channel::unbounded::<Inbound>();
 //! let node = Node::start(
@@ -58,6 +58,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod addr;
 pub mod certs;
 mod client;
 pub mod frame;
@@ -69,9 +70,12 @@ mod stats;
 pub mod tls;
 mod udp;
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use synod_wire::NodeId;
 
+pub use addr::{AddrError, PeerAddr};
 pub use certs::{Credentials, Identity};
 pub use client::{ClientEndpoint, ClientSender, ClientStream, ConnectError, RecvError};
 pub use frame::FrameError;
@@ -80,6 +84,13 @@ pub use node::{ClientConnId, Inbound, Lane, Node, NodeConfig, Settings, Sink, St
 pub use queue::QueueLimit;
 pub use stats::{Stats, StatsSnapshot};
 pub use tls::ALPN;
+
+/// An address book of [`PeerAddr`]s from socket addresses (or anything else that converts).
+pub fn address_book<A: Into<PeerAddr>>(
+    book: impl IntoIterator<Item = (NodeId, A)>,
+) -> BTreeMap<NodeId, PeerAddr> {
+    book.into_iter().map(|(id, addr)| (id, addr.into())).collect()
+}
 
 /// Why a frame was not queued for a replica (or, from a client, for its replica); the frame is handed back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use synod_wire::{NodeId, MAX_FRAME_LEN};
 
+use crate::addr::{AddrError, PeerAddr};
 use crate::certs::{Credentials, Identity};
 use crate::io::{
     code, peer_header, remote_identity, write_loop, FrameReader, ReadFail, KIND_BULK, KIND_CLIENT,
@@ -149,7 +150,9 @@ pub struct NodeConfig {
     /// This replica.
     pub id: NodeId,
     /// The address book: every replica's address (this one's included, for [`Node::start`]).
-    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Host names are resolved on every dial (see [`PeerAddr`]); build it from
+    /// socket addresses with [`crate::address_book`].
+    pub peers: BTreeMap<NodeId, PeerAddr>,
     /// The cluster CA and this replica's certificate, which must name `id`.
     pub credentials: Credentials,
     /// Tunables.
@@ -170,6 +173,9 @@ pub enum StartError {
     /// The address book has no address for this replica.
     #[error("the address book has no address for node {}", .0 .0)]
     NoAddress(NodeId),
+    /// This replica's own address could not be resolved.
+    #[error("cannot bind this replica's address: {0}")]
+    Resolve(#[from] AddrError),
     /// `max_frame_len` is above [`MAX_FRAME_LEN`].
     #[error("max_frame_len {0} exceeds the limit of {MAX_FRAME_LEN}")]
     FrameLimit(usize),
@@ -229,11 +235,13 @@ struct Shared {
     next_client: AtomicU64,
     endpoint: quinn::Endpoint,
     closing: AtomicBool,
+    /// Why the last refused handshake failed (an expired certificate says so here).
+    last_handshake_failure: Mutex<Option<String>>,
 }
 
 struct Link {
     peer: NodeId,
-    addr: SocketAddr,
+    addr: PeerAddr,
     consensus: Arc<Outbox>,
     bulk: Arc<Outbox>,
     /// Serialise writers across connections, so an old connection's writer
@@ -258,7 +266,7 @@ impl Node {
         sink: impl Fn(Inbound) + Send + Sync + 'static,
     ) -> Result<Node, StartError> {
         check(&config)?;
-        let addr = *config.peers.get(&config.id).ok_or(StartError::NoAddress(config.id))?;
+        let addr = config.peers.get(&config.id).ok_or(StartError::NoAddress(config.id))?.resolve(None)?;
         let socket = crate::udp::bind(addr).map_err(|source| StartError::Io { what: "binding", source })?;
         Node::start_on(socket, config, sink)
     }
@@ -298,13 +306,13 @@ impl Node {
         let local_addr =
             endpoint.local_addr().map_err(|source| StartError::Io { what: "reading the address", source })?;
         let mut links = HashMap::new();
-        for (&peer, &addr) in peers.iter().filter(|(&p, _)| p != id) {
+        for (&peer, addr) in peers.iter().filter(|(&p, _)| p != id) {
             let client_config = tls::quinn_client(&credentials, Some(peer), transport.clone())?;
             links.insert(
                 peer,
                 Arc::new(Link {
                     peer,
-                    addr,
+                    addr: addr.clone(),
                     consensus: Arc::new(Outbox::new(settings.consensus_queue)),
                     bulk: Arc::new(Outbox::new(settings.bulk_queue)),
                     consensus_writer: tokio::sync::Mutex::new(()),
@@ -324,6 +332,7 @@ impl Node {
             next_client: AtomicU64::new(1),
             endpoint,
             closing: AtomicBool::new(false),
+            last_handshake_failure: Mutex::new(None),
         });
         runtime.spawn(shared.clone().accept_loop());
         for link in shared.links.values().filter(|l| l.peer > id) {
@@ -349,6 +358,12 @@ impl Node {
         };
         tracing::info!(node = id.0, addr = %local_addr, "transport started");
         Ok(Node { shared, runtime: Some(runtime), local_addr })
+    }
+
+    /// Why the last handshake this replica refused failed, as logged (e.g. a
+    /// peer's expired certificate); `None` if it has refused none.
+    pub fn last_handshake_failure(&self) -> Option<String> {
+        self.shared.last_handshake_failure.lock().clone()
     }
 
     /// Queues `frame` for replica `to` on the ordered consensus stream.
@@ -505,7 +520,9 @@ impl Shared {
             Ok(conn) => conn,
             Err(e) => {
                 Stats::add(&self.stats.handshake_failures, 1);
-                tracing::warn!(%remote, error = %e, "handshake refused");
+                let why = e.to_string();
+                tracing::warn!(%remote, error = %why, "handshake refused");
+                *self.last_handshake_failure.lock() = Some(why);
                 return;
             }
         };
@@ -532,23 +549,62 @@ impl Shared {
         let mut rng = Jitter::new(u64::from(self.id.0) << 32 | u64::from(link.peer.0));
         let mut backoff = self.settings.reconnect_min;
         let name = tls::server_name(Some(link.peer));
+        let local = self.endpoint.local_addr().ok();
+        // The first failure of a kind in a row is logged as a warning, repeats at debug level.
+        let mut last_warned = String::new();
         while !self.closing.load(Ordering::Acquire) {
-            let attempt = self.endpoint.connect_with(link.client_config.clone(), link.addr, &name);
+            // Host names are resolved again on every attempt: a peer that moved is found.
+            let addr = match link.addr.lookup(local).await {
+                Ok(addr) => addr,
+                Err(e) => {
+                    Stats::add(&self.stats.connect_failures, 1);
+                    let text = e.to_string();
+                    if text != last_warned {
+                        tracing::warn!(peer = link.peer.0, error = %text, "cannot resolve the peer's address; retrying");
+                        last_warned = text;
+                    } else {
+                        tracing::debug!(peer = link.peer.0, error = %text, "cannot resolve the peer's address");
+                    }
+                    tokio::time::sleep(rng.around(backoff)).await;
+                    backoff = (backoff * 2).min(self.settings.reconnect_max);
+                    continue;
+                }
+            };
+            let attempt = self.endpoint.connect_with(link.client_config.clone(), addr, &name);
             match attempt {
                 Ok(connecting) => match connecting.await {
                     Ok(conn) => {
-                        backoff = self.settings.reconnect_min;
+                        let up = tokio::time::Instant::now();
                         self.run_link(&link, conn, true).await;
+                        // A link that lasted resets the backoff; one closed at once (the
+                        // peer refused our certificate after the handshake) does not.
+                        if up.elapsed() >= self.settings.reconnect_max {
+                            backoff = self.settings.reconnect_min;
+                            last_warned.clear();
+                        }
                     }
                     Err(e) => {
                         Stats::add(&self.stats.connect_failures, 1);
-                        tracing::debug!(peer = link.peer.0, error = %e, "dial failed");
+                        // A refused handshake (an expired or foreign certificate) is worth a
+                        // warning; a peer that is simply down is not.
+                        let refused = matches!(
+                            &e,
+                            quinn::ConnectionError::TransportError(_)
+                                | quinn::ConnectionError::ConnectionClosed(_)
+                        );
+                        let text = e.to_string();
+                        if refused && text != last_warned {
+                            tracing::warn!(peer = link.peer.0, %addr, error = %text, "handshake with peer failed");
+                            last_warned = text;
+                        } else {
+                            tracing::debug!(peer = link.peer.0, %addr, error = %text, "dial failed");
+                        }
                     }
                 },
                 Err(quinn::ConnectError::EndpointStopping) => return,
                 Err(e) => {
                     Stats::add(&self.stats.connect_failures, 1);
-                    tracing::warn!(peer = link.peer.0, error = %e, "cannot dial");
+                    tracing::warn!(peer = link.peer.0, %addr, error = %e, "cannot dial");
                 }
             }
             tokio::time::sleep(rng.around(backoff)).await;

@@ -161,7 +161,7 @@ impl TestCluster {
             let id = NodeId(i);
             let config = NodeConfig {
                 id,
-                peers: book.clone(),
+                peers: synod_transport::address_book(book.clone()),
                 credentials: Credentials::load(dir.path(), Identity::Node(id)).unwrap(),
                 settings: node_settings(),
             };

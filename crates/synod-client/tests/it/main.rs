@@ -257,7 +257,7 @@ fn connecting_to_nothing_fails_with_the_address() {
         other => panic!("expected a connect error, got {other:?}"),
     }
     assert!(matches!(
-        ClientConfig::from_cert_dir(cluster.dir.path(), 1, BTreeMap::new()),
+        ClientConfig::from_cert_dir(cluster.dir.path(), 1, BTreeMap::<NodeId, std::net::SocketAddr>::new()),
         Err(ConfigError::NoReplicas)
     ));
     assert!(matches!(

@@ -72,7 +72,7 @@ fn a_dialed_replica_presenting_another_nodes_certificate_is_refused() {
     let mut cluster = Cluster::new(3);
     // Node 1's address book sends "node 2" to where node 3 listens.
     let mut config = cluster.config(1, settings());
-    config.peers.insert(NodeId(2), cluster.book[&NodeId(3)]);
+    config.peers.insert(NodeId(2), cluster.book[&NodeId(3)].into());
     let (n3, e3) = cluster.start(3, settings());
     let (n1, e1) = cluster.start_with(config);
     e1.peer_up(3);
@@ -147,4 +147,48 @@ fn a_client_without_a_certificate_is_refused() {
     assert!(read.is_err(), "a client without a certificate read {read:?}");
     wait_stats(&n1, "a handshake failure", |s| s.handshake_failures >= 1);
     assert!(e1.0.try_iter().all(|e| !matches!(e, synod_transport::Inbound::ClientUp { .. })));
+}
+
+/// A certificate whose validity ended yesterday.
+fn expired(ca: &Ca, id: Identity) -> synod_transport::Credentials {
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    ca.issue_with(id, synod_transport::certs::Validity { not_before: now - 10 * day, not_after: now - day })
+        .unwrap()
+}
+
+#[test]
+fn a_replica_with_an_expired_certificate_is_refused_and_the_error_says_expired() {
+    let mut cluster = Cluster::new(2);
+    let mut config = cluster.config(2, settings());
+    config.credentials = expired(&cluster.ca, Identity::Node(NodeId(2)));
+    let (n2, _e2) = cluster.start_with(config);
+    let client = cluster.creds(Identity::Client(1));
+    let rt = runtime();
+    let err = rt.block_on(async {
+        let ep =
+            synod_transport::ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), client, settings()).unwrap();
+        ep.connect(cluster.book[&NodeId(2)], Some(NodeId(2))).await.unwrap_err()
+    });
+    let text = err.to_string();
+    assert!(text.contains("expired"), "the dialer's error does not say the certificate expired: {text}");
+    wait_stats(&n2, "a handshake failure", |s| s.handshake_failures >= 1);
+}
+
+#[test]
+fn a_peer_dialing_with_an_expired_certificate_is_refused() {
+    let mut cluster = Cluster::new(2);
+    let (n2, e2) = cluster.start(2, settings());
+    // Node 1 dials node 2 (the lower id dials) presenting an expired certificate.
+    let mut config = cluster.config(1, settings());
+    config.credentials = expired(&cluster.ca, Identity::Node(NodeId(1)));
+    let (n1, _e1) = cluster.start_with(config);
+    wait_stats(&n2, "a refused handshake", |s| s.handshake_failures >= 1);
+    let why = n2.last_handshake_failure().expect("a handshake failure is recorded");
+    assert!(why.contains("expired"), "the refusal does not say the certificate expired: {why}");
+    // In TLS 1.3 the dialer's handshake may finish before node 2 judges its
+    // certificate: node 1 then sees its connection closed, and redials with backoff.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(n1.stats().peer_connections < 50, "redialing without backoff: {:?}", n1.stats());
+    assert!(!e2.saw_peer_up(1));
 }

@@ -54,7 +54,7 @@ impl Cluster {
     pub fn config(&self, id: u32, settings: Settings) -> NodeConfig {
         NodeConfig {
             id: NodeId(id),
-            peers: self.book.clone(),
+            peers: synod_transport::address_book(self.book.clone()),
             credentials: self.creds(Identity::Node(NodeId(id))),
             settings,
         }
