@@ -383,22 +383,14 @@ fn nemesis(
 /// Each replica's status, read from inside the client namespace.
 fn statuses(dir: &std::path::Path) -> Vec<Option<Value>> {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", CLIENT_NS]).arg(synod_bin()).args(["status", "--json"]);
-    for i in 1..=REPLICAS {
-        cmd.arg("--config").arg(dir.join(format!("node-{i}.toml")));
-    }
+    cmd.args(["netns", "exec", CLIENT_NS]).arg(synod_bin()).args(["status", "--json", "--client"]);
+    cmd.arg(dir.join("client.toml"));
     let Ok(out) = cmd.stderr(Stdio::null()).output() else { return Vec::new() };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["reachable"] == Value::Bool(true)))
-        .collect()
+    crate::cluster::parse_statuses(&out.stdout).unwrap_or_default()
 }
 
 fn leader(dir: &std::path::Path) -> Option<u32> {
-    statuses(dir)
-        .iter()
-        .position(|v| v.as_ref().is_some_and(|v| v["is_leader"] == Value::Bool(true)))
-        .map(|i| i as u32 + 1)
+    statuses(dir).iter().position(|v| v.as_ref().is_some_and(crate::cluster::leads)).map(|i| i as u32 + 1)
 }
 
 /// Waits until every replica answers, hears all its peers and one leads, so

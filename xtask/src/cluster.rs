@@ -56,11 +56,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         "down" => cluster.down(),
         "status" => {
+            cluster.replicas_on_disk()?;
             let mut cmd = Command::new(synod_bin());
-            cmd.arg("status");
-            for i in 1..=cluster.replicas_on_disk()? {
-                cmd.arg("--config").arg(cluster.node_file(i));
-            }
+            cmd.arg("status").arg("--client").arg(cluster.client_file());
             run_cmd(&mut cmd)
         }
         other => bail!("unknown cluster action {other:?}: use up, down or status"),
@@ -68,8 +66,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 pub(crate) fn build_release(bins: &[&str]) -> Result<()> {
+    build_release_with(bins, &[])
+}
+
+/// [`build_release`] with cargo features (`synod-bench/etcd`): the etcd feature's build
+/// runs protoc, which comes from the protoc-bin-vendored crate.
+pub(crate) fn build_release_with(bins: &[&str], features: &[&str]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--locked", "--quiet"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+        if features.contains(&"synod-bench/etcd") {
+            cmd.env("PROTOC", crate::vendored_protoc()?);
+        }
+    }
     // `--bin` filters every selected package, so name each binary, `synod` included.
     for b in bins {
         match *b {
@@ -219,21 +229,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Each replica's view, from `synod status --json` (None: unreachable).
+    /// Each replica's view, from `synod status --json --client client.toml` (None: unreachable).
     pub(crate) fn statuses(&self) -> Result<Vec<Option<Value>>> {
         let mut cmd = Command::new(synod_bin());
-        cmd.args(["status", "--json"]);
-        for i in 1..=self.replicas {
-            cmd.arg("--config").arg(self.node_file(i));
-        }
+        cmd.args(["status", "--json", "--client"]).arg(self.client_file());
         let out = cmd.stderr(Stdio::null()).output().context("running synod status")?;
-        let mut views = Vec::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: Value =
-                serde_json::from_str(line).with_context(|| format!("parsing status line {line:?}"))?;
-            views.push(if v["reachable"] == Value::Bool(true) { Some(v) } else { None });
-        }
-        Ok(views)
+        parse_statuses(&out.stdout)
     }
 
     /// Waits until one replica leads; returns its number.
@@ -244,7 +245,7 @@ impl Cluster {
                 let leaders: Vec<u32> = views
                     .iter()
                     .enumerate()
-                    .filter(|(_, v)| v.as_ref().is_some_and(|v| v["is_leader"] == Value::Bool(true)))
+                    .filter(|(_, v)| v.as_ref().is_some_and(leads))
                     .map(|(i, _)| i as u32 + 1)
                     .collect();
                 if let [one] = leaders[..] {
@@ -289,6 +290,20 @@ impl Cluster {
     }
 }
 
+/// The replicas' entries of `synod status --json` output (`{"replicas": [...], ...}`), in the
+/// client file's order; `None` for a replica that did not answer.
+pub(crate) fn parse_statuses(stdout: &[u8]) -> Result<Vec<Option<Value>>> {
+    let report: Value = serde_json::from_slice(stdout)
+        .with_context(|| format!("parsing synod status output {:?}", String::from_utf8_lossy(stdout)))?;
+    let replicas = report["replicas"].as_array().context("synod status output has no replicas array")?;
+    Ok(replicas.iter().map(|v| (v["reachable"] == Value::Bool(true)).then(|| v.clone())).collect())
+}
+
+/// Whether a replica's `synod status --json` entry says it leads.
+pub(crate) fn leads(view: &Value) -> bool {
+    view["role"] == "leader"
+}
+
 /// The leader, when every replica's status is in, each hears all its peers, and exactly one leads.
 pub(crate) fn ready(views: &[Option<Value>], replicas: u32) -> std::result::Result<u32, String> {
     if views.len() != replicas as usize {
@@ -298,11 +313,11 @@ pub(crate) fn ready(views: &[Option<Value>], replicas: u32) -> std::result::Resu
     for (i, view) in views.iter().enumerate() {
         let i = i as u32 + 1;
         let Some(v) = view else { return Err(format!("replica {i} does not answer")) };
-        let peers = v["peers_up"].as_array().map_or(0, Vec::len);
+        let peers = v["peers_reachable"].as_array().map_or(0, Vec::len);
         if peers + 1 < replicas as usize {
             return Err(format!("replica {i} hears {peers} of its {} peers", replicas - 1));
         }
-        if v["is_leader"] == Value::Bool(true) {
+        if leads(v) {
             leaders.push(i);
         }
     }
@@ -357,7 +372,8 @@ mod tests {
     use serde_json::json;
 
     fn view(leads: bool, peers: &[u32]) -> Option<Value> {
-        Some(json!({"reachable": true, "is_leader": leads, "peers_up": peers}))
+        let role = if leads { "leader" } else { "follower" };
+        Some(json!({"reachable": true, "role": role, "peers_reachable": peers}))
     }
 
     #[test]
@@ -371,6 +387,18 @@ mod tests {
         let none = [view(false, &[2, 3]), view(false, &[1, 3]), view(false, &[1, 2])];
         assert_eq!(ready(&none, 3), Err("no leader yet".to_owned()));
         assert_eq!(ready(&[], 3), Err("0 statuses for 3 replicas".to_owned()));
+    }
+
+    #[test]
+    fn status_output_is_one_json_object_with_a_row_per_replica() {
+        let out = br#"{"replicas":[{"id":1,"reachable":true,"role":"leader","applied":4,"digest":"00000000000000ff"},{"id":2,"reachable":false,"error":"no answer within 1s"}],"digests_agree":true}"#;
+        let views = parse_statuses(out).unwrap();
+        assert_eq!(views.len(), 2);
+        assert!(views[0].as_ref().is_some_and(leads));
+        assert_eq!(views[0].as_ref().unwrap()["digest"], "00000000000000ff");
+        assert!(views[1].is_none());
+        assert!(parse_statuses(b"").is_err());
+        assert!(parse_statuses(b"{}").is_err());
     }
 
     #[test]

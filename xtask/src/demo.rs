@@ -30,7 +30,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("--seconds must be at least 6 (the leader is killed halfway and restarted later)");
     }
     eprintln!("demo: building synod and the load generator (release)");
-    crate::ensure_protoc()?;
     build_release(&["synod", "load"])?;
     let cluster = Cluster { dir: target_dir().join("demo"), replicas: 3 };
     cluster.create(7200)?;

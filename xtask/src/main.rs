@@ -251,16 +251,14 @@ pub(crate) fn apt_install(package: &str) -> Result<()> {
     )
 }
 
-/// Installs Debian's protobuf-compiler when `protoc` is missing: the load
-/// generator's etcd client needs it to build, and the demo, the benchmarks
-/// and the checks all build the load generator.
-pub(crate) fn ensure_protoc() -> Result<()> {
-    use std::process::Stdio;
-    if Command::new("protoc").arg("--version").stdout(Stdio::null()).status().is_ok() {
-        return Ok(());
-    }
-    eprintln!("xtask: protoc is missing (the etcd client's build needs it); installing protobuf-compiler with apt-get");
-    apt_install("protobuf-compiler")
+/// The `protoc` that the etcd client's build script runs (prost-build reads `PROTOC`):
+/// the binary shipped inside the protoc-bin-vendored crate, so no command needs a
+/// system package, root or apt-get for it. Only builds with synod-bench's `etcd`
+/// feature need it.
+pub(crate) fn vendored_protoc() -> Result<PathBuf> {
+    protoc_bin_vendored::protoc_bin_path()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the protoc-bin-vendored crate has no protoc for this platform")
 }
 
 #[cfg(test)]

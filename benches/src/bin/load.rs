@@ -3,7 +3,7 @@
 //! JSON results, and an optional check that every acknowledged write can be
 //! read back.
 //!
-//! `load --help` prints the flags ([`USAGE`]).
+//! `load --help` prints the flags ([`Args`]).
 //! Both backends see the same keys, values, put/get mix and measurement.
 //! `--sessions` is the number of connections the clients share round-robin:
 //! synod sessions (one QUIC connection and one pipelined stream each), or
@@ -25,13 +25,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 use hdrhistogram::Histogram;
 use synod_client::Client;
 
 /// Which system the clients talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Backend {
+    /// A synod cluster, through `synod_client`.
     Synod,
+    /// An etcd cluster, through the `etcd-client` crate (needs the `etcd` feature).
     Etcd,
 }
 
@@ -44,102 +47,73 @@ impl Backend {
     }
 }
 
-const USAGE: &str = "\
-usage: load [--backend synod] --client-config client.toml
-       load --backend etcd [--endpoints http://127.0.0.1:2379,...]
-            [--clients 64] [--sessions 16] [--duration 10] [--warmup 2]
-            [--puts 90] [--keys 100000] [--value-size 100] [--rate OPS/S]
-            [--verify] [--kill-file PATH] [--json PATH] [--threads 0]
-";
-
-#[derive(Debug, Clone)]
+/// Closed-loop (or fixed-rate) clients against a synod or an etcd cluster.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "load")]
 struct Args {
+    /// The system under test.
+    #[arg(long, value_enum, default_value_t = Backend::Synod)]
     backend: Backend,
-    client_config: PathBuf,
+    /// The synod client file (`cargo xtask cluster up` writes one); needed for `--backend synod`.
+    #[arg(long, env = "SYNOD_CLIENT", required_if_eq("backend", "synod"))]
+    client_config: Option<PathBuf>,
+    /// etcd's client URLs, comma-separated, for `--backend etcd`.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     endpoints: Vec<String>,
+    /// Concurrent clients, each with one request outstanding.
+    #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Connections the clients share round-robin.
+    #[arg(long, default_value_t = 16)]
     sessions: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// Percentage of operations that are puts (the rest are gets).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(0..=100))]
     puts: u64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
     keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// Operations per second across all clients (default: closed loop, as fast as answered).
+    #[arg(long)]
     rate: Option<f64>,
+    /// Write every put to a key of its own and read them all back at the end.
+    #[arg(long)]
     verify: bool,
+    /// A file where another process writes the Unix time in ms at which it killed a replica.
+    #[arg(long)]
     kill_file: Option<PathBuf>,
+    /// Where to write the results as JSON.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// 0: every client on one current-thread runtime; N: a multi-thread runtime of N workers.
+    #[arg(long, default_value_t = 0)]
     threads: usize,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        backend: Backend::Synod,
-        client_config: PathBuf::new(),
-        endpoints: vec!["http://127.0.0.1:2379".to_owned()],
-        clients: 64,
-        sessions: 16,
-        duration: 10.0,
-        warmup: 2.0,
-        puts: 90,
-        keys: 100_000,
-        value_size: 100,
-        rate: None,
-        verify: false,
-        kill_file: None,
-        json: None,
-        threads: 0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--backend" => {
-                a.backend = match val()?.as_str() {
-                    "synod" => Backend::Synod,
-                    "etcd" => Backend::Etcd,
-                    other => bail!("unknown backend {other:?}: use synod or etcd"),
-                }
-            }
-            "--client-config" => a.client_config = val()?.into(),
-            "--endpoints" => {
-                a.endpoints = val()?.split(',').filter(|e| !e.is_empty()).map(str::to_owned).collect()
-            }
-            "--clients" => a.clients = val()?.parse().context("--clients takes a number")?,
-            "--sessions" => a.sessions = val()?.parse().context("--sessions takes a number")?,
-            "--duration" => a.duration = val()?.parse().context("--duration takes seconds")?,
-            "--warmup" => a.warmup = val()?.parse().context("--warmup takes seconds")?,
-            "--puts" => a.puts = val()?.parse().context("--puts takes a percentage")?,
-            "--keys" => a.keys = val()?.parse().context("--keys takes a number")?,
-            "--value-size" => a.value_size = val()?.parse().context("--value-size takes bytes")?,
-            "--rate" => a.rate = Some(val()?.parse().context("--rate takes operations per second")?),
-            "--verify" => a.verify = true,
-            "--kill-file" => a.kill_file = Some(val()?.into()),
-            "--json" => a.json = Some(val()?.into()),
-            "--threads" => {
-                a.threads =
-                    val()?.parse().context("--threads takes a number (0: one current-thread runtime)")?
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        }
-    }
-    if a.backend == Backend::Synod && a.client_config.as_os_str().is_empty() {
-        bail!("--client-config FILE is required for --backend synod");
-    }
-    if a.backend == Backend::Etcd && a.endpoints.is_empty() {
-        bail!("--endpoints needs at least one URL for --backend etcd");
-    }
-    if a.puts > 100 {
-        bail!("--puts is a percentage (0-100)");
-    }
-    if a.clients == 0 || a.sessions == 0 {
+    let mut args = Args::parse();
+    if args.clients == 0 || args.sessions == 0 {
         bail!("--clients and --sessions must be at least 1");
     }
-    a.sessions = a.sessions.min(a.clients);
-    Ok(a)
+    args.sessions = args.sessions.min(args.clients);
+    if args.backend == Backend::Etcd && args.endpoints.iter().all(|e| e.is_empty()) {
+        bail!("--endpoints needs at least one URL for --backend etcd");
+    }
+    if args.backend == Backend::Etcd && !cfg!(feature = "etcd") {
+        bail!(
+            "this load generator was built without the etcd backend: build it with \
+             `--features synod-bench/etcd` (`cargo xtask bench --peer etcd` does)"
+        );
+    }
+    Ok(args)
 }
 
 fn unix_ms() -> u64 {
@@ -164,6 +138,7 @@ struct TaskResult {
 #[derive(Clone)]
 enum Conn {
     Synod(Client),
+    #[cfg(feature = "etcd")]
     Etcd(Box<etcd_client::KvClient>),
 }
 
@@ -171,9 +146,11 @@ impl Conn {
     async fn connect(args: &Args) -> Result<Conn> {
         match args.backend {
             Backend::Synod => {
-                let config = synod_bench::client_config(&args.client_config)?;
+                let path = args.client_config.as_deref().context("--client-config FILE is required")?;
+                let config = synod_bench::client_config(path)?;
                 Ok(Conn::Synod(Client::connect(config).await.context("cannot reach the synod cluster")?))
             }
+            #[cfg(feature = "etcd")]
             Backend::Etcd => {
                 // synod's client gives a call 30 s across retries; give etcd's the same.
                 let options = etcd_client::ConnectOptions::new()
@@ -184,12 +161,15 @@ impl Conn {
                     .context("cannot reach the etcd cluster")?;
                 Ok(Conn::Etcd(Box::new(client.kv_client())))
             }
+            #[cfg(not(feature = "etcd"))]
+            Backend::Etcd => bail!("built without the etcd backend (feature `etcd`)"),
         }
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         match self {
             Conn::Synod(c) => Ok(c.put(key, value).await?),
+            #[cfg(feature = "etcd")]
             Conn::Etcd(c) => c.put(key, value, None).await.map(|_| ()).map_err(Into::into),
         }
     }
@@ -197,6 +177,7 @@ impl Conn {
     async fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
         match self {
             Conn::Synod(c) => Ok(c.get(key).await?),
+            #[cfg(feature = "etcd")]
             Conn::Etcd(c) => {
                 let reply = c.get(key, None).await?;
                 Ok(reply.kvs().first().map(|kv| kv.value().to_vec()))

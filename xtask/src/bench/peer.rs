@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::etcd::{self, Etcd};
 use super::svg;
-use crate::cluster::{build_release, Cluster};
+use crate::cluster::{build_release_with, Cluster};
 use crate::{project_root, target_dir};
 
 /// The base port of the benchmark's synod cluster (replicas on +1..+3, metrics on +101..+103).
@@ -201,9 +201,8 @@ struct Lab {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let command = format!("cargo xtask bench {}", args.join(" "));
-    crate::ensure_protoc()?;
-    eprintln!("bench: building synod and the load generator (release)");
-    build_release(&["synod", "load", "put_skeleton"])?;
+    eprintln!("bench: building synod and the load generator with its etcd backend (release)");
+    build_release_with(&["synod", "load", "put_skeleton"], &["synod-bench/etcd"])?;
     let etcd_version = etcd::ensure_installed()?;
     let began = Instant::now();
     let out = target_dir().join("bench");
