@@ -235,6 +235,7 @@ impl Paxos {
             paxos.stand();
             paxos.finish();
         }
+        paxos.debug_assert_invariants();
         paxos
     }
 
@@ -252,6 +253,7 @@ impl Paxos {
         }
         self.send_commit();
         self.finish();
+        self.debug_assert_invariants();
     }
 
     /// Handles a message from replica `from`. Messages from non-members are ignored.
@@ -262,6 +264,7 @@ impl Paxos {
         self.stats.messages_in += 1;
         self.on_message(from, msg);
         self.finish();
+        self.debug_assert_invariants();
     }
 
     /// Reports that every `Persist` up to and including `token` is durable.
@@ -278,6 +281,7 @@ impl Paxos {
             self.send(to, msg);
         }
         self.finish();
+        self.debug_assert_invariants();
     }
 
     /// Proposes `batch` for the next free slot. Only the leader, with room in
@@ -296,6 +300,7 @@ impl Paxos {
         self.stats.proposals += 1;
         self.start_slot(slot, Value::Batch(batch.into()));
         self.finish();
+        self.debug_assert_invariants();
         Ok(slot)
     }
 
@@ -307,6 +312,7 @@ impl Paxos {
             self.log = self.log.split_off(&upto);
             self.base = upto;
         }
+        self.debug_assert_invariants();
     }
 
     /// The next action for the driver, in the order they must be carried out.
@@ -393,6 +399,116 @@ impl Paxos {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+
+    // ---- private: invariants ----
+
+    /// Checks, in debug builds only, the structural facts the code relies on,
+    /// at the end of every public input. Release builds compile it to nothing.
+    ///
+    /// Every fact here follows from this replica's own code, never from its
+    /// peers behaving: a planted bug elsewhere must show up as a violated
+    /// protocol property in the simulator or the model check, not as a
+    /// panic here.
+    #[cfg(debug_assertions)]
+    fn debug_assert_invariants(&self) {
+        // Slot positions: base <= delivered == first_unchosen <= known_commit,
+        // and last_commit_mark <= first_unchosen.
+        assert!(self.base <= self.delivered, "base {:?} > delivered {:?}", self.base, self.delivered);
+        assert!(
+            self.delivered == self.first_unchosen,
+            "delivered {:?} != first_unchosen {:?}: a chosen prefix was left undelivered",
+            self.delivered,
+            self.first_unchosen
+        );
+        assert!(
+            self.first_unchosen <= self.known_commit,
+            "first_unchosen {:?} > known_commit {:?}",
+            self.first_unchosen,
+            self.known_commit
+        );
+        assert!(
+            self.last_commit_mark <= self.first_unchosen,
+            "last_commit_mark {:?} > first_unchosen {:?}",
+            self.last_commit_mark,
+            self.first_unchosen
+        );
+        // The log: nothing below base; first_unchosen is the first slot not known chosen.
+        if let Some((&first, _)) = self.log.first_key_value() {
+            assert!(first >= self.base, "log entry {first:?} below base {:?}", self.base);
+        }
+        assert!(
+            !self.log.get(&self.first_unchosen).is_some_and(|e| e.chosen),
+            "slot first_unchosen {:?} is chosen",
+            self.first_unchosen
+        );
+        if self.first_unchosen > self.base {
+            let last = Slot(self.first_unchosen.0 - 1);
+            assert!(
+                self.log.get(&last).is_some_and(|e| e.chosen),
+                "slot {last:?} below first_unchosen and at or above base {:?} is not chosen here",
+                self.base
+            );
+        }
+        // Ballots: the highest ballot seen covers the promise, max_round covers both.
+        assert!(
+            self.election.leader >= self.promised,
+            "highest ballot seen {:?} < promised {:?}",
+            self.election.leader,
+            self.promised
+        );
+        assert!(
+            self.max_round >= self.election.leader.round,
+            "max_round {} < the highest ballot seen {:?}",
+            self.max_round,
+            self.election.leader
+        );
+        // A candidate or leader stands at its own ballot, which is both its
+        // promise and the highest ballot it has seen: anything higher steps it down.
+        if let Some(ballot) = self.role_ballot() {
+            assert_eq!(ballot.node, self.cfg.id, "role ballot {ballot:?} is not this replica's");
+            assert_eq!(ballot, self.promised, "role ballot != promised");
+            assert_eq!(ballot, self.election.leader, "role ballot != the highest ballot seen");
+        }
+        match &self.role {
+            Role::Follower => {}
+            Role::Candidate(c) => {
+                assert!(c.from <= self.first_unchosen, "candidate from {:?} > first_unchosen", c.from);
+            }
+            Role::Leader(l) => {
+                if let Some((&last, _)) = l.pending.last_key_value() {
+                    assert!(
+                        last < l.next_slot,
+                        "pending slot {last:?} at or above next_slot {:?}",
+                        l.next_slot
+                    );
+                }
+            }
+        }
+        // Persistence: each call flushes its records and its messages to itself;
+        // deferred messages wait, in token order, for tokens issued but not yet durable.
+        assert!(self.pending_records.is_empty(), "records left unflushed");
+        assert!(self.local.is_empty(), "messages to self left unhandled");
+        assert!(self.durable_token <= self.last_token, "durable token beyond the last issued");
+        if let (Some((front, _, _)), Some((back, _, _))) = (self.deferred.front(), self.deferred.back()) {
+            assert!(
+                self.durable_token < *front && front <= back && *back <= self.last_token,
+                "deferred tokens {front}..={back} outside durable {}..last {}",
+                self.durable_token,
+                self.last_token
+            );
+        }
+        // Time: the current heartbeat round has not ended yet.
+        assert!(
+            self.now < self.election.round_ends,
+            "round ended at {} but now is {}",
+            self.election.round_ends,
+            self.now
+        );
+    }
+
+    #[cfg(not(debug_assertions))]
+    #[inline(always)]
+    fn debug_assert_invariants(&self) {}
 
     // ---- private: message handling ----
 

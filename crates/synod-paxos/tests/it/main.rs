@@ -6,8 +6,8 @@ mod regressions;
 
 use std::collections::{BTreeSet, VecDeque};
 
-use synod_paxos::{Action, Config, Paxos};
-use synod_wire::{Message, NodeId, Slot, Value};
+use synod_paxos::{Action, Config, Durable, Paxos};
+use synod_wire::{LogRecord, Message, NodeId, Slot, Value};
 
 /// Replicas wired by an in-memory queue; persists complete at once; links can be cut.
 struct Cluster {
@@ -219,4 +219,63 @@ fn a_stale_leader_cannot_commit_alone() {
         c.cores[leader.0 as usize - 1].first_unchosen()
             <= Slot(c.committed[leader.0 as usize - 1].len() as u64)
     );
+}
+
+/// Nothing else compacts a core (the simulator and the runtime never call `compact`), so
+/// this test walks its paths, with the core's debug invariants checked after every call.
+#[test]
+fn compaction_keeps_the_cluster_committing() {
+    let mut c = Cluster::new(3, 7);
+    let leader = c.await_leader(200);
+    for i in 0..20u8 {
+        c.commit_through(leader, &[i], &[1, 2, 3], 50);
+    }
+    // Each replica compacts to a different point; a point beyond `delivered` (20) is clamped.
+    for (i, upto, base) in [(0, 10, 10), (1, 15, 15), (2, 1_000, 20)] {
+        c.cores[i].compact(Slot(upto));
+        assert!(c.cores[i].chosen(Slot(base - 1)).is_none(), "replica {i} forgot below {base}");
+        assert_eq!(c.cores[i].delivered(), Slot(20));
+    }
+    assert!(c.cores[0].chosen(Slot(10)).is_some(), "and kept the rest");
+    for i in 20..40u8 {
+        c.commit_through(leader, &[i], &[1, 2, 3], 50);
+    }
+    // A new leader after compaction: its Prepare starts at its first unchosen slot, above every base.
+    let others: Vec<u32> = (1..=3).filter(|&n| n != leader.0).collect();
+    for &n in &others {
+        c.cut_both(leader.0, n);
+    }
+    c.tick(200);
+    let new = c.leaders().into_iter().find(|&l| l != leader).expect("a new leader among the other two");
+    c.commit_through(new, b"after", &others, 100);
+    assert_eq!(c.committed[others[0] as usize - 1], c.committed[others[1] as usize - 1]);
+    assert_eq!(c.committed[others[0] as usize - 1].len(), 41);
+}
+
+/// A core recovered from a log whose snapshot covers its first slots starts at the snapshot.
+#[test]
+fn recovery_from_a_snapshot_starts_at_its_base() {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let v = |x: u8| Value::Batch(vec![x].into());
+    let durable = Durable::replay([
+        LogRecord::Learn { slot: Slot(0), value: v(0) },
+        LogRecord::Learn { slot: Slot(1), value: v(1) },
+        LogRecord::Learn { slot: Slot(2), value: v(2) },
+        LogRecord::Snapshot { upto: Slot(2) },
+        LogRecord::Learn { slot: Slot(3), value: v(3) },
+        LogRecord::Commit { upto: Slot(4) },
+    ]);
+    for deliver_from in [Slot(0), Slot(2), Slot(3)] {
+        let mut core = Paxos::recover(Config::new(NodeId(1), ids).unwrap(), 1, durable.clone(), deliver_from);
+        let mut commits = Vec::new();
+        while let Some(action) = core.poll_action() {
+            if let Action::Commit { slot, .. } = action {
+                commits.push(slot.0);
+            }
+        }
+        let want: Vec<u64> = (deliver_from.0.max(2)..4).collect();
+        assert_eq!(commits, want, "delivering from {deliver_from:?}");
+        assert_eq!((core.first_unchosen(), core.delivered()), (Slot(4), Slot(4)));
+        assert!(core.chosen(Slot(1)).is_none() && core.chosen(Slot(2)).is_some());
+    }
 }
