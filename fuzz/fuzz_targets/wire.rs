@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use synod_wire::{Batch, ClientReply, ClientRequest, LogRecord, Message, Wire};
+use synod_wire::{Batch, ClientFrame, ClientReply, LogRecord, Message, Wire};
 
 /// Decodes `data` as `T`; a value that decodes must re-encode and decode to itself.
 fn check<T: Wire + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -14,7 +14,7 @@ fn check<T: Wire + PartialEq + std::fmt::Debug>(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     check::<Message>(data);
-    check::<ClientRequest>(data);
+    check::<ClientFrame>(data);
     check::<ClientReply>(data);
     check::<Batch>(data);
     check::<LogRecord>(data);

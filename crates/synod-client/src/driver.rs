@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use synod_transport::{ClientEndpoint, ClientStream, Jitter, PeerAddr, RecvError, SendError};
-use synod_wire::{ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, Seq, Wire, MAX_FRAME_LEN};
+use synod_wire::{
+    ClientFrame, ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, Seq, Wire, MAX_FRAME_LEN,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -337,7 +339,7 @@ impl Driver {
         let id = self.next_id;
         self.next_id += 1;
         let now = Instant::now();
-        match (ClientRequest { id, command }).encode().map(|bytes| push(stream, bytes)) {
+        match ClientFrame::Request(ClientRequest { id, command }).encode().map(|bytes| push(stream, bytes)) {
             Ok(true) => {
                 p.attempt = Some(Attempt { id, epoch: self.epoch, sent_at: now });
                 p.not_before = None;
@@ -404,6 +406,8 @@ impl Driver {
             }
             Outcome::Stale => self.finish(key, Err(ClientError::Rejected(Rejection::Stale))),
             Outcome::TooFarAhead => self.finish(key, Err(ClientError::Rejected(Rejection::TooFarAhead))),
+            // This driver never asks a replica for its status (see `crate::admin`).
+            Outcome::Status(_) => {}
         }
     }
 

@@ -10,6 +10,10 @@
 //! replicas' session table applies each at most once and answers retries
 //! with the first answer. The application sees only latency.
 //!
+//! [`admin::status`] asks one given replica for its view (role, leader,
+//! ballot, commit and applied slots, state digest, ...), with no session and
+//! without the log, so it works when there is no leader.
+//!
 //! [`Client::call`] takes the bytes of any state machine's command;
 //! [`Client::get`], [`Client::put`], [`Client::delete`] and [`Client::cas`]
 //! speak the bundled key-value store.
@@ -39,6 +43,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
 mod client;
 mod config;
 mod driver;
@@ -47,5 +52,5 @@ pub mod file;
 
 pub use client::{CasOutcome, Client};
 pub use config::{ClientConfig, MAX_IN_FLIGHT};
-pub use file::ClientFile;
 pub use error::{ClientError, ConfigError, ConnectError, LinkError, Rejection};
+pub use file::ClientFile;

@@ -1,17 +1,19 @@
 //! synod-metrics: every metric name synod exports, their descriptions, the Prometheus exporter, and a scraper.
 //!
 //! The runtime records through the [`metrics`] facade using the names in
-//! [`names`]; [`install`] makes the Prometheus exporter the process's
-//! recorder and serves `GET /metrics` over HTTP; [`scrape`] reads such an
-//! endpoint back (`synod status`, `cargo xtask demo`). [`ALL`] lists every
-//! metric with its kind and description, and [`describe`] registers them.
+//! [`names`]; [`install`] makes the Prometheus recorder the process's
+//! recorder and serves `GET /metrics`, `/health` and `/readyz` over HTTP
+//! ([`http`], a small std-threads server; what the health endpoints say
+//! comes from a callback, [`Health`]); [`scrape`] reads a metrics endpoint
+//! back. [`ALL`] lists every metric with its kind and description, and
+//! [`describe`] registers them.
 //!
 //! ```no_run
-//! use synod_metrics::{install, names, scrape};
+//! use synod_metrics::{install, names, scrape, Check, Health};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let addr = "127.0.0.1:9464".parse()?;
-//! let _handle = install(addr)?;
+//! let _exporter = install(addr, || Health { healthy: Check::Pass, ready: Check::fail("catching up") })?;
 //! metrics::counter!(names::PROPOSALS).increment(1);
 //! metrics::gauge!(names::PEER_CONNECTED, names::LABEL_PEER => "2").set(1.0);
 //! let scraped = scrape(addr)?;
@@ -22,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod names;
 mod scrape;
 
@@ -29,6 +32,7 @@ use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
+pub use http::{Check, Health};
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use names::{describe, Kind, Metric, ALL};
 pub use scrape::{
@@ -38,10 +42,19 @@ pub use scrape::{
 /// Why the exporter could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    /// The exporter's runtime or thread could not be started.
+    /// The exporter's threads could not be started.
     #[error("cannot start the metrics exporter: {0}")]
     Runtime(#[source] std::io::Error),
-    /// The listener could not bind `addr`, or another recorder is already installed.
+    /// The HTTP listener could not bind `addr`.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The requested listen address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exporter could not be configured, or another recorder is already installed.
     #[error("cannot install the metrics exporter on {addr}: {source}")]
     Build {
         /// The requested listen address.
@@ -59,40 +72,54 @@ const SECONDS_BUCKETS: &[f64] =
 /// Histogram buckets for batch sizes, in commands.
 const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
 
-/// Installs the Prometheus exporter as the process's global recorder, serving
-/// `GET /metrics` (any path, in fact) on `addr`, and registers the descriptions.
+/// A running exporter: the recorder's handle and the HTTP server's address.
+#[derive(Debug)]
+pub struct Exporter {
+    /// Renders what was recorded, in the Prometheus text format.
+    pub handle: PrometheusHandle,
+    /// Where `/metrics`, `/health` and `/readyz` are served.
+    pub addr: SocketAddr,
+}
+
+/// How often the recorder's upkeep (draining histograms) runs.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the Prometheus recorder as the process's global recorder,
+/// registers the descriptions, and serves on `addr`: `GET /metrics` (the
+/// Prometheus text), `GET /health` and `GET /readyz` (200, or 503 with a
+/// one-line JSON reason, as `health` says), and 404 for any other path.
 ///
-/// The HTTP listener runs on a thread of its own with a single-threaded
-/// tokio runtime, inside or outside an async context alike, so it keeps
+/// The server runs on std threads of its own (see [`http`]), so it keeps
 /// answering while the caller's runtime is busy. There is one recorder per
 /// process: a second call fails with [`MetricsError::Build`].
-pub fn install(addr: SocketAddr) -> Result<PrometheusHandle, MetricsError> {
+pub fn install(
+    addr: SocketAddr,
+    health: impl Fn() -> Health + Send + Sync + 'static,
+) -> Result<Exporter, MetricsError> {
     let build = |source| MetricsError::Build { addr, source };
-    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
+    let mut builder = PrometheusBuilder::new();
     for metric in ALL.iter().filter(|m| m.kind == Kind::Histogram) {
         let buckets = if metric.name.ends_with("_seconds") { SECONDS_BUCKETS } else { COUNT_BUCKETS };
         builder =
             builder.set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), buckets).map_err(build)?;
     }
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(MetricsError::Runtime)?;
-    // `build` binds the listener and spawns the upkeep task on the current runtime.
-    let (recorder, exporter) = {
-        let _guard = runtime.enter();
-        builder.build().map_err(build)?
-    };
+    // Bind first: a taken port fails before the recorder is installed.
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
+    let recorder = builder.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| build(BuildError::from(e)))?;
+    let upkeep = handle.clone();
     std::thread::Builder::new()
-        .name("synod-metrics".to_owned())
-        .spawn(move || {
-            if let Err(e) = runtime.block_on(exporter) {
-                tracing::error!(%addr, error = ?e, "the metrics exporter stopped");
-            }
+        .name("synod-metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP);
+            upkeep.run_upkeep();
         })
         .map_err(MetricsError::Runtime)?;
+    let server = http::Server::serve(listener, http::Routes::new(Some(handle.clone()), health))
+        .map_err(MetricsError::Runtime)?;
     describe();
-    Ok(handle)
+    Ok(Exporter { handle, addr: server.local_addr() })
 }
 
 /// Splits a 64-bit state digest into the two 32-bit gauges

@@ -21,7 +21,10 @@ use synod_log::{Appender, InlineAppend, LogEvent};
 use synod_paxos::{Action, Paxos, PersistToken};
 use synod_state_machine::Origin;
 use synod_transport::{ClientConnId, Inbound, Node};
-use synod_wire::{Batch, ClientReply, ClientRequest, Command, LogRecord, Message, Outcome, Wire};
+use synod_wire::{
+    AdminQuery, AdminRequest, Batch, ClientFrame, ClientReply, Command, LogRecord, Message, Outcome,
+    ReplicaStatus, Role, Wire,
+};
 
 use crate::apply::Committer;
 use crate::config::ReplicaConfig;
@@ -194,6 +197,10 @@ pub(crate) struct CoreLoop {
     inline: Option<InlineAppend>,
     /// The histograms recorded on every slot, looked up in the registry once.
     histograms: Histograms,
+    /// Where the log's segments are, for the status answer's log size.
+    data_dir: std::path::PathBuf,
+    /// When the replica started, for the status answer's uptime.
+    started: Instant,
 }
 
 struct Histograms {
@@ -235,6 +242,8 @@ impl CoreLoop {
                 batch_commands: metrics::histogram!(names::BATCH_COMMANDS),
                 commit_latency: metrics::histogram!(names::COMMIT_LATENCY),
             },
+            data_dir: config.data_dir.clone(),
+            started: Instant::now(),
         }
     }
 
@@ -294,8 +303,13 @@ impl CoreLoop {
     }
 
     fn on_client(&mut self, conn: ClientConnId, frame: &[u8]) {
-        let request = match ClientRequest::decode(frame) {
-            Ok(r) => r,
+        let request = match ClientFrame::decode(frame) {
+            Ok(ClientFrame::Request(r)) => r,
+            Ok(ClientFrame::Admin(admin)) => {
+                // Answered by this replica, leader or not, and never logged.
+                self.on_admin(conn, &admin);
+                return;
+            }
             Err(e) => {
                 metrics::counter!(names::REJECTED_FRAMES).increment(1);
                 tracing::warn!(?conn, %e, "closing a client stream that sent a malformed request");
@@ -316,6 +330,38 @@ impl CoreLoop {
         self.routes.lock().insert(Origin::of(&request.command), (conn, request.id));
         self.queue.push(request.command);
         self.queue_bytes += size;
+    }
+
+    fn on_admin(&self, conn: ClientConnId, admin: &AdminRequest) {
+        match admin.query {
+            AdminQuery::Status => self.reply(conn, admin.id, Outcome::Status(self.replica_status())),
+        }
+    }
+
+    /// This replica's view, for a status query: the core's, and the apply thread's latest.
+    fn replica_status(&self) -> ReplicaStatus {
+        let (applied, digest, sessions) = {
+            let s = self.status.lock();
+            (s.applied, s.digest, s.sessions)
+        };
+        let id = self.core.id();
+        let members = self.core.config().members().to_vec();
+        let peers_reachable =
+            members.iter().copied().filter(|&p| p != id && self.transport.is_connected(p)).collect();
+        ReplicaStatus {
+            id,
+            role: if self.core.is_leader() { Role::Leader } else { Role::Follower },
+            leader: self.core.leader(),
+            ballot: self.core.leader_ballot(),
+            commit: self.core.first_unchosen(),
+            applied,
+            digest,
+            members,
+            peers_reachable,
+            sessions: sessions as u64,
+            log_bytes: log_bytes(&self.data_dir),
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
     }
 
     fn reply(&self, conn: ClientConnId, id: u64, outcome: Outcome) {
@@ -489,6 +535,18 @@ fn size(command: &Command) -> usize {
         Command::Register { .. } => 16,
         Command::Op { payload, .. } => payload.len() + 32,
     }
+}
+
+/// Bytes of the log's segment files in `dir` (a handful of files: cheap enough for an admin query).
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("segment-") && n.ends_with(".wal")))
+        .filter_map(|e| e.metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
+        .sum()
 }
 
 fn wall_ms() -> u64 {

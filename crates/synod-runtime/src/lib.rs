@@ -57,5 +57,5 @@ mod replica;
 mod stats;
 
 pub use config::{ReplicaConfig, Timing};
-pub use replica::{Replica, StartError, Status};
+pub use replica::{Replica, StartError, Status, StatusHandle};
 pub use synod_state_machine::{RestoreError, StateMachine};

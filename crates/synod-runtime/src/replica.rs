@@ -69,6 +69,25 @@ pub struct Status {
     pub fatal: Option<String>,
 }
 
+/// Reads a replica's [`Status`] from any thread; see [`Replica::status_handle`].
+#[derive(Debug, Clone)]
+pub struct StatusHandle {
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StatusHandle {
+    /// A snapshot of the replica's state.
+    pub fn status(&self) -> Status {
+        self.status.lock().clone()
+    }
+
+    /// Whether the replica is stopping or stopped (shut down, or on a fatal error).
+    pub fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
 /// A running replica. Dropping it shuts it down.
 #[derive(Debug)]
 pub struct Replica {
@@ -168,6 +187,13 @@ impl Replica {
     /// A snapshot of the replica's state.
     pub fn status(&self) -> Status {
         self.status.lock().clone()
+    }
+
+    /// A handle that reads this replica's status from any thread, for as
+    /// long as it is kept (a health check's, say); it outlives the replica,
+    /// and then reports the last status.
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle { status: self.status.clone(), stop: self.stop.clone() }
     }
 
     /// The transport's address.

@@ -2,7 +2,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::{ClientId, NodeId, Seq};
+use crate::{Ballot, ClientId, NodeId, Seq, Slot};
 
 /// One command for the replicated state machine, as a client sent it.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,7 +37,19 @@ pub struct Batch {
     pub commands: Vec<Command>,
 }
 
-/// A client's request on its stream.
+/// Everything a client sends on its stream: the one type a replica decodes a client frame as.
+///
+/// Replies come back as [`ClientReply`]s, matched to their frame by id.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// A command for the replicated state machine (it goes through the log).
+    Request(ClientRequest),
+    /// A question about the replica that receives it, answered by that
+    /// replica alone, leader or not; it never enters the log.
+    Admin(AdminRequest),
+}
+
+/// A command for the log, inside [`ClientFrame::Request`].
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ClientRequest {
     /// Chosen by the client to match the reply; unique among its outstanding requests.
@@ -46,7 +58,65 @@ pub struct ClientRequest {
     pub command: Command,
 }
 
-/// The answer to a [`ClientRequest`].
+/// A question for one replica, inside [`ClientFrame::Admin`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdminRequest {
+    /// Chosen by the client to match the reply, as [`ClientRequest::id`].
+    pub id: u64,
+    /// What to tell.
+    pub query: AdminQuery,
+}
+
+/// What an [`AdminRequest`] asks.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdminQuery {
+    /// The replica's view of itself and the cluster: answered with [`Outcome::Status`].
+    Status,
+}
+
+/// Whether a replica leads.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// It leads: it batches and proposes client commands.
+    Leader,
+    /// It follows a leader, or waits for one to be elected.
+    Follower,
+}
+
+/// One replica's view, the answer to [`AdminQuery::Status`].
+///
+/// Replicas may disagree; a status tool shows them side by side. The
+/// `digest` is the applier's running digest of every slot applied: two
+/// replicas at the same `applied` slot must have equal digests.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReplicaStatus {
+    /// The replica that answered.
+    pub id: NodeId,
+    /// Whether it leads.
+    pub role: Role,
+    /// The leader it believes in, if any.
+    pub leader: Option<NodeId>,
+    /// The highest leader ballot it knows.
+    pub ballot: Ballot,
+    /// Every slot below this is chosen and known to it.
+    pub commit: Slot,
+    /// Every slot below this is applied to its state machine.
+    pub applied: Slot,
+    /// The digest of everything it applied, all 64 bits.
+    pub digest: u64,
+    /// Every member of the cluster, itself included.
+    pub members: Vec<NodeId>,
+    /// The other members it has a live connection to.
+    pub peers_reachable: Vec<NodeId>,
+    /// Live client sessions.
+    pub sessions: u64,
+    /// Bytes of its write-ahead log on disk (segments are preallocated).
+    pub log_bytes: u64,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+}
+
+/// The answer to a [`ClientFrame`].
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ClientReply {
     /// The request's `id`.
@@ -81,4 +151,6 @@ pub enum Outcome {
     TooFarAhead,
     /// The replica is overloaded; retry later.
     Busy,
+    /// The answer to an [`AdminQuery::Status`].
+    Status(ReplicaStatus),
 }

@@ -12,7 +12,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Portable};
 
-use crate::{Batch, ClientReply, ClientRequest, KvCommand, KvResponse, LogRecord, Message};
+use crate::{Batch, ClientFrame, ClientReply, KvCommand, KvResponse, LogRecord, Message};
 
 /// The largest encoded value accepted, in bytes: 16 MiB.
 ///
@@ -157,7 +157,7 @@ macro_rules! impl_wire {
 
 impl_wire! {
     Message => "message",
-    ClientRequest => "client request",
+    ClientFrame => "client frame",
     ClientReply => "client reply",
     Batch => "batch",
     LogRecord => "log record",
@@ -168,7 +168,10 @@ impl_wire! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Ballot, ClientId, Command, NodeId, Outcome, Seq, Slot, Value};
+    use crate::{
+        AdminQuery, AdminRequest, Ballot, ClientId, ClientRequest, Command, NodeId, Outcome, ReplicaStatus,
+        Role, Seq, Slot, Value,
+    };
 
     #[test]
     fn oversized_input_is_refused_before_decoding() {
@@ -194,7 +197,7 @@ mod tests {
 
     #[test]
     fn a_request_round_trips() {
-        let req = ClientRequest {
+        let req = ClientFrame::Request(ClientRequest {
             id: 9,
             command: Command::Op {
                 client: ClientId(4),
@@ -202,10 +205,37 @@ mod tests {
                 ack: Seq(1),
                 payload: b"put k v".to_vec(),
             },
-        };
+        });
         let bytes = req.encode().unwrap();
-        assert_eq!(ClientRequest::decode(&bytes).unwrap(), req);
+        assert_eq!(ClientFrame::decode(&bytes).unwrap(), req);
         let reply = ClientReply { id: 9, outcome: Outcome::Redirect { leader: Some(NodeId(2)) } };
         assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);
+    }
+
+    #[test]
+    fn a_status_query_and_its_answer_round_trip() {
+        let query = ClientFrame::Admin(AdminRequest { id: 3, query: AdminQuery::Status });
+        assert_eq!(ClientFrame::decode(&query.encode().unwrap()).unwrap(), query);
+        let status = ReplicaStatus {
+            id: NodeId(2),
+            role: Role::Follower,
+            leader: Some(NodeId(1)),
+            ballot: Ballot::new(4, NodeId(1)),
+            commit: Slot(10),
+            applied: Slot(9),
+            digest: u64::MAX - 5,
+            members: vec![NodeId(1), NodeId(2), NodeId(3)],
+            peers_reachable: vec![NodeId(1)],
+            sessions: 2,
+            log_bytes: 1 << 40,
+            uptime_ms: 1234,
+        };
+        let reply = ClientReply { id: 3, outcome: Outcome::Status(status) };
+        assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);
+        // A truncated answer is an error, not a panic.
+        let bytes = reply.encode().unwrap();
+        for cut in 0..bytes.len() {
+            let _ = ClientReply::decode(&bytes[..cut]);
+        }
     }
 }

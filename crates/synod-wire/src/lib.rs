@@ -4,8 +4,10 @@
 //!
 //! * the identifiers ([`NodeId`], [`Ballot`], [`Slot`], [`ClientId`], [`Seq`]);
 //! * the Multi-Paxos messages replicas exchange ([`Message`]);
-//! * what clients send and receive ([`ClientRequest`], [`ClientReply`]) and the
-//!   batches of commands the log orders ([`Batch`], [`Command`]);
+//! * what clients send and receive ([`ClientFrame`], [`ClientReply`]): commands
+//!   for the log ([`ClientRequest`]) and questions for one replica
+//!   ([`AdminRequest`], answered with a [`ReplicaStatus`]), and the batches of
+//!   commands the log orders ([`Batch`], [`Command`]);
 //! * the records of the write-ahead log ([`LogRecord`]);
 //! * one codec for all of them ([`Wire`]): rkyv 0.8 with validation, so that
 //!   decoding any byte string either yields a value or a [`DecodeError`], and
@@ -28,7 +30,10 @@ mod kv;
 mod message;
 mod record;
 
-pub use client::{ArchivedBatch, ArchivedCommand, Batch, ClientReply, ClientRequest, Command, Outcome};
+pub use client::{
+    AdminQuery, AdminRequest, ArchivedBatch, ArchivedCommand, Batch, ClientFrame, ClientReply, ClientRequest,
+    Command, Outcome, ReplicaStatus, Role,
+};
 pub use codec::{with_archived, DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
 pub use ids::{Ballot, ClientId, NodeId, Seq, Slot};
 pub use kv::{ArchivedKvCommand, ArchivedKvResponse, KvCommand, KvResponse};

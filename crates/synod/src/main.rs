@@ -1,8 +1,9 @@
 //! `synod`: run a replica of the bundled key-value store, make certificates, inspect logs, talk to a cluster.
 
 mod config;
+mod health;
+mod status;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,15 +32,13 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Show each replica's view: leader, ballot, commit and applied slots, reachable peers.
+    /// Ask every replica for its own view (role, leader, ballot, commit and applied slots, digest,
+    /// reachable peers, log size, uptime) over the cluster's transport, and show them side by side.
     Status {
-        /// Replica configuration files (their `metrics` addresses are scraped).
-        #[arg(long = "config")]
-        configs: Vec<PathBuf>,
-        /// Metrics addresses to scrape directly.
-        #[arg(long = "metrics")]
-        metrics: Vec<SocketAddr>,
-        /// One JSON object per replica instead of a table.
+        /// The client configuration file; every replica it lists is asked.
+        #[arg(long, env = "SYNOD_CLIENT")]
+        client: PathBuf,
+        /// One JSON object (`replicas`: one entry per replica, and the verdicts) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -167,7 +166,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Start { config } => start(&config),
-        Cmd::Status { configs, metrics, json } => status(&configs, metrics, json),
+        Cmd::Status { client, json } => status::run(&client, json),
         Cmd::Log(LogCmd::Inspect { dir }) => {
             let inspection =
                 synod_log::inspect(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
@@ -219,12 +218,15 @@ fn run(cli: Cli) -> Result<()> {
 fn start(path: &std::path::Path) -> Result<()> {
     let file = NodeFile::load(path)?;
     let config = file.replica_config()?;
+    // `/health` and `/readyz` say "starting" until the replica is set.
+    let replica_status = std::sync::Arc::new(std::sync::OnceLock::new());
     if let Some(addr) = file.metrics {
-        synod_metrics::install(addr).with_context(|| format!("cannot serve metrics on {addr}"))?;
-        synod_metrics::describe();
+        synod_metrics::install(addr, health::probe(file.peers.len(), replica_status.clone()))
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
     let replica = Replica::start(config, KvStore::default())
         .with_context(|| format!("replica {} failed to start", file.id))?;
+    let _ = replica_status.set(replica.status_handle());
     tracing::info!(id = file.id, addr = %replica.local_addr(), "serving");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let fatal = rt.block_on(async {
@@ -251,94 +253,6 @@ fn start(path: &std::path::Path) -> Result<()> {
         bail!("replica {} stopped: {e}", file.id);
     }
     Ok(())
-}
-
-fn status(configs: &[PathBuf], mut addrs: Vec<SocketAddr>, json: bool) -> Result<()> {
-    for path in configs {
-        let file = NodeFile::load(path)?;
-        addrs.push(file.metrics.with_context(|| format!("{} has no metrics address", path.display()))?);
-    }
-    if addrs.is_empty() {
-        bail!("give --config FILE or --metrics ADDR for each replica");
-    }
-    if !json {
-        println!(
-            "{:<22} {:>8} {:>6} {:>6} {:>10} {:>10} {:>16}  peers up",
-            "replica (metrics)", "role", "leader", "ballot", "commit", "applied", "digest"
-        );
-    }
-    for addr in addrs {
-        let view = match synod_metrics::scrape(addr) {
-            Ok(s) => View::from(&s),
-            Err(e) => {
-                if json {
-                    println!("{{\"metrics\":\"{addr}\",\"reachable\":false}}");
-                } else {
-                    println!("{addr:<22} unreachable: {e}");
-                }
-                continue;
-            }
-        };
-        if json {
-            println!(
-                "{{\"metrics\":\"{addr}\",\"reachable\":true,\"is_leader\":{},\"leader\":{},\"ballot\":{},\"commit\":{},\"applied\":{},\"digest\":\"{:016x}\",\"peers_up\":[{}]}}",
-                view.is_leader,
-                view.leader,
-                view.ballot,
-                view.commit,
-                view.applied,
-                view.digest,
-                view.peers_up.join(",")
-            );
-        } else {
-            println!(
-                "{addr:<22} {:>8} {:>6} {:>6} {:>10} {:>10} {:>16x}  {}",
-                if view.is_leader { "leader" } else { "follower" },
-                view.leader,
-                view.ballot,
-                view.commit,
-                view.applied,
-                view.digest,
-                view.peers_up.join(",")
-            );
-        }
-    }
-    Ok(())
-}
-
-/// One replica's view, as its metrics tell it.
-struct View {
-    is_leader: bool,
-    leader: u64,
-    ballot: u64,
-    commit: u64,
-    applied: u64,
-    digest: u64,
-    peers_up: Vec<String>,
-}
-
-impl View {
-    fn from(s: &synod_metrics::Scrape) -> View {
-        use synod_metrics::names;
-        let get = |n| s.get(n).unwrap_or(0.0) as u64;
-        let digest = match (s.get(names::STATE_DIGEST_HI), s.get(names::STATE_DIGEST_LO)) {
-            (Some(hi), Some(lo)) => synod_metrics::join_digest(hi, lo).unwrap_or(0),
-            _ => 0,
-        };
-        View {
-            is_leader: get(names::IS_LEADER) == 1,
-            leader: get(names::LEADER_ID),
-            ballot: get(names::BALLOT_ROUND),
-            commit: get(names::COMMIT_SLOT),
-            applied: get(names::APPLIED_SLOT),
-            digest,
-            peers_up: s
-                .all(names::PEER_CONNECTED)
-                .filter(|x| x.value == 1.0)
-                .filter_map(|x| x.labels.iter().find(|(k, _)| k == names::LABEL_PEER).map(|(_, v)| v.clone()))
-                .collect(),
-        }
-    }
 }
 
 fn with_client<F, Fut>(path: &std::path::Path, f: F) -> Result<()>

@@ -16,7 +16,10 @@ use synod_client::ClientConfig;
 use synod_kv::KvStore;
 use synod_state_machine::{Applier, ApplierStats, SessionConfig};
 use synod_transport::{certs, Credentials, Identity, Inbound, Node, NodeConfig, Settings};
-use synod_wire::{Batch, ClientReply, ClientRequest, Command, NodeId, Outcome, Value, Wire};
+use synod_wire::{
+    AdminRequest, Ballot, Batch, ClientFrame, ClientReply, ClientRequest, Command, NodeId, Outcome,
+    ReplicaStatus, Role, Value, Wire,
+};
 
 /// Long enough that only a hang reaches it; no assertion is about time.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -80,6 +83,27 @@ impl Shared {
 
     fn count(&self, node: u32, f: impl FnOnce(&mut Seen)) {
         f(self.seen.lock().unwrap().entry(node).or_default());
+    }
+
+    /// What replica `me` answers to a status query: its leader belief, and the shared applier's progress.
+    fn status(&self, me: NodeId, query: &AdminRequest) -> ClientReply {
+        let leader = self.leader();
+        let applier = self.applier.lock().unwrap();
+        let status = ReplicaStatus {
+            id: me,
+            role: if leader == Some(me) { Role::Leader } else { Role::Follower },
+            leader,
+            ballot: Ballot::default(),
+            commit: applier.next_slot(),
+            applied: applier.next_slot(),
+            digest: applier.digest(),
+            members: Vec::new(),
+            peers_reachable: Vec::new(),
+            sessions: applier.sessions().len() as u64,
+            log_bytes: 0,
+            uptime_ms: 0,
+        };
+        ClientReply { id: query.id, outcome: Outcome::Status(status) }
     }
 
     /// What replica `me` answers to `request`.
@@ -226,8 +250,12 @@ fn serve(me: NodeId, rx: &mpsc::Receiver<Inbound>, slot: &Slot, shared: &Shared)
             }
             _ => continue,
         };
-        let Ok(request) = ClientRequest::decode(&frame) else { continue };
-        for reply in shared.handle(me, request) {
+        let replies = match ClientFrame::decode(&frame) {
+            Ok(ClientFrame::Request(request)) => shared.handle(me, request),
+            Ok(ClientFrame::Admin(query)) => vec![shared.status(me, &query)],
+            Err(_) => continue,
+        };
+        for reply in replies {
             if let Some(node) = slot.lock().unwrap().as_ref() {
                 if shared.garbage.load(Ordering::SeqCst) {
                     let _ = node.reply(conn, &b"\xffnot a reply"[..]);

@@ -15,7 +15,7 @@ use synod_client::{CasOutcome, Client, ClientConfig, ClientError, ConfigError, C
 use synod_state_machine::SessionConfig;
 use synod_wire::{KvResponse, NodeId, Wire};
 
-use crate::cluster::{runtime, wait_for, TestCluster};
+use crate::cluster::{runtime, wait_for, TestCluster, PATIENCE};
 
 #[test]
 fn register_then_put_get_delete_cas() {
@@ -264,6 +264,42 @@ fn connecting_to_nothing_fails_with_the_address() {
         ClientConfig::from_cert_dir(cluster.dir.path(), 9, cluster.book.clone()),
         Err(ConfigError::Certs { .. })
     ));
+}
+
+#[test]
+fn status_asks_the_named_replica_even_with_no_leader_and_times_out_on_a_dead_one() {
+    let cluster = TestCluster::new(3);
+    let shared = cluster.shared.clone();
+    shared.set_leader(None);
+    let config = cluster.client_config().with_request_timeout(Duration::from_millis(500));
+    runtime().block_on(async {
+        for n in 1..=3 {
+            let status = synod_client::admin::status(&config, NodeId(n)).await.unwrap();
+            assert_eq!((status.id, status.leader), (NodeId(n), None));
+        }
+        assert!(matches!(
+            synod_client::admin::status(&config, NodeId(9)).await,
+            Err(synod_client::admin::StatusError::UnknownReplica(NodeId(9)))
+        ));
+    });
+    shared.set_leader(Some(2));
+    // A stopped replica is a row of its own; the others still answer.
+    cluster.shutdown(3);
+    let answers = runtime().block_on(synod_client::admin::status_all(&config));
+    let ids: Vec<NodeId> = answers.iter().map(|(n, _)| *n).collect();
+    assert_eq!(ids, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    let roles: Vec<_> = answers[..2].iter().map(|(_, a)| a.as_ref().unwrap().role).collect();
+    assert_eq!(roles, vec![synod_wire::Role::Follower, synod_wire::Role::Leader]);
+    assert!(answers[2].1.is_err(), "{:?}", answers[2].1);
+    // An address nobody serves: an error within about the request timeout, not a hang.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let book = BTreeMap::from([(NodeId(1), silent)]);
+    let config = ClientConfig::from_cert_dir(cluster.dir.path(), 1, book)
+        .unwrap()
+        .with_request_timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    assert!(runtime().block_on(synod_client::admin::status(&config, NodeId(1))).is_err());
+    assert!(started.elapsed() < PATIENCE);
 }
 
 #[test]

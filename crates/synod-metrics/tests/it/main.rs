@@ -6,7 +6,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use synod_metrics::{install, join_digest, names, scrape, scrape_with_timeout, MetricsError, ScrapeError};
+use synod_metrics::{
+    install, join_digest, names, scrape, scrape_with_timeout, Check, Health, MetricsError, ScrapeError,
+};
 
 /// Long enough that only a hang reaches it; no assertion depends on it.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -19,7 +21,16 @@ fn free_port() -> SocketAddr {
 #[test]
 fn the_exporter_serves_what_was_recorded() {
     let addr = free_port();
-    let _handle = install(addr).unwrap();
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let _exporter = install(addr, move || {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Health { healthy: Check::Pass, ready: Check::Pass }
+        } else {
+            Health { healthy: Check::fail("no leader"), ready: Check::fail("applied 1 of 2") }
+        }
+    })
+    .unwrap();
 
     metrics::counter!(names::PROPOSALS).increment(3);
     metrics::counter!(names::SLOTS_COMMITTED).increment(2);
@@ -63,12 +74,35 @@ fn the_exporter_serves_what_was_recorded() {
     metrics::counter!(names::PROPOSALS).increment(1);
     assert_eq!(scrape(addr).unwrap().get(names::PROPOSALS), Some(4.0));
 
+    // The health endpoints answer from the callback, on the same listener.
+    assert_eq!(get(addr, "/health"), (503, r#"{"healthy":false,"reason":"no leader"}"#.to_owned()));
+    assert_eq!(get(addr, "/readyz"), (503, r#"{"ready":false,"reason":"applied 1 of 2"}"#.to_owned()));
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(addr, "/health"), (200, r#"{"healthy":true}"#.to_owned()));
+    assert_eq!(get(addr, "/readyz"), (200, r#"{"ready":true}"#.to_owned()));
+    assert_eq!(get(addr, "/elsewhere").0, 404);
+
     // A second exporter in the same process is refused, not a panic.
-    assert!(matches!(install(free_port()), Err(MetricsError::Build { .. })));
+    assert!(matches!(install(free_port(), || Health::down("test")), Err(MetricsError::Build { .. })));
+    // A taken port is an error too.
+    assert!(matches!(install(addr, || Health::down("test")), Err(MetricsError::Bind { .. })));
 
     // Scraping a port nobody listens on fails cleanly.
     let nobody = free_port();
     assert!(matches!(scrape_with_timeout(nobody, Duration::from_secs(1)), Err(ScrapeError::Connect { .. })));
+}
+
+/// `GET path` over plain HTTP/1.1: the status code and the body, trimmed.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim().to_owned();
+    (status, body)
 }
 
 #[test]

@@ -9,7 +9,8 @@ use synod_kv::KvStore;
 use synod_runtime::{Replica, ReplicaConfig, Status};
 use synod_transport::{certs, ClientEndpoint, ClientStream, Credentials, Identity, Settings};
 use synod_wire::{
-    ClientId, ClientReply, ClientRequest, Command, KvCommand, KvResponse, NodeId, Outcome, Seq, Wire,
+    AdminQuery, AdminRequest, ClientFrame, ClientId, ClientReply, ClientRequest, Command, KvCommand,
+    KvResponse, NodeId, Outcome, ReplicaStatus, Seq, Wire,
 };
 
 pub struct Cluster<S = KvStore> {
@@ -157,7 +158,21 @@ impl RawClient {
 
     fn call(&mut self, command: Command) -> Outcome {
         let id = self.seq + 1000;
-        self.stream.send(ClientRequest { id, command }.encode().unwrap()).unwrap();
+        self.exchange(ClientFrame::Request(ClientRequest { id, command }), id)
+    }
+
+    /// Asks the connected replica for its status (never through the log).
+    pub fn status(&mut self) -> ReplicaStatus {
+        let id = self.seq + 5000;
+        match self.exchange(ClientFrame::Admin(AdminRequest { id, query: AdminQuery::Status }), id) {
+            Outcome::Status(status) => status,
+            other => panic!("status: {other:?}"),
+        }
+    }
+
+    /// Sends `frame` and waits for the answer to request `id`.
+    fn exchange(&mut self, frame: ClientFrame, id: u64) -> Outcome {
+        self.stream.send(frame.encode().unwrap()).unwrap();
         let frame = self
             .rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.stream.recv()).await })
@@ -195,7 +210,8 @@ impl RawClient {
             ack: Seq(self.seq - 1),
             payload,
         };
-        self.stream.send(ClientRequest { id: self.seq + 1000, command }.encode().unwrap()).unwrap();
+        let frame = ClientFrame::Request(ClientRequest { id: self.seq + 1000, command });
+        self.stream.send(frame.encode().unwrap()).unwrap();
         // The stream's writer runs on this client's runtime: let it run.
         self.rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
     }

@@ -32,6 +32,35 @@ fn a_follower_redirects_to_the_leader() {
 }
 
 #[test]
+fn every_replica_answers_a_status_query_itself_without_the_log() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut client = RawClient::registered(&cluster, leader);
+    client.op(&KvCommand::Put { key: b"k".to_vec(), value: b"v".to_vec() });
+    let settled = cluster.await_identical(Duration::from_secs(10));
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    let mut asker = RawClient::connect(&cluster, follower);
+    let status = asker.status();
+    assert_eq!(status.id, follower);
+    assert_eq!(status.members, cluster.ids());
+    assert!(status.log_bytes > 0, "{status:?}");
+    // Asking twice changes nothing: the query never entered the log.
+    let again = asker.status();
+    assert_eq!((again.applied, again.digest), (settled.applied, settled.digest));
+    assert!(again.uptime_ms >= status.uptime_ms);
+    let from_leader = RawClient::connect(&cluster, leader).status();
+    assert_eq!(from_leader.role, synod_wire::Role::Leader);
+    assert_eq!(from_leader.leader, Some(leader));
+    // A replica alone, with no leader it can reach, still answers.
+    for id in cluster.ids().into_iter().filter(|&id| id != follower) {
+        cluster.stop(id);
+    }
+    let alone = asker.status();
+    assert_eq!(alone.id, follower);
+    assert_eq!(alone.digest, settled.digest);
+}
+
+#[test]
 fn a_restarted_follower_recovers_from_its_log_and_catches_up() {
     let mut cluster = Cluster::start(3);
     let leader = cluster.await_leader(Duration::from_secs(10));

@@ -2,8 +2,9 @@
 
 use proptest::prelude::*;
 use synod_wire::{
-    Ballot, Batch, ChosenEntry, ClientId, ClientReply, ClientRequest, Command, LogRecord, Message, NodeId,
-    Outcome, PromiseEntry, Seq, Slot, Status, Value, Wire,
+    AdminQuery, AdminRequest, Ballot, Batch, ChosenEntry, ClientFrame, ClientId, ClientReply, ClientRequest,
+    Command, LogRecord, Message, NodeId, Outcome, PromiseEntry, ReplicaStatus, Role, Seq, Slot, Status,
+    Value, Wire,
 };
 
 fn ballot() -> impl Strategy<Value = Ballot> {
@@ -71,6 +72,36 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+fn node_ids() -> impl Strategy<Value = Vec<NodeId>> {
+    proptest::collection::vec(any::<u32>().prop_map(NodeId), 0..6)
+}
+
+fn replica_status() -> impl Strategy<Value = ReplicaStatus> {
+    (
+        (any::<u32>(), any::<bool>(), proptest::option::of(any::<u32>()), ballot(), slot(), slot()),
+        (any::<u64>(), node_ids(), node_ids(), any::<u64>(), any::<u64>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (id, leads, leader, ballot, commit, applied),
+                (digest, members, peers_reachable, sessions, log_bytes, uptime_ms),
+            )| ReplicaStatus {
+                id: NodeId(id),
+                role: if leads { Role::Leader } else { Role::Follower },
+                leader: leader.map(NodeId),
+                ballot,
+                commit,
+                applied,
+                digest,
+                members,
+                peers_reachable,
+                sessions,
+                log_bytes,
+                uptime_ms,
+            },
+        )
+}
+
 fn record() -> impl Strategy<Value = LogRecord> {
     prop_oneof![
         ballot().prop_map(|ballot| LogRecord::Promise { ballot }),
@@ -88,7 +119,7 @@ fn record() -> impl Strategy<Value = LogRecord> {
 /// Decodes `bytes` as every wire type; the point is that none of them panics.
 fn decode_all(bytes: &[u8]) {
     let _ = Message::decode(bytes);
-    let _ = ClientRequest::decode(bytes);
+    let _ = ClientFrame::decode(bytes);
     let _ = ClientReply::decode(bytes);
     let _ = Batch::decode(bytes);
     let _ = LogRecord::decode(bytes);
@@ -120,11 +151,37 @@ proptest! {
         let batch = Batch { timestamp_ms: ts, commands: commands.clone() };
         prop_assert_eq!(Batch::decode(&batch.encode().unwrap()).unwrap(), batch);
         for command in commands {
-            let req = ClientRequest { id, command };
-            prop_assert_eq!(ClientRequest::decode(&req.encode().unwrap()).unwrap(), req);
+            let req = ClientFrame::Request(ClientRequest { id, command });
+            prop_assert_eq!(ClientFrame::decode(&req.encode().unwrap()).unwrap(), req);
         }
         let reply = ClientReply { id, outcome: Outcome::Applied { payload: vec![1, 2, 3] } };
         prop_assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);
+    }
+
+    #[test]
+    fn status_queries_and_answers_round_trip(id in any::<u64>(), status in replica_status()) {
+        let query = ClientFrame::Admin(AdminRequest { id, query: AdminQuery::Status });
+        prop_assert_eq!(ClientFrame::decode(&query.encode().unwrap()).unwrap(), query);
+        let reply = ClientReply { id, outcome: Outcome::Status(status) };
+        prop_assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);
+    }
+
+    #[test]
+    fn mutated_status_answers_never_panic(
+        status in replica_status(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = ClientReply { id: 1, outcome: Outcome::Status(status) }.encode().unwrap();
+        for (at, xor) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= xor;
+        }
+        decode_all(&bytes);
+        decode_all(&bytes[..cut.index(bytes.len() + 1)]);
+        if let Ok(decoded) = ClientReply::decode(&bytes) {
+            prop_assert_eq!(ClientReply::decode(&decoded.encode().unwrap()).unwrap(), decoded);
+        }
     }
 
     #[test]

@@ -141,15 +141,13 @@ fn three_processes_serve_clients_and_a_replica_stops_cleanly_on_sigterm_and_reco
     assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "hello");
     let mut caught_up = false;
     for _ in 0..100 {
-        let out = synod(&["status", "--json", "--config", "node-1.toml", "--config", "node-3.toml"], d);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let field = |line: &str, name: &str| -> Option<String> {
-            let rest = line.split(&format!("\"{name}\":")).nth(1)?;
-            Some(rest.split(',').next()?.to_owned())
-        };
-        let applied: Vec<String> = text.lines().filter_map(|l| field(l, "applied")).collect();
-        let digests: Vec<String> = text.lines().filter_map(|l| field(l, "digest")).collect();
-        if applied.len() == 2 && applied[0] == applied[1] && digests[0] == digests[1] {
+        let views = replica_views(d);
+        let (one, three) = (&views[0], &views[2]);
+        if one["reachable"] == true
+            && three["reachable"] == true
+            && one["applied"] == three["applied"]
+            && one["digest"] == three["digest"]
+        {
             caught_up = true;
             break;
         }
@@ -160,4 +158,161 @@ fn three_processes_serve_clients_and_a_replica_stops_cleanly_on_sigterm_and_reco
         let _ = n.wait();
     }
     assert!(caught_up, "replica 3 did not catch up with replica 1");
+}
+
+/// Each replica's entry of `synod status --json`, in address-book order.
+fn replica_views(d: &Path) -> Vec<serde_json::Value> {
+    let out = synod(&["status", "--json", "--client", "client.toml"], d);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("status --json: {e}: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+    });
+    report["replicas"].as_array().expect("a replicas array").clone()
+}
+
+/// `GET path` on `port`: the status code and the body (0 and empty if nothing answers).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let _ = conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim().to_owned())
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `what` did not happen in 30 s.
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(std::time::Instant::now() < until, "{what} did not happen within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Replica processes, killed when dropped (a failed assertion leaves none behind).
+struct Nodes(Vec<Option<std::process::Child>>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for n in self.0.iter_mut().flatten() {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+}
+
+#[test]
+fn status_shows_every_replica_over_the_transport_and_health_follows_reachability() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(synod(&["certs", "init", "--dir", "certs", "--nodes", "3", "--clients", "1"], d)
+        .status
+        .success());
+    let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
+    let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
+    let peers: String = (0..3).map(|i| format!("{} = \"127.0.0.1:{}\"\n", i + 1, ports[i])).collect();
+    for n in 1..=3 {
+        std::fs::write(
+            d.join(format!("node-{n}.toml")),
+            format!(
+                "id = {n}\ndata_dir = \"data-{n}\"\nmetrics = \"127.0.0.1:{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{n}.pem\"\nkey = \"certs/node-{n}.key\"\n[peers]\n{peers}",
+                metrics[n - 1]
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        d.join("client.toml"),
+        format!("client = 1\nrequest_timeout_ms = 2000\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n[replicas]\n{peers}"),
+    )
+    .unwrap();
+    // Nothing runs yet: every replica is a row saying so, and the command still succeeds.
+    let out = synod(&["status", "--client", "client.toml"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(table.matches("unreachable").count(), 3, "{table}");
+
+    let spawn = |n: usize| {
+        Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["start", "--config", &format!("node-{n}.toml")])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut nodes = Nodes((1..=3).map(|n| Some(spawn(n))).collect());
+    let put = synod(&["put", "--client", "client.toml", "greeting", "hello"], d);
+    assert!(put.status.success(), "{}", stderr(&put));
+
+    // All three answer, each hears the other two, one leads and all name it, digests agree.
+    let leader = poll("three replicas agreeing on one leader and one digest", || {
+        let views = replica_views(d);
+        let all_up = views
+            .iter()
+            .all(|v| v["reachable"] == true && v["peers_reachable"].as_array().is_some_and(|p| p.len() == 2));
+        let leaders: Vec<&serde_json::Value> = views.iter().filter(|v| v["role"] == "leader").collect();
+        let same = views.windows(2).all(|w| {
+            w[0]["leader"] == w[1]["leader"]
+                && w[0]["applied"] == w[1]["applied"]
+                && w[0]["digest"] == w[1]["digest"]
+        });
+        let applied = views[0]["applied"].as_u64().unwrap_or(0);
+        (all_up && leaders.len() == 1 && same && applied > 0).then(|| leaders[0]["id"].as_u64().unwrap())
+    });
+    let views = replica_views(d);
+    for v in &views {
+        assert_eq!(v["leader"], leader, "{v}");
+        assert_eq!(v["digest"].as_str().map(str::len), Some(16), "{v}");
+        assert!(v["log_bytes"].as_u64().unwrap() > 0, "{v}");
+    }
+    let out = synod(&["status", "--client", "client.toml"], d);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{table}{}", stderr(&out));
+    assert!(table.contains("digests agree at equal applied slots\n"), "{table}");
+    assert!(table.contains(&format!("leader: {leader} (every replica that answered agrees)")), "{table}");
+    // The client file may also come from the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["status", "--json"])
+        .env("SYNOD_CLIENT", "client.toml")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Health: every replica reaches its leader; readiness: every one has applied what it knows committed.
+    for &port in &metrics {
+        poll("a healthy replica", || {
+            (http_get(port, "/health") == (200, r#"{"healthy":true}"#.to_owned())).then_some(())
+        });
+        poll("a ready replica", || (http_get(port, "/readyz").0 == 200).then_some(()));
+        let (code, body) = http_get(port, "/metrics");
+        assert_eq!(code, 200);
+        assert!(body.contains("synod_"), "{body}");
+        assert_eq!(http_get(port, "/nothing-here").0, 404);
+    }
+
+    // Stop both peers of replica 1: it can reach no leader (or no majority), so it is unhealthy.
+    for n in [2, 3] {
+        let mut child = nodes.0[n - 1].take().unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        child.wait().unwrap();
+    }
+    let reason = poll("replica 1 turning unhealthy", || {
+        let (code, body) = http_get(metrics[0], "/health");
+        (code == 503).then_some(body)
+    });
+    let reason: serde_json::Value = serde_json::from_str(&reason).unwrap();
+    assert_eq!(reason["healthy"], false);
+    assert!(reason["reason"].as_str().is_some_and(|r| !r.is_empty()), "{reason}");
+    // `synod status` still answers: replica 1 a row of its own, the others unreachable rows.
+    let views = replica_views(d);
+    assert_eq!(views[0]["reachable"], true);
+    assert_eq!((views[1]["reachable"].clone(), views[2]["reachable"].clone()), (false.into(), false.into()));
+    drop(nodes);
 }
