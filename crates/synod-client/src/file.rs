@@ -143,7 +143,7 @@ impl ClientFile {
     }
 
     /// The client configuration this file describes (loads the certificates).
-    pub fn to_config(&self) -> Result<ClientConfig, ConfigError> {
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
         let identity = Identity::Client(self.client);
         let credentials = Credentials::load_files(&self.tls.ca, &self.tls.cert, &self.tls.key, identity)
             .map_err(|source| ConfigError::Certs { dir: self.path.clone(), source })?;
@@ -158,7 +158,7 @@ impl ClientFile {
 impl ClientConfig {
     /// Reads a client file (`client.toml`, see [`ClientFile`]) and loads the certificates it names.
     pub fn load(path: impl AsRef<Path>) -> Result<ClientConfig, ConfigError> {
-        ClientFile::load(path)?.to_config()
+        ClientFile::load(path)?.client_config()
     }
 }
 

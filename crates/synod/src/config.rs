@@ -1,15 +1,20 @@
-//! The TOML files `synod` reads: a replica's `node.toml` and a client's `client.toml`.
+//! The TOML files `synod` reads: a replica's `node.toml`, and a client's
+//! `client.toml` (whose one loader is [`synod_client::ClientFile`]).
 //!
 //! Relative paths in a file are relative to the file's directory. Unknown
 //! fields are errors, so a misspelt field never silently falls back to a default.
+//! Addresses are `ip:port` or `host:port`; every host name must resolve when
+//! the file is loaded, and is resolved again on every reconnect.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use synod_client::file::address_book;
 use synod_runtime::{ReplicaConfig, Timing};
 use synod_transport::{Credentials, Identity};
 use synod_wire::NodeId;
@@ -26,8 +31,13 @@ pub struct NodeFile {
     pub metrics: Option<SocketAddr>,
     /// Certificates.
     pub tls: TlsFile,
-    /// Every replica's address, by id.
-    pub peers: BTreeMap<String, SocketAddr>,
+    /// Every replica's address, by id: `ip:port` or `host:port`.
+    pub peers: BTreeMap<String, String>,
+    /// How the replica logs: `text` (the default) or `json`, one object per
+    /// line; the environment's `SYNOD_LOG_FORMAT` overrides it. Read before
+    /// logging starts, by [`LogFormat::choose`]; here it is checked.
+    #[allow(dead_code)]
+    pub log_format: Option<LogFormat>,
     /// Consensus timing.
     #[serde(default)]
     pub timing: TimingFile,
@@ -37,6 +47,54 @@ pub struct NodeFile {
     /// The network layer.
     #[serde(default)]
     pub transport: TransportFile,
+    /// Where the file was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// How `synod` writes its log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// tracing's human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format (text or json)")),
+        }
+    }
+}
+
+impl LogFormat {
+    /// The format `SYNOD_LOG_FORMAT` asks for, else the one `node.toml` at
+    /// `config` asks for (`log_format`), else text. A file that cannot be read
+    /// is left to [`NodeFile::load`] to report.
+    pub fn choose(config: Option<&Path>) -> Result<LogFormat> {
+        if let Ok(v) = std::env::var("SYNOD_LOG_FORMAT") {
+            if !v.is_empty() {
+                return v.parse().map_err(|e: String| anyhow::anyhow!("SYNOD_LOG_FORMAT: {e}"));
+            }
+        }
+        let Some(path) = config else { return Ok(LogFormat::Text) };
+        let from_file = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("log_format").and_then(|v| v.as_str()).map(str::to_owned));
+        match from_file {
+            Some(v) => v.parse().map_err(|e: String| anyhow::anyhow!("{}: log_format: {e}", path.display())),
+            None => Ok(LogFormat::Text),
+        }
+    }
 }
 
 /// The network layer.
@@ -50,7 +108,7 @@ pub struct TransportFile {
 }
 
 /// Certificate paths.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
     /// The cluster CA certificate.
@@ -96,43 +154,12 @@ pub struct BatchingFile {
     pub max_batch_bytes: Option<usize>,
 }
 
-/// A client's configuration file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientFile {
-    /// The client number its certificate names (`client-<n>.pem`).
-    pub client: u32,
-    /// Certificates.
-    pub tls: TlsFile,
-    /// Every replica's address, by id.
-    pub replicas: BTreeMap<String, SocketAddr>,
-    /// Milliseconds one attempt waits before trying another replica.
-    pub request_timeout_ms: Option<u64>,
-}
-
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+    Ok(synod_client::file::read_toml(path)?)
 }
 
 fn base(path: &Path) -> PathBuf {
-    path.parent().map(Path::to_path_buf).unwrap_or_default()
-}
-
-fn ids(map: &BTreeMap<String, SocketAddr>, field: &str) -> Result<BTreeMap<NodeId, SocketAddr>> {
-    let mut out = BTreeMap::new();
-    for (k, addr) in map {
-        let id: u32 =
-            k.parse().with_context(|| format!("{field}: {k:?} is not a replica id (a positive number)"))?;
-        if id == 0 {
-            bail!("{field}: replica id 0 is reserved");
-        }
-        out.insert(NodeId(id), *addr);
-    }
-    if out.is_empty() {
-        bail!("{field}: no replicas listed");
-    }
-    Ok(out)
+    synod_client::file::base_dir(path)
 }
 
 impl NodeFile {
@@ -140,9 +167,10 @@ impl NodeFile {
     pub fn load(path: &Path) -> Result<NodeFile> {
         let mut file: NodeFile = read(path)?;
         let base = base(path);
+        file.path = path.to_owned();
         file.data_dir = base.join(&file.data_dir);
         file.tls.resolve(&base);
-        let peers = ids(&file.peers, "peers")?;
+        let peers = address_book(path, "peers", &file.peers)?;
         if !peers.contains_key(&NodeId(file.id)) {
             bail!("{}: peers has no address for this replica's id {}", path.display(), file.id);
         }
@@ -172,7 +200,8 @@ impl NodeFile {
         let credentials =
             Credentials::load_files(&self.tls.ca, &self.tls.cert, &self.tls.key, Identity::Node(id))
                 .with_context(|| format!("cannot load the certificates for replica {}", self.id))?;
-        let mut config = ReplicaConfig::new(id, ids(&self.peers, "peers")?, credentials, &self.data_dir);
+        let peers = address_book(&self.path, "peers", &self.peers)?;
+        let mut config = ReplicaConfig::new(id, peers, credentials, &self.data_dir);
         config.timing = Timing {
             tick: Duration::from_millis(self.timing.tick_ms),
             heartbeat_ticks: self.timing.heartbeat_ticks,
@@ -199,27 +228,5 @@ impl TlsFile {
         self.ca = base.join(&self.ca);
         self.cert = base.join(&self.cert);
         self.key = base.join(&self.key);
-    }
-}
-
-impl ClientFile {
-    /// Reads and checks a client's configuration file.
-    pub fn load(path: &Path) -> Result<ClientFile> {
-        let mut file: ClientFile = read(path)?;
-        file.tls.resolve(&base(path));
-        ids(&file.replicas, "replicas")?;
-        Ok(file)
-    }
-
-    /// The client configuration this file describes (loads the certificates).
-    pub fn client_config(&self) -> Result<synod_client::ClientConfig> {
-        let identity = Identity::Client(self.client);
-        let credentials = Credentials::load_files(&self.tls.ca, &self.tls.cert, &self.tls.key, identity)
-            .context("cannot load the client certificates")?;
-        let mut config = synod_client::ClientConfig::new(ids(&self.replicas, "replicas")?, credentials)?;
-        if let Some(ms) = self.request_timeout_ms {
-            config = config.with_request_timeout(Duration::from_millis(ms));
-        }
-        Ok(config)
     }
 }

@@ -1,5 +1,6 @@
 //! `synod`: run a replica of the bundled key-value store, make certificates, inspect logs, talk to a cluster.
 
+mod client_cmd;
 mod config;
 mod health;
 mod status;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use config::{ClientFile, NodeFile};
+use config::{LogFormat, NodeFile};
 use synod_kv::KvStore;
 use synod_runtime::Replica;
 
@@ -42,48 +43,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write `key` = `value`.
-    Put {
-        /// The client configuration file.
-        #[arg(long)]
-        client: PathBuf,
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-    },
-    /// Read `key`.
-    Get {
-        /// The client configuration file.
-        #[arg(long)]
-        client: PathBuf,
-        /// The key.
-        key: String,
-    },
+    /// Write `key` = `value` (`-`: the value is stdin's bytes).
+    Put(client_cmd::Put),
+    /// Read `key`: its bytes, exactly, on stdout.
+    Get(client_cmd::Get),
     /// Delete `key`.
-    Del {
-        /// The client configuration file.
-        #[arg(long)]
-        client: PathBuf,
-        /// The key.
-        key: String,
-    },
+    Del(client_cmd::Del),
     /// Set `key` to `new` if it holds `expected`; `--absent` expects no value.
-    Cas {
-        /// The client configuration file.
-        #[arg(long)]
-        client: PathBuf,
-        /// The key.
-        key: String,
-        /// The value the key must hold.
-        #[arg(long, conflicts_with = "absent")]
-        expected: Option<String>,
-        /// The key must be absent.
-        #[arg(long)]
-        absent: bool,
-        /// The new value.
-        new: String,
-    },
+    Cas(client_cmd::Cas),
     /// The write-ahead log.
     #[command(subcommand)]
     Log(LogCmd),
@@ -102,7 +69,31 @@ enum CertsCmd {
         /// Clients (client-1 .. client-M).
         #[arg(long, default_value_t = 1)]
         clients: u32,
+        /// Days the replica and client certificates are valid.
+        #[arg(long, default_value_t = synod_transport::certs::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// Days the CA certificate is valid.
+        #[arg(long, default_value_t = synod_transport::certs::DEFAULT_CA_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
+        ca_days: u32,
         /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign a certificate for one more (or a renewed) replica or client with the CA in `--dir`.
+    Add {
+        /// The directory `certs init` wrote (ca.pem and ca.key are read from it).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A replica's id.
+        #[arg(long, required_unless_present = "client", conflicts_with = "client", value_parser = clap::value_parser!(u32).range(1..))]
+        node: Option<u32>,
+        /// A client's number.
+        #[arg(long)]
+        client: Option<u32>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = synod_transport::certs::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// Replace the existing certificate and key (a renewal).
         #[arg(long)]
         force: bool,
     },
@@ -118,13 +109,32 @@ enum LogCmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SYNOD_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let config = match &cli.command {
+        Cmd::Start { config } => Some(config.as_path()),
+        _ => None,
+    };
+    let format = match LogFormat::choose(config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("synod: {}", causes(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_env("SYNOD_LOG").unwrap_or_else(|_| "info".into());
+    match format {
+        LogFormat::Text => {
+            tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("synod: {}", causes(&e));
@@ -155,14 +165,25 @@ fn causes(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Certs(CertsCmd::Init { dir, nodes, clients, force }) => {
+        Cmd::Certs(CertsCmd::Init { dir, nodes, clients, days, ca_days, force }) => {
             if nodes == 0 {
                 bail!("--nodes must be at least 1");
             }
-            let report = synod_transport::certs::init(&dir, nodes, clients, force)
+            let lifetimes = synod_transport::certs::Lifetimes { days, ca_days };
+            let report = synod_transport::certs::init_with(&dir, nodes, clients, force, lifetimes)
                 .with_context(|| format!("cannot write certificates to {}", dir.display()))?;
-            println!("{report:?}");
-            println!("wrote a CA, {nodes} replica and {clients} client certificates to {}", dir.display());
+            print!("{report}");
+            Ok(())
+        }
+        Cmd::Certs(CertsCmd::Add { dir, node, client, days, force }) => {
+            let identity = match (node, client) {
+                (Some(n), None) => synod_transport::Identity::Node(synod_wire::NodeId(n)),
+                (None, Some(c)) => synod_transport::Identity::Client(c),
+                _ => bail!("give --node ID or --client N"),
+            };
+            let report = synod_transport::certs::add(&dir, identity, days, force)
+                .with_context(|| format!("cannot add a certificate for {identity} in {}", dir.display()))?;
+            print!("{report}");
             Ok(())
         }
         Cmd::Start { config } => start(&config),
@@ -176,42 +197,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Put { client, key, value } => with_client(&client, |c| async move {
-            c.put(key.into_bytes(), value.into_bytes()).await?;
-            println!("OK");
-            Ok(())
-        }),
-        Cmd::Get { client, key } => with_client(&client, |c| async move {
-            match c.get(key.into_bytes()).await? {
-                Some(v) => println!("{}", String::from_utf8_lossy(&v)),
-                None => println!("(absent)"),
-            }
-            Ok(())
-        }),
-        Cmd::Del { client, key } => with_client(&client, |c| async move {
-            match c.delete(key.into_bytes()).await? {
-                Some(v) => println!("deleted {}", String::from_utf8_lossy(&v)),
-                None => println!("(absent)"),
-            }
-            Ok(())
-        }),
-        Cmd::Cas { client, key, expected, absent, new } => {
-            if expected.is_none() && !absent {
-                bail!("give --expected VALUE or --absent");
-            }
-            with_client(&client, |c| async move {
-                let outcome =
-                    c.cas(key, expected.as_deref().map(str::as_bytes), Some(new.as_bytes())).await?;
-                let previous =
-                    outcome.previous.map_or("(absent)".into(), |p| String::from_utf8_lossy(&p).into_owned());
-                if outcome.swapped {
-                    println!("swapped (was {previous})");
-                } else {
-                    println!("not swapped: the key holds {previous}");
-                }
-                Ok(())
-            })
-        }
+        Cmd::Put(args) => client_cmd::put(args),
+        Cmd::Get(args) => client_cmd::get(args),
+        Cmd::Del(args) => client_cmd::del(args),
+        Cmd::Cas(args) => client_cmd::cas(args),
     }
 }
 
@@ -253,20 +242,6 @@ fn start(path: &std::path::Path) -> Result<()> {
         bail!("replica {} stopped: {e}", file.id);
     }
     Ok(())
-}
-
-fn with_client<F, Fut>(path: &std::path::Path, f: F) -> Result<()>
-where
-    F: FnOnce(synod_client::Client) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    let file = ClientFile::load(path)?;
-    let config = file.client_config()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    rt.block_on(async move {
-        let client = synod_client::Client::connect(config).await.context("cannot reach the cluster")?;
-        f(client).await
-    })
 }
 
 #[cfg(test)]

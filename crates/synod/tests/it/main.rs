@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod cli;
+
 fn synod(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_synod")).args(args).current_dir(dir).output().expect("synod runs")
 }
