@@ -27,7 +27,7 @@ pub struct NodeFile {
     pub id: u32,
     /// Where the write-ahead log lives.
     pub data_dir: PathBuf,
-    /// Where to serve Prometheus metrics (and what `synod status` scrapes).
+    /// Where to serve HTTP: `/metrics` (Prometheus), `/health` and `/readyz`.
     pub metrics: Option<SocketAddr>,
     /// Certificates.
     pub tls: TlsFile,
