@@ -14,16 +14,27 @@ use super::{Paxos, Role};
 /// heard the leader this round and the leader is happy. An unhappy,
 /// quorum-connected replica that hears no happy peer for a randomized
 /// timeout stands with a ballot above every ballot it has seen. Everyone
-/// adopts the highest leader ballot they hear of.
+/// takes the owner of the highest ballot they have seen for the leader.
 #[derive(Debug, Clone, Hash)]
 pub(super) struct Election {
+    /// The current heartbeat round, carried by Pings and echoed by Pongs.
     pub(super) round: u64,
+    /// The tick at which the current round ends (`end_round`).
     pub(super) round_ends: u64,
+    /// The statuses in this round's Pongs, by sender.
     pub(super) replies: BTreeMap<NodeId, Status>,
-    pub(super) leader: Ballot,
+    /// The highest ballot seen: in a Prepare, Accept, Commit or Reject, in a
+    /// peer's [`Status`], or its own when it stood. Its owner is the replica
+    /// this one takes for the leader ([`Paxos::leader`]), and it is the
+    /// leader ballot this replica reports in its own `Status`.
+    pub(super) highest_seen: Ballot,
+    /// At the last round's end: Pongs from a majority, itself included.
     pub(super) quorum_connected: bool,
+    /// At the last round's end (or on standing): content with the leader.
     pub(super) happy: bool,
+    /// The tick since which it has been unhappy, if it is.
     pub(super) unhappy_since: Option<u64>,
+    /// The election timeout, drawn afresh whenever it becomes unhappy.
     pub(super) timeout: u64,
     /// Set at a round's end when this replica may stand once its timeout
     /// expires: it hears a majority and nobody it hears is happy.
@@ -32,7 +43,7 @@ pub(super) struct Election {
 impl Paxos {
     pub(super) fn status(&self) -> Status {
         Status {
-            leader: self.election.leader,
+            leader: self.election.highest_seen,
             quorum_connected: self.election.quorum_connected,
             happy: self.election.happy,
             first_unchosen: self.first_unchosen,
@@ -55,8 +66,8 @@ impl Paxos {
     /// leading with a lower ballot steps down.
     pub(super) fn observe_leader(&mut self, ballot: Ballot) {
         self.max_round = self.max_round.max(ballot.round);
-        if ballot > self.election.leader {
-            self.election.leader = ballot;
+        if ballot > self.election.highest_seen {
+            self.election.highest_seen = ballot;
             if self.role_ballot().is_some_and(|b| b < ballot) {
                 self.step_down();
             }
@@ -70,12 +81,12 @@ impl Paxos {
         let e = &mut self.election;
         let qc = e.replies.len() + 1 >= majority;
         e.quorum_connected = qc;
-        let leads = role_ballot.is_some_and(|b| b == e.leader);
+        let leads = role_ballot.is_some_and(|b| b == e.highest_seen);
         e.happy = qc
-            && if e.leader.node == me {
+            && if e.highest_seen.node == me {
                 leads
             } else {
-                e.replies.get(&e.leader.node).is_some_and(|s| s.happy && s.leader == e.leader)
+                e.replies.get(&e.highest_seen.node).is_some_and(|s| s.happy && s.leader == e.highest_seen)
             };
         let someone_happy = e.replies.values().any(|s| s.happy);
         e.replies.clear();

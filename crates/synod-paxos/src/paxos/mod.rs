@@ -26,6 +26,7 @@ use crate::rng::Rng;
 use crate::stats::Stats;
 
 use election::Election;
+use output::Announced;
 use proposer::{Candidate, Leader};
 
 /// Why a proposal was refused. The batch comes back to the caller.
@@ -105,7 +106,8 @@ pub struct Paxos {
     election: Election,
     max_round: u64,
     commit_dirty: bool,
-    announced: (Option<NodeId>, bool),
+    /// The leader last announced in an `Action::LeaderChanged`.
+    announced: Announced,
 
     actions: VecDeque<Action>,
     stats: Stats,
@@ -210,8 +212,8 @@ impl Paxos {
                 round: 0,
                 round_ends: config.heartbeat_ticks,
                 replies: BTreeMap::new(),
-                // The highest ballot this replica is known to have seen.
-                leader: durable.promised,
+                // A promise was made at a ballot seen, so it is the highest known after a restart.
+                highest_seen: durable.promised,
                 quorum_connected: false,
                 happy: false,
                 unhappy_since: None,
@@ -220,7 +222,7 @@ impl Paxos {
             },
             max_round: durable.promised.round,
             commit_dirty: false,
-            announced: (None, false),
+            announced: Announced { leader: None, is_self: false },
             actions: VecDeque::new(),
             stats: Stats::default(),
             cfg: config,
@@ -335,8 +337,10 @@ impl Paxos {
     pub fn leader(&self) -> Option<NodeId> {
         match &self.role {
             Role::Leader(_) => Some(self.cfg.id),
-            _ if self.election.leader != Ballot::ZERO && self.election.leader.node != self.cfg.id => {
-                Some(self.election.leader.node)
+            _ if self.election.highest_seen != Ballot::ZERO
+                && self.election.highest_seen.node != self.cfg.id =>
+            {
+                Some(self.election.highest_seen.node)
             }
             _ => None,
         }
@@ -365,9 +369,10 @@ impl Paxos {
         self.promised
     }
 
-    /// The highest leader ballot this replica knows of.
+    /// The highest ballot this replica has seen (its own once it stood), whose
+    /// owner it takes for the leader: the ballot a leader it follows leads at.
     pub fn leader_ballot(&self) -> Ballot {
-        self.election.leader
+        self.election.highest_seen
     }
 
     /// Every slot below this one is chosen and known here.
@@ -451,23 +456,23 @@ impl Paxos {
         }
         // Ballots: the highest ballot seen covers the promise, max_round covers both.
         assert!(
-            self.election.leader >= self.promised,
+            self.election.highest_seen >= self.promised,
             "highest ballot seen {:?} < promised {:?}",
-            self.election.leader,
+            self.election.highest_seen,
             self.promised
         );
         assert!(
-            self.max_round >= self.election.leader.round,
+            self.max_round >= self.election.highest_seen.round,
             "max_round {} < the highest ballot seen {:?}",
             self.max_round,
-            self.election.leader
+            self.election.highest_seen
         );
         // A candidate or leader stands at its own ballot, which is both its
         // promise and the highest ballot it has seen: anything higher steps it down.
         if let Some(ballot) = self.role_ballot() {
             assert_eq!(ballot.node, self.cfg.id, "role ballot {ballot:?} is not this replica's");
             assert_eq!(ballot, self.promised, "role ballot != promised");
-            assert_eq!(ballot, self.election.leader, "role ballot != the highest ballot seen");
+            assert_eq!(ballot, self.election.highest_seen, "role ballot != the highest ballot seen");
         }
         match &self.role {
             Role::Follower => {}

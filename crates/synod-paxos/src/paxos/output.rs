@@ -5,6 +5,15 @@ use synod_wire::{Message, NodeId};
 use super::{Paxos, Role};
 use crate::action::{Action, PersistToken};
 
+/// What the last `Action::LeaderChanged` said, so that only changes are announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Announced {
+    /// The replica announced as leader ([`Paxos::leader`]), if any.
+    pub(super) leader: Option<NodeId>,
+    /// Whether that is this replica, leading after Phase 1 ([`Paxos::is_leader`]).
+    pub(super) is_self: bool,
+}
+
 impl Paxos {
     pub(super) fn send(&mut self, to: NodeId, msg: Message) {
         if to == self.cfg.id {
@@ -58,14 +67,14 @@ impl Paxos {
                 break;
             }
         }
-        let now = (self.leader(), self.is_leader());
+        let now = Announced { leader: self.leader(), is_self: self.is_leader() };
         if now != self.announced {
             self.announced = now;
             self.stats.leader_changes += 1;
             self.actions.push_back(Action::LeaderChanged {
-                leader: now.0,
-                ballot: self.election.leader,
-                is_self: now.1,
+                leader: now.leader,
+                ballot: self.election.highest_seen,
+                is_self: now.is_self,
             });
         }
     }

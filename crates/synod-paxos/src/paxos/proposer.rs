@@ -71,10 +71,10 @@ impl Paxos {
         self.observe_leader(promised);
     }
     pub(super) fn stand(&mut self) {
-        let round = self.max_round.max(self.promised.round).max(self.election.leader.round) + 1;
+        let round = self.max_round.max(self.promised.round).max(self.election.highest_seen.round) + 1;
         let ballot = Ballot::new(round, self.cfg.id);
         self.max_round = round;
-        self.election.leader = ballot;
+        self.election.highest_seen = ballot;
         self.election.happy = true;
         self.election.unhappy_since = None;
         self.election.may_stand = false;
