@@ -1,15 +1,11 @@
 //! Shared helpers for synod's benchmark binaries: timing loops and result lines.
 #![warn(missing_docs)]
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use synod_client::ClientConfig;
-use synod_transport::{Credentials, Identity};
-use synod_wire::NodeId;
 
 /// Runs `f` repeatedly for about `budget` and returns operations per second.
 ///
@@ -50,22 +46,8 @@ pub fn median(xs: &mut [f64]) -> f64 {
     }
 }
 
-/// Reads the client file `cargo xtask cluster` writes (the format `synod put --client` reads).
+/// Reads the client file `cargo xtask cluster` writes (the format `synod put --client` reads),
+/// with synod-client's one loader of it.
 pub fn client_config(path: &Path) -> Result<ClientConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: toml::Value = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let tls = v.get("tls").context("missing [tls]")?;
-    let file = |k: &str| -> Result<std::path::PathBuf> {
-        Ok(base.join(tls.get(k).and_then(|x| x.as_str()).with_context(|| format!("missing tls.{k}"))?))
-    };
-    let client = v.get("client").and_then(|x| x.as_integer()).context("missing client = N")? as u32;
-    let credentials =
-        Credentials::load_files(&file("ca")?, &file("cert")?, &file("key")?, Identity::Client(client))?;
-    let mut replicas = BTreeMap::new();
-    for (k, addr) in v.get("replicas").and_then(|x| x.as_table()).context("missing [replicas]")? {
-        let addr: SocketAddr = addr.as_str().context("replica address")?.parse()?;
-        replicas.insert(NodeId(k.parse()?), addr);
-    }
-    Ok(ClientConfig::new(replicas, credentials)?)
+    Ok(ClientConfig::load(path)?)
 }

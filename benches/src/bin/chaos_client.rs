@@ -12,9 +12,41 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::Parser;
 use synod_check::{check_per_key, Input, Op, Output, Verdict};
 use synod_client::{Client, ClientError};
+
+/// The chaos workload: concurrent clients doing get, put and cas on a few keys,
+/// then a linearizability check of the history.
+#[derive(Debug, Parser)]
+#[command(name = "chaos_client")]
+struct Cli {
+    /// The client configuration file.
+    #[arg(long, value_name = "FILE")]
+    client_config: PathBuf,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 6)]
+    workers: u64,
+    /// Keys they share.
+    #[arg(long, default_value_t = 3)]
+    keys: u64,
+    /// How long to run.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// One operation's deadline, in milliseconds.
+    #[arg(long = "op-timeout-ms", default_value_t = 2000)]
+    op_timeout_ms: u64,
+    /// Write the history here, one JSON line per operation.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// The checker's budget per key, in seconds.
+    #[arg(long = "budget-s", default_value_t = 60)]
+    budget_s: u64,
+    /// A worker's pause between operations, in milliseconds.
+    #[arg(long = "pause-ms", default_value_t = 5)]
+    pause_ms: u64,
+}
 
 struct Args {
     client_config: PathBuf,
@@ -28,35 +60,17 @@ struct Args {
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args {
-        client_config: PathBuf::new(),
-        workers: 6,
-        keys: 3,
-        seconds: 30.0,
-        op_timeout: Duration::from_millis(2000),
-        history: None,
-        budget: Duration::from_secs(60),
-        pause: Duration::from_millis(5),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--client-config" => a.client_config = val()?.into(),
-            "--workers" => a.workers = val()?.parse()?,
-            "--keys" => a.keys = val()?.parse()?,
-            "--seconds" => a.seconds = val()?.parse()?,
-            "--op-timeout-ms" => a.op_timeout = Duration::from_millis(val()?.parse()?),
-            "--history" => a.history = Some(val()?.into()),
-            "--budget-s" => a.budget = Duration::from_secs(val()?.parse()?),
-            "--pause-ms" => a.pause = Duration::from_millis(val()?.parse()?),
-            other => bail!("unknown argument {other:?}"),
-        }
-    }
-    if a.client_config.as_os_str().is_empty() {
-        bail!("--client-config is required");
-    }
-    Ok(a)
+    let c = Cli::parse();
+    Ok(Args {
+        client_config: c.client_config,
+        workers: c.workers,
+        keys: c.keys,
+        seconds: c.seconds,
+        op_timeout: Duration::from_millis(c.op_timeout_ms),
+        history: c.history,
+        budget: Duration::from_secs(c.budget_s),
+        pause: Duration::from_millis(c.pause_ms),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

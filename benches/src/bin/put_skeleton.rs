@@ -35,6 +35,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 
 const LEADER: u16 = 7601;
 const FOLLOWERS: [u16; 2] = [7602, 7603];
@@ -49,30 +50,43 @@ const QUIC_FOLLOWERS: [u16; 2] = [7612, 7613];
 /// A request: its sequence number, then padding (as the UDP mode's).
 const REQUEST_LEN: usize = 128;
 
+/// The floor of a one-client replicated put on this machine, without synod
+/// (see the module documentation).
+#[derive(Debug, Parser)]
+#[command(name = "put_skeleton", override_usage = "put_skeleton [--quic] [SECONDS] [DIR]")]
+struct Cli {
+    /// Talk as synod's processes do: QUIC with synod's TLS and transport settings.
+    #[arg(long)]
+    quic: bool,
+    /// How long the client runs, in seconds (default 5).
+    seconds: Option<String>,
+    /// Where the logs (and with --quic the certificates) go (default `$CARGO_TARGET_DIR` or `target`).
+    dir: Option<PathBuf>,
+    /// Run as one of the servers: leader, follower-1 or follower-2 (the client starts them).
+    #[arg(long, hide = true, value_name = "ROLE", requires = "serve_dir")]
+    serve: Option<String>,
+    /// A server's DIR.
+    #[arg(long, hide = true, value_name = "DIR")]
+    serve_dir: Option<PathBuf>,
+}
+
+/// The servers' roles.
+const ROLES: [&str; 3] = ["leader", "follower-1", "follower-2"];
+
 fn main() -> Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let server = |role: &str| ["--leader", "--follower-1", "--follower-2"].contains(&role);
-    match &args[..] {
-        [role, dir] if server(role) => return serve(role, Path::new(dir)),
-        [role, dir, quic] if server(role) && quic == "quic" => return quic::serve(role, Path::new(dir)),
-        _ => {}
+    let cli = Cli::parse();
+    let quic = cli.quic;
+    if let (Some(role), Some(dir)) = (&cli.serve, &cli.serve_dir) {
+        return if quic { quic::serve(role, dir) } else { serve(role, dir) };
     }
-    let quic = args.first().is_some_and(|a| a == "--quic");
-    if quic {
-        args.remove(0);
-    }
-    let seconds: f64 = match args.first() {
-        Some(s) if s == "-h" || s == "--help" => {
-            println!("usage: put_skeleton [--quic] [SECONDS] [DIR]");
-            return Ok(());
-        }
+    let seconds: f64 = match &cli.seconds {
         Some(s) => s.parse().with_context(|| format!("SECONDS must be a number, not {s:?}"))?,
         None => 5.0,
     };
     if !(seconds.is_finite() && seconds > 0.0) {
         bail!("SECONDS must be a positive number of seconds, not {seconds}");
     }
-    let dir = args.get(1).map(PathBuf::from).unwrap_or_else(|| {
+    let dir = cli.dir.unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -84,11 +98,11 @@ fn main() -> Result<()> {
     }
     let me = std::env::current_exe()?;
     let mut servers = Servers(Vec::new());
-    for role in ["--leader", "--follower-1", "--follower-2"] {
+    for role in ROLES {
         let mut command = Command::new(&me);
-        command.arg(role).arg(&dir);
+        command.arg("--serve").arg(role).arg("--serve-dir").arg(&dir);
         if quic {
-            command.arg("quic");
+            command.arg("--quic");
         }
         servers.0.push(command.spawn()?);
     }
@@ -207,9 +221,9 @@ impl Log {
 
 fn serve(role: &str, dir: &Path) -> Result<()> {
     match role {
-        "--leader" => leader(dir),
-        "--follower-1" => follower(dir, 0),
-        "--follower-2" => follower(dir, 1),
+        "leader" => leader(dir),
+        "follower-1" => follower(dir, 0),
+        "follower-2" => follower(dir, 1),
         other => bail!("unknown role {other:?}"),
     }
 }
@@ -373,9 +387,9 @@ mod quic {
 
     pub(super) fn serve(role: &str, dir: &Path) -> Result<()> {
         match role {
-            "--leader" => runtime()?.block_on(leader(dir)),
-            "--follower-1" => runtime()?.block_on(follower(dir, 0)),
-            "--follower-2" => runtime()?.block_on(follower(dir, 1)),
+            "leader" => runtime()?.block_on(leader(dir)),
+            "follower-1" => runtime()?.block_on(follower(dir, 0)),
+            "follower-2" => runtime()?.block_on(follower(dir, 1)),
             other => bail!("unknown role {other:?}"),
         }
     }
