@@ -171,6 +171,7 @@ fn a_replica_with_an_expired_certificate_is_refused_and_the_error_says_expired()
         ep.connect(cluster.book[&NodeId(2)], Some(NodeId(2))).await.unwrap_err()
     });
     let text = err.to_string();
+    eprintln!("the dialer's error: {text}");
     assert!(text.contains("expired"), "the dialer's error does not say the certificate expired: {text}");
     wait_stats(&n2, "a handshake failure", |s| s.handshake_failures >= 1);
 }
@@ -185,6 +186,7 @@ fn a_peer_dialing_with_an_expired_certificate_is_refused() {
     let (n1, _e1) = cluster.start_with(config);
     wait_stats(&n2, "a refused handshake", |s| s.handshake_failures >= 1);
     let why = n2.last_handshake_failure().expect("a handshake failure is recorded");
+    eprintln!("the refusal: {why}");
     assert!(why.contains("expired"), "the refusal does not say the certificate expired: {why}");
     // In TLS 1.3 the dialer's handshake may finish before node 2 judges its
     // certificate: node 1 then sees its connection closed, and redials with backoff.
