@@ -114,11 +114,7 @@ pub fn from_hex(text: &str) -> Result<Vec<u8>, String> {
         .enumerate()
         .map(|(i, pair)| match (nibble(pair[0]), nibble(pair[1])) {
             (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
-            _ => Err(format!(
-                "{:?} at offset {} is not a hex digit pair",
-                String::from_utf8_lossy(pair),
-                2 * i
-            )),
+            _ => Err(format!("\"{}\" at offset {} is not a hex digit pair", pair.escape_ascii(), 2 * i)),
         })
         .collect()
 }
