@@ -1,0 +1,229 @@
+//! Starting and stopping an endpoint: the runtime, the QUIC endpoint and its
+//! accept loop (which hands each connection to a peer link or a client), shutdown.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use synod_wire::MAX_FRAME_LEN;
+
+use super::{Inbound, Link, Node, NodeConfig, Shared, StartError};
+use crate::certs::Identity;
+use crate::io::{code, remote_identity};
+use crate::queue::Outbox;
+use crate::stats::Stats;
+use crate::tls;
+
+/// How long a stopping node's runtime waits for its tasks.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Gives the CONNECTION_CLOSE frames of a closed endpoint a moment to leave, so peers notice at once.
+async fn let_closes_leave(endpoint: quinn::Endpoint) {
+    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+}
+
+/// What runs a node's tasks.
+pub(super) enum Driver {
+    /// A multi-thread runtime with its own workers.
+    Pool(tokio::runtime::Runtime),
+    /// A current-thread runtime, driven by one thread until `stop` fires.
+    Thread { stop: tokio::sync::oneshot::Sender<()>, thread: std::thread::JoinHandle<()> },
+}
+
+impl Node {
+    /// Binds the address the address book gives for `config.id` and starts serving.
+    pub fn start(
+        config: NodeConfig,
+        sink: impl Fn(Inbound) + Send + Sync + 'static,
+    ) -> Result<Node, StartError> {
+        check(&config)?;
+        let addr = config.peers.get(&config.id).ok_or(StartError::NoAddress(config.id))?.resolve(None)?;
+        let socket = crate::udp::bind(addr).map_err(|source| StartError::Io { what: "binding", source })?;
+        Node::start_on(socket, config, sink)
+    }
+
+    /// Starts serving on an already bound socket (tests bind port 0 first to learn addresses).
+    pub fn start_on(
+        socket: UdpSocket,
+        config: NodeConfig,
+        sink: impl Fn(Inbound) + Send + Sync + 'static,
+    ) -> Result<Node, StartError> {
+        check(&config)?;
+        crate::udp::size_buffers(&socket);
+        let NodeConfig { id, peers, credentials, settings } = config;
+        let single = settings.worker_threads <= 1;
+        let runtime = if single {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(settings.worker_threads)
+                .thread_name(format!("synod-transport-{}", id.0))
+                .enable_all()
+                .build()
+        }
+        .map_err(|source| StartError::Io { what: "starting the runtime", source })?;
+        let transport = tls::transport_config(settings.idle_timeout, settings.keep_alive);
+        let server = tls::quinn_server(&credentials, transport.clone())?;
+        let endpoint = {
+            let _guard = runtime.enter();
+            quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(|source| StartError::Io { what: "creating the endpoint", source })?
+        };
+        let local_addr =
+            endpoint.local_addr().map_err(|source| StartError::Io { what: "reading the address", source })?;
+        let mut links = HashMap::new();
+        for (&peer, addr) in peers.iter().filter(|(&p, _)| p != id) {
+            let client_config = tls::quinn_client(&credentials, Some(peer), transport.clone())?;
+            links.insert(
+                peer,
+                Arc::new(Link {
+                    peer,
+                    addr: addr.clone(),
+                    consensus: Arc::new(Outbox::new(settings.consensus_queue)),
+                    bulk: Arc::new(Outbox::new(settings.bulk_queue)),
+                    consensus_writer: tokio::sync::Mutex::new(()),
+                    bulk_writer: tokio::sync::Mutex::new(()),
+                    state: Mutex::default(),
+                    client_config,
+                }),
+            );
+        }
+        let shared = Arc::new(Shared {
+            id,
+            settings,
+            stats: Stats::default(),
+            sink: Arc::new(sink),
+            links,
+            clients: RwLock::default(),
+            next_client: AtomicU64::new(1),
+            endpoint,
+            closing: AtomicBool::new(false),
+            last_handshake_failure: Mutex::new(None),
+        });
+        runtime.spawn(shared.clone().accept_loop());
+        for link in shared.links.values().filter(|l| l.peer > id) {
+            runtime.spawn(shared.clone().dial_loop(link.clone()));
+        }
+        let runtime = if single {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let endpoint = shared.endpoint.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("synod-transport-{}", id.0))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        // Both a stop and a dropped sender end the loop.
+                        let _ = stopped.await;
+                        let_closes_leave(endpoint).await;
+                    });
+                    runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+                })
+                .map_err(|source| StartError::Io { what: "starting the transport thread", source })?;
+            Driver::Thread { stop, thread }
+        } else {
+            Driver::Pool(runtime)
+        };
+        tracing::info!(node = id.0, addr = %local_addr, "transport started");
+        Ok(Node { shared, runtime: Some(runtime), local_addr })
+    }
+
+    /// Closes every connection, waits briefly for the close to reach peers,
+    /// and stops the runtime. Dropping the node does the same.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(runtime) = self.runtime.take() else { return };
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.endpoint.close(code::SHUTDOWN, b"shutdown");
+        match runtime {
+            Driver::Pool(runtime) => {
+                runtime.block_on(let_closes_leave(self.shared.endpoint.clone()));
+                runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+            }
+            Driver::Thread { stop, thread } => {
+                let _ = stop.send(());
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+        tracing::info!(node = self.shared.id.0, "transport stopped");
+    }
+}
+
+/// Refuses a configuration the endpoint cannot honour.
+fn check(config: &NodeConfig) -> Result<(), StartError> {
+    let expected = Identity::Node(config.id);
+    if config.credentials.identity() != expected {
+        return Err(StartError::WrongIdentity { expected, found: config.credentials.identity() });
+    }
+    if config.settings.max_frame_len > MAX_FRAME_LEN {
+        return Err(StartError::FrameLimit(config.settings.max_frame_len));
+    }
+    Ok(())
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(runtime) = self.runtime.take() {
+                self.shared.endpoint.close(code::SHUTDOWN, b"shutdown");
+                match runtime {
+                    Driver::Pool(runtime) => runtime.shutdown_background(),
+                    // The thread stops on its own; do not wait for it while unwinding.
+                    Driver::Thread { stop, .. } => drop(stop.send(())),
+                }
+            }
+        } else {
+            self.stop();
+        }
+    }
+}
+
+impl Shared {
+    async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            tokio::spawn(self.clone().handle_incoming(incoming));
+        }
+    }
+
+    async fn handle_incoming(self: Arc<Self>, incoming: quinn::Incoming) {
+        let remote = incoming.remote_address();
+        let conn = match incoming.await {
+            Ok(conn) => conn,
+            Err(e) => {
+                Stats::add(&self.stats.handshake_failures, 1);
+                let why = e.to_string();
+                tracing::warn!(%remote, error = %why, "handshake refused");
+                *self.last_handshake_failure.lock() = Some(why);
+                return;
+            }
+        };
+        match remote_identity(&conn) {
+            Ok(Identity::Node(peer)) => match self.links.get(&peer) {
+                Some(link) => {
+                    let link = link.clone();
+                    self.run_link(&link, conn, false).await;
+                }
+                None => self.refuse(&conn, remote, &format!("node {} is not in the address book", peer.0)),
+            },
+            Ok(Identity::Client(client)) => self.serve_client(conn, client).await,
+            Err(e) => self.refuse(&conn, remote, &e.to_string()),
+        }
+    }
+
+    pub(super) fn refuse(&self, conn: &quinn::Connection, remote: SocketAddr, why: &str) {
+        Stats::add(&self.stats.rejected_peers, 1);
+        tracing::warn!(%remote, why, "connection refused");
+        conn.close(code::IDENTITY, why.as_bytes());
+    }
+}
