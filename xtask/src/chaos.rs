@@ -161,19 +161,38 @@ impl Rng {
     }
 }
 
+/// Runs real `synod` processes in network namespaces under a seeded schedule of faults
+/// (nftables cuts and loss, SIGKILL, SIGSTOP, a restart under a skewed clock) and checks the
+/// clients' history for linearizability. Needs root, iproute2, nftables and faketime.
+///
+/// Ends with `chaos: <N> ops, <F> faults, <V> violations`; exits non-zero when V > 0 or the
+/// check is unknown.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask chaos", bin_name = "cargo xtask chaos")]
+pub(crate) struct Args {
+    /// How long the faults run, in seconds (a trailing `s` is allowed) [default: 60, or 30 with --quick].
+    #[arg(long, value_name = "S", value_parser = parse_time)]
+    time: Option<u64>,
+    /// The seed of the fault schedule, to replay a run [default: the current Unix time].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// The short run CI does: 30 seconds unless --time says otherwise.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// `--time`'s value: seconds, with or without a trailing `s`.
+fn parse_time(text: &str) -> Result<u64, String> {
+    text.trim_end_matches('s').parse().map_err(|_| "--time takes seconds".to_owned())
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut seconds = 60u64;
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--time" => seconds = value()?.trim_end_matches('s').parse().context("--time takes seconds")?,
-            "--seed" => seed = value()?.parse().context("--seed takes a number")?,
-            "--quick" => seconds = 30,
-            other => bail!("unknown argument {other:?} (chaos takes --time S, --seed N, --quick)"),
-        }
-    }
+    let args: Args = crate::parse_args("chaos", args)?;
+    let seconds = args.time.unwrap_or(if args.quick { 30 } else { 60 });
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+    };
     for tool in ["ip", "nft", "faketime"] {
         if Command::new("which")
             .arg(tool)

@@ -4,8 +4,19 @@ use anyhow::Result;
 
 use crate::{cargo, run_cmd};
 
+/// What CI runs: the format check, clippy with -D warnings, the tests, the docs with
+/// -D warnings, the embedding example, the planted bugs the simulator and the model check must
+/// find, the simulator with 3 and 5 replicas, and the chaos lab's quick run.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask ci", bin_name = "cargo xtask ci")]
+pub(crate) struct Args {
+    /// Seeds for each of the two simulator runs.
+    #[arg(long, value_name = "N", default_value = "1000")]
+    sim_seeds: String,
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let sim_seeds = args.iter().position(|a| a == "--sim-seeds").and_then(|i| args.get(i + 1)).cloned();
+    let Args { sim_seeds: seeds } = crate::parse_args("ci", args)?;
     run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
     crate::tidy::run()?;
     run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
@@ -48,7 +59,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "it",
         "model::planted",
     ]))?;
-    let seeds = sim_seeds.unwrap_or_else(|| "1000".to_owned());
     crate::sim::run(&["--seeds".to_owned(), seeds.clone()])?;
     crate::sim::run(&["--seeds".to_owned(), seeds, "--replicas".to_owned(), "5".to_owned()])?;
     // Real processes, real network faults, the history checked for linearizability.

@@ -17,24 +17,42 @@ pub(crate) struct Cluster {
     pub(crate) replicas: u32,
 }
 
+/// Real `synod` processes on loopback with fresh certificates: `up` builds and starts them in
+/// the background, `down` stops them, `status` asks them.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask cluster", bin_name = "cargo xtask cluster")]
+pub(crate) struct Args {
+    /// What to do.
+    #[arg(value_enum, default_value_t = Action::Status)]
+    action: Action,
+    /// The cluster's directory (certificates, configs, data, logs) [default: $CARGO_TARGET_DIR/cluster].
+    #[arg(long, value_name = "D")]
+    dir: Option<PathBuf>,
+    /// How many replicas.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    replicas: u32,
+    /// Replica i listens on P + i, its metrics on P + 100 + i.
+    #[arg(long, value_name = "P", default_value_t = 7100)]
+    base_port: u16,
+}
+
+/// What `cargo xtask cluster` does.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Action {
+    /// Builds synod, creates the cluster and starts its replicas.
+    Up,
+    /// Stops the replicas.
+    Down,
+    /// Shows each replica's status.
+    Status,
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut dir = target_dir().join("cluster");
-    let mut replicas = 3u32;
-    let mut base_port = 7100u16;
-    let action = args.first().map(String::as_str).unwrap_or("status");
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--dir" => dir = PathBuf::from(value()?),
-            "--replicas" => replicas = value()?.parse().context("--replicas takes a number")?,
-            "--base-port" => base_port = value()?.parse().context("--base-port takes a port")?,
-            other => bail!("unknown argument {other:?}"),
-        }
-    }
+    let Args { action, dir, replicas, base_port } = crate::parse_args("cluster", args)?;
+    let dir = dir.unwrap_or_else(|| target_dir().join("cluster"));
     let cluster = Cluster { dir, replicas };
     match action {
-        "up" => {
+        Action::Up => {
             build_release(&["synod"])?;
             cluster.create(base_port)?;
             cluster.start_all()?;
@@ -54,14 +72,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             );
             Ok(())
         }
-        "down" => cluster.down(),
-        "status" => {
+        Action::Down => cluster.down(),
+        Action::Status => {
             cluster.replicas_on_disk()?;
             let mut cmd = Command::new(synod_bin());
             cmd.arg("status").arg("--client").arg(cluster.client_file());
             run_cmd(&mut cmd)
         }
-        other => bail!("unknown cluster action {other:?}: use up, down or status"),
     }
 }
 

@@ -14,18 +14,25 @@ use serde_json::Value;
 use crate::cluster::{build_release, Cluster};
 use crate::target_dir;
 
+/// The main job: a release build, a 3-replica cluster on loopback, a key-value workload from
+/// many concurrent clients, the leader killed with SIGKILL halfway and restarted later; then
+/// every acknowledged write must be readable and every replica must have applied the same
+/// sequence.
+///
+/// Ends with `demo: <N> ops, failover <T> ms, replicas identical`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask demo", bin_name = "cargo xtask demo")]
+pub(crate) struct Args {
+    /// How long the workload runs, in seconds (at least 6).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    clients: usize,
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut seconds = 20u64;
-    let mut clients = 64usize;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--seconds" => seconds = value()?.parse().context("--seconds takes a number")?,
-            "--clients" => clients = value()?.parse().context("--clients takes a number")?,
-            other => bail!("unknown argument {other:?} (demo takes --seconds N, --clients N)"),
-        }
-    }
+    let Args { seconds, clients } = crate::parse_args("demo", args)?;
     if seconds < 6 {
         bail!("--seconds must be at least 6 (the leader is killed halfway and restarted later)");
     }

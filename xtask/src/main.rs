@@ -16,22 +16,24 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 const HELP: &str = "\
-cargo xtask <task> [args]
+cargo xtask <task> [args]       (`cargo xtask <task> --help` or `cargo xtask help <task>`: its flags)
 
 tasks:
   bench   benchmarks in release mode: `cargo xtask bench` (micro-benchmarks, then synod against
           etcd, quick), `cargo xtask bench micro|core|wire|log|transport`,
           `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--warmup 2s]
           [--puts 100] [--sessions 16] [--load-threads 0] [--quick]` (docs/PERFORMANCE.md)
-  cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]`
+  cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]
+          [--base-port P]`
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
+          (`--seconds 20`, `--clients 64`)
   chaos   real processes in network namespaces under faults, histories checked:
           `cargo xtask chaos [--time S] [--seed N] [--quick]` (root; iproute2, nftables, faketime)
-  ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs)
+  ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs; `--sim-seeds N`)
   sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
           `cargo xtask sim --seed S --trace` replays one seed
   tidy    repository rules: //! headers, crate layering, PURE crates stay pure
-  help    this text
+  help    this text; `cargo xtask help <task>` shows that task's flags
 ";
 
 fn main() -> ExitCode {
@@ -48,13 +50,6 @@ fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_else(|| "help".to_owned());
     let rest: Vec<String> = args.collect();
-    // Only right after the task: later arguments may be for a program the task runs.
-    if rest.first().is_some_and(|a| a == "-h" || a == "--help") {
-        if let Some(usage) = usage_of(&task) {
-            print!("{usage}");
-            return Ok(());
-        }
-    }
     match task.as_str() {
         "bench" => bench::run(&rest),
         "chaos" => chaos::run(&rest),
@@ -62,21 +57,70 @@ fn run() -> Result<()> {
         "cluster" => cluster::run(&rest),
         "demo" => demo::run(&rest),
         "sim" => sim::run(&rest),
-        "tidy" => tidy::run(),
-        "help" | "-h" | "--help" => {
-            print!("{HELP}");
-            Ok(())
+        "tidy" => {
+            let TidyArgs {} = parse_args("tidy", &rest)?;
+            tidy::run()
         }
+        "help" | "-h" | "--help" => match rest.first() {
+            Some(task) => {
+                let mut command =
+                    command_of(task).with_context(|| format!("unknown task {task:?}\n\n{HELP}"))?;
+                command.print_long_help()?;
+                Ok(())
+            }
+            None => {
+                print!("{HELP}");
+                Ok(())
+            }
+        },
         other => bail!("unknown task {other:?}\n\n{HELP}"),
     }
 }
 
-/// The lines of [`HELP`] that describe `task`, or `None` for an unknown task.
-fn usage_of(task: &str) -> Option<String> {
-    let mut lines = HELP.lines().skip_while(|l| !l.starts_with(&format!("  {task} ")));
-    let first = lines.next()?;
-    let more = lines.take_while(|l| l.starts_with("    "));
-    Some(std::iter::once(first).chain(more).map(|l| format!("{}\n", &l[2..])).collect())
+/// Checks the repository's rules: every `.rs` file starts with a `//!` line, no file cites a
+/// document outside the repository, crates depend only along the layering, and the PURE crates
+/// stay pure.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask tidy", bin_name = "cargo xtask tidy")]
+struct TidyArgs {}
+
+/// The argument parser of `task` (its `#[derive(Parser)]` struct), or `None` for an unknown task.
+fn command_of(task: &str) -> Option<clap::Command> {
+    use clap::CommandFactory;
+    Some(match task {
+        "bench" => bench::Args::command(),
+        "chaos" => chaos::Args::command(),
+        "ci" => ci::Args::command(),
+        "cluster" => cluster::Args::command(),
+        "demo" => demo::Args::command(),
+        "sim" => sim::Args::command(),
+        "tidy" => TidyArgs::command(),
+        _ => return None,
+    })
+}
+
+/// Parses the arguments of `cargo xtask <task>` with the task's parser `T`, the one
+/// parser every task shares (tasks also call each other through it, as `ci` runs `sim`).
+///
+/// `--help` prints the task's usage and exits; an unknown flag or a bad value is an
+/// error that names it and shows the usage.
+pub(crate) fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T> {
+    let argv = std::iter::once(format!("cargo xtask {task}")).chain(args.iter().cloned());
+    match T::try_parse_from(argv) {
+        Ok(parsed) => Ok(parsed),
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            bail!("{}", text.trim_end().trim_start_matches("error: "))
+        }
+    }
 }
 
 /// The workspace root (the parent of this crate's manifest directory).
@@ -308,13 +352,35 @@ mod tests {
 
     #[test]
     fn every_task_has_its_own_usage() {
-        for task in ["bench", "cluster", "demo", "chaos", "ci", "sim", "tidy", "help"] {
-            let usage = usage_of(task).unwrap_or_else(|| panic!("no usage for {task}"));
-            assert!(usage.starts_with(&format!("{task} ")), "{usage}");
-            // Only that task's lines: the next task's name is not in it.
-            assert_eq!(usage.lines().filter(|l| !l.starts_with(' ')).count(), 1, "{usage}");
+        for task in ["bench", "chaos", "ci", "cluster", "demo", "sim", "tidy"] {
+            // The overview names the task on a line of its own.
+            assert!(HELP.lines().any(|l| l.starts_with(&format!("  {task} "))), "{task} is not in HELP");
+            let mut command = command_of(task).unwrap_or_else(|| panic!("no parser for {task}"));
+            command.clone().debug_assert();
+            let help = command.render_long_help().to_string();
+            assert!(help.contains(&format!("Usage: cargo xtask {task}")), "{help}");
+            // A sentence saying what the task does comes first.
+            assert!(!help.starts_with("Usage"), "{task} has no description:\n{help}");
         }
-        assert!(usage_of("bench").unwrap().contains("--load-threads"));
-        assert_eq!(usage_of("nosuch"), None);
+        let bench = command_of("bench").unwrap().render_long_help().to_string();
+        for flag in
+            ["--peer", "--clients", "--duration", "--warmup", "--puts", "--sessions", "--load-threads"]
+        {
+            assert!(bench.contains(flag), "{flag}:\n{bench}");
+        }
+        assert!(command_of("help").is_none() && command_of("nosuch").is_none());
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_values_are_errors() {
+        let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let e = parse_args::<sim::Args>("sim", &args("--seeds 5 --bogus")).unwrap_err().to_string();
+        assert!(e.contains("unexpected argument '--bogus'") && e.contains("Usage: cargo xtask sim"), "{e}");
+        let e = parse_args::<sim::Args>("sim", &args("--seeds many")).unwrap_err().to_string();
+        assert!(e.contains("invalid value 'many' for '--seeds"), "{e}");
+        let e = parse_args::<cluster::Args>("cluster", &args("sideways")).unwrap_err().to_string();
+        assert!(e.contains("possible values: up, down, status"), "{e}");
+        assert!(parse_args::<TidyArgs>("tidy", &args("--fix")).is_err());
+        assert!(parse_args::<ci::Args>("ci", &args("--sim-seeds 10")).is_ok());
     }
 }

@@ -14,24 +14,32 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo, run_cmd, target_dir};
 
+/// Runs the deterministic simulator over many seeds, split over the cores, or replays one seed.
+///
+/// Ends with the line `N seeds, K violations`; each failing seed prints the command that
+/// replays it, and the exit status is non-zero.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask sim", bin_name = "cargo xtask sim")]
+pub(crate) struct Args {
+    /// How many seeds to run.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    seeds: u64,
+    /// The first seed of the run.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    start: u64,
+    /// Replicas per simulated cluster.
+    #[arg(long, value_name = "R", default_value = "3")]
+    replicas: String,
+    /// Replays this one seed instead of a run of seeds.
+    #[arg(long, value_name = "S")]
+    seed: Option<String>,
+    /// With --seed: prints a readable trace of the replay.
+    #[arg(long)]
+    trace: bool,
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut seeds = 100u64;
-    let mut start = 0u64;
-    let mut replicas = "3".to_owned();
-    let mut single: Option<String> = None;
-    let mut trace = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--seeds" => seeds = value()?.parse().context("--seeds takes a number")?,
-            "--start" => start = value()?.parse().context("--start takes a number")?,
-            "--replicas" => replicas = value()?,
-            "--seed" => single = Some(value()?),
-            "--trace" => trace = true,
-            other => bail!("unknown argument {other:?} (see `cargo xtask help`)"),
-        }
-    }
+    let Args { seeds, start, replicas, seed: single, trace } = crate::parse_args("sim", args)?;
     run_cmd(cargo().args(["build", "--release", "--quiet", "-p", "synod-sim"]))?;
     let bin = target_dir().join("release").join("synod-sim");
     if let Some(seed) = single {

@@ -12,31 +12,78 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::{cargo, run_cmd};
 
 const MICRO: &str = "core wire log transport";
 
+/// Benchmarks, run in release mode, reporting numbers (never pass/fail on time).
+///
+/// With no argument (or `all`): the micro-benchmarks, then the comparison with etcd in its
+/// quick form. `micro`: the micro-benchmarks only. `core`, `wire`, `log`, `transport`: one of
+/// them (further arguments go to it). `--peer etcd [...]`: synod and etcd side by side under
+/// the same load generator (docs/PERFORMANCE.md).
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask bench", bin_name = "cargo xtask bench", args_conflicts_with_subcommands = true)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    what: Option<What>,
+    #[command(flatten)]
+    peer: peer::PeerArgs,
+}
+
+/// Which benchmarks `cargo xtask bench` runs.
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// The micro-benchmarks, then the comparison with etcd, quick (what `cargo xtask bench` does).
+    All,
+    /// All the micro-benchmarks: core, wire, log, transport.
+    #[command(disable_help_flag = true)]
+    Micro(Extra),
+    /// The core's micro-benchmark.
+    #[command(disable_help_flag = true)]
+    Core(Extra),
+    /// The wire codec's micro-benchmark.
+    #[command(disable_help_flag = true)]
+    Wire(Extra),
+    /// The log's micro-benchmark.
+    #[command(disable_help_flag = true)]
+    Log(Extra),
+    /// The transport's micro-benchmark.
+    #[command(disable_help_flag = true)]
+    Transport(Extra),
+}
+
+/// What a micro-benchmark's binary is given.
+#[derive(Debug, clap::Args)]
+struct Extra {
+    /// Arguments for the benchmark binary itself.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        None | Some("all") => {
-            if args.len() > 1 {
-                bail!("`cargo xtask bench all` takes no further arguments");
-            }
-            micro(&MICRO.split(' ').collect::<Vec<_>>(), &[])?;
-            eprintln!(
-                "== bench: synod against etcd (quick; `cargo xtask bench --peer etcd` for the full run)"
-            );
-            peer::run(&["--peer".to_owned(), "etcd".to_owned(), "--quick".to_owned()])
-        }
-        Some("micro") => micro(&MICRO.split(' ').collect::<Vec<_>>(), &args[1..]),
-        Some(a) if a.starts_with("--") => peer::run(args),
-        Some(one) if MICRO.split(' ').any(|w| w == one) => micro(&[one], &args[1..]),
-        Some(other) => {
-            bail!("unknown benchmark {other:?}; known: {MICRO}, micro, all, or --peer etcd [options]")
-        }
+    let parsed: Args = crate::parse_args("bench", args)?;
+    let micros = MICRO.split(' ').collect::<Vec<_>>();
+    match parsed.what {
+        None if args.is_empty() => all(&micros),
+        Some(What::All) => all(&micros),
+        // Any flag: the comparison with a peer, whose options `peer::run` checks.
+        None => peer::run(args),
+        Some(What::Micro(extra)) => micro(&micros, &extra.args),
+        Some(What::Core(extra)) => micro(&["core"], &extra.args),
+        Some(What::Wire(extra)) => micro(&["wire"], &extra.args),
+        Some(What::Log(extra)) => micro(&["log"], &extra.args),
+        Some(What::Transport(extra)) => micro(&["transport"], &extra.args),
     }
+}
+
+/// The micro-benchmarks, then the comparison with etcd in its quick form.
+fn all(micros: &[&str]) -> Result<()> {
+    micro(micros, &[])?;
+    eprintln!("== bench: synod against etcd (quick; `cargo xtask bench --peer etcd` for the full run)");
+    peer::run(&["--peer".to_owned(), "etcd".to_owned(), "--quick".to_owned()])
 }
 
 fn micro(names: &[&str], extra: &[String]) -> Result<()> {
@@ -74,4 +121,32 @@ fn stop_pid_file(path: &Path, name: &str) {
         }
     }
     let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Args> {
+        crate::parse_args("bench", &s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_micro_benchmark_gets_every_later_argument() {
+        let Some(What::Core(extra)) = parse("core --iterations 3 --help -x").unwrap().what else {
+            panic!("not core")
+        };
+        assert_eq!(extra.args, ["--iterations", "3", "--help", "-x"]);
+        let Some(What::Micro(extra)) = parse("micro").unwrap().what else { panic!("not micro") };
+        assert!(extra.args.is_empty());
+        assert!(parse("").unwrap().what.is_none());
+        assert!(parse("--peer etcd --quick").unwrap().what.is_none());
+    }
+
+    #[test]
+    fn unknown_benchmarks_and_extra_arguments_are_errors() {
+        assert!(format!("{:#}", parse("nosuch").unwrap_err()).contains("unrecognized subcommand 'nosuch'"));
+        assert!(parse("all --quick").is_err());
+        assert!(parse("--peer etcd core").is_err());
+    }
 }
