@@ -18,6 +18,7 @@ pub(crate) const PURE: &[&str] = &[
     "synod-session",
     "synod-state-machine",
     "synod-kv",
+    "synod-client-core",
     "synod-sim",
     "synod-check",
 ];
@@ -68,7 +69,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "synod-wire",
         ],
     ),
-    ("synod-client", &["synod-transport", "synod-wire"]),
+    ("synod-client-core", &["synod-wire"]),
+    ("synod-client", &["synod-client-core", "synod-transport", "synod-wire"]),
     (
         "synod",
         &[

@@ -1,0 +1,595 @@
+//! `ClientCore`: registration, pipelining, epochs, redirects, failover and resends, without IO.
+//!
+//! Every attempt of a request gets a fresh request id, and the core
+//! remembers which id is a request's current attempt and which connection
+//! (epoch) carried it. An `Applied` answer completes its request whatever
+//! attempt it answers (the session table returns the first answer to every
+//! retry), but only the current attempt's `Redirect` or `Busy` on the
+//! current connection moves the client: a duplicated or late redirect for an
+//! attempt that was already resent changes nothing, so redirects never
+//! multiply the requests in flight.
+//!
+//! Connections are numbered by epochs. Moving away from a connection (a
+//! failover) and opening one both bump the epoch, so every input about an
+//! older connection is recognisably stale and ignored, apart from answers
+//! that complete requests.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use synod_wire::{
+    ClientId, ClientReply, ClientRequest, Command, EncodeError, NodeId, Outcome, Seq, MAX_FRAME_LEN,
+};
+
+use crate::{CallError, CallId, ClientEvent, Connect, CoreConfig, RegisterError, Rejection, Transmit};
+
+/// The shortest pause before reconnecting after a failed attempt, in µs; it doubles per failure.
+const BACKOFF_MIN: u64 = 10_000;
+/// The longest pause before reconnecting, in µs.
+const BACKOFF_MAX: u64 = 1_000_000;
+/// Room for the request envelope around a payload.
+const ENVELOPE: usize = 256;
+/// The key of the registration in the table of outstanding requests; operations use their seq (from 1).
+const REGISTER: u64 = 0;
+
+/// The attempt of a request currently on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    id: u64,
+    epoch: u64,
+    sent_at: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// `None` for the registration, else the call.
+    call: Option<CallId>,
+    /// `None` for the registration, else the operation's payload.
+    payload: Option<Vec<u8>>,
+    deadline: u64,
+    /// The attempt on the current connection; `None` until (re)sent.
+    attempt: Option<Attempt>,
+    /// After `Busy`, not before this.
+    not_before: Option<u64>,
+    /// `Busy` answers so far; each doubles the pause before the next attempt.
+    busy: u32,
+    /// Every request id this request was sent under.
+    ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not connected; connect to the cursor's replica at `at`.
+    Down {
+        at: u64,
+    },
+    Connecting,
+    Up {
+        node: NodeId,
+    },
+}
+
+/// The client's state machine; see the crate documentation for how to drive it.
+#[derive(Debug)]
+pub struct ClientCore {
+    replicas: Vec<NodeId>,
+    /// Per-attempt timeout, µs.
+    request_timeout: u64,
+    max_in_flight: u64,
+    give_up_unreachable: bool,
+    /// How often deadlines and attempt timeouts are checked while requests are outstanding, µs.
+    period: u64,
+    /// The next such check.
+    tick_at: u64,
+    epoch: u64,
+    link: Link,
+    /// The replica to connect to next, as an index into the address book.
+    cursor: usize,
+    nonce: u64,
+    session: Option<ClientId>,
+    expired: bool,
+    next_seq: u64,
+    next_call: u64,
+    pending: BTreeMap<u64, Pending>,
+    /// Request id -> key in `pending`, for every attempt of every outstanding request.
+    ids: BTreeMap<u64, u64>,
+    next_id: u64,
+    /// Failovers since the last answer; drives the backoff.
+    failovers: u32,
+    /// Connection attempts that failed in a row, and the last replica that failed.
+    connect_failures: usize,
+    last_failure: Option<NodeId>,
+    rng: SplitMix,
+    connect: Option<Connect>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientCore {
+    /// A client that starts registering its session at `now`, drawing its
+    /// registration nonce and backoff jitter from `seed`.
+    ///
+    /// # Panics
+    ///
+    /// If `config.replicas` is empty.
+    pub fn new(config: CoreConfig, now: u64, seed: u64) -> ClientCore {
+        assert!(!config.replicas.is_empty(), "a client needs at least one replica");
+        let request_timeout = micros(config.request_timeout).max(1_000);
+        let mut rng = SplitMix(seed);
+        let nonce = rng.next_u64();
+        let mut core = ClientCore {
+            replicas: config.replicas,
+            request_timeout,
+            max_in_flight: config.max_in_flight.max(1) as u64,
+            give_up_unreachable: config.give_up_unreachable,
+            period: (request_timeout / 4).clamp(2_000, 50_000),
+            tick_at: now,
+            epoch: 0,
+            link: Link::Down { at: now },
+            cursor: 0,
+            nonce,
+            session: None,
+            expired: false,
+            next_seq: 1,
+            next_call: 0,
+            pending: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            next_id: 1,
+            failovers: 0,
+            connect_failures: 0,
+            last_failure: None,
+            rng,
+            connect: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        core.pending.insert(
+            REGISTER,
+            Pending {
+                call: None,
+                payload: None,
+                deadline: now.saturating_add(micros(config.register_deadline)),
+                attempt: None,
+                not_before: None,
+                busy: 0,
+                ids: Vec::new(),
+            },
+        );
+        core.progress(now);
+        core
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// A call: apply `payload` exactly once, answering by `deadline` (µs, on
+    /// the caller's clock) at the latest. Its answer comes as
+    /// [`ClientEvent::Completed`] with the returned id.
+    ///
+    /// Make calls only while [`ClientCore::can_call`] says so: beyond the
+    /// window the replicas refuse requests as too far ahead. A call before
+    /// the session exists waits for it.
+    pub fn handle_call(&mut self, now: u64, payload: Vec<u8>, deadline: u64) -> CallId {
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        let refused = if self.expired {
+            Some(CallError::SessionExpired)
+        } else if now >= deadline {
+            Some(CallError::Timeout)
+        } else if payload.len() + ENVELOPE > MAX_FRAME_LEN {
+            Some(CallError::Encode(EncodeError::TooLarge {
+                what: "client request",
+                len: payload.len() + ENVELOPE,
+                limit: MAX_FRAME_LEN,
+            }))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.events.push_back(ClientEvent::Completed { call, result: Err(error) });
+            return call;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.insert(
+            seq,
+            Pending {
+                call: Some(call),
+                payload: Some(payload),
+                deadline,
+                attempt: None,
+                not_before: None,
+                busy: 0,
+                ids: Vec::new(),
+            },
+        );
+        self.send(now, seq);
+        self.progress(now);
+        call
+    }
+
+    /// The connection of `epoch` to `node` (asked for by [`ClientCore::poll_connect`]) is up.
+    ///
+    /// A connection of an older epoch is not used: the driver closes it
+    /// (see [`ClientCore::connection`]).
+    pub fn handle_connected(&mut self, now: u64, epoch: u64, node: NodeId) {
+        if epoch == self.epoch && self.link == Link::Connecting {
+            self.connect_failures = 0;
+            self.link = Link::Up { node };
+            let keys: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.not_before.is_none_or(|t| t <= now))
+                .map(|(&k, _)| k)
+                .collect();
+            for key in keys {
+                self.send(now, key);
+            }
+        }
+        self.progress(now);
+    }
+
+    /// The connection of `epoch` to `node` could not be opened.
+    pub fn handle_connect_failed(&mut self, now: u64, epoch: u64, node: NodeId) {
+        if epoch == self.epoch && self.link == Link::Connecting {
+            self.connect_failures += 1;
+            self.last_failure = Some(node);
+            if self.give_up_unreachable
+                && self.session.is_none()
+                && self.connect_failures >= self.replicas.len()
+            {
+                // A whole round of the address book failed before any session
+                // existed: report it now rather than at the deadline.
+                if self.pending.contains_key(&REGISTER) {
+                    self.last_failure = None;
+                    self.finish_register(Err(RegisterError::Unreachable { node }));
+                    self.link = Link::Down { at: u64::MAX };
+                    return;
+                }
+            }
+            self.failover(now, None);
+        }
+        self.progress(now);
+    }
+
+    /// The connection of `epoch` was lost (closed, reset, or its stream ended).
+    pub fn handle_disconnected(&mut self, now: u64, epoch: u64) {
+        if epoch == self.epoch && matches!(self.link, Link::Up { .. }) {
+            self.failover(now, None);
+        }
+        self.progress(now);
+    }
+
+    /// The frame of the [`Transmit`] with request id `id` on the connection
+    /// of `epoch` could not be queued (the send queue is full): it is sent
+    /// again shortly.
+    pub fn handle_refused(&mut self, now: u64, epoch: u64, id: u64) {
+        if let Some(&key) = self.ids.get(&id) {
+            if let Some(p) = self.pending.get_mut(&key) {
+                if p.attempt.is_some_and(|a| a.id == id && a.epoch == epoch) {
+                    p.attempt = None;
+                    p.not_before = Some(now + BACKOFF_MIN);
+                }
+            }
+        }
+        self.progress(now);
+    }
+
+    /// A reply that arrived on the connection of `epoch`. A driver that
+    /// cannot tell which connection carried it passes 0, never a
+    /// connection's epoch: then the reply can complete a request but not
+    /// move the client.
+    pub fn handle_reply(&mut self, now: u64, epoch: u64, reply: ClientReply) {
+        self.on_reply(now, epoch, reply);
+        self.progress(now);
+    }
+
+    /// Time passed: call it at [`ClientCore::poll_timeout`] (earlier or later is harmless).
+    pub fn handle_timeout(&mut self, now: u64) {
+        if now >= self.tick_at {
+            self.tick_at = now.saturating_add(self.period);
+            self.on_tick(now);
+        }
+        self.progress(now);
+    }
+
+    // --------------------------------------------------------------- outputs
+
+    /// The next request to write on the current connection.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        while let Some(t) = self.transmits.pop_front() {
+            if t.epoch == self.epoch {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// The connection to open, if the core wants one.
+    pub fn poll_connect(&mut self) -> Option<Connect> {
+        self.connect.take().filter(|c| c.epoch == self.epoch)
+    }
+
+    /// When [`ClientCore::handle_timeout`] is due next (µs), if any time matters.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let tick = (!self.pending.is_empty()).then_some(self.tick_at);
+        let reconnect = match self.link {
+            Link::Down { at } if at != u64::MAX => Some(at),
+            _ => None,
+        };
+        match (tick, reconnect) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    // ------------------------------------------------------------- accessors
+
+    /// Whether a call would be admitted now: the session exists and fewer
+    /// than `max_in_flight` sequence numbers are unacknowledged.
+    pub fn can_call(&self) -> bool {
+        self.session.is_some() && self.span() < self.max_in_flight
+    }
+
+    /// The session, once registered.
+    pub fn session(&self) -> Option<ClientId> {
+        self.session
+    }
+
+    /// The current connection (epoch and replica), if one is up. A driver
+    /// closes every connection that is not this one.
+    pub fn connection(&self) -> Option<(u64, NodeId)> {
+        match self.link {
+            Link::Up { node } => Some((self.epoch, node)),
+            _ => None,
+        }
+    }
+
+    /// Whether the core gave up: no session, and no registration under way.
+    pub fn is_dead(&self) -> bool {
+        self.session.is_none() && !self.pending.contains_key(&REGISTER)
+    }
+
+    /// Calls outstanding (not yet completed).
+    pub fn outstanding(&self) -> usize {
+        self.pending.len() - usize::from(self.pending.contains_key(&REGISTER))
+    }
+
+    // -------------------------------------------------------------- internals
+
+    /// Every sequence number at or below this has been answered (or given up on).
+    fn ack(&self) -> u64 {
+        self.pending.range(1..).next().map_or(self.next_seq - 1, |(&seq, _)| seq - 1)
+    }
+
+    /// How many sequence numbers lie between the acknowledged one and the newest.
+    fn span(&self) -> u64 {
+        self.next_seq - 1 - self.ack()
+    }
+
+    /// Starts the connection a failover asked for once its pause is over.
+    fn progress(&mut self, now: u64) {
+        if let Link::Down { at } = self.link {
+            if at <= now && !self.is_dead() {
+                self.start_connect();
+            }
+        }
+    }
+
+    /// Sends request `key` on the current connection as a new attempt.
+    fn send(&mut self, now: u64, key: u64) {
+        let Link::Up { node } = self.link else { return };
+        let ack = self.ack();
+        let Some(p) = self.pending.get_mut(&key) else { return };
+        let command = match (&p.payload, self.session) {
+            (None, _) => Command::Register { nonce: self.nonce },
+            (Some(payload), Some(client)) => {
+                Command::Op { client, seq: Seq(key), ack: Seq(ack), payload: payload.clone() }
+            }
+            // Operations are sent only once the session exists.
+            (Some(_), None) => return,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        p.attempt = Some(Attempt { id, epoch: self.epoch, sent_at: now });
+        p.not_before = None;
+        p.ids.push(id);
+        self.ids.insert(id, key);
+        self.transmits.push_back(Transmit {
+            epoch: self.epoch,
+            node,
+            request: ClientRequest { id, command },
+        });
+    }
+
+    /// Sends every request not on the wire whose pause (if any) is over.
+    fn send_due(&mut self, now: u64) {
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.attempt.is_none() && p.not_before.is_none_or(|t| t <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in due {
+            self.send(now, key);
+        }
+    }
+
+    fn on_reply(&mut self, now: u64, epoch: u64, reply: ClientReply) {
+        let Some(&key) = self.ids.get(&reply.id) else {
+            // An answer to a request already answered, abandoned, or never sent.
+            return;
+        };
+        let current = epoch == self.epoch
+            && matches!(self.link, Link::Up { .. })
+            && self
+                .pending
+                .get(&key)
+                .and_then(|p| p.attempt)
+                .is_some_and(|a| a.id == reply.id && a.epoch == epoch);
+        match reply.outcome {
+            Outcome::Registered { client } => {
+                if key == REGISTER && self.session.is_none() {
+                    self.session = Some(client);
+                    self.failovers = 0;
+                    self.finish_register(Ok(client));
+                    // Calls made before the session existed go out now.
+                    self.send_due(now);
+                }
+            }
+            Outcome::Applied { payload } => {
+                self.failovers = 0;
+                self.finish(key, Ok(payload));
+            }
+            Outcome::Redirect { leader } => {
+                if current {
+                    self.failover(now, leader);
+                }
+            }
+            Outcome::Busy => {
+                if current {
+                    if let Some(p) = self.pending.get_mut(&key) {
+                        let pause = BACKOFF_MIN.saturating_mul(1 << p.busy.min(6)).min(BACKOFF_MAX);
+                        p.busy = p.busy.saturating_add(1);
+                        p.attempt = None;
+                        p.not_before = Some(now + self.rng.around(pause));
+                    }
+                }
+            }
+            Outcome::SessionExpired => {
+                self.expired = true;
+                self.finish(key, Err(CallError::SessionExpired));
+            }
+            Outcome::Stale => self.finish(key, Err(CallError::Rejected(Rejection::Stale))),
+            Outcome::TooFarAhead => self.finish(key, Err(CallError::Rejected(Rejection::TooFarAhead))),
+            // The client never asks a replica for its status (synod-client's `admin` does, apart).
+            Outcome::Status(_) => {}
+        }
+    }
+
+    fn on_tick(&mut self, now: u64) {
+        // Deadlines: a request given up on no longer holds back the acknowledgement.
+        let expired: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(&k, _)| k).collect();
+        for key in expired {
+            if key == REGISTER {
+                let err = match self.last_failure.take() {
+                    Some(node) if self.connect_failures > 0 => RegisterError::Unreachable { node },
+                    _ => RegisterError::Timeout,
+                };
+                self.finish_register(Err(err));
+            } else {
+                self.finish(key, Err(CallError::Timeout));
+            }
+        }
+        if !matches!(self.link, Link::Up { .. }) {
+            return;
+        }
+        let timeout = self.request_timeout;
+        if self.pending.values().any(|p| p.attempt.is_some_and(|a| a.sent_at + timeout <= now)) {
+            // A request timed out: try another replica.
+            self.failover(now, None);
+            return;
+        }
+        self.send_due(now);
+    }
+
+    /// Drops the current connection and picks the next replica: `hint` if
+    /// it names another replica of the address book, else the next in turn.
+    fn failover(&mut self, now: u64, hint: Option<NodeId>) {
+        let current = match self.link {
+            Link::Up { node } => Some(node),
+            _ => None,
+        };
+        let hinted =
+            hint.filter(|&h| Some(h) != current).and_then(|h| self.replicas.iter().position(|&n| n == h));
+        let mut delay = self.backoff();
+        match hinted {
+            Some(i) => self.cursor = i,
+            None => {
+                self.cursor = (self.cursor + 1) % self.replicas.len();
+                if current.is_some() && hint.is_none_or(|h| Some(h) == current) && delay == 0 {
+                    // A replica that knows no leader (or names itself): an election
+                    // is likely under way, so pause a little before the next.
+                    delay = self.rng.around(BACKOFF_MIN);
+                }
+            }
+        }
+        self.failovers = self.failovers.saturating_add(1);
+        for p in self.pending.values_mut() {
+            p.attempt = None;
+        }
+        // Bumping the epoch now makes every event of the old connection stale.
+        self.epoch += 1;
+        self.link = Link::Down { at: now.saturating_add(delay) };
+    }
+
+    /// The pause before the next reconnection (µs): none after the first failover, then doubling.
+    fn backoff(&mut self) -> u64 {
+        match self.failovers {
+            0 => 0,
+            n => {
+                let d = BACKOFF_MIN.saturating_mul(1 << (n - 1).min(16)).min(BACKOFF_MAX);
+                self.rng.around(d)
+            }
+        }
+    }
+
+    fn start_connect(&mut self) {
+        self.epoch += 1;
+        self.link = Link::Connecting;
+        self.connect = Some(Connect { epoch: self.epoch, node: self.replicas[self.cursor] });
+    }
+
+    fn finish(&mut self, key: u64, result: Result<Vec<u8>, CallError>) {
+        if key == REGISTER {
+            return;
+        }
+        let Some(p) = self.pending.remove(&key) else { return };
+        for id in &p.ids {
+            self.ids.remove(id);
+        }
+        if let Some(call) = p.call {
+            self.events.push_back(ClientEvent::Completed { call, result });
+        }
+    }
+
+    fn finish_register(&mut self, result: Result<ClientId, RegisterError>) {
+        let Some(p) = self.pending.remove(&REGISTER) else { return };
+        for id in &p.ids {
+            self.ids.remove(id);
+        }
+        self.events.push_back(match result {
+            Ok(client) => ClientEvent::Registered(client),
+            Err(e) => ClientEvent::RegisterFailed(e),
+        });
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// SplitMix64, for the nonce and backoff jitter.
+#[derive(Debug, Clone)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A pause drawn uniformly from `[d/2, d]`.
+    fn around(&mut self, d: u64) -> u64 {
+        let half = d / 2;
+        half + if half == 0 { 0 } else { self.next_u64() % (half + 1) }
+    }
+}

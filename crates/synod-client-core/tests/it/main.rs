@@ -1,0 +1,245 @@
+//! synod-client-core tests: the client's decisions stepped by hand, with no network and no clock.
+
+use std::time::Duration;
+
+use synod_client_core::{CallError, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError, Transmit};
+use synod_wire::{ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome};
+
+const MS: u64 = 1_000;
+
+fn config(n: u32) -> CoreConfig {
+    CoreConfig {
+        request_timeout: Duration::from_millis(100),
+        ..CoreConfig::new((1..=n).map(NodeId).collect())
+    }
+}
+
+fn transmits(core: &mut ClientCore) -> Vec<Transmit> {
+    std::iter::from_fn(|| core.poll_transmit()).collect()
+}
+
+fn events(core: &mut ClientCore) -> Vec<ClientEvent> {
+    std::iter::from_fn(|| core.poll_event()).collect()
+}
+
+fn reply(t: &Transmit, outcome: Outcome) -> ClientReply {
+    ClientReply { id: t.request.id, outcome }
+}
+
+/// A core connected to replica 1 with session 7.
+fn registered(n: u32) -> (ClientCore, Connect) {
+    let mut core = ClientCore::new(config(n), 0, 1);
+    let c = core.poll_connect().unwrap();
+    assert_eq!(c.node, NodeId(1));
+    core.handle_connected(0, c.epoch, c.node);
+    let t = transmits(&mut core);
+    assert!(matches!(
+        t[..],
+        [Transmit { request: ClientRequest { command: Command::Register { .. }, .. }, .. }]
+    ));
+    core.handle_reply(MS, c.epoch, reply(&t[0], Outcome::Registered { client: ClientId(7) }));
+    assert_eq!(events(&mut core), vec![ClientEvent::Registered(ClientId(7))]);
+    assert!(core.can_call());
+    (core, c)
+}
+
+fn seq_ack(t: &Transmit) -> (u64, u64) {
+    match &t.request.command {
+        Command::Op { seq, ack, .. } => (seq.0, ack.0),
+        Command::Register { .. } => panic!("a registration"),
+    }
+}
+
+#[test]
+fn calls_are_pipelined_and_acknowledged_in_order() {
+    let (mut core, c) = registered(3);
+    let calls: Vec<_> = (0..3).map(|i| core.handle_call(MS, vec![i], u64::MAX)).collect();
+    let t = transmits(&mut core);
+    assert_eq!(t.iter().map(seq_ack).collect::<Vec<_>>(), vec![(1, 0), (2, 0), (3, 0)]);
+    // The second answer first: the acknowledgement waits for the first.
+    core.handle_reply(2 * MS, c.epoch, reply(&t[1], Outcome::Applied { payload: b"b".to_vec() }));
+    assert_eq!(events(&mut core), vec![ClientEvent::Completed { call: calls[1], result: Ok(b"b".to_vec()) }]);
+    core.handle_call(2 * MS, vec![9], u64::MAX);
+    assert_eq!(seq_ack(&transmits(&mut core)[0]), (4, 0));
+    core.handle_reply(3 * MS, c.epoch, reply(&t[0], Outcome::Applied { payload: vec![] }));
+    core.handle_call(3 * MS, vec![10], u64::MAX);
+    assert_eq!(seq_ack(&transmits(&mut core)[0]), (5, 2));
+    assert_eq!(core.outstanding(), 3);
+}
+
+#[test]
+fn the_window_bounds_calls_in_flight() {
+    let mut cfg = config(1);
+    cfg.max_in_flight = 2;
+    let mut core = ClientCore::new(cfg, 0, 1);
+    assert!(!core.can_call(), "no session yet");
+    let c = core.poll_connect().unwrap();
+    core.handle_connected(0, c.epoch, c.node);
+    let t = transmits(&mut core);
+    core.handle_reply(0, c.epoch, reply(&t[0], Outcome::Registered { client: ClientId(1) }));
+    core.handle_call(0, vec![], u64::MAX);
+    assert!(core.can_call());
+    core.handle_call(0, vec![], u64::MAX);
+    assert!(!core.can_call());
+}
+
+#[test]
+fn a_redirect_moves_the_client_and_resends_under_a_new_id() {
+    let (mut core, c) = registered(3);
+    core.handle_call(MS, vec![1], u64::MAX);
+    let first = transmits(&mut core).remove(0);
+    core.handle_reply(2 * MS, c.epoch, reply(&first, Outcome::Redirect { leader: Some(NodeId(3)) }));
+    assert_eq!(core.connection(), None);
+    let c2 = core.poll_connect().expect("the first failover reconnects at once");
+    assert_eq!(c2.node, NodeId(3));
+    assert!(c2.epoch > c.epoch);
+    // A duplicate of the redirect, late: it no longer moves the client.
+    core.handle_reply(2 * MS, c.epoch, reply(&first, Outcome::Redirect { leader: Some(NodeId(2)) }));
+    assert_eq!(core.poll_connect(), None);
+    core.handle_connected(3 * MS, c2.epoch, c2.node);
+    let again = transmits(&mut core).remove(0);
+    assert_eq!(seq_ack(&again), (1, 0));
+    assert_ne!(again.request.id, first.request.id);
+    // The same redirect again, for the old attempt on the new connection: still nothing.
+    core.handle_reply(4 * MS, c2.epoch, reply(&first, Outcome::Redirect { leader: Some(NodeId(2)) }));
+    assert_eq!(core.connection(), Some((c2.epoch, NodeId(3))));
+    // An answer to the old attempt completes the request all the same.
+    core.handle_reply(5 * MS, 0, reply(&first, Outcome::Applied { payload: b"x".to_vec() }));
+    assert!(matches!(events(&mut core)[..], [ClientEvent::Completed { result: Ok(_), .. }]));
+}
+
+#[test]
+fn busy_pauses_the_request_and_backs_off() {
+    let (mut core, c) = registered(1);
+    let call = core.handle_call(MS, vec![1], u64::MAX);
+    let t = transmits(&mut core).remove(0);
+    core.handle_reply(2 * MS, c.epoch, reply(&t, Outcome::Busy));
+    assert!(transmits(&mut core).is_empty(), "not resent at once");
+    // Within [5, 10] ms of the Busy it goes out again, on the same connection.
+    let mut now = 2 * MS;
+    let resent = loop {
+        now = core.poll_timeout().unwrap().max(now);
+        core.handle_timeout(now);
+        if let Some(t) = core.poll_transmit() {
+            break t;
+        }
+        assert!(now < 200 * MS, "never resent");
+    };
+    assert!(now >= 7 * MS, "resent after {now} µs");
+    assert_eq!(resent.epoch, c.epoch);
+    assert_eq!(seq_ack(&resent), (1, 0));
+    core.handle_reply(now, c.epoch, reply(&resent, Outcome::Applied { payload: vec![] }));
+    assert_eq!(events(&mut core), vec![ClientEvent::Completed { call, result: Ok(vec![]) }]);
+}
+
+#[test]
+fn a_late_attempt_fails_over_and_deadlines_complete_calls() {
+    let (mut core, c) = registered(2);
+    let call = core.handle_call(MS, vec![1], 300 * MS);
+    transmits(&mut core);
+    let mut now = MS;
+    let mut nodes = vec![];
+    while now < 400 * MS {
+        now = core.poll_timeout().unwrap();
+        core.handle_timeout(now);
+        if let Some(next) = core.poll_connect() {
+            core.handle_connected(now, next.epoch, next.node);
+            nodes.push(next.node);
+        }
+        transmits(&mut core);
+        if let Some(e) = core.poll_event() {
+            assert_eq!(e, ClientEvent::Completed { call, result: Err(CallError::Timeout) });
+            break;
+        }
+    }
+    assert!((300 * MS..400 * MS).contains(&now), "{now}");
+    assert_eq!(&nodes[..2], &[NodeId(2), NodeId(1)], "per-attempt timeouts move the client round the book");
+    assert!(core.connection().is_some_and(|(e, _)| e > c.epoch));
+    // A given-up call no longer holds back the acknowledgement.
+    core.handle_call(now, vec![2], u64::MAX);
+    assert_eq!(seq_ack(&transmits(&mut core)[0]), (2, 1));
+}
+
+#[test]
+fn a_whole_round_of_failed_connections_gives_up_registering() {
+    let mut core = ClientCore::new(config(2), 0, 1);
+    let mut now = 0;
+    for _ in 0..2 {
+        let c = loop {
+            if let Some(c) = core.poll_connect() {
+                break c;
+            }
+            now = core.poll_timeout().unwrap();
+            core.handle_timeout(now);
+        };
+        core.handle_connect_failed(now, c.epoch, c.node);
+    }
+    assert_eq!(
+        events(&mut core),
+        vec![ClientEvent::RegisterFailed(RegisterError::Unreachable { node: NodeId(2) })]
+    );
+    assert!(core.is_dead());
+    assert_eq!(core.poll_connect(), None);
+    assert_eq!(core.poll_timeout(), None);
+}
+
+#[test]
+fn a_patient_core_keeps_trying_and_an_expired_session_fails_every_call() {
+    let mut cfg = config(2);
+    cfg.give_up_unreachable = false;
+    cfg.register_deadline = Duration::MAX;
+    let mut core = ClientCore::new(cfg, 0, 1);
+    let mut now = 0;
+    let mut failed = 0;
+    let c = loop {
+        if let Some(c) = core.poll_connect() {
+            if failed == 5 {
+                break c;
+            }
+            failed += 1;
+            core.handle_connect_failed(now, c.epoch, c.node);
+            continue;
+        }
+        now = core.poll_timeout().unwrap();
+        core.handle_timeout(now);
+    };
+    assert!(now >= 10 * MS, "failed connections back off");
+    core.handle_connected(now, c.epoch, c.node);
+    let t = transmits(&mut core).remove(0);
+    core.handle_reply(now, c.epoch, reply(&t, Outcome::Registered { client: ClientId(2) }));
+    core.handle_call(now, vec![], u64::MAX);
+    let op = transmits(&mut core).remove(0);
+    core.handle_reply(now, c.epoch, reply(&op, Outcome::SessionExpired));
+    let later = core.handle_call(now, vec![], u64::MAX);
+    let ev = events(&mut core);
+    assert_eq!(ev.len(), 3);
+    assert_eq!(ev[2], ClientEvent::Completed { call: later, result: Err(CallError::SessionExpired) });
+    assert!(transmits(&mut core).is_empty());
+}
+
+#[test]
+fn the_same_seed_and_inputs_give_the_same_outputs() {
+    let run = |seed| {
+        let mut core = ClientCore::new(config(3), 0, seed);
+        let c = core.poll_connect().unwrap();
+        core.handle_connected(0, c.epoch, c.node);
+        let t = transmits(&mut core);
+        core.handle_reply(0, c.epoch, reply(&t[0], Outcome::Redirect { leader: None }));
+        (t[0].request.clone(), core.poll_timeout())
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5).0, run(6).0, "the nonce comes from the seed");
+}
+
+#[test]
+fn oversized_and_late_calls_fail_at_once() {
+    let (mut core, _) = registered(1);
+    let big = core.handle_call(MS, vec![0; synod_wire::MAX_FRAME_LEN], u64::MAX);
+    let late = core.handle_call(MS, vec![], MS);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[0], ClientEvent::Completed { call, result: Err(CallError::Encode(_)) } if *call == big)
+    );
+    assert_eq!(ev[1], ClientEvent::Completed { call: late, result: Err(CallError::Timeout) });
+    assert!(transmits(&mut core).is_empty());
+}
