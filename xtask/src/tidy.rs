@@ -15,6 +15,7 @@ use crate::{cargo, project_root};
 pub(crate) const PURE: &[&str] = &[
     "synod-wire",
     "synod-paxos",
+    "synod-replica",
     "synod-session",
     "synod-state-machine",
     "synod-kv",
@@ -51,6 +52,7 @@ const ANYHOW_USERS: &[&str] = &["synod", "synod-runtime", "xtask", "synod-bench"
 const ALLOWED: &[(&str, &[&str])] = &[
     ("synod-wire", &[]),
     ("synod-paxos", &["synod-wire"]),
+    ("synod-replica", &["synod-paxos", "synod-state-machine", "synod-wire"]),
     ("synod-session", &["synod-wire"]),
     ("synod-state-machine", &["synod-session", "synod-wire"]),
     ("synod-kv", &["synod-state-machine"]),
