@@ -24,6 +24,11 @@ pub(crate) const PURE: &[&str] = &[
     "synod-check",
 ];
 
+/// IO crates held to the same package rules as PURE ones: they touch files
+/// only through a trait, on their caller's thread, and start no threads, so
+/// the simulator can drive them deterministically (synod-wal over its `FaultyFs`).
+pub(crate) const THREAD_FREE: &[&str] = &["synod-wal"];
+
 /// Packages a PURE crate may not reach through its normal dependencies.
 const FORBIDDEN_IN_PURE: &[&str] = &[
     "tokio",
@@ -56,7 +61,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("synod-session", &["synod-wire"]),
     ("synod-state-machine", &["synod-session", "synod-wire"]),
     ("synod-kv", &["synod-state-machine"]),
-    ("synod-log", &["synod-wire"]),
+    ("synod-wal", &["synod-wire"]),
+    ("synod-log", &["synod-wal", "synod-wire"]),
     ("synod-transport", &["synod-wire"]),
     ("synod-metrics", &[]),
     (
@@ -86,7 +92,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "synod-wire",
         ],
     ),
-    ("synod-sim", &["synod-paxos", "synod-state-machine", "synod-session", "synod-kv", "synod-wire"]),
+    (
+        "synod-sim",
+        &["synod-paxos", "synod-state-machine", "synod-session", "synod-kv", "synod-wal", "synod-wire"],
+    ),
     (
         "synod-bench",
         &[
@@ -335,6 +344,15 @@ pub(crate) fn check_graph(graph: &Graph) -> Vec<String> {
                     ));
                 }
             }
+        } else if THREAD_FREE.contains(&member.as_str()) {
+            let reach = graph.reachable(member);
+            for bad in FORBIDDEN_IN_PURE {
+                if reach.contains(*bad) {
+                    problems.push(format!(
+                        "{member} reaches {bad}: thread-free crates use no threads, channels, clocks or OS randomness"
+                    ));
+                }
+            }
         }
     }
     problems
@@ -410,6 +428,17 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("synod-wire reaches tokio")), "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("synod-paxos reaches tokio")), "{problems:?}");
         assert!(!problems.iter().any(|p| p.starts_with("synod-log")), "synod-log is not pure: {problems:?}");
+    }
+
+    #[test]
+    fn a_thread_free_crate_reaching_parking_lot_is_caught() {
+        let mut g = clean();
+        g.members.insert("synod-wal".to_owned());
+        g.edge("synod-log", "synod-wal");
+        g.edge("synod-wal", "parking_lot");
+        let problems = check_graph(&g);
+        assert!(problems.iter().any(|p| p.starts_with("synod-wal reaches parking_lot")), "{problems:?}");
+        assert!(!problems.iter().any(|p| p.starts_with("synod-log reaches")), "synod-log may: {problems:?}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use synod_bench::human;
-use synod_log::{Fs, FsFile, GroupCommit, LogEvent, Options, RealFs, Wal};
+use synod_log::{Fs, FsFile, GroupCommit, LogEvent, Options, RealFs, ThreadPreallocate, Wal};
 use synod_wire::{Ballot, LogRecord, NodeId, Slot, Value};
 
 /// Counts `sync_data` calls on the real file system.
@@ -209,7 +209,7 @@ fn record(slot: u64) -> LogRecord {
 /// `writers` logical writers driven from one thread through tokens, each with one record in flight.
 fn event_loop_case(dir: &Path, writers: usize, budget: Duration) -> Result<Case> {
     let syncs = Arc::new(AtomicU64::new(0));
-    let options = Options::new().fs(CountingFs { syncs: syncs.clone() });
+    let options = Options::new().fs(CountingFs { syncs: syncs.clone() }).preallocate(ThreadPreallocate);
     let (wal, _) = Wal::open(dir, options).with_context(|| format!("opening {}", dir.display()))?;
     let (tx, events) = crossbeam_channel::unbounded();
     let (log, appender) = GroupCommit::spawn(wal, move |e| drop(tx.send(e)));
@@ -266,7 +266,7 @@ fn event_loop_case(dir: &Path, writers: usize, budget: Duration) -> Result<Case>
 /// `writers` threads, each appending one record and waiting for it to be durable, for `budget`.
 fn thread_case(dir: &Path, writers: usize, budget: Duration) -> Result<Case> {
     let syncs = Arc::new(AtomicU64::new(0));
-    let options = Options::new().fs(CountingFs { syncs: syncs.clone() });
+    let options = Options::new().fs(CountingFs { syncs: syncs.clone() }).preallocate(ThreadPreallocate);
     let (wal, _) = Wal::open(dir, options).with_context(|| format!("opening {}", dir.display()))?;
     let (log, appender) = GroupCommit::spawn(wal, |_| {});
     let stop = Arc::new(AtomicBool::new(false));

@@ -30,8 +30,8 @@ use parking_lot::lock_api::ArcMutexGuard;
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RawMutex};
 use synod_wire::{LogRecord, Slot};
 
-use crate::error::{AppendError, FatalError};
-use crate::wal::{Prepared, Reader, Wal};
+use crate::error::AppendError;
+use crate::{FatalError, Prepared, Reader, Wal};
 
 /// A write stops draining the queue once it holds this many bytes; the rest goes in the next one.
 const MAX_WRITE_BYTES: usize = 8 << 20;
@@ -92,7 +92,7 @@ impl Shared {
     /// Writes `items` as one batch and syncs them, for the log thread and
     /// inline appends alike, and notes when the write finished.
     fn write_synced(&self, wal: &mut Wal, items: &[Prepared]) -> Result<(), Arc<FatalError>> {
-        let result = wal.write_batch(items).and_then(|()| wal.sync_inner());
+        let result = wal.write_batch(items).and_then(|()| wal.sync_batches());
         self.last_write.store(self.now(), Ordering::Release);
         result
     }

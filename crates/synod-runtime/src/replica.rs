@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use synod_log::{GroupCommit, Options, Wal};
+use synod_log::{GroupCommit, Options, ThreadPreallocate, Wal};
 use synod_paxos::{Config, ConfigError, Durable, Paxos};
 use synod_state_machine::{Applier, Origin, StateMachine};
 use synod_transport::{ClientConnId, Node, NodeConfig};
@@ -112,7 +112,8 @@ impl Replica {
             .with_timing(config.timing.heartbeat_ticks, config.timing.election_ticks)?
             .with_window(config.max_in_flight.max(1))?;
         let dir = config.data_dir.display().to_string();
-        let (wal, recovery) = Wal::open(&config.data_dir, Options::new().segment_size(config.segment_bytes))
+        let options = Options::new().segment_size(config.segment_bytes).preallocate(ThreadPreallocate);
+        let (wal, recovery) = Wal::open(&config.data_dir, options)
             .map_err(|source| StartError::Log { dir: dir.clone(), source })?;
         if let Some(torn) = &recovery.torn {
             tracing::warn!(%dir, ?torn, "recovered a torn log tail");

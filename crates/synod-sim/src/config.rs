@@ -27,6 +27,9 @@ pub struct SimConfig {
     pub max_disk_delay: u64,
     /// Per mille chance per tick of a fault event (crash, restart, cut, heal).
     pub fault_per_mille: u64,
+    /// Chance in ten thousand that a due disk sync (fdatasync) fails in the
+    /// fault phase; the replica then stops (crashes) and restarts from its disk.
+    pub fsync_fail_per_10k: u64,
     /// Leaders send each new commit point at once (`Config::with_eager_commit`) rather than with the next Accept or tick.
     pub eager_commit: bool,
     /// Record a readable trace of events.
@@ -58,6 +61,7 @@ impl SimConfig {
             max_disk_delay: rng.range(1, 6),
             fault_per_mille: rng.range(5, 30),
             eager_commit: rng.range(0, 4) == 0,
+            fsync_fail_per_10k: rng.range(0, 20),
             trace: false,
             #[cfg(feature = "planted-bugs")]
             bugs: synod_paxos::PlantedBugs::default(),

@@ -4,9 +4,11 @@
 //! [`synod_state_machine::Applier`] with its session table, and the
 //! [`synod_kv`] store) run in one thread against a seeded network that
 //! delays, drops, duplicates and reorders messages and cuts links (full
-//! partitions, one-way cuts, partial connectivity), a simulated disk that
-//! loses unpersisted writes on a crash and may tear the last one, crashes
-//! and restarts, and clients that retry through failovers with sessions.
+//! partitions, one-way cuts, partial connectivity), the real write-ahead
+//! log ([`synod_wal::Wal`]) over an in-memory [`synod_wal::FaultyFs`] whose
+//! crashes lose, keep or tear unsynced writes or lose their sectors and
+//! whose failed fsyncs stop the replica, crashes and restarts through
+//! recovery, and clients that retry through failovers with sessions.
 //!
 //! One seed decides everything: [`run`] with the same [`SimConfig`] always
 //! produces the same run. The invariants of ARCHITECTURE.md are checked after

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     #[allow(clippy::disallowed_methods)]
     let began = Instant::now();
     let mut violations = 0u64;
-    let (mut ops, mut slots, mut crashes, mut cuts, mut elections) = (0, 0, 0, 0, 0);
+    let (mut ops, mut slots, mut crashes, mut fsyncs, mut cuts, mut elections) = (0, 0, 0, 0, 0, 0);
     for seed in first..first + count {
         let mut cfg = SimConfig::with_replicas(seed, replicas);
         cfg.trace = trace;
@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         ops += report.ops;
         slots += report.slots;
         crashes += report.crashes;
+        fsyncs += report.fsync_failures;
         cuts += report.cuts;
         elections += report.elections;
         if !report.violations.is_empty() {
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
     }
     let secs = began.elapsed().as_secs_f64();
     eprintln!(
-        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes, {cuts} link cuts, {elections} elections in {secs:.1} s ({:.1} seeds/s)",
+        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections in {secs:.1} s ({:.1} seeds/s)",
         count as f64 / secs.max(1e-9)
     );
     println!("{count} seeds, {violations} violations");

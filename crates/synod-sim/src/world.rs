@@ -9,7 +9,7 @@ use synod_wire::{Batch, ClientReply, ClientRequest, Command, NodeId, Outcome, Sl
 
 use crate::client::{Effect, SimClient};
 use crate::config::SimConfig;
-use crate::disk::Disk;
+use crate::disk::{Completion, Disk};
 use crate::invariants::{Checker, Convergence, Violation};
 use crate::machine::Audited;
 use crate::net::{Addr, Net, Payload};
@@ -30,8 +30,10 @@ pub struct Report {
     pub slots: u64,
     /// Client operations answered.
     pub ops: u64,
-    /// Replica crashes.
+    /// Replica crashes, counting the stops after failed fsyncs.
     pub crashes: u64,
+    /// Failed fsyncs (each stopped its replica).
+    pub fsync_failures: u64,
     /// Link cuts (partitions, one-way and partial).
     pub cuts: u64,
     /// Elections started, over all replicas and incarnations.
@@ -140,27 +142,39 @@ impl World {
         let config = config.with_bugs(self.cfg.bugs);
         self.incarnation[i] += 1;
         let seed = self.cfg.seed ^ (self.incarnation[i] << 48);
-        let durable = Durable::replay(self.disks[i].durable().iter().cloned());
-        let records = self.disks[i].durable().len();
+        self.restart_at[i] = None;
+        let disk = match self.disks[i].open() {
+            Ok(disk) => disk,
+            Err(e) => {
+                // A crash only loses or tears unsynced writes: recovery must not refuse the log.
+                let detail = format!("{}: the log was refused at restart: {e}", self.ids[i]);
+                self.checker.recovery_refused(self.now, detail);
+                return;
+            }
+        };
+        self.checker.recovered(self.now, self.ids[i], &disk.written, disk.reported, &disk.records);
+        let (records, torn) = (disk.records.len(), disk.torn.map_or(0, |t| t.bytes_dropped));
+        let durable = Durable::replay(disk.records);
         let core = Paxos::recover(config, seed, durable, Slot(0));
         let applier = Applier::new(Audited::default(), SessionConfig::default());
         self.nodes[i] = Some(Replica { core, applier, queue: Vec::new(), routes: BTreeMap::new() });
-        self.restart_at[i] = None;
         let id = self.ids[i];
         let inc = self.incarnation[i];
-        self.log(|| format!("{id} starts (incarnation {inc}) from {records} durable records"));
+        self.log(|| {
+            format!("{id} starts (incarnation {inc}) from {records} durable records ({torn} torn bytes cut)")
+        });
         self.drain(i);
     }
 
     fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             self.elections += node.core.stats().elections;
-            let kept = self.disks[i].crash(&mut self.rng);
+            let mode = self.disks[i].crash(&mut self.rng);
             self.crashes += 1;
             let back = self.now + self.rng.range(20, 300);
             self.restart_at[i] = Some(back);
             let id = self.ids[i];
-            self.log(|| format!("{id} CRASHES (torn write kept {kept} records); restarts at {back}"));
+            self.log(|| format!("{id} CRASHES (disk: {mode:?}); restarts at {back}"));
         }
     }
 
@@ -265,10 +279,21 @@ impl World {
             }
         }
         for i in 0..self.nodes.len() {
-            if let Some(token) = self.disks[i].complete(now) {
-                if let Some(node) = &mut self.nodes[i] {
-                    node.core.handle_persisted(token);
-                    self.drain(i);
+            // Fsyncs fail only in the fault phase: crashed replicas restart only there.
+            let fail = if now <= self.cfg.fault_ticks { self.cfg.fsync_fail_per_10k } else { 0 };
+            match self.disks[i].complete(now, fail, &mut self.rng) {
+                Completion::Nothing => {}
+                Completion::Durable(token) => {
+                    if let Some(node) = &mut self.nodes[i] {
+                        node.core.handle_persisted(token);
+                        self.drain(i);
+                    }
+                }
+                Completion::SyncFailed(e) => {
+                    // The runtime's rule: a failed fsync stops the node; it never goes on after a lost write.
+                    let id = self.ids[i];
+                    self.log(|| format!("{id} FSYNC FAILED ({e}): the node stops"));
+                    self.crash(i);
                 }
             }
         }
@@ -424,6 +449,7 @@ impl World {
             slots: self.checker.log_len().0,
             ops: self.clients.iter().map(|c| c.completed).sum(),
             crashes: self.crashes,
+            fsync_failures: self.disks.iter().map(Disk::sync_failures).sum(),
             cuts: self.cuts,
             elections: self.elections,
             messages: (self.net.sent, self.net.dropped),

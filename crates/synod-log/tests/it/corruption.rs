@@ -8,7 +8,7 @@ use synod_log::{inspect, OpenError, Options, Problem, Wal};
 use crate::{accept, promise};
 
 fn options() -> Options {
-    Options::new().segment_size(4096).background_preallocation(false)
+    Options::new().segment_size(4096)
 }
 
 /// Writes `n` accepts, each as its own write, syncing every fifth, and returns the segment files.

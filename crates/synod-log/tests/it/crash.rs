@@ -39,7 +39,7 @@ fn crash_mode() -> impl Strategy<Value = Crash> {
 }
 
 fn options(fs: &FaultyFs) -> Options {
-    Options::new().fs(fs.clone()).segment_size(8192).background_preallocation(false)
+    Options::new().fs(fs.clone()).segment_size(8192)
 }
 
 proptest! {

@@ -9,7 +9,7 @@ use synod_wire::{LogRecord, Slot, Value, MAX_FRAME_LEN};
 use crate::accept;
 
 fn options(fs: &FaultyFs) -> Options {
-    Options::new().fs(fs.clone()).segment_size(16 << 10).background_preallocation(false)
+    Options::new().fs(fs.clone()).segment_size(16 << 10)
 }
 
 fn start(fs: &FaultyFs) -> (GroupCommit, synod_log::Appender, Receiver<LogEvent>) {

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use synod_log::{GroupCommit, LogEvent, Options, Wal};
+use synod_log::{GroupCommit, LogEvent, Options, ThreadPreallocate, Wal};
 use synod_wire::LogRecord;
 
 use crate::accept;
@@ -14,7 +14,7 @@ const TEST_NAME: &str = "sigkill::a_sigkilled_writer_loses_nothing_acknowledged"
 
 fn options() -> Options {
     // Small segments, so the child also rotates (and preallocates in the background) while it is killed.
-    Options::new().segment_size(64 << 10)
+    Options::new().segment_size(64 << 10).preallocate(ThreadPreallocate)
 }
 
 /// The child: appends accepts for slots 0, 1, 2, ... forever, printing each token once it is durable.

@@ -6,7 +6,7 @@ use synod_wire::{LogRecord, Slot, Value};
 use crate::{accept, promise};
 
 fn options(fs: &FaultyFs) -> Options {
-    Options::new().fs(fs.clone()).segment_size(4096).background_preallocation(false)
+    Options::new().fs(fs.clone()).segment_size(4096)
 }
 
 #[test]

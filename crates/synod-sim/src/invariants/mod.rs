@@ -14,14 +14,15 @@ mod validity;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use synod_wire::{ClientId, Command, NodeId, Outcome, Seq, Slot, Value};
+use synod_wire::{ClientId, Command, LogRecord, NodeId, Outcome, Seq, Slot, Value};
 
 pub(crate) use liveness::Convergence;
 
 /// A broken invariant: which, when, and what was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant: agreement, order, validity, durability, exactly-once or liveness.
+    /// The invariant: agreement, order, validity, durability, exactly-once,
+    /// liveness, or recovery (a replica's log refused at restart).
     pub invariant: &'static str,
     /// The tick it was detected at.
     pub tick: u64,
@@ -94,6 +95,26 @@ impl Checker {
     pub(crate) fn final_durability(&mut self, tick: u64) {
         let found = durability::check(&self.chosen, &self.answers);
         self.report("durability", tick, found);
+    }
+
+    /// Replica `node` restarted and its log gave back `recovered`; it had
+    /// written `written`, of which the first `reported` were reported durable.
+    pub(crate) fn recovered(
+        &mut self,
+        tick: u64,
+        node: NodeId,
+        written: &[LogRecord],
+        reported: usize,
+        recovered: &[LogRecord],
+    ) {
+        let found = durability::check_recovered(node, written, reported, recovered);
+        self.report("durability", tick, found);
+    }
+
+    /// A replica's log could not be opened at restart: recovery found
+    /// corruption where a crash can only have torn or lost unsynced writes.
+    pub(crate) fn recovery_refused(&mut self, tick: u64, detail: String) {
+        self.report("recovery", tick, Some(detail));
     }
 
     pub(crate) fn liveness(&mut self, tick: u64, found: Option<String>) {

@@ -1,12 +1,10 @@
 //! The write-ahead log itself: open with recovery, append, sync, prefix truncation and catch-up reads.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::{fmt, io};
 
-use parking_lot::RwLock;
 use synod_wire::{LogRecord, Slot, Wire};
 
 use crate::error::{FatalError, OpenError, ReadError, WriteError};
@@ -17,17 +15,18 @@ use crate::recover::{self, Problem, TornTail};
 /// The smallest segment size accepted; smaller requests are raised to it.
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
 
-/// How to open a [`Wal`]. `Options::default()` uses the real file system and 64 MiB segments.
+/// How to open a [`Wal`]. `Options::default()` uses the real file system and
+/// 64 MiB segments, and creates each segment when it is needed (no [`Preallocate`]).
 #[derive(Debug, Clone)]
 pub struct Options {
     fs: Arc<dyn Fs>,
     segment_size: u64,
-    background_preallocation: bool,
+    preallocate: Option<Arc<dyn Preallocate>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { fs: Arc::new(RealFs), segment_size: 64 << 20, background_preallocation: true }
+        Options { fs: Arc::new(RealFs), segment_size: 64 << 20, preallocate: None }
     }
 }
 
@@ -50,11 +49,51 @@ impl Options {
         self
     }
 
-    /// Whether the next segment is zero-filled and synced on a helper thread
-    /// while the current one fills (the default), rather than when it is needed.
-    pub fn background_preallocation(mut self, on: bool) -> Self {
-        self.background_preallocation = on;
+    /// Has `preallocate` create the next segment (zero-filled and synced)
+    /// while the current one fills, rather than when it is needed. synod-log's
+    /// `ThreadPreallocate` does it on a helper thread; this crate starts none.
+    pub fn preallocate(mut self, preallocate: impl Preallocate + 'static) -> Self {
+        self.preallocate = Some(Arc::new(preallocate));
         self
+    }
+
+    /// Creates each segment when it is needed (the default).
+    pub fn no_preallocation(mut self) -> Self {
+        self.preallocate = None;
+        self
+    }
+}
+
+/// Creates the next segment somewhere else while the active one fills.
+///
+/// The log starts one [`SegmentJob`] once the active segment is half full
+/// and waits for it ([`Spare::wait`]) when it rotates. This crate has no
+/// implementation: it starts no threads, so a log driven over
+/// [`crate::FaultyFs`] stays deterministic. synod-log runs the job on a thread.
+pub trait Preallocate: Send + Sync + fmt::Debug {
+    /// Starts `job`; `None` if it cannot, and the segment is then created when it is needed.
+    fn start(&self, job: SegmentJob) -> Option<Box<dyn Spare>>;
+}
+
+/// A segment being created by a [`Preallocate`].
+pub trait Spare: Send + fmt::Debug {
+    /// Waits until the segment is created; its file, or why it could not be.
+    fn wait(self: Box<Self>) -> Result<Box<dyn FsFile>, FatalError>;
+}
+
+/// The creation of one segment file: header, zeros up to the segment size, synced, its name synced.
+#[derive(Debug)]
+pub struct SegmentJob {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    index: u64,
+    size: u64,
+}
+
+impl SegmentJob {
+    /// Creates the segment.
+    pub fn run(self) -> Result<Box<dyn FsFile>, FatalError> {
+        create_segment(&*self.fs, &self.dir, self.index, self.size)
     }
 }
 
@@ -124,20 +163,22 @@ impl Kind {
     }
 }
 
-/// A record encoded and ready to frame: produced by the caller's thread, written by the log's.
+/// A record encoded and ready to frame, so that a caller can encode on its
+/// own thread what another writes ([`Wal::write_batch`]).
 #[derive(Debug, Clone)]
-pub(crate) struct Prepared {
+pub struct Prepared {
     encoded: Encoded,
     kind: Kind,
 }
 
 impl Prepared {
-    pub(crate) fn new(record: &LogRecord) -> Result<Self, synod_wire::EncodeError> {
+    /// Encodes `record`; an error if it is too large.
+    pub fn new(record: &LogRecord) -> Result<Self, synod_wire::EncodeError> {
         Ok(Prepared { encoded: Encoded::new(record.encode()?), kind: Kind::of(record) })
     }
 
     /// The frame's length on disk.
-    pub(crate) fn frame_len(&self) -> usize {
+    pub fn frame_len(&self) -> usize {
         self.encoded.frame_len()
     }
 }
@@ -146,7 +187,8 @@ impl Prepared {
 ///
 /// Writes are batches: [`Wal::append`] frames its records as one write of
 /// one batch; [`Wal::sync`] makes every write so far durable with one
-/// fdatasync. [`crate::GroupCommit`] drives a `Wal` from its own thread.
+/// fdatasync. synod-log's `GroupCommit` drives a `Wal` from its own thread;
+/// the simulator drives one over [`crate::FaultyFs`] from its single thread.
 ///
 /// The first failed write or fsync poisons the log: that call and every later
 /// one fail with [`WriteError::Failed`], because after a failed fsync nothing
@@ -156,7 +198,7 @@ pub struct Wal {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     segment_size: u64,
-    background: bool,
+    preallocate: Option<Arc<dyn Preallocate>>,
     /// Every segment, oldest first; the last is active.
     segments: Vec<SegMeta>,
     active: Box<dyn FsFile>,
@@ -171,7 +213,7 @@ pub struct Wal {
     /// The last Promise, Commit and Snapshot records and the segments holding them,
     /// carried forward when prefix truncation would drop them.
     latest: [Option<(u64, Prepared)>; 3],
-    spare: Option<JoinHandle<Result<Box<dyn FsFile>, FatalError>>>,
+    spare: Option<Box<dyn Spare>>,
     buf: Vec<u8>,
     failed: Option<Arc<FatalError>>,
 }
@@ -267,7 +309,7 @@ impl Wal {
             fs,
             dir,
             segment_size: options.segment_size,
-            background: options.background_preallocation,
+            preallocate: options.preallocate,
             segments,
             active,
             write_pos,
@@ -296,7 +338,7 @@ impl Wal {
     /// Makes every write so far durable with one fdatasync.
     pub fn sync(&mut self) -> Result<(), WriteError> {
         self.check()?;
-        self.sync_inner().map_err(WriteError::Failed)
+        self.sync_batches().map_err(WriteError::Failed)
     }
 
     /// Drops whole segments below a snapshot: the longest prefix of segments,
@@ -351,8 +393,10 @@ impl Wal {
         e
     }
 
-    /// Frames and writes `items` as one batch with one write call.
-    pub(crate) fn write_batch(&mut self, items: &[Prepared]) -> Result<(), Arc<FatalError>> {
+    /// Frames and writes `items` as one batch with one write call; durable after the next sync.
+    ///
+    /// The error is the fatal one that stopped the log, now or earlier.
+    pub fn write_batch(&mut self, items: &[Prepared]) -> Result<(), Arc<FatalError>> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -387,14 +431,15 @@ impl Wal {
         self.next_batch += 1;
         let active = self.segments.last_mut().expect("there is always an active segment");
         active.max_slot = active.max_slot.max(max_slot);
-        if self.background && self.spare.is_none() && self.write_pos > self.segment_size / 2 {
+        if self.preallocate.is_some() && self.spare.is_none() && self.write_pos > self.segment_size / 2 {
             self.start_spare();
         }
         Ok(())
     }
 
-    /// Makes every write durable, then lets readers see the new entries.
-    pub(crate) fn sync_inner(&mut self) -> Result<(), Arc<FatalError>> {
+    /// Makes every write durable with one fdatasync, then lets readers see
+    /// the new entries. [`Wal::sync`] with the fatal error itself.
+    pub fn sync_batches(&mut self) -> Result<(), Arc<FatalError>> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -407,7 +452,7 @@ impl Wal {
         }
         self.synced_batch = self.next_batch - 1;
         if !self.pending.is_empty() {
-            let mut index = self.index.write();
+            let mut index = write(&self.index);
             for (slot, loc) in self.pending.drain(..) {
                 index.insert(slot, loc);
             }
@@ -436,7 +481,7 @@ impl Wal {
         }
         // Whatever the dropped segments held must not be the only durable copy
         // of anything still pending in the active one.
-        self.sync_inner()?;
+        self.sync_batches()?;
         // Oldest first, so that a crash midway leaves a contiguous suffix.
         let dropped: Vec<SegMeta> = self.segments.drain(..droppable).collect();
         for seg in dropped {
@@ -448,7 +493,7 @@ impl Wal {
             let dir = self.dir.clone();
             return Err(self.fail("sync", dir, e));
         }
-        self.index.write().slots.retain(|_, loc| loc.segment > last_dropped);
+        write(&self.index).slots.retain(|_, loc| loc.segment > last_dropped);
         Ok(droppable)
     }
 
@@ -456,13 +501,10 @@ impl Wal {
     fn rotate(&mut self) -> Result<(), Arc<FatalError>> {
         // Everything in the old segment is durable before the new one gets
         // data, so damage in any segment but the tail is corruption.
-        self.sync_inner()?;
+        self.sync_batches()?;
         let next = self.segments.last().expect("there is always an active segment").index + 1;
         let file = match self.spare.take() {
-            Some(handle) => match handle.join() {
-                Ok(result) => result,
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
+            Some(spare) => spare.wait(),
             None => create_segment(&*self.fs, &self.dir, next, self.segment_size),
         };
         self.active = file.map_err(|e| self.poison(e))?;
@@ -476,20 +518,31 @@ impl Wal {
     }
 
     fn start_spare(&mut self) {
-        let fs = self.fs.clone();
-        let dir = self.dir.clone();
-        let next = self.segments.last().expect("there is always an active segment").index + 1;
-        let size = self.segment_size;
-        let spawned = std::thread::Builder::new()
-            .name("synod-log-prealloc".into())
-            .spawn(move || create_segment(&*fs, &dir, next, size));
-        // Without a thread the segment is created when it is needed instead.
-        self.spare = spawned.ok();
+        let Some(preallocate) = &self.preallocate else { return };
+        let job = SegmentJob {
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+            index: self.segments.last().expect("there is always an active segment").index + 1,
+            size: self.segment_size,
+        };
+        // If it cannot start, the segment is created when it is needed instead.
+        self.spare = preallocate.start(job);
     }
 
     fn active_path(&self) -> PathBuf {
         self.segments.last().expect("there is always an active segment").path.clone()
     }
+}
+
+/// The slot index, for reading; a writer that panicked left it consistent
+/// (each update is one insert or retain), so poisoning is ignored.
+fn read(index: &RwLock<SlotIndex>) -> RwLockReadGuard<'_, SlotIndex> {
+    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The slot index, for writing (see [`read`]).
+fn write(index: &RwLock<SlotIndex>) -> RwLockWriteGuard<'_, SlotIndex> {
+    index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn latest_slot(kind: Kind) -> usize {
@@ -546,7 +599,7 @@ impl Reader {
             return Ok(Vec::new());
         }
         let locs: Vec<(u64, Loc)> =
-            self.index.read().slots.range(from.0..to.0).map(|(s, l)| (*s, *l)).collect();
+            read(&self.index).slots.range(from.0..to.0).map(|(s, l)| (*s, *l)).collect();
         let mut out = Vec::with_capacity(locs.len());
         let mut open: Option<(u64, PathBuf, Box<dyn FsFile>)> = None;
         let mut buf = Vec::new();
@@ -577,7 +630,7 @@ impl Reader {
 
     /// The lowest and highest slot with a durable entry, if any.
     pub fn slot_range(&self) -> Option<(Slot, Slot)> {
-        let index = self.index.read();
+        let index = read(&self.index);
         let first = index.slots.keys().next()?;
         let last = index.slots.keys().next_back()?;
         Some((Slot(*first), Slot(*last)))

@@ -15,9 +15,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::fs::{Fs, FsFile};
 
@@ -82,7 +80,7 @@ impl FaultyFs {
     /// Open handles stay usable but see the rebuilt contents; a real test
     /// drops the [`crate::Wal`] first and opens it again.
     pub fn crash(&self, mode: Crash) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         state.files.retain(|_, f| f.name_durable);
         let mut rng = match mode {
             Crash::Sectors { seed } => seed ^ 0x9e37_79b9_7f4a_7c15,
@@ -119,27 +117,27 @@ impl FaultyFs {
 
     /// Makes every later `sync_data` and `sync_dir` fail (or succeed again).
     pub fn fail_syncs(&self, fail: bool) {
-        self.state.lock().fail_syncs = fail;
+        self.lock().fail_syncs = fail;
     }
 
     /// Makes every later write and `set_len` fail (or succeed again).
     pub fn fail_writes(&self, fail: bool) {
-        self.state.lock().fail_writes = fail;
+        self.lock().fail_writes = fail;
     }
 
     /// How many successful `sync_data` calls were made.
     pub fn syncs(&self) -> u64 {
-        self.state.lock().syncs
+        self.lock().syncs
     }
 
     /// The current contents of the file at `path`, if it exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
-        self.state.lock().files.get(path).map(|f| f.data.clone())
+        self.lock().files.get(path).map(|f| f.data.clone())
     }
 
     /// Overwrites the file at `path` with `bytes`, durably (as a damaged disk would).
     pub fn set_contents(&self, path: &Path, bytes: Vec<u8>) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         let file = state.files.entry(path.to_path_buf()).or_default();
         file.durable = bytes.clone();
         file.data = bytes;
@@ -149,11 +147,16 @@ impl FaultyFs {
 
     /// The paths of every file, sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.state.lock().files.keys().cloned().collect()
+        self.lock().files.keys().cloned().collect()
+    }
+
+    /// The state; a panic while it was held poisons nothing a test could still trust, so it is taken anyway.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn with_file<T>(&self, path: &Path, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         if !state.files.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())));
         }
@@ -188,7 +191,7 @@ fn injected(what: &str) -> io::Error {
 
 impl Fs for FaultyFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         if !state.dirs.iter().any(|d| d == dir) {
             state.dirs.push(dir.to_path_buf());
         }
@@ -196,7 +199,7 @@ impl Fs for FaultyFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let state = self.state.lock();
+        let state = self.lock();
         if !state.dirs.iter().any(|d| d == dir) {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", dir.display())));
         }
@@ -209,7 +212,7 @@ impl Fs for FaultyFs {
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         if state.files.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
@@ -230,7 +233,7 @@ impl Fs for FaultyFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         if state.fail_syncs {
             return Err(injected("directory sync"));
         }
