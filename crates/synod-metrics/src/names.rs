@@ -63,8 +63,14 @@ metrics_table! {
     MESSAGES_OUT = "synod_messages_out_total", Counter, "Consensus messages sent to peers.";
     /// Counter.
     PERSISTS = "synod_persists_total", Counter, "Durable writes (one fsync each) of the log.";
+    /// Counter.
+    CLIENT_REDIRECTS = "synod_client_redirects_total", Counter, "Client requests answered Redirect (this replica did not lead, or stopped leading).";
+    /// Counter.
+    CLIENT_BUSY = "synod_client_busy_total", Counter, "Client requests answered Busy (too much queued).";
+    /// Counter.
+    WAITERS_DROPPED = "synod_waiters_dropped_total", Counter, "Waiting client requests forgotten (closed streams, replaced retries).";
     /// Histogram.
-    COMMIT_LATENCY = "synod_commit_latency_seconds", Histogram, "Time from proposing a batch to learning it chosen.";
+    COMMIT_LATENCY = "synod_commit_latency_seconds", Histogram, "Time from proposing a batch to learning its slot chosen, per slot.";
     /// Histogram.
     BATCH_COMMANDS = "synod_batch_commands", Histogram, "Client commands per proposed batch.";
     /// Histogram.

@@ -51,13 +51,6 @@ pub struct ReplicaConfig {
     pub transport: Settings,
     /// Size of the log's segment files.
     pub segment_bytes: u64,
-    /// Whether a small committed slot may be applied on the thread that
-    /// committed it while the apply thread is idle and applies are quick
-    /// (default true; see `docs/decisions/0004-inline-writes-and-applies.md`).
-    /// Turn it off for a state machine whose `apply` is usually quick but now
-    /// and then long: one such apply run inline holds up that replica's
-    /// consensus for as long.
-    pub inline_apply: bool,
 }
 
 impl ReplicaConfig {
@@ -82,7 +75,6 @@ impl ReplicaConfig {
             sessions: SessionConfig::default(),
             transport: Settings::default(),
             segment_bytes: 64 << 20,
-            inline_apply: true,
         }
     }
 }

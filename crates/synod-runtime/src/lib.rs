@@ -52,10 +52,12 @@
 mod apply;
 mod cert_watch;
 mod config;
-mod core_loop;
 mod replica;
+mod shell;
 mod stats;
+mod status;
 
 pub use config::{ReplicaConfig, Timing};
-pub use replica::{Replica, StartError, Status, StatusHandle};
+pub use replica::{Replica, StartError};
+pub use status::{Status, StatusHandle};
 pub use synod_state_machine::{RestoreError, StateMachine};

@@ -1,6 +1,5 @@
 //! Starting, observing and stopping a replica.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,16 +9,15 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use synod_log::{GroupCommit, Options, ThreadPreallocate, Wal};
 use synod_paxos::{Config, ConfigError, Durable, Paxos};
-use synod_state_machine::{Applier, Origin, StateMachine};
-use synod_transport::{ClientConnId, Node, NodeConfig};
-use synod_wire::{Ballot, NodeId, Slot};
+use synod_replica::{Limits, ReplicaCore};
+use synod_state_machine::{Applier, StateMachine};
+use synod_transport::{Node, NodeConfig};
+use synod_wire::{NodeId, Slot};
 
-use crate::apply::{Apply, ApplyJob};
+use crate::apply::ApplyThread;
 use crate::config::ReplicaConfig;
-use crate::core_loop::{CoreLoop, Driver, Event};
-
-/// Where each waiting client request came from: origin -> (stream, request id).
-pub(crate) type Routes = Arc<Mutex<HashMap<Origin, (ClientConnId, u64)>>>;
+use crate::shell::{ApplyJob, Event, Parts, Shell};
+use crate::status::{Status, StatusHandle};
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,50 +40,6 @@ pub enum StartError {
     /// A thread could not be spawned.
     #[error("cannot spawn a thread: {0}")]
     Thread(#[from] std::io::Error),
-}
-
-/// What a replica knows about itself and the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
-    /// This replica.
-    pub id: NodeId,
-    /// The leader it believes in.
-    pub leader: Option<NodeId>,
-    /// Whether it leads.
-    pub is_leader: bool,
-    /// The highest leader ballot it knows.
-    pub ballot: Ballot,
-    /// Every slot below this is chosen and known here.
-    pub commit: Slot,
-    /// Every slot below this is applied to the state machine.
-    pub applied: Slot,
-    /// A digest of everything applied: equal on replicas that applied the same sequence.
-    pub digest: u64,
-    /// Peers with a live connection.
-    pub peers_connected: Vec<NodeId>,
-    /// Live client sessions.
-    pub sessions: usize,
-    /// Set when the replica stopped on a fatal error (a failed write or fsync).
-    pub fatal: Option<String>,
-}
-
-/// Reads a replica's [`Status`] from any thread; see [`Replica::status_handle`].
-#[derive(Debug, Clone)]
-pub struct StatusHandle {
-    status: Arc<Mutex<Status>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl StatusHandle {
-    /// A snapshot of the replica's state.
-    pub fn status(&self) -> Status {
-        self.status.lock().clone()
-    }
-
-    /// Whether the replica is stopping or stopped (shut down, or on a fatal error).
-    pub fn is_stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
 }
 
 /// A running replica. Dropping it shuts it down.
@@ -123,16 +77,15 @@ impl Replica {
         let core = Paxos::recover(paxos_config, seed(config.id), durable, Slot(0));
         tracing::info!(id = %config.id, records, commit = %core.first_unchosen(), "recovered");
 
-        let driver = Arc::new(Driver::new());
-        let stop = driver.stop_flag();
+        let shell = Arc::new(Shell::new());
+        let stop = shell.stop_flag();
         let status = Arc::new(Mutex::new(Status { id: config.id, ..Status::default() }));
-        let routes: Routes = Arc::default();
 
-        let log_driver = driver.clone();
-        let (group, appender) = GroupCommit::spawn(wal, move |event| log_driver.input(Event::Log(event)));
+        let log_shell = shell.clone();
+        let (group, appender) = GroupCommit::spawn(wal, move |event| log_shell.input(Event::Log(event)));
         let log = Arc::new(Mutex::new(Some(group)));
 
-        let net_driver = driver.clone();
+        let net_shell = shell.clone();
         let transport = Arc::new(Node::start(
             NodeConfig {
                 id: config.id,
@@ -140,39 +93,37 @@ impl Replica {
                 credentials: config.credentials.clone(),
                 settings: config.transport.clone(),
             },
-            move |inbound| net_driver.input(Event::Net(inbound)),
+            move |inbound| net_shell.input(Event::Net(inbound)),
         )?);
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
-        let apply = Apply::new(
-            Applier::new(machine, config.sessions),
-            config.inline_apply,
-            transport.clone(),
-            routes.clone(),
-            status.clone(),
-            stop.clone(),
-        );
-        let applier_thread = {
-            let apply = apply.clone();
-            std::thread::Builder::new()
-                .name(format!("synod-apply-{}", config.id.0))
-                .spawn(move || apply.run(apply_rx))?
+        let apply = ApplyThread {
+            applier: Applier::new(machine, config.sessions),
+            transport: transport.clone(),
+            status: status.clone(),
+            stop_replica: stop.clone(),
         };
-        driver.install(CoreLoop::new(
-            &config,
-            core,
-            transport.clone(),
-            appender,
-            apply.committer(apply_tx),
-            routes,
-            status.clone(),
-        ));
+        let applier_thread = std::thread::Builder::new()
+            .name(format!("synod-apply-{}", config.id.0))
+            .spawn(move || apply.run(apply_rx))?;
+        let limits =
+            Limits::with_batches(config.max_in_flight, config.max_batch_commands, config.max_batch_bytes);
+        shell.install(
+            ReplicaCore::new(core, limits),
+            Parts {
+                transport: transport.clone(),
+                appender,
+                apply: apply_tx,
+                status: status.clone(),
+                data_dir: config.data_dir.clone(),
+            },
+        );
         let tick = config.timing.tick;
-        let ticker = driver.clone();
+        let ticker = shell.clone();
         let ticker_thread = std::thread::Builder::new()
             .name(format!("synod-tick-{}", config.id.0))
             .spawn(move || ticker.run_ticks(tick))
-            .inspect_err(|_| driver.stop_core())?;
+            .inspect_err(|_| shell.stop_core())?;
         let cert_watch = crate::cert_watch::spawn(config.id, config.credentials.cert(), stop.clone());
         Ok(Replica {
             stop,

@@ -7,16 +7,12 @@ use synod_paxos::Stats;
 #[derive(Debug, Default)]
 pub(crate) struct Published {
     paxos: Stats,
+    replica: synod_replica::Stats,
 }
 
 impl Published {
     pub(crate) fn paxos(&mut self, now: Stats) {
         let was = std::mem::replace(&mut self.paxos, now);
-        let add = |name: &'static str, before: u64, after: u64| {
-            if after > before {
-                metrics::counter!(name).increment(after - before);
-            }
-        };
         add(names::PROPOSALS, was.proposals, now.proposals);
         add(names::SLOTS_COMMITTED, was.chosen, now.chosen);
         add(names::ELECTIONS, was.elections, now.elections);
@@ -26,5 +22,27 @@ impl Published {
         add(names::MESSAGES_IN, was.messages_in, now.messages_in);
         add(names::MESSAGES_OUT, was.messages_out, now.messages_out);
         add(names::PERSISTS, was.persists, now.persists);
+    }
+
+    pub(crate) fn replica(&mut self, now: synod_replica::Stats) {
+        let was = std::mem::replace(&mut self.replica, now);
+        add(
+            names::CLIENT_REDIRECTS,
+            was.redirects + was.queued_redirected,
+            now.redirects + now.queued_redirected,
+        );
+        add(names::CLIENT_BUSY, was.busy, now.busy);
+        add(
+            names::WAITERS_DROPPED,
+            was.waiters_dropped + was.waiters_replaced,
+            now.waiters_dropped + now.waiters_replaced,
+        );
+    }
+}
+
+/// Adds the increase of a counter since the last publish.
+fn add(name: &'static str, before: u64, after: u64) {
+    if after > before {
+        metrics::counter!(name).increment(after - before);
     }
 }
