@@ -4,7 +4,7 @@
 //!  Appender::append(records, token) --+            log thread
 //!  Appender::append(records, token) --+--> channel --> drain all queued (up to a byte cap)
 //!  Appender::append_wait(records) ----+               write them as one batch, one fdatasync
-//!                                                     report every token, in submission order
+//!                                                     report the last token (it covers every earlier one)
 //!                                                     (what arrived during the fsync waits for the next)
 //! ```
 //!
@@ -370,12 +370,18 @@ fn run(wal: &Mutex<Option<Wal>>, rx: Receiver<Msg>, shared: &Shared, mut on_even
                 break;
             }
             let written = dones.len();
+            // One report per write: `Durable(t)` covers every earlier token,
+            // and tokens come in submission order, so the last one says it all.
+            let mut last = None;
             for done in dones.drain(..) {
                 match done {
-                    Done::Token(token) => on_event(LogEvent::Durable(token)),
+                    Done::Token(token) => last = Some(token),
                     // The waiter may have given up; nothing to tell it then.
                     Done::Wait(tx) => drop(tx.send(Ok(()))),
                 }
+            }
+            if let Some(token) = last {
+                on_event(LogEvent::Durable(token));
             }
             // Durable and reported: an inline append may go ahead once nothing
             // else is queued, and its report comes after these.
