@@ -13,9 +13,10 @@
 //! * **Group commit** ([`GroupCommit`], [`Appender`]): a dedicated thread
 //!   drains everything queued, writes it with one write call, issues one
 //!   fdatasync and reports the last token that write covered (which covers
-//!   every earlier one): one report per write. A failed write or fsync is fatal: it is reported once and the
-//!   log refuses everything after it. When the log has been idle (a clock
-//!   decides), an append is handed back to be written inline ([`InlineAppend`]).
+//!   every earlier one): one report per write. A failed write or fsync is
+//!   fatal: it is reported once and the log refuses everything after it.
+//!   The log thread owns the [`Wal`]: no append is written or synced on
+//!   the caller's thread.
 //! * **Background preallocation** ([`ThreadPreallocate`]): the next segment
 //!   is zero-filled and synced on a helper thread while the active one fills.
 //!
@@ -47,6 +48,6 @@ mod group;
 mod prealloc;
 
 pub use error::AppendError;
-pub use group::{Appender, GroupCommit, InlineAppend, LogEvent};
+pub use group::{Appender, GroupCommit, LogEvent};
 pub use prealloc::ThreadPreallocate;
 pub use synod_wal::*;
