@@ -69,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "synod-runtime",
         &[
             "synod-paxos",
+            "synod-replica",
             "synod-state-machine",
             "synod-session",
             "synod-log",
