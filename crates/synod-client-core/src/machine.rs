@@ -274,6 +274,15 @@ impl ClientCore {
         self.progress(now);
     }
 
+    /// The request of the [`Transmit`] with request id `id` cannot be
+    /// encoded: its call completes with the error (a retry would fail alike).
+    pub fn handle_unencodable(&mut self, now: u64, id: u64, error: EncodeError) {
+        if let Some(&key) = self.ids.get(&id) {
+            self.finish(key, Err(CallError::Encode(error)));
+        }
+        self.progress(now);
+    }
+
     /// A reply that arrived on the connection of `epoch`. A driver that
     /// cannot tell which connection carried it passes 0, never a
     /// connection's epoch: then the reply can complete a request but not

@@ -1,11 +1,17 @@
-//! The background task that owns the connection: registration, pipelining, failover and resends.
+//! The background task that owns the connection: a thin async shell around [`ClientCore`].
 //!
-//! One task per [`crate::Client`] owns everything mutable: the link to the
-//! current replica, the table of outstanding requests and the sequence
-//! numbers. Callers hand it [`Call`]s on a channel and wait on a oneshot;
-//! the driver reads the replies off the current connection's stream itself
-//! (a reader task of its own would add a task wake-up and a channel to every
-//! answer), and a task per connection attempt reports how it went.
+//! Every decision (registration, sequence numbers and acknowledgements,
+//! pipelining, request ids per attempt, connection epochs, redirects,
+//! failover, `Busy` and reconnect backoff, deadlines) is the sans-IO
+//! [`ClientCore`]'s, in `synod-client-core`; this task owns the core, the
+//! QUIC connection and one timer, in the manner of quinn's
+//! `ConnectionDriver`: it feeds the core each input (a call, a connection
+//! attempt's result, a reply, the loss of the connection, the timer) and
+//! then carries out the core's outputs (connect, transmit, events) until it
+//! is quiescent. Callers hand it [`Call`]s on a channel and wait on a
+//! oneshot; the driver reads the replies off the current connection's stream
+//! itself (a reader task of its own would add a task wake-up and a channel
+//! to every answer), and a task per connection attempt reports how it went.
 //!
 //! ```text
 //!  callers --Call--> driver --frames--> ClientSender --QUIC--> replica
@@ -13,35 +19,19 @@
 //!     +---oneshot------+  +------------- reply frames <-----------+
 //! ```
 //!
-//! Every attempt of a request gets a fresh request id, and the driver
-//! remembers which id is a request's current attempt and which connection
-//! (epoch) carried it. An `Applied` answer completes its request whatever
-//! attempt it answers (the session table returns the first answer to every
-//! retry), but only the current attempt's `Redirect` or `Busy` on the
-//! current connection moves the client: a duplicated or late redirect for an
-//! attempt that was already resent changes nothing, so redirects never
-//! multiply the requests in flight.
+//! Time for the core is microseconds since the driver started, on tokio's clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
+use synod_client_core::{CallError, CallId, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError};
 use synod_transport::{ClientEndpoint, ClientStream, Jitter, PeerAddr, RecvError, SendError};
-use synod_wire::{
-    ClientFrame, ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, Seq, Wire, MAX_FRAME_LEN,
-};
+use synod_wire::{ClientFrame, ClientId, ClientReply, NodeId, Wire};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::{ClientConfig, ClientError, ConnectError, LinkError, Rejection};
-
-/// The shortest pause before reconnecting after a failed attempt; it doubles per failure.
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-/// The longest pause before reconnecting.
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Room for the request envelope around a payload.
-const ENVELOPE: usize = 256;
+use crate::{ClientConfig, ClientError, ConnectError, LinkError};
 
 /// One caller's request, handed to the driver.
 #[derive(Debug)]
@@ -52,75 +42,30 @@ pub(crate) struct Call {
 }
 
 /// What a connection attempt reports.
-enum Event {
-    Connected { epoch: u64, node: NodeId, result: Result<ClientStream, LinkError> },
-}
-
-enum Waiter {
-    Register(oneshot::Sender<Result<ClientId, ConnectError>>),
-    Op(oneshot::Sender<Result<Vec<u8>, ClientError>>),
-}
-
-/// The attempt of a request currently on the wire.
-#[derive(Clone, Copy)]
-struct Attempt {
-    id: u64,
+struct Attempted {
     epoch: u64,
-    sent_at: Instant,
+    node: NodeId,
+    result: Result<ClientStream, LinkError>,
 }
 
-struct Pending {
-    /// `None` for the registration, else the operation's payload.
-    payload: Option<Vec<u8>>,
-    deadline: Instant,
-    waiter: Waiter,
-    /// The attempt on the current connection; `None` until (re)sent.
-    attempt: Option<Attempt>,
-    /// After `Busy`, not before this.
-    not_before: Option<Instant>,
-    /// `Busy` answers so far; each doubles the pause before the next attempt.
-    busy: u32,
-    /// Every request id this request was sent under.
-    ids: Vec<u64>,
+/// The open connection, as the core numbered it.
+struct Conn {
+    epoch: u64,
+    stream: ClientStream,
 }
-
-enum Link {
-    /// Not connected; connect to the cursor's replica at `at`.
-    Down {
-        at: Instant,
-    },
-    Connecting,
-    Up {
-        node: NodeId,
-        stream: ClientStream,
-    },
-}
-
-/// The key of the registration in the table of outstanding requests; operations use their seq (from 1).
-const REGISTER: u64 = 0;
 
 pub(crate) struct Driver {
     cfg: ClientConfig,
     endpoint: Arc<ClientEndpoint>,
-    events_tx: mpsc::UnboundedSender<Event>,
-    epoch: u64,
-    link: Link,
-    /// The replica to connect to next, as an index into the address book.
-    cursor: usize,
-    nonce: u64,
-    session: Option<ClientId>,
-    expired: bool,
-    next_seq: u64,
-    pending: BTreeMap<u64, Pending>,
-    /// Request id -> key in `pending`, for every attempt of every outstanding request.
-    ids: HashMap<u64, u64>,
-    next_id: u64,
-    /// Failovers since the last answer; drives the backoff.
-    failovers: u32,
-    /// Connection attempts that failed in a row, and the last failure.
-    connect_failures: usize,
+    core: ClientCore,
+    /// Time zero of the core's clock.
+    base: Instant,
+    attempts_tx: mpsc::UnboundedSender<Attempted>,
+    conn: Option<Conn>,
+    registered: Option<oneshot::Sender<Result<ClientId, ConnectError>>>,
+    waiters: HashMap<CallId, oneshot::Sender<Result<Vec<u8>, ClientError>>>,
+    /// The last failed connection attempt, for [`ConnectError::Connect`].
     last_failure: Option<(PeerAddr, LinkError)>,
-    rng: Jitter,
 }
 
 impl Driver {
@@ -131,415 +76,217 @@ impl Driver {
         calls: mpsc::Receiver<Call>,
         registered: oneshot::Sender<Result<ClientId, ConnectError>>,
     ) {
-        let (driver, events) = Driver::new(cfg, endpoint);
-        tokio::spawn(driver.run(events, calls, registered));
-    }
-
-    fn new(cfg: ClientConfig, endpoint: ClientEndpoint) -> (Driver, mpsc::UnboundedReceiver<Event>) {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (attempts_tx, attempts) = mpsc::unbounded_channel();
         // Seeded from the process's hash keys and the clock: nonces and jitter differ per client.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let mut rng = Jitter::new(now.as_nanos() as u64);
-        let nonce = rng.next_u64();
-        let driver = Driver {
-            cfg,
-            endpoint: Arc::new(endpoint),
-            events_tx,
-            epoch: 0,
-            link: Link::Down { at: Instant::now() },
-            cursor: 0,
-            nonce,
-            session: None,
-            expired: false,
-            next_seq: 1,
-            pending: BTreeMap::new(),
-            ids: HashMap::new(),
-            next_id: 1,
-            failovers: 0,
-            connect_failures: 0,
-            last_failure: None,
-            rng,
+        let seed = Jitter::new(now.as_nanos() as u64).next_u64();
+        let core_config = CoreConfig {
+            replicas: cfg.replicas.iter().map(|(n, _)| *n).collect(),
+            request_timeout: cfg.request_timeout,
+            register_deadline: cfg.deadline,
+            max_in_flight: cfg.max_in_flight,
+            give_up_unreachable: true,
         };
-        (driver, events_rx)
+        let driver = Driver {
+            core: ClientCore::new(core_config, 0, seed),
+            base: Instant::now(),
+            endpoint: Arc::new(endpoint),
+            attempts_tx,
+            conn: None,
+            registered: Some(registered),
+            waiters: HashMap::new(),
+            last_failure: None,
+            cfg,
+        };
+        tokio::spawn(driver.run(attempts, calls));
+    }
+
+    fn now(&self) -> u64 {
+        micros(self.base.elapsed())
     }
 
     /// Registers a session, then serves calls until every [`crate::Client`] handle is gone.
     async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
+        mut attempts: mpsc::UnboundedReceiver<Attempted>,
         mut calls: mpsc::Receiver<Call>,
-        registered: oneshot::Sender<Result<ClientId, ConnectError>>,
     ) {
-        let now = Instant::now();
-        self.pending.insert(
-            REGISTER,
-            Pending {
-                payload: None,
-                deadline: now + self.cfg.deadline,
-                waiter: Waiter::Register(registered),
-                attempt: None,
-                not_before: None,
-                busy: 0,
-                ids: Vec::new(),
-            },
-        );
-        let period =
-            (self.cfg.request_timeout / 4).clamp(Duration::from_millis(2), Duration::from_millis(50));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let admit = self.session.is_some() && self.span() < self.cfg.max_in_flight as u64;
-            let reconnect_at = match self.link {
-                Link::Down { at } => Some(at),
-                _ => None,
-            };
+            self.drive();
+            if self.core.is_dead() {
+                // Registration failed.
+                break;
+            }
+            let admit = self.core.can_call();
+            let wake = self.core.poll_timeout().map(|t| self.base + std::time::Duration::from_micros(t));
             tokio::select! {
                 biased;
-                Some(event) = events.recv() => self.on_event(event),
-                reply = next_reply(&mut self.link) => self.on_reply(reply),
+                Some(a) = attempts.recv() => self.on_attempt(a),
+                reply = next_reply(&mut self.conn) => self.on_reply(reply),
                 call = calls.recv(), if admit => match call {
                     Some(call) => self.admit(call),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
-                () = sleep_until(reconnect_at), if reconnect_at.is_some() => self.start_connect(),
-            }
-            if self.session.is_none() && !self.pending.contains_key(&REGISTER) {
-                // Registration failed, or its caller went away.
-                break;
+                () = register_abandoned(&mut self.registered) => break,
+                () = sleep_until(wake) => {
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                }
             }
         }
-        if let Link::Up { stream, .. } = &self.link {
-            stream.sender().finish();
+        if let Some(conn) = &self.conn {
+            conn.stream.sender().finish();
         }
-        self.link = Link::Down { at: Instant::now() };
+        self.conn = None;
         self.endpoint.close();
-        tracing::debug!(session = ?self.session, "client driver stopped");
-    }
-
-    /// Every sequence number at or below this has been answered (or given up on).
-    fn ack(&self) -> u64 {
-        self.pending.range(1..).next().map_or(self.next_seq - 1, |(&seq, _)| seq - 1)
-    }
-
-    /// How many sequence numbers lie between the acknowledged one and the newest.
-    fn span(&self) -> u64 {
-        self.next_seq - 1 - self.ack()
+        tracing::debug!(session = ?self.core.session(), "client driver stopped");
     }
 
     fn admit(&mut self, call: Call) {
         let Call { payload, deadline, reply } = call;
-        if self.expired {
-            let _ = reply.send(Err(ClientError::SessionExpired));
-            return;
-        }
-        if Instant::now() >= deadline {
-            let _ = reply.send(Err(ClientError::Timeout));
-            return;
-        }
-        if payload.len() + ENVELOPE > MAX_FRAME_LEN {
-            let _ = reply.send(Err(ClientError::Encode(synod_wire::EncodeError::TooLarge {
-                what: "client request",
-                len: payload.len() + ENVELOPE,
-                limit: MAX_FRAME_LEN,
-            })));
-            return;
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.pending.insert(
-            seq,
-            Pending {
-                payload: Some(payload),
-                deadline,
-                waiter: Waiter::Op(reply),
-                attempt: None,
-                not_before: None,
-                busy: 0,
-                ids: Vec::new(),
-            },
-        );
-        if matches!(self.link, Link::Up { .. }) {
-            self.send(seq);
-        }
+        let now = self.now();
+        let deadline = micros(deadline.saturating_duration_since(self.base));
+        let id = self.core.handle_call(now, payload, deadline);
+        self.waiters.insert(id, reply);
     }
 
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::Connected { epoch, node, result } => {
-                if epoch != self.epoch {
-                    return;
+    fn on_attempt(&mut self, a: Attempted) {
+        let now = self.now();
+        match a.result {
+            Ok(stream) => {
+                self.core.handle_connected(now, a.epoch, a.node);
+                if self.core.connection() == Some((a.epoch, a.node)) {
+                    tracing::debug!(node = a.node.0, epoch = a.epoch, "connected to replica");
+                    self.conn = Some(Conn { epoch: a.epoch, stream });
+                } else {
+                    stream.close();
                 }
-                match result {
-                    Ok(stream) => self.link_up(node, stream),
-                    Err(e) => {
-                        let addr = self.cfg.replicas[self.cursor].1.clone();
-                        tracing::debug!(%addr, error = %e, "cannot connect to replica");
-                        self.connect_failures += 1;
-                        self.last_failure = Some((addr, e));
-                        if self.session.is_none() && self.connect_failures >= self.cfg.replicas.len() {
-                            // A whole round of the address book failed before any session
-                            // existed: report it now rather than at the deadline.
-                            if let Some(p) = self.pending.remove(&REGISTER) {
-                                let (addr, source) = self.last_failure.take().expect("just set");
-                                if let Waiter::Register(tx) = p.waiter {
-                                    let _ = tx.send(Err(ConnectError::Connect { addr, source }));
-                                }
-                            }
-                            return;
-                        }
-                        self.failover(None);
-                    }
-                }
+            }
+            Err(e) => {
+                let addr = self.address(a.node);
+                tracing::debug!(%addr, error = %e, "cannot connect to replica");
+                self.last_failure = Some((addr, e));
+                self.core.handle_connect_failed(now, a.epoch, a.node);
             }
         }
     }
 
     /// A reply frame, or the loss, of the current connection.
     fn on_reply(&mut self, reply: Result<Bytes, RecvError>) {
+        let Some(epoch) = self.conn.as_ref().map(|c| c.epoch) else { return };
+        let now = self.now();
         match reply {
-            Ok(frame) => self.on_frame(self.epoch, &frame),
+            Ok(frame) => match ClientReply::decode(&frame) {
+                Ok(reply) => self.core.handle_reply(now, epoch, reply),
+                Err(e) => tracing::warn!(error = %e, "undecodable reply from replica; ignored"),
+            },
             Err(e) => {
                 tracing::debug!(reason = %e, "connection to replica lost");
-                self.failover(None);
+                self.conn = None;
+                self.core.handle_disconnected(now, epoch);
             }
         }
     }
 
-    fn link_up(&mut self, node: NodeId, stream: ClientStream) {
-        let epoch = self.epoch;
-        tracing::debug!(node = node.0, epoch, "connected to replica");
-        self.connect_failures = 0;
-        self.link = Link::Up { node, stream };
-        let now = Instant::now();
-        let keys: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.not_before.is_none_or(|t| t <= now))
-            .map(|(&k, _)| k)
-            .collect();
-        for key in keys {
-            self.send(key);
-        }
-    }
-
-    /// Sends request `key` on the current connection as a new attempt.
-    fn send(&mut self, key: u64) {
-        let Link::Up { stream, .. } = &self.link else { return };
-        let ack = self.ack();
-        let Some(p) = self.pending.get_mut(&key) else { return };
-        let command = match (&p.payload, self.session) {
-            (None, _) => Command::Register { nonce: self.nonce },
-            (Some(payload), Some(client)) => {
-                Command::Op { client, seq: Seq(key), ack: Seq(ack), payload: payload.clone() }
+    /// Carries out the core's outputs until it has none.
+    fn drive(&mut self) {
+        loop {
+            let mut progress = false;
+            if let Some(connect) = self.core.poll_connect() {
+                self.start_connect(connect);
+                progress = true;
             }
-            // Operations are admitted only once the session exists.
-            (Some(_), None) => return,
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        let now = Instant::now();
-        match ClientFrame::Request(ClientRequest { id, command }).encode().map(|bytes| push(stream, bytes)) {
-            Ok(true) => {
-                p.attempt = Some(Attempt { id, epoch: self.epoch, sent_at: now });
-                p.not_before = None;
-                p.ids.push(id);
-                self.ids.insert(id, key);
+            while let Some(t) = self.core.poll_transmit() {
+                progress = true;
+                let id = t.request.id;
+                let refused = match &self.conn {
+                    Some(conn) if conn.epoch == t.epoch => match ClientFrame::Request(t.request).encode() {
+                        Ok(bytes) => !push(&conn.stream, bytes),
+                        Err(e) => {
+                            let now = self.now();
+                            self.core.handle_unencodable(now, id, e);
+                            false
+                        }
+                    },
+                    _ => true,
+                };
+                if refused {
+                    let now = self.now();
+                    self.core.handle_refused(now, t.epoch, id);
+                }
             }
-            // The send queue refused it: try again shortly.
-            Ok(false) => p.not_before = Some(now + BACKOFF_MIN),
-            Err(e) => self.finish(key, Err(ClientError::Encode(e))),
-        }
-    }
-
-    fn on_frame(&mut self, epoch: u64, frame: &[u8]) {
-        let reply = match ClientReply::decode(frame) {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable reply from replica; ignored");
+            while let Some(event) = self.core.poll_event() {
+                progress = true;
+                self.on_event(event);
+            }
+            // The core moved away from the connection (failover): close it.
+            if let Some(conn) = &self.conn {
+                if self.core.connection().map(|(e, _)| e) != Some(conn.epoch) {
+                    conn.stream.close();
+                    self.conn = None;
+                }
+            }
+            if !progress {
                 return;
             }
-        };
-        let Some(&key) = self.ids.get(&reply.id) else {
-            // An answer to a request already answered, abandoned, or never sent.
-            return;
-        };
-        let current = epoch == self.epoch
-            && matches!(self.link, Link::Up { .. })
-            && self
-                .pending
-                .get(&key)
-                .and_then(|p| p.attempt)
-                .is_some_and(|a| a.id == reply.id && a.epoch == epoch);
-        match reply.outcome {
-            Outcome::Registered { client } => {
-                if key == REGISTER && self.session.is_none() {
-                    self.session = Some(client);
-                    self.failovers = 0;
-                    tracing::debug!(%client, "session registered");
-                    self.finish_register(Ok(client));
-                }
-            }
-            Outcome::Applied { payload } => {
-                self.failovers = 0;
-                self.finish(key, Ok(payload));
-            }
-            Outcome::Redirect { leader } => {
-                if current {
-                    tracing::debug!(?leader, "redirected");
-                    self.failover(leader);
-                }
-            }
-            Outcome::Busy => {
-                if current {
-                    if let Some(p) = self.pending.get_mut(&key) {
-                        let pause = BACKOFF_MIN.saturating_mul(1 << p.busy.min(6)).min(BACKOFF_MAX);
-                        p.busy = p.busy.saturating_add(1);
-                        p.attempt = None;
-                        p.not_before = Some(Instant::now() + self.rng.around(pause));
-                    }
-                }
-            }
-            Outcome::SessionExpired => {
-                self.expired = true;
-                self.finish(key, Err(ClientError::SessionExpired));
-            }
-            Outcome::Stale => self.finish(key, Err(ClientError::Rejected(Rejection::Stale))),
-            Outcome::TooFarAhead => self.finish(key, Err(ClientError::Rejected(Rejection::TooFarAhead))),
-            // This driver never asks a replica for its status (see `crate::admin`).
-            Outcome::Status(_) => {}
         }
     }
 
-    fn on_tick(&mut self) {
-        let now = Instant::now();
-        // Deadlines: a request given up on no longer holds back the acknowledgement.
-        let expired: Vec<u64> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(&k, _)| k).collect();
-        for key in expired {
-            if key == REGISTER {
-                let err = match self.last_failure.take() {
-                    Some((addr, source)) if self.connect_failures > 0 => {
+    fn on_event(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::Registered(client) => {
+                tracing::debug!(%client, "session registered");
+                if let Some(tx) = self.registered.take() {
+                    let _ = tx.send(Ok(client));
+                }
+            }
+            ClientEvent::RegisterFailed(e) => {
+                let err = match (e, self.last_failure.take()) {
+                    (RegisterError::Unreachable { .. }, Some((addr, source))) => {
                         ConnectError::Connect { addr, source }
                     }
                     _ => ConnectError::Timeout(self.cfg.deadline),
                 };
-                self.finish_register(Err(err));
-            } else {
-                self.finish(key, Err(ClientError::Timeout));
+                if let Some(tx) = self.registered.take() {
+                    let _ = tx.send(Err(err));
+                }
             }
-        }
-        if let Some(p) = self.pending.get(&REGISTER) {
-            if let Waiter::Register(tx) = &p.waiter {
-                if tx.is_closed() {
-                    self.pending.remove(&REGISTER);
-                    return;
+            ClientEvent::Completed { call, result } => {
+                if let Some(tx) = self.waiters.remove(&call) {
+                    let _ = tx.send(result.map_err(|e| match e {
+                        CallError::Timeout => ClientError::Timeout,
+                        CallError::SessionExpired => ClientError::SessionExpired,
+                        CallError::Rejected(r) => ClientError::Rejected(r),
+                        CallError::Encode(e) => ClientError::Encode(e),
+                    }));
                 }
             }
         }
-        if !matches!(self.link, Link::Up { .. }) {
-            return;
-        }
-        let timeout = self.cfg.request_timeout;
-        if self.pending.values().any(|p| p.attempt.is_some_and(|a| a.sent_at + timeout <= now)) {
-            tracing::debug!(?timeout, "request timed out; trying another replica");
-            self.failover(None);
-            return;
-        }
-        let due: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.attempt.is_none() && p.not_before.is_none_or(|t| t <= now))
-            .map(|(&k, _)| k)
-            .collect();
-        for key in due {
-            self.send(key);
-        }
     }
 
-    /// Drops the current connection and picks the next replica: `hint` if
-    /// it names another replica of the address book, else the next in turn.
-    fn failover(&mut self, hint: Option<NodeId>) {
-        let current = match &self.link {
-            Link::Up { node, .. } => Some(*node),
-            _ => None,
-        };
-        let hinted = hint
-            .filter(|&h| Some(h) != current)
-            .and_then(|h| self.cfg.replicas.iter().position(|(n, _)| *n == h));
-        let mut delay = self.backoff();
-        match hinted {
-            Some(i) => self.cursor = i,
-            None => {
-                self.cursor = (self.cursor + 1) % self.cfg.replicas.len();
-                if current.is_some() && hint.is_none_or(|h| Some(h) == current) && delay.is_zero() {
-                    // A replica that knows no leader (or names itself): an election
-                    // is likely under way, so pause a little before the next.
-                    delay = self.rng.around(BACKOFF_MIN);
-                }
-            }
-        }
-        self.failovers = self.failovers.saturating_add(1);
-        for p in self.pending.values_mut() {
-            p.attempt = None;
-        }
-        // Bumping the epoch now makes every event of the old connection stale.
-        self.epoch += 1;
-        if let Link::Up { stream, .. } = &self.link {
-            stream.close();
-        }
-        self.link = Link::Down { at: Instant::now() + delay };
+    fn address(&self, node: NodeId) -> PeerAddr {
+        let (_, addr) =
+            self.cfg.replicas.iter().find(|(n, _)| *n == node).expect("the core names book replicas");
+        addr.clone()
     }
 
-    /// The pause before the next reconnection: none after the first failover, then doubling.
-    fn backoff(&mut self) -> Duration {
-        match self.failovers {
-            0 => Duration::ZERO,
-            n => {
-                let d = BACKOFF_MIN.saturating_mul(1 << (n - 1).min(16)).min(BACKOFF_MAX);
-                self.rng.around(d)
-            }
-        }
-    }
-
-    fn start_connect(&mut self) {
-        self.epoch += 1;
-        self.link = Link::Connecting;
-        let (node, addr) = self.cfg.replicas[self.cursor].clone();
-        let (endpoint, events, epoch, timeout) =
-            (self.endpoint.clone(), self.events_tx.clone(), self.epoch, self.cfg.request_timeout);
+    fn start_connect(&mut self, Connect { epoch, node }: Connect) {
+        let addr = self.address(node);
+        let (endpoint, attempts, timeout) =
+            (self.endpoint.clone(), self.attempts_tx.clone(), self.cfg.request_timeout);
         tokio::spawn(async move {
             let result = match tokio::time::timeout(timeout, endpoint.connect(addr, Some(node))).await {
                 Ok(Ok(stream)) => Ok(stream),
                 Ok(Err(e)) => Err(LinkError::Transport(e)),
                 Err(_) => Err(LinkError::Timeout(timeout)),
             };
-            let _ = events.send(Event::Connected { epoch, node, result });
+            let _ = attempts.send(Attempted { epoch, node, result });
         });
     }
+}
 
-    fn finish(&mut self, key: u64, result: Result<Vec<u8>, ClientError>) {
-        if key == REGISTER {
-            return;
-        }
-        let Some(p) = self.pending.remove(&key) else { return };
-        for id in &p.ids {
-            self.ids.remove(id);
-        }
-        if let Waiter::Op(tx) = p.waiter {
-            let _ = tx.send(result);
-        }
-    }
-
-    fn finish_register(&mut self, result: Result<ClientId, ConnectError>) {
-        let Some(p) = self.pending.remove(&REGISTER) else { return };
-        for id in &p.ids {
-            self.ids.remove(id);
-        }
-        if let Waiter::Register(tx) = p.waiter {
-            let _ = tx.send(result);
-        }
-    }
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Queues a frame; `false` if it was refused.
@@ -560,10 +307,18 @@ fn push(stream: &ClientStream, bytes: Vec<u8>) -> bool {
 /// The next reply on the current connection; never while there is none.
 ///
 /// Cancel-safe: a frame is taken from the stream only when it is returned.
-async fn next_reply(link: &mut Link) -> Result<Bytes, RecvError> {
-    match link {
-        Link::Up { stream, .. } => stream.recv().await,
-        _ => std::future::pending().await,
+async fn next_reply(conn: &mut Option<Conn>) -> Result<Bytes, RecvError> {
+    match conn {
+        Some(conn) => conn.stream.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the caller of `Client::connect` went away before the session was registered.
+async fn register_abandoned(registered: &mut Option<oneshot::Sender<Result<ClientId, ConnectError>>>) {
+    match registered {
+        Some(tx) => tx.closed().await,
+        None => std::future::pending().await,
     }
 }
 

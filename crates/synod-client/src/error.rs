@@ -6,6 +6,9 @@ use std::time::Duration;
 use synod_transport::certs::CertError;
 use synod_transport::StartError;
 
+/// Why a request was refused by the replicas' session table (defined by the client core).
+pub use synod_client_core::Rejection;
+
 /// Why a [`crate::ClientConfig`] could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,24 +68,6 @@ pub enum ConnectError {
     /// Replicas were reachable but no session was registered within the deadline (no leader?).
     #[error("no session registered within {0:?}")]
     Timeout(Duration),
-}
-
-/// Why a request was refused by the replicas' session table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rejection {
-    /// The request number was already acknowledged; its answer is gone.
-    Stale,
-    /// The request number is too far ahead of the acknowledged ones.
-    TooFarAhead,
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Rejection::Stale => "stale request number",
-            Rejection::TooFarAhead => "request number too far ahead",
-        })
-    }
 }
 
 /// Why a call on a [`crate::Client`] failed.
