@@ -95,7 +95,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "synod-sim",
-        &["synod-paxos", "synod-state-machine", "synod-session", "synod-kv", "synod-wal", "synod-wire"],
+        &[
+            "synod-paxos",
+            "synod-replica",
+            "synod-state-machine",
+            "synod-session",
+            "synod-kv",
+            "synod-wal",
+            "synod-wire",
+        ],
     ),
     (
         "synod-bench",

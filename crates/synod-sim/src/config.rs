@@ -37,6 +37,9 @@ pub struct SimConfig {
     /// Deliberately broken core behaviour (the simulator's own tests).
     #[cfg(feature = "planted-bugs")]
     pub bugs: synod_paxos::PlantedBugs,
+    /// Deliberately broken replica behaviour around the core (the simulator's own tests).
+    #[cfg(feature = "planted-bugs")]
+    pub replica_bugs: synod_replica::PlantedBugs,
 }
 
 impl SimConfig {
@@ -65,6 +68,8 @@ impl SimConfig {
             trace: false,
             #[cfg(feature = "planted-bugs")]
             bugs: synod_paxos::PlantedBugs::default(),
+            #[cfg(feature = "planted-bugs")]
+            replica_bugs: synod_replica::PlantedBugs::default(),
         }
     }
 }

@@ -1,11 +1,10 @@
 //! The simulated world: replicas, disks, network and clients, stepped tick by tick from one seed.
 
-use std::collections::BTreeMap;
-
 use synod_paxos::rng::Rng;
-use synod_paxos::{Action, Config, Durable, Paxos};
-use synod_state_machine::{Applier, Origin, SessionConfig};
-use synod_wire::{Batch, ClientReply, ClientRequest, Command, NodeId, Outcome, Slot, Wire};
+use synod_paxos::{Config, Durable, Paxos};
+use synod_replica::{route_replies, Apply, Limits, Now, ReplicaCore};
+use synod_state_machine::{Applier, SessionConfig};
+use synod_wire::{ClientReply, ClientRequest, NodeId, Slot};
 
 use crate::client::{Effect, SimClient};
 use crate::config::SimConfig;
@@ -16,6 +15,9 @@ use crate::net::{Addr, Net, Payload};
 
 /// Commands a leader puts in one batch at most.
 const MAX_BATCH: usize = 8;
+/// Slots a leader keeps proposed and not yet chosen, as the runtime does by
+/// default (`Limits::default`): more requests queue and go in later batches.
+const MAX_IN_FLIGHT: usize = 4;
 
 /// What a run did and found.
 #[derive(Debug, Clone)]
@@ -44,11 +46,16 @@ pub struct Report {
     pub trace: Vec<String>,
 }
 
+/// One simulated replica: the real replica core (a client's connection is
+/// its index) and the real applier behind it.
 struct Replica {
-    core: Paxos,
+    core: ReplicaCore<usize>,
     applier: Applier<Audited>,
-    queue: Vec<Command>,
-    routes: BTreeMap<Origin, (usize, u64)>,
+}
+
+/// A tick's time as the replica core takes it: a tick is 10 ms.
+fn at(tick: u64) -> Now {
+    Now { wall_ms: tick * 10, mono_us: tick * 10_000 }
 }
 
 struct World {
@@ -155,9 +162,12 @@ impl World {
         self.checker.recovered(self.now, self.ids[i], &disk.written, disk.reported, &disk.records);
         let (records, torn) = (disk.records.len(), disk.torn.map_or(0, |t| t.bytes_dropped));
         let durable = Durable::replay(disk.records);
-        let core = Paxos::recover(config, seed, durable, Slot(0));
+        let paxos = Paxos::recover(config, seed, durable, Slot(0));
+        let core = ReplicaCore::new(paxos, Limits::with_batches(MAX_IN_FLIGHT, MAX_BATCH, 1 << 20));
+        #[cfg(feature = "planted-bugs")]
+        let core = core.with_bugs(self.cfg.replica_bugs);
         let applier = Applier::new(Audited::default(), SessionConfig::default());
-        self.nodes[i] = Some(Replica { core, applier, queue: Vec::new(), routes: BTreeMap::new() });
+        self.nodes[i] = Some(Replica { core, applier });
         let id = self.ids[i];
         let inc = self.incarnation[i];
         self.log(|| {
@@ -168,7 +178,7 @@ impl World {
 
     fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
-            self.elections += node.core.stats().elections;
+            self.elections += node.core.paxos().stats().elections;
             let mode = self.disks[i].crash(&mut self.rng);
             self.crashes += 1;
             let back = self.now + self.rng.range(20, 300);
@@ -261,7 +271,7 @@ impl World {
                             let kind = msg.kind();
                             self.trace.push(format!("t={now:>5} {from} -> {to} {kind}"));
                         }
-                        node.core.handle_message(from, msg);
+                        node.core.handle_message(at(now), from, msg);
                         self.drain(i);
                     }
                 }
@@ -285,7 +295,7 @@ impl World {
                 Completion::Nothing => {}
                 Completion::Durable(token) => {
                     if let Some(node) = &mut self.nodes[i] {
-                        node.core.handle_persisted(token);
+                        node.core.handle_persisted(at(now), token);
                         self.drain(i);
                     }
                 }
@@ -299,7 +309,7 @@ impl World {
         }
         for i in 0..self.nodes.len() {
             if let Some(node) = &mut self.nodes[i] {
-                node.core.handle_tick();
+                node.core.handle_tick(at(now));
                 self.drain(i);
             }
         }
@@ -308,39 +318,14 @@ impl World {
             self.clients[c].step(now, &mut self.rng, &mut effects);
             self.apply_effects(c, effects);
         }
-        for i in 0..self.nodes.len() {
-            self.propose(i);
-        }
     }
 
+    /// Client `client`'s request reaches replica `i`: its core queues it (and
+    /// proposes what it can) or answers at once (`Redirect`, `Busy`).
     fn on_request(&mut self, i: usize, client: usize, req: ClientRequest) {
-        let now = self.now;
-        let id = self.ids[i];
         let Some(node) = &mut self.nodes[i] else { return };
-        if !node.core.is_leader() {
-            let reply = ClientReply { id: req.id, outcome: Outcome::Redirect { leader: node.core.leader() } };
-            self.net.send(&mut self.rng, now, Addr::Node(id), Addr::Client(client), Payload::Reply(reply));
-            return;
-        }
-        node.routes.insert(Origin::of(&req.command), (client, req.id));
-        node.queue.push(req.command);
-    }
-
-    fn propose(&mut self, i: usize) {
-        let now = self.now;
-        let Some(node) = &mut self.nodes[i] else { return };
-        let mut proposed = false;
-        while node.core.can_propose() && !node.queue.is_empty() {
-            let take = node.queue.len().min(MAX_BATCH);
-            let commands: Vec<Command> = node.queue.drain(..take).collect();
-            let batch = Batch { timestamp_ms: now * 10, commands };
-            let bytes = batch.encode().expect("simulated batches are small");
-            node.core.propose(bytes).expect("can_propose said yes");
-            proposed = true;
-        }
-        if proposed {
-            self.drain(i);
-        }
+        node.core.handle_client(at(self.now), client, req);
+        self.drain(i);
     }
 
     fn apply_effects(&mut self, c: usize, effects: Vec<Effect>) {
@@ -365,23 +350,30 @@ impl World {
         }
     }
 
-    /// Carries out everything replica `i`'s core asked for.
+    /// Carries out everything replica `i`'s core asked for, as the runtime does.
     fn drain(&mut self, i: usize) {
+        use synod_replica::Effect as Do;
         let now = self.now;
         let id = self.ids[i];
         loop {
             let Some(node) = &mut self.nodes[i] else { return };
-            let Some(action) = node.core.poll_action() else { return };
-            match action {
-                Action::Send { to, msg } => {
+            let Some(effect) = node.core.poll_effect() else { return };
+            match effect {
+                Do::Send { to, msg } => {
                     self.net.send(&mut self.rng, now, Addr::Node(id), Addr::Node(to), Payload::Peer(msg));
                 }
-                Action::Persist { records, token } => {
+                Do::Persist { records, token } => {
                     let done = now + self.rng.range(0, self.cfg.max_disk_delay);
                     self.disks[i].write(token, records, done);
                 }
-                Action::Commit { slot, value } => {
-                    let replies = match node.applier.apply(slot, &value) {
+                Do::Apply(Apply { slot, value, waiters, proposed_at_us: _, leader, routing }) => {
+                    // A replica nobody waits on builds no replies, as the runtime's followers do.
+                    let applied = if waiters.is_empty() {
+                        node.applier.apply_unanswered(slot, &value).map(|()| Vec::new())
+                    } else {
+                        node.applier.apply(slot, &value)
+                    };
+                    let replies = match applied {
                         Ok(r) => r,
                         Err(e) => {
                             let detail = format!("{id}: {e}");
@@ -395,44 +387,43 @@ impl World {
                         let dups = node.applier.machine().duplicates.clone();
                         self.checker.machine_duplicates(now, id, &dups);
                     }
-                    let mut sends = Vec::new();
-                    for reply in replies {
-                        if let Some((client, req_id)) = node.routes.remove(&reply.origin) {
-                            sends.push((client, ClientReply { id: req_id, outcome: reply.outcome }));
-                        }
-                    }
-                    for (client, reply) in sends {
-                        self.net.send(
-                            &mut self.rng,
-                            now,
-                            Addr::Node(id),
-                            Addr::Client(client),
-                            Payload::Reply(reply),
-                        );
+                    for (client, reply) in route_replies(waiters, replies, leader, routing) {
+                        self.reply(id, client, reply);
                     }
                     if self.cfg.trace {
                         self.trace.push(format!("t={now:>5} {id} commits {slot}"));
                     }
                 }
-                Action::LeaderChanged { leader, ballot, is_self } => {
-                    if !is_self {
-                        node.queue.clear();
-                    }
+                Do::Reply { conn, reply } => self.reply(id, conn, reply),
+                Do::LeaderChanged { leader, ballot, is_self } => {
                     self.log(|| format!("{id} now follows {leader:?} (ballot {ballot}, self {is_self})"));
+                }
+                Do::Proposed { slot, commands } => {
+                    self.log(|| format!("{id} proposes {commands} commands in {slot}"));
                 }
             }
         }
     }
 
+    /// Replica `from` answers client `client`.
+    fn reply(&mut self, from: NodeId, client: usize, reply: ClientReply) {
+        self.net.send(&mut self.rng, self.now, Addr::Node(from), Addr::Client(client), Payload::Reply(reply));
+    }
+
     fn convergence(&self) -> Convergence {
         Convergence {
-            leader: self.nodes.iter().flatten().find(|n| n.core.is_leader()).map(|n| n.core.id()),
+            leader: self
+                .nodes
+                .iter()
+                .flatten()
+                .find(|n| n.core.paxos().is_leader())
+                .map(|n| n.core.paxos().id()),
             clients_done: self.clients.iter().all(SimClient::done),
             replicas: self
                 .nodes
                 .iter()
                 .flatten()
-                .map(|n| (n.core.id(), n.applier.next_slot(), n.applier.digest()))
+                .map(|n| (n.core.paxos().id(), n.applier.next_slot(), n.applier.digest()))
                 .collect(),
             log_len: self.checker.log_len(),
         }
@@ -440,7 +431,7 @@ impl World {
 
     fn report(mut self) -> Report {
         for node in self.nodes.iter().flatten() {
-            self.elections += node.core.stats().elections;
+            self.elections += node.core.paxos().stats().elections;
         }
         Report {
             seed: self.cfg.seed,

@@ -71,4 +71,17 @@ mod planted {
         let (seed, invariants) = found.expect("no violation found in 500 seeds");
         eprintln!("ignore-promised-values: seed {seed} violates {invariants:?}");
     }
+
+    #[test]
+    fn routing_replies_by_position_is_caught() {
+        let bugs = synod_replica::PlantedBugs { route_by_position: true };
+        let found = (0..500).find_map(|seed| {
+            let mut cfg = SimConfig::new(seed);
+            cfg.replica_bugs = bugs;
+            let r = run(&cfg);
+            (!r.violations.is_empty()).then_some((seed, r.violations))
+        });
+        let (seed, violations) = found.expect("no violation found in 500 seeds");
+        eprintln!("route-by-position: seed {seed} violates {violations:?}");
+    }
 }
