@@ -102,6 +102,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "synod-session",
             "synod-kv",
             "synod-wal",
+            "synod-client-core",
             "synod-wire",
         ],
     ),

@@ -1,14 +1,27 @@
-//! Simulated clients: register a session, then issue key-value operations
-//! one at a time, retrying the same (client, seq) on another replica after a
-//! timeout and following redirects.
+//! Simulated clients: the real [`ClientCore`] (registration, pipelining, epochs,
+//! redirects, failover, `Busy` and reconnect backoff) behind a small harness
+//! that issues a deterministic key-value workload, several calls at once.
+//!
+//! A connection in the simulator is instantaneous: it succeeds if the
+//! replica is up (and, in the fault phase, unless the seed says the
+//! handshake was lost), and it is lost when that replica crashes. Requests
+//! and replies travel as packets of the simulated network.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use synod_client_core::{ClientCore, ClientEvent, CoreConfig};
 use synod_paxos::rng::Rng;
 use synod_wire::{ClientId, ClientReply, ClientRequest, Command, KvCommand, NodeId, Outcome, Seq, Wire};
 
 use crate::machine::Audited;
 
-/// Ticks a client waits for an answer before trying another replica.
-const RETRY_TICKS: u64 = 40;
+/// The core's clock runs in microseconds; one simulator tick is 10 ms (the leaders' batch stamps agree).
+pub(crate) const TICK_US: u64 = 10_000;
+/// Per-attempt timeout: 40 ticks.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(400);
+/// Calls a client keeps in flight at once, to exercise pipelining.
+const IN_FLIGHT: usize = 4;
 
 /// What a client asks the world to do.
 #[derive(Debug)]
@@ -19,35 +32,48 @@ pub(crate) enum Effect {
     Unexpected(String),
 }
 
+/// What a client sees of the replicas when it connects: which are up
+/// (with their incarnation) and how often a handshake fails.
 #[derive(Debug)]
-struct Outstanding {
-    request: ClientRequest,
-    sent_at: u64,
+pub(crate) struct Reach<'a> {
+    /// Per replica (index = id - 1): its incarnation if up.
+    pub(crate) up: &'a [Option<u64>],
+    /// Percent of handshakes lost.
+    pub(crate) fail_percent: u64,
 }
 
 #[derive(Debug)]
 pub(crate) struct SimClient {
     idx: usize,
-    nonce: u64,
-    session: Option<ClientId>,
-    target: NodeId,
-    replicas: u32,
-    next_seq: u64,
-    outstanding: Option<Outstanding>,
+    core: ClientCore,
+    /// The open connection: epoch, replica, and the replica's incarnation.
+    conn: Option<(u64, NodeId, u64)>,
+    /// Request id -> seq, for every operation attempt sent (answers are checked by seq).
+    seqs: BTreeMap<u64, Seq>,
+    issued: u64,
     pub(crate) completed: u64,
     pub(crate) total: u64,
 }
 
 impl SimClient {
     pub(crate) fn new(idx: usize, total: u64, replicas: u32, rng: &mut Rng) -> SimClient {
+        // Each client starts with a replica of its own drawing.
+        let first = rng.range(1, u64::from(replicas)) as u32;
+        let book = (0..replicas).map(|i| NodeId((first - 1 + i) % replicas + 1)).collect();
+        let config = CoreConfig {
+            request_timeout: REQUEST_TIMEOUT,
+            register_deadline: Duration::MAX,
+            max_in_flight: IN_FLIGHT,
+            // A simulated client must finish its work: it never gives up.
+            give_up_unreachable: false,
+            ..CoreConfig::new(book)
+        };
         SimClient {
             idx,
-            nonce: rng.next_u64(),
-            session: None,
-            target: NodeId(rng.range(1, u64::from(replicas)) as u32),
-            replicas,
-            next_seq: 1,
-            outstanding: None,
+            core: ClientCore::new(config, 0, rng.next_u64()),
+            conn: None,
+            seqs: BTreeMap::new(),
+            issued: 0,
             completed: 0,
             total,
         }
@@ -57,103 +83,111 @@ impl SimClient {
         self.completed >= self.total
     }
 
-    /// Called every tick: starts the next request, or retries a late one elsewhere.
-    pub(crate) fn step(&mut self, now: u64, rng: &mut Rng, out: &mut Vec<Effect>) {
-        if let Some(o) = &mut self.outstanding {
-            if o.sent_at + RETRY_TICKS <= now {
-                o.sent_at = now;
-                self.target = NodeId(self.target.0 % self.replicas + 1);
-                out.push(Effect::Send(self.target, o.request.clone()));
+    /// Called every tick: notices a crashed replica, fires the core's timer, and issues calls.
+    pub(crate) fn step(&mut self, tick: u64, reach: &Reach<'_>, rng: &mut Rng, out: &mut Vec<Effect>) {
+        let now = tick * TICK_US;
+        if let Some((epoch, node, inc)) = self.conn {
+            if reach.up[node.0 as usize - 1] != Some(inc) {
+                self.conn = None;
+                self.core.handle_disconnected(now, epoch);
             }
-            return;
         }
-        if self.done() {
-            return;
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
         }
-        let command = match self.session {
-            None => Command::Register { nonce: self.nonce },
-            Some(client) => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let op_id = ((self.idx as u64 + 1) << 32) | seq;
-                let key = vec![b'k', rng.range(0, 3) as u8];
-                let kv = match rng.range(0, 3) {
-                    0 => KvCommand::Get { key },
-                    1 => KvCommand::Put { key, value: op_id.to_le_bytes().to_vec() },
-                    2 => KvCommand::Delete { key },
-                    _ => KvCommand::Cas {
-                        key,
-                        expected: rng.chance(50).then(|| (op_id - 1).to_le_bytes().to_vec()),
-                        new: Some(op_id.to_le_bytes().to_vec()),
-                    },
-                };
-                let kv = kv.encode().expect("small commands encode");
-                Command::Op {
-                    client,
-                    seq: Seq(seq),
-                    ack: Seq(seq - 1),
-                    payload: Audited::command(op_id, &kv),
-                }
-            }
-        };
-        let id = match &command {
-            Command::Op { seq, .. } => seq.0,
-            Command::Register { .. } => 0,
-        };
-        let request = ClientRequest { id, command: command.clone() };
-        out.push(Effect::Issued(command));
-        out.push(Effect::Send(self.target, request.clone()));
-        self.outstanding = Some(Outstanding { request, sent_at: now });
+        while self.issued < self.total && self.core.can_call() {
+            let payload = self.next_command(rng);
+            self.core.handle_call(now, payload, u64::MAX);
+            self.issued += 1;
+        }
+        self.drive(now, reach, rng, out);
     }
 
     /// Handles an answer from `from`.
-    pub(crate) fn on_reply(&mut self, now: u64, from: NodeId, reply: ClientReply, out: &mut Vec<Effect>) {
-        let Some(o) = &self.outstanding else {
-            // A late duplicate answer to a finished request: still check it agrees.
-            self.record_answer(&reply, out);
-            return;
-        };
-        if o.request.id != reply.id {
-            self.record_answer(&reply, out);
-            return;
+    pub(crate) fn on_reply(
+        &mut self,
+        tick: u64,
+        from: NodeId,
+        reply: ClientReply,
+        reach: &Reach<'_>,
+        rng: &mut Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let now = tick * TICK_US;
+        // Every Applied answer, late duplicates too, must agree with the first.
+        if let (Some(client), Outcome::Applied { .. }) = (self.core.session(), &reply.outcome) {
+            if let Some(&seq) = self.seqs.get(&reply.id) {
+                out.push(Effect::Answered(client, seq, reply.outcome.clone()));
+            }
         }
-        match reply.outcome {
-            Outcome::Registered { client } => {
-                if let Command::Register { .. } = o.request.command {
-                    self.session = Some(client);
-                    self.outstanding = None;
+        // A reply from another replica than the connected one came over an old connection.
+        let epoch = match self.conn {
+            Some((epoch, node, _)) if node == from => epoch,
+            _ => 0,
+        };
+        self.core.handle_reply(now, epoch, reply);
+        self.drive(now, reach, rng, out);
+    }
+
+    /// Carries out the core's outputs until it has none.
+    fn drive(&mut self, now: u64, reach: &Reach<'_>, rng: &mut Rng, out: &mut Vec<Effect>) {
+        loop {
+            let mut progress = false;
+            if let Some(c) = self.core.poll_connect() {
+                progress = true;
+                match reach.up[c.node.0 as usize - 1] {
+                    Some(inc) if !rng.chance(reach.fail_percent) => {
+                        self.core.handle_connected(now, c.epoch, c.node);
+                        self.conn = Some((c.epoch, c.node, inc));
+                    }
+                    _ => self.core.handle_connect_failed(now, c.epoch, c.node),
                 }
             }
-            Outcome::Applied { .. } => {
-                self.record_answer(&reply, out);
-                self.outstanding = None;
-                self.completed += 1;
+            while let Some(t) = self.core.poll_transmit() {
+                progress = true;
+                if let Command::Op { seq, .. } = &t.request.command {
+                    self.seqs.insert(t.request.id, *seq);
+                }
+                out.push(Effect::Issued(t.request.command.clone()));
+                out.push(Effect::Send(t.node, t.request));
             }
-            // Only the replica asked last may redirect: a duplicated or late
-            // redirect would otherwise multiply the requests in flight.
-            Outcome::Redirect { .. } if from != self.target => {}
-            Outcome::Redirect { leader } => {
-                self.target = match leader {
-                    Some(l) if l != from => l,
-                    _ => NodeId(from.0 % self.replicas + 1),
-                };
-                let request = o.request.clone();
-                self.outstanding = Some(Outstanding { request: request.clone(), sent_at: now });
-                out.push(Effect::Send(self.target, request));
+            while let Some(event) = self.core.poll_event() {
+                progress = true;
+                match event {
+                    ClientEvent::Registered(_) => {}
+                    ClientEvent::Completed { result: Ok(_), .. } => self.completed += 1,
+                    other => {
+                        // No correct run fails a call or a registration; count it so the run ends.
+                        self.completed += 1;
+                        out.push(Effect::Unexpected(format!("client {} got {other:?}", self.idx)));
+                    }
+                }
             }
-            Outcome::Busy => {}
-            other => out.push(Effect::Unexpected(format!(
-                "client {} request {} got {other:?}",
-                self.idx, o.request.id
-            ))),
+            if self.conn.is_some_and(|(e, _, _)| self.core.connection().map(|(c, _)| c) != Some(e)) {
+                self.conn = None;
+            }
+            if !progress {
+                return;
+            }
         }
     }
 
-    fn record_answer(&self, reply: &ClientReply, out: &mut Vec<Effect>) {
-        if let (Some(client), Outcome::Applied { .. }) = (self.session, &reply.outcome) {
-            if reply.id > 0 {
-                out.push(Effect::Answered(client, Seq(reply.id), reply.outcome.clone()));
-            }
-        }
+    /// The next operation of the workload: a key-value command on one of
+    /// four keys, prefixed with a unique operation id (client, number).
+    fn next_command(&mut self, rng: &mut Rng) -> Vec<u8> {
+        let op_id = ((self.idx as u64 + 1) << 32) | (self.issued + 1);
+        let key = vec![b'k', rng.range(0, 3) as u8];
+        let kv = match rng.range(0, 3) {
+            0 => KvCommand::Get { key },
+            1 => KvCommand::Put { key, value: op_id.to_le_bytes().to_vec() },
+            2 => KvCommand::Delete { key },
+            _ => KvCommand::Cas {
+                key,
+                expected: rng.chance(50).then(|| (op_id - 1).to_le_bytes().to_vec()),
+                new: Some(op_id.to_le_bytes().to_vec()),
+            },
+        };
+        let kv = kv.encode().expect("small commands encode");
+        Audited::command(op_id, &kv)
     }
 }

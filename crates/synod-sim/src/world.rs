@@ -6,7 +6,7 @@ use synod_replica::{route_replies, Apply, Limits, Now, ReplicaCore};
 use synod_state_machine::{Applier, SessionConfig};
 use synod_wire::{ClientReply, ClientRequest, NodeId, Slot};
 
-use crate::client::{Effect, SimClient};
+use crate::client::{Effect, Reach, SimClient};
 use crate::config::SimConfig;
 use crate::disk::{Completion, Disk};
 use crate::invariants::{Checker, Convergence, Violation};
@@ -282,7 +282,9 @@ impl World {
                 (Addr::Client(c), Payload::Reply(reply)) => {
                     let Addr::Node(from) = packet.from else { continue };
                     let mut effects = Vec::new();
-                    self.clients[c].on_reply(now, from, reply, &mut effects);
+                    let up = self.replicas_up();
+                    let reach = Reach { up: &up, fail_percent: self.net.drop_percent };
+                    self.clients[c].on_reply(now, from, reply, &reach, &mut self.rng, &mut effects);
                     self.apply_effects(c, effects);
                 }
                 _ => {}
@@ -313,9 +315,11 @@ impl World {
                 self.drain(i);
             }
         }
+        let up = self.replicas_up();
         for c in 0..self.clients.len() {
             let mut effects = Vec::new();
-            self.clients[c].step(now, &mut self.rng, &mut effects);
+            let reach = Reach { up: &up, fail_percent: self.net.drop_percent };
+            self.clients[c].step(now, &reach, &mut self.rng, &mut effects);
             self.apply_effects(c, effects);
         }
     }
@@ -408,6 +412,11 @@ impl World {
     /// Replica `from` answers client `client`.
     fn reply(&mut self, from: NodeId, client: usize, reply: ClientReply) {
         self.net.send(&mut self.rng, self.now, Addr::Node(from), Addr::Client(client), Payload::Reply(reply));
+    }
+
+    /// Per replica: its incarnation if it is up (what a client's connection is to).
+    fn replicas_up(&self) -> Vec<Option<u64>> {
+        (0..self.nodes.len()).map(|i| self.nodes[i].is_some().then_some(self.incarnation[i])).collect()
     }
 
     fn convergence(&self) -> Convergence {
