@@ -1,26 +1,34 @@
 //! synod-runtime: a replica of a synod cluster, for any [`StateMachine`].
 //!
-//! It composes the pure heart with real IO:
+//! It is a thin IO shell over the pure replica layer
+//! ([`synod_replica::ReplicaCore`] around [`synod_paxos::Paxos`]):
 //!
 //! ```text
-//!  client --QUIC--> transport worker --+                        +--> log thread: group commit, one
-//!  peers  --QUIC--> transport worker --+--> Driver: the core    |    fdatasync per batch of writes
-//!  Persisted (log thread) -------------+    behind one lock,    |         --> Persisted
-//!  ticks (tick thread, wall clock) ----+    run by the caller --+--> apply thread: Applier (sessions +
-//!                                                                     your StateMachine) --> replies
+//!  client --QUIC--> transport worker --+
+//!  peers  --QUIC--> transport worker --+--> Shell: the core behind one lock, stepped
+//!  Durable(t) (log thread) ------------+    by the caller; pure work and encoding only
+//!  ticks (tick thread, wall clock) ----+      |
+//!                                             +--> Outbox: frames queued on the transport after the unlock
+//!                                             +--> log thread (channel): group commit, one fdatasync
+//!                                             |    per write --> Durable(t)
+//!                                             +--> apply thread (channel): Applier (sessions +
+//!                                                  your StateMachine) --> replies
 //! ```
 //!
-//! * The **core** ([`synod_paxos::Paxos`] and the leader's queue of client
-//!   commands) lives behind one lock. Each input is handled on the thread it
-//!   arrives on (a transport worker, the log thread, the tick thread), which
-//!   then proposes and carries out the core's actions before letting go, so
-//!   the core sees one input at a time. It never blocks on IO. See
-//!   `docs/decisions/0003-core-on-the-input-thread.md` for why there is no
-//!   core thread.
+//! * The **core** lives behind one lock in the shell. Each input is
+//!   stepped on the thread it arrives on (a transport worker, the log
+//!   thread, the tick thread), so the core sees one input at a time. Under
+//!   the lock a step does only pure work, encoding and channel sends: log
+//!   writes go to the log thread and chosen slots to the apply thread in the
+//!   core's order; frames are queued on the transport after the lock is
+//!   released. No fsync and no `StateMachine::apply` runs under the lock or
+//!   on a transport thread. See `docs/decisions/0003-core-on-the-input-thread.md`
+//!   for why there is no core thread and
+//!   `docs/decisions/0007-io-shell-over-a-pure-replica-layer.md` for the shell.
 //! * The **log thread** ([`synod_log::GroupCommit`]) drains every queued
-//!   write, writes them, fdatasyncs once and reports every token covered.
-//! * The **apply thread** runs committed slots through the
-//!   [`synod_state_machine::Applier`] and answers the clients waiting on them.
+//!   write, writes them, fdatasyncs once and reports the last token covered.
+//! * The **apply thread** owns the [`synod_state_machine::Applier`], runs
+//!   committed slots through it and answers the clients waiting on them.
 //! * The **tick thread** turns wall time into the core's ticks and publishes
 //!   metrics; it is also where the replica stops.
 //!
