@@ -8,6 +8,10 @@
 //!   first into the second;
 //! * a created file's name survives a crash only after [`Fs::sync_dir`];
 //!   removals take effect at once and are durable;
+//! * a rename moves the file at once; until [`Fs::sync_dir`] on the new
+//!   name's directory a crash puts it back under its old name if that name
+//!   was durable, or loses it if not; a file the rename replaced is gone at
+//!   once, like a removal; open handles on the old name stop working;
 //! * [`FaultyFs::crash`] rebuilds every file from its durable view plus some
 //!   of the writes issued since the last sync, as the [`Crash`] mode says;
 //! * [`FaultyFs::fail_syncs`] and [`FaultyFs::fail_writes`] make later calls fail.
@@ -61,6 +65,8 @@ struct FileState {
     durable: Vec<u8>,
     unsynced: Vec<Op>,
     name_durable: bool,
+    /// The durable name a rename not yet made durable moved the file from.
+    renamed_from: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -81,7 +87,18 @@ impl FaultyFs {
     /// drops the [`crate::Wal`] first and opens it again.
     pub fn crash(&self, mode: Crash) {
         let mut state = self.lock();
-        state.files.retain(|_, f| f.name_durable);
+        let names: Vec<PathBuf> = state.files.keys().cloned().collect();
+        for name in names {
+            let file = &state.files[&name];
+            if file.name_durable {
+                continue;
+            }
+            let mut file = state.files.remove(&name).expect("listed above");
+            if let Some(old) = file.renamed_from.take() {
+                file.name_durable = true;
+                state.files.entry(old).or_insert(file);
+            }
+        }
         let mut rng = match mode {
             Crash::Sectors { seed } => seed ^ 0x9e37_79b9_7f4a_7c15,
             _ => 1,
@@ -143,6 +160,7 @@ impl FaultyFs {
         file.data = bytes;
         file.unsynced.clear();
         file.name_durable = true;
+        file.renamed_from = None;
     }
 
     /// The paths of every file, sorted.
@@ -232,6 +250,18 @@ impl Fs for FaultyFs {
         })
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.with_file(from, |state| {
+            let mut file = state.files.remove(from).expect("checked by with_file");
+            if file.name_durable {
+                file.renamed_from = Some(from.to_path_buf());
+            }
+            file.name_durable = false;
+            state.files.insert(to.to_path_buf(), file);
+            Ok(())
+        })
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
         if state.fail_syncs {
@@ -240,6 +270,7 @@ impl Fs for FaultyFs {
         for (path, file) in state.files.iter_mut() {
             if path.parent() == Some(dir) {
                 file.name_durable = true;
+                file.renamed_from = None;
             }
         }
         Ok(())

@@ -31,7 +31,10 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Removes a file; durable after [`Fs::sync_dir`].
     fn remove(&self, path: &Path) -> io::Result<()>;
 
-    /// Makes the directory's entries (created and removed names) durable.
+    /// Renames `from` to `to` in one step, replacing `to` if it exists; durable after [`Fs::sync_dir`].
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Makes the directory's entries (created, renamed and removed names) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
@@ -87,6 +90,10 @@ impl Fs for RealFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

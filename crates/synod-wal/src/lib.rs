@@ -22,6 +22,10 @@
 //!   learned values of a slot range.
 //! * **Inspection**: [`inspect`] reports each segment's records, slot range
 //!   and any damage, changing nothing.
+//! * **Snapshots** ([`SnapshotWriter`], [`newest_snapshot`],
+//!   [`SnapshotReader`], [`inspect_snapshot`]): a versioned, CRC32C-checked
+//!   file per snapshot, streamed in, made durable by fsync, rename and
+//!   directory fsync; not used by the replica yet.
 //! * **File access** goes through the narrow [`Fs`] trait: [`RealFs`] uses
 //!   `std::fs`; [`FaultyFs`] (always compiled, in memory) loses unsynced
 //!   writes, tears the last write and fails fsync on demand.
@@ -53,10 +57,16 @@ mod faulty;
 mod format;
 mod fs;
 mod recover;
+mod snapshot;
 mod wal;
 
 pub use error::{FatalError, InspectError, OpenError, ReadError, WriteError};
 pub use faulty::{Crash, FaultyFs};
 pub use fs::{Fs, FsFile, RealFs};
 pub use recover::{inspect, inspect_with, Inspection, Problem, RecordCounts, SegmentReport, TornTail};
+pub use snapshot::{
+    inspect_snapshot, inspect_snapshot_with, newest_snapshot, newest_snapshot_with, snapshot_file_name,
+    SnapshotDamage, SnapshotError, SnapshotFile, SnapshotInfo, SnapshotReader, SnapshotWriter,
+    SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_TRAILER_LEN, SNAPSHOT_VERSION,
+};
 pub use wal::{Options, Preallocate, Prepared, Reader, Recovery, SegmentJob, Spare, Wal, MIN_SEGMENT_SIZE};

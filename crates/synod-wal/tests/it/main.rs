@@ -1,0 +1,3 @@
+//! Integration tests of synod-wal through its public API.
+
+mod snapshot;
