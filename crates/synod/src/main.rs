@@ -54,6 +54,9 @@ enum Cmd {
     /// The write-ahead log.
     #[command(subcommand)]
     Log(LogCmd),
+    /// Snapshot files (the replica does not write them yet).
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +108,15 @@ enum LogCmd {
     Inspect {
         /// The replica's data directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCmd {
+    /// Format version, slot, body length and checksum of a snapshot file; fails if it is damaged.
+    Inspect {
+        /// The snapshot file (`snapshot-<slot>.snap`).
+        file: PathBuf,
     },
 }
 
@@ -194,6 +206,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("{inspection}");
             if inspection.problem.is_some() {
                 bail!("the log in {} is damaged", dir.display());
+            }
+            Ok(())
+        }
+        Cmd::Snapshot(SnapshotCmd::Inspect { file }) => {
+            let info = synod_log::inspect_snapshot(&file)?;
+            println!("{info}");
+            if let Some(damage) = info.damage() {
+                return Err(damage.into());
             }
             Ok(())
         }

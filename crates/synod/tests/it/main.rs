@@ -318,3 +318,41 @@ fn status_shows_every_replica_over_the_transport_and_health_follows_reachability
     assert_eq!((views[1]["reachable"].clone(), views[2]["reachable"].clone()), (false.into(), false.into()));
     drop(nodes);
 }
+
+#[test]
+fn snapshot_inspect_reports_a_good_file_and_refuses_a_damaged_one_naming_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut writer = synod_log::SnapshotWriter::create(&data, 1000).unwrap();
+    for _ in 0..1000 {
+        writer.write_all(b"some state ").unwrap();
+    }
+    let file = writer.finish().unwrap().path;
+    let name = file.display().to_string();
+    assert!(name.ends_with("snapshot-00000000000000001000.snap"), "{name}");
+    let out = synod(&["snapshot", "inspect", &name], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("covers slots below 1000"), "{text}");
+    assert!(text.contains("body 11000 bytes"), "{text}");
+    assert!(text.contains("checksum ok"), "{text}");
+    // One flipped body byte: a checksum mismatch, the file named, a failure.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[500] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = synod(&["snapshot", "inspect", &name], dir.path());
+    assert!(!out.status.success(), "a damaged snapshot must fail");
+    let err = stderr(&out);
+    assert!(err.contains(&format!("snapshot {name} is damaged: checksum mismatch (stored 0x")), "{err}");
+    // A damaged header: no report at all, the same kind of error.
+    bytes[0] = b'X';
+    std::fs::write(&file, &bytes).unwrap();
+    let out = synod(&["snapshot", "inspect", &name], dir.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("snapshot {name} is damaged: bad magic bytes")), "{err}");
+    let out = synod(&["snapshot", "inspect", "missing.snap"], dir.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.snap"), "{}", stderr(&out));
+}
