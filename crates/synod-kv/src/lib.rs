@@ -4,7 +4,8 @@
 //! crate (re-exported by `synod-state-machine`), so clients need only the
 //! wire crate to speak to it. Keys live in a hash map with a fixed hasher;
 //! snapshots sort them, so snapshots and every answer are the same on every
-//! replica.
+//! replica. The store streams its snapshots ([`KvStore::snapshot_to`]) with
+//! no copy of its state; `snapshot` and `snapshot_to` write the same bytes.
 //!
 //! ```
 //! use synod_kv::{KvCommand, KvResponse, KvStore};
@@ -23,9 +24,9 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::io::{BufWriter, Read, Write};
 
 use rkyv::option::ArchivedOption;
-use rkyv::rancor;
 use rkyv::vec::ArchivedVec;
 use std::sync::OnceLock;
 
@@ -268,22 +269,103 @@ impl StateMachine for KvStore {
         })
     }
 
+    /// The bytes [`KvStore::snapshot_to`] writes.
     fn snapshot(&self) -> Vec<u8> {
-        // Sorted, so that equal stores give equal snapshots whatever the hash order.
-        let mut pairs: Vec<(&[u8], &[u8])> =
-            self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
-        pairs.sort_unstable();
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-            pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-        rkyv::to_bytes::<rancor::Error>(&pairs).map(|b| b.into_vec()).unwrap_or_default()
+        let mut out = Vec::new();
+        self.write_entries(&mut out).expect("writing to a Vec cannot fail");
+        out
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(snapshot.len());
-        aligned.extend_from_slice(snapshot);
-        let pairs = rkyv::from_bytes::<Vec<(Vec<u8>, Vec<u8>)>, rancor::Error>(&aligned)
-            .map_err(|e| RestoreError::new(e.to_string()))?;
-        self.map = pairs.into_iter().map(|(k, v)| (Key::new(&k), Val::new(&v))).collect();
+    /// Accepts exactly what [`KvStore::snapshot_to`] writes. On error nothing changed.
+    fn restore(&mut self, mut snapshot: &[u8]) -> Result<(), RestoreError> {
+        let map = read_entries(&mut snapshot)?;
+        if !snapshot.is_empty() {
+            return Err(RestoreError::new(format!("{} bytes follow the store's entries", snapshot.len())));
+        }
+        self.map = map;
         Ok(())
     }
+
+    /// Streams the entries in key order, with no copy of the state: see
+    /// [`KvStore::snapshot_to`].
+    fn snapshot_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut out = BufWriter::with_capacity(64 << 10, out);
+        self.write_entries(&mut out)?;
+        out.flush()
+    }
+
+    /// Reads exactly the entries [`KvStore::snapshot_to`] wrote and nothing
+    /// after them. On error nothing changed.
+    fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), RestoreError> {
+        self.map = read_entries(input)?;
+        Ok(())
+    }
+}
+
+impl KvStore {
+    /// Writes the store's snapshot to `out`, as [`StateMachine::snapshot_to`]
+    /// does. The format, the same as [`StateMachine::snapshot`]'s bytes: the
+    /// number of keys as a little-endian `u64`, then for each key in
+    /// ascending byte order the key's and the value's lengths as
+    /// little-endian `u32`s, the key and the value. Only a sorted list of
+    /// references to the entries is built, never a copy of the state.
+    pub fn snapshot_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        StateMachine::snapshot_to(self, out)
+    }
+
+    fn write_entries<W: Write>(&self, out: &mut W) -> std::io::Result<()> {
+        // Sorted, so that equal stores give equal snapshots whatever the hash order.
+        let mut entries: Vec<(&[u8], &[u8])> =
+            self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        entries.sort_unstable_by_key(|&(k, _)| k);
+        out.write_all(&(entries.len() as u64).to_le_bytes())?;
+        for (key, value) in entries {
+            let mut lengths = [0u8; 8];
+            lengths[..4].copy_from_slice(&length(key)?.to_le_bytes());
+            lengths[4..].copy_from_slice(&length(value)?.to_le_bytes());
+            out.write_all(&lengths)?;
+            out.write_all(key)?;
+            out.write_all(value)?;
+        }
+        Ok(())
+    }
+}
+
+fn length(bytes: &[u8]) -> std::io::Result<u32> {
+    u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("a key or value of 4 GiB or more"))
+}
+
+/// Reads a snapshot's entries, refusing keys out of order (so a corrupted
+/// snapshot seldom passes, and never as a different store of the same keys).
+fn read_entries(input: &mut dyn Read) -> Result<HashMap<Key, Val, FixedState>, RestoreError> {
+    let mut count = [0u8; 8];
+    input.read_exact(&mut count)?;
+    let count = u64::from_le_bytes(count);
+    // A garbage count must not allocate: the map grows as entries arrive.
+    let mut map = HashMap::with_capacity_and_hasher(count.min(1 << 16) as usize, FixedState::default());
+    let (mut key, mut prev, mut value) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..count {
+        let mut lengths = [0u8; 8];
+        input.read_exact(&mut lengths)?;
+        let key_len = u32::from_le_bytes(lengths[..4].try_into().expect("four bytes"));
+        let value_len = u32::from_le_bytes(lengths[4..].try_into().expect("four bytes"));
+        read_exactly(input, &mut key, key_len)?;
+        read_exactly(input, &mut value, value_len)?;
+        if i > 0 && key <= prev {
+            return Err(RestoreError::new(format!("key {i} of the snapshot is out of order")));
+        }
+        map.insert(Key::new(&key), Val::new(&value));
+        std::mem::swap(&mut key, &mut prev);
+    }
+    Ok(map)
+}
+
+/// Reads `len` bytes into `buf`, allocating no more than the input holds.
+fn read_exactly(input: &mut dyn Read, buf: &mut Vec<u8>, len: u32) -> Result<(), RestoreError> {
+    buf.clear();
+    (&mut *input).take(u64::from(len)).read_to_end(buf)?;
+    if buf.len() != len as usize {
+        return Err(RestoreError::new("truncated snapshot"));
+    }
+    Ok(())
 }

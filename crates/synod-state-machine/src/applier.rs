@@ -1,5 +1,7 @@
 //! The Applier: committed slot -> batch -> session table -> state machine -> replies.
 
+use std::io::{Read, Write};
+
 use rkyv::{Archive, Deserialize, Serialize};
 use synod_session::{Begin, SessionConfig, SessionError, SessionTable};
 use synod_wire::{with_archived, ArchivedCommand, Batch, ClientId, Command, Outcome, Seq, Slot, Value};
@@ -73,6 +75,12 @@ pub struct ApplierStats {
     /// Committed batches that did not decode (applied as no-ops on every replica).
     pub undecodable: u64,
 }
+
+/// The first bytes of a streamed applier snapshot ([`Applier::snapshot_to`]).
+const STREAM_MAGIC: [u8; 8] = *b"synodSNP";
+
+/// The format version of a streamed applier snapshot, after the magic.
+const STREAM_VERSION: u32 = 1;
 
 #[derive(Archive, Serialize, Deserialize)]
 struct Image {
@@ -204,7 +212,8 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
-    /// A snapshot of everything replicated: state machine, sessions, position.
+    /// A snapshot of everything replicated: state machine, sessions, position,
+    /// in one buffer. [`Applier::snapshot_to`] is the streaming form (another format).
     pub fn snapshot(&self) -> Vec<u8> {
         let image = Image {
             applied: self.next.0,
@@ -228,6 +237,92 @@ impl<S: StateMachine> Applier<S> {
         self.next = Slot(image.applied);
         self.digest = image.digest;
         Ok(())
+    }
+
+    /// Writes a snapshot of everything replicated to `out`, streaming: the
+    /// form the runtime will write to disk and send to peers (decision 0005).
+    ///
+    /// The stream is a header (the magic `synodSNP`, the format version as a
+    /// little-endian `u32`, then as little-endian `u64`s the next slot, the
+    /// digest and the length of the session table's image), the session
+    /// table's image, then the machine's state as
+    /// [`StateMachine::snapshot_to`] writes it, to the end of the stream.
+    /// The session table goes first and in the same stream, so a machine's
+    /// state is never restored without it. Only the machine's state is never
+    /// held whole in memory; the session table is (it is bounded by
+    /// [`SessionConfig`]). `out` may be unbuffered; wrap a file in a
+    /// `BufWriter`.
+    ///
+    /// This is a different format from [`Applier::snapshot`]'s.
+    pub fn snapshot_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let sessions = self.sessions.snapshot();
+        let mut header = Vec::with_capacity(36);
+        header.extend_from_slice(&STREAM_MAGIC);
+        header.extend_from_slice(&STREAM_VERSION.to_le_bytes());
+        header.extend_from_slice(&self.next.0.to_le_bytes());
+        header.extend_from_slice(&self.digest.to_le_bytes());
+        header.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
+        out.write_all(&header)?;
+        out.write_all(&sessions)?;
+        self.machine.snapshot_to(out)?;
+        out.flush()
+    }
+
+    /// An applier restored from a stream [`Applier::snapshot_to`] wrote,
+    /// over `machine` (a fresh one: its state is replaced) and the session
+    /// limits `sessions` (every replica's must be the same).
+    ///
+    /// Bad input (truncated, another version, garbage, bytes after the
+    /// machine's state) is a [`RestoreError`], never a panic; the machine is
+    /// then dropped. `input` is read in small pieces: wrap a file in a
+    /// `BufReader`. Counters ([`Applier::stats`]) start at zero.
+    pub fn restore_from(
+        mut machine: S,
+        sessions: SessionConfig,
+        input: &mut dyn Read,
+    ) -> Result<Applier<S>, RestoreError> {
+        let mut magic = [0u8; 8];
+        input.read_exact(&mut magic)?;
+        if magic != STREAM_MAGIC {
+            return Err(RestoreError::new("not an applier snapshot (bad magic)"));
+        }
+        let mut version = [0u8; 4];
+        input.read_exact(&mut version)?;
+        let version = u32::from_le_bytes(version);
+        if version != STREAM_VERSION {
+            return Err(RestoreError::new(format!(
+                "snapshot format version {version}; this build reads version {STREAM_VERSION}"
+            )));
+        }
+        let next = read_u64(input)?;
+        let digest = read_u64(input)?;
+        let len = read_u64(input)?;
+        // Read through `take`, so a garbage length allocates only what the input holds.
+        let mut image = Vec::new();
+        (&mut *input).take(len).read_to_end(&mut image)?;
+        if image.len() as u64 != len {
+            return Err(RestoreError::new("truncated snapshot (in the session table)"));
+        }
+        let table = SessionTable::restore(sessions, &image).map_err(|e| RestoreError::new(e.to_string()))?;
+        drop(image);
+        machine.restore_from(input)?;
+        let mut probe = [0u8; 1];
+        loop {
+            match input.read(&mut probe) {
+                Ok(0) => break,
+                Ok(_) => return Err(RestoreError::new("bytes follow the machine's state")),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Applier {
+            machine,
+            sessions: table,
+            session_cfg: sessions,
+            next: Slot(next),
+            digest,
+            stats: ApplierStats::default(),
+        })
     }
 
     /// The state machine.
@@ -259,6 +354,12 @@ impl<S: StateMachine> Applier<S> {
     fn mix(&mut self, bytes: &[u8]) {
         self.digest = digest(self.digest, bytes);
     }
+}
+
+fn read_u64(input: &mut dyn Read) -> Result<u64, RestoreError> {
+    let mut bytes = [0u8; 8];
+    input.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

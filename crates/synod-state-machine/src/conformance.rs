@@ -54,6 +54,38 @@ pub enum Violation {
         /// Where the snapshot was taken.
         at: usize,
     },
+    /// `snapshot_to` failed writing into memory, or two machines that
+    /// applied the same commands streamed different bytes.
+    #[error("snapshot_to after {at} commands: {reason}")]
+    StreamSnapshot {
+        /// Where the snapshot was taken.
+        at: usize,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `restore_from` refused what `snapshot_to` wrote after `at` commands.
+    #[error("restore_from refused what snapshot_to wrote after {at} commands: {reason}")]
+    StreamRestoreRefused {
+        /// Where the snapshot was taken.
+        at: usize,
+        /// The machine's reason.
+        reason: String,
+    },
+    /// A machine restored with `restore_from` from what `snapshot_to` wrote
+    /// after `at` commands answered later command `index` differently.
+    #[error("restore_from(snapshot_to()) after {at} commands answered command {index} differently")]
+    StreamRestore {
+        /// Where the snapshot was taken.
+        at: usize,
+        /// The command whose answer differed.
+        index: usize,
+    },
+    /// A machine restored with `restore_from` ended in a different state.
+    #[error("a machine restored with restore_from after {at} commands ended in a different state")]
+    StreamFinalState {
+        /// Where the snapshot was taken.
+        at: usize,
+    },
 }
 
 /// Runs `commands` through machines made by `make` and checks the contract:
@@ -61,10 +93,36 @@ pub enum Violation {
 /// 1. determinism: two fresh machines give the same answers and snapshots;
 /// 2. snapshot/restore: a machine restored from a snapshot taken at several
 ///    points answers the rest exactly like the original;
-/// 3. replay equivalence: it then ends in the same state.
+/// 3. replay equivalence: it then ends in the same state;
+/// 4. the streaming form: at the same points, `restore_from` of what
+///    `snapshot_to` wrote (the bytes equal on two machines with equal
+///    histories) gives a machine that answers the rest like the original and
+///    ends in the same state.
 pub fn check<S: StateMachine>(make: impl Fn() -> S, commands: &[Vec<u8>]) -> Result<(), Violation> {
     let mut a = make();
     let mut b = make();
+    let points =
+        [0, commands.len() / 3, commands.len() / 2, commands.len().saturating_sub(1), commands.len()];
+    let mut streamed = Vec::with_capacity(points.len());
+    let stream = |m: &S, at: usize| {
+        let mut out = Vec::new();
+        m.snapshot_to(&mut out).map_err(|e| Violation::StreamSnapshot { at, reason: e.to_string() })?;
+        Ok::<_, Violation>(out)
+    };
+    let mut take_streams = |a: &S, b: &S, at: usize| {
+        if points.contains(&at) {
+            let x = stream(a, at)?;
+            if x != stream(b, at)? {
+                return Err(Violation::StreamSnapshot {
+                    at,
+                    reason: "equal histories streamed different bytes".to_owned(),
+                });
+            }
+            streamed.push((at, x));
+        }
+        Ok(())
+    };
+    take_streams(&a, &b, 0)?;
     let mut answers = Vec::with_capacity(commands.len());
     let mut snapshots = Vec::with_capacity(commands.len() + 1);
     snapshots.push(a.snapshot());
@@ -80,16 +138,11 @@ pub fn check<S: StateMachine>(make: impl Fn() -> S, commands: &[Vec<u8>]) -> Res
             return Err(Violation::Snapshots { index });
         }
         snapshots.push(snap);
+        take_streams(&a, &b, index + 1)?;
     }
     let final_state = snapshots.last().cloned().unwrap_or_default();
-    let points =
-        [0, commands.len() / 3, commands.len() / 2, commands.len().saturating_sub(1), commands.len()];
     for &at in &points {
-        let mut restored = make();
-        // Dirty the machine first: restore must replace the state, not merge into it.
-        for command in commands.iter().rev().take(3) {
-            restored.apply(command);
-        }
+        let mut restored = dirty(&make, commands);
         restored
             .restore(&snapshots[at])
             .map_err(|e| Violation::RestoreRefused { at, reason: e.to_string() })?;
@@ -102,5 +155,29 @@ pub fn check<S: StateMachine>(make: impl Fn() -> S, commands: &[Vec<u8>]) -> Res
             return Err(Violation::FinalState { at });
         }
     }
+    for (at, bytes) in streamed {
+        let mut restored = dirty(&make, commands);
+        restored
+            .restore_from(&mut bytes.as_slice())
+            .map_err(|e| Violation::StreamRestoreRefused { at, reason: e.to_string() })?;
+        for (index, command) in commands.iter().enumerate().skip(at) {
+            if restored.apply(command) != answers[index] {
+                return Err(Violation::StreamRestore { at, index });
+            }
+        }
+        if restored.snapshot() != final_state {
+            return Err(Violation::StreamFinalState { at });
+        }
+    }
     Ok(())
+}
+
+/// A fresh machine with a few commands applied: restore must replace the
+/// state, not merge into it.
+fn dirty<S: StateMachine>(make: &impl Fn() -> S, commands: &[Vec<u8>]) -> S {
+    let mut machine = make();
+    for command in commands.iter().rev().take(3) {
+        machine.apply(command);
+    }
+    machine
 }

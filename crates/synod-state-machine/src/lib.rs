@@ -63,6 +63,17 @@ impl RestoreError {
     }
 }
 
+impl From<std::io::Error> for RestoreError {
+    /// A failed read: a snapshot that ends early reads as "truncated".
+    fn from(e: std::io::Error) -> RestoreError {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            RestoreError::new("truncated snapshot")
+        } else {
+            RestoreError::new(format!("reading the snapshot: {e}"))
+        }
+    }
+}
+
 /// A deterministic state machine that synod replicates.
 ///
 /// The contract, checked by [`conformance::check`]:
@@ -72,7 +83,18 @@ impl RestoreError {
 ///   state and give the same answers.
 /// * `apply` never panics on a malformed command: it answers with an error
 ///   of its own encoding, the same on every replica.
-/// * `restore(snapshot())` yields a machine that behaves exactly like the original.
+/// * `restore(snapshot())` yields a machine that behaves exactly like the original,
+///   and so does `restore_from` of what `snapshot_to` wrote.
+///
+/// Snapshots come in two forms. [`snapshot`](StateMachine::snapshot) and
+/// [`restore`](StateMachine::restore) hold the whole state in one `Vec<u8>`
+/// and are all a machine must write. The streaming form,
+/// [`snapshot_to`](StateMachine::snapshot_to) and
+/// [`restore_from`](StateMachine::restore_from), is the one the runtime will
+/// use ([`Applier::snapshot_to`], decision 0005): its defaults go through
+/// `snapshot` and `restore`, and a machine with a large state overrides both
+/// so that its state is never one buffer. Either form stays pure: it reads
+/// and writes the stream it is given, and opens no files and starts no threads.
 pub trait StateMachine {
     /// Applies one command and returns the answer for the client.
     fn apply(&mut self, command: &[u8]) -> Vec<u8>;
@@ -82,4 +104,29 @@ pub trait StateMachine {
 
     /// Replaces the state with a snapshot's.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+
+    /// Writes the whole state to `out`, the streaming form of
+    /// [`snapshot`](StateMachine::snapshot). Equal states must write equal
+    /// bytes. `out` may be unbuffered: write in pieces of a useful size.
+    ///
+    /// The default writes `snapshot()`.
+    fn snapshot_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.snapshot())
+    }
+
+    /// Replaces the state with one [`snapshot_to`](StateMachine::snapshot_to)
+    /// wrote, read from `input`. Bad bytes (truncated, corrupted, another
+    /// format) are a [`RestoreError`], never a panic. After an error the
+    /// machine is discarded, so its state then does not matter.
+    ///
+    /// `input` holds this machine's state and nothing after it; a machine
+    /// that knows where its state ends need not read to the end of it (the
+    /// [`Applier`] checks that nothing follows).
+    ///
+    /// The default reads `input` to its end and calls `restore`.
+    fn restore_from(&mut self, input: &mut dyn std::io::Read) -> Result<(), RestoreError> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes)?;
+        self.restore(&bytes)
+    }
 }

@@ -105,3 +105,133 @@ proptest! {
         prop_assert_eq!(decoded.snapshot(), in_place.snapshot());
     }
 }
+
+/// A store of `n` keys: short values inline, every seventh long (on the heap).
+fn store(n: u32) -> KvStore {
+    let mut kv = KvStore::default();
+    for i in 0..n {
+        let value = if i % 7 == 0 { vec![i as u8; 150] } else { i.to_le_bytes().to_vec() };
+        kv.execute(&KvCommand::Put { key: format!("key-{i:08}").into_bytes(), value });
+    }
+    kv
+}
+
+fn streamed(kv: &KvStore) -> Vec<u8> {
+    let mut out = Vec::new();
+    kv.snapshot_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_store_of_100k_keys_streams_and_restores() {
+    let kv = store(100_000);
+    let bytes = streamed(&kv);
+    assert_eq!(bytes, kv.snapshot(), "snapshot and snapshot_to write the same bytes");
+    let mut restored = store(3);
+    restored.restore_from(&mut bytes.as_slice()).unwrap();
+    assert_eq!(restored, kv);
+    let mut from_vec = KvStore::default();
+    from_vec.restore(&bytes).unwrap();
+    assert_eq!(from_vec, kv);
+    // Through a reader that hands out a few bytes at a time.
+    let mut slow = KvStore::default();
+    slow.restore_from(&mut Trickle(&bytes)).unwrap();
+    assert_eq!(slow, kv);
+}
+
+/// A reader that returns at most 3 bytes per call.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(3).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn truncated_or_corrupted_snapshots_of_100k_keys_are_errors_and_change_nothing() {
+    let kv = store(100_000);
+    let bytes = streamed(&kv);
+    let mut target = store(5);
+    let before = target.clone();
+    for cut in [0, 7, 8, 9, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert!(target.restore_from(&mut &bytes[..cut]).is_err(), "accepted a cut at {cut}");
+        assert!(target.restore(&bytes[..cut]).is_err(), "accepted a cut at {cut}");
+    }
+    assert_eq!(target, before, "a failed restore changes nothing");
+    // Two entries swapped: the keys are out of order.
+    let first = 8 + 8 + 12 + 150; // key-00000000 with a 150-byte value
+    let second = 8 + 12 + 4;
+    let mut swapped = bytes[..8].to_vec();
+    swapped.extend_from_slice(&bytes[first..first + second]);
+    swapped.extend_from_slice(&bytes[8..first]);
+    swapped.extend_from_slice(&bytes[first + second..]);
+    assert_eq!(swapped.len(), bytes.len());
+    let e = target.restore_from(&mut swapped.as_slice()).unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e}");
+    // A length past the end, a count too high, and trailing bytes.
+    let mut long = bytes.clone();
+    long[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(target.restore_from(&mut long.as_slice()).is_err());
+    let mut count = bytes.clone();
+    count[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(target.restore_from(&mut count.as_slice()).is_err());
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(target.restore(&trailing).is_err());
+    assert_eq!(target, before);
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_a_restore(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut kv = KvStore::default();
+        let _ = kv.restore_from(&mut bytes.as_slice());
+        let _ = kv.restore(&bytes);
+    }
+
+    #[test]
+    fn streamed_snapshots_round_trip(commands in proptest::collection::vec(command(), 0..60)) {
+        let mut kv = KvStore::default();
+        for c in &commands {
+            kv.execute(c);
+        }
+        let bytes = streamed(&kv);
+        prop_assert_eq!(&bytes, &kv.snapshot());
+        let mut restored = KvStore::default();
+        restored.restore_from(&mut bytes.as_slice()).unwrap();
+        prop_assert_eq!(restored, kv);
+    }
+}
+
+#[test]
+fn an_applier_over_the_store_streams_and_refuses_a_cut_snapshot() {
+    use synod_state_machine::wire::{Batch, ClientId, Command, Seq, Slot, Value};
+    use synod_state_machine::{Applier, SessionConfig};
+    let value = |commands| Value::Batch(Batch { timestamp_ms: 1, commands }.encode().unwrap().into());
+    let put = |seq: u64| Command::Op {
+        client: ClientId(0),
+        seq: Seq(seq),
+        ack: Seq(0),
+        payload: KvCommand::Put { key: vec![seq as u8], value: vec![1] }.encode().unwrap(),
+    };
+    let mut a = Applier::new(store(1000), SessionConfig::default());
+    a.apply(Slot(0), &value(vec![Command::Register { nonce: 1 }])).unwrap();
+    a.apply(Slot(1), &value(vec![put(1), put(2)])).unwrap();
+    let mut bytes = Vec::new();
+    a.snapshot_to(&mut bytes).unwrap();
+    let b =
+        Applier::restore_from(KvStore::default(), SessionConfig::default(), &mut bytes.as_slice()).unwrap();
+    assert_eq!((b.machine(), b.digest(), b.next_slot()), (a.machine(), a.digest(), a.next_slot()));
+    for cut in [10, 40, bytes.len() / 2, bytes.len() - 1] {
+        let r = Applier::restore_from(KvStore::default(), SessionConfig::default(), &mut &bytes[..cut]);
+        assert!(r.is_err(), "accepted a cut at {cut}");
+    }
+    bytes.push(0);
+    assert!(
+        Applier::restore_from(KvStore::default(), SessionConfig::default(), &mut bytes.as_slice()).is_err()
+    );
+}

@@ -164,3 +164,175 @@ fn a_follower_applying_unanswered_keeps_the_same_state_and_answers_retries_alike
     assert!(matches!(&b[0].outcome, Outcome::Applied { payload } if payload == &3u64.to_le_bytes()));
     assert!(follower.apply_unanswered(Slot(9), &Value::Noop).is_err(), "out of order");
 }
+
+/// Slots that register two clients, apply requests, retry one and refuse one.
+fn history() -> Vec<Value> {
+    vec![
+        batch(1, vec![Command::Register { nonce: 1 }, Command::Register { nonce: 2 }]),
+        batch(2, vec![op(ClientId(0), 1, b"a"), op(ClientId(1), 1, b"b"), op(ClientId(0), 1, b"a")]),
+        Value::Noop,
+        batch(3, vec![op(ClientId(0), 2, b"c"), op(ClientId(77), 1, b"x")]),
+    ]
+}
+
+fn applied(slots: &[Value]) -> Applier<Journal> {
+    let mut a = Applier::new(Journal::default(), SessionConfig::default());
+    for (i, value) in slots.iter().enumerate() {
+        a.apply(Slot(i as u64), value).unwrap();
+    }
+    a
+}
+
+fn streamed(a: &Applier<Journal>) -> Vec<u8> {
+    let mut out = Vec::new();
+    a.snapshot_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_streamed_snapshot_restores_everything_and_continues_identically() {
+    let mut a = applied(&history());
+    let bytes = streamed(&a);
+    // Restore over a machine with a state of its own: the snapshot's replaces it.
+    let dirty = Journal(vec![b"old".to_vec()]);
+    let mut b = Applier::restore_from(dirty, SessionConfig::default(), &mut bytes.as_slice()).unwrap();
+    assert_eq!(b.digest(), a.digest());
+    assert_eq!(b.next_slot(), Slot(4));
+    assert_eq!(b.sessions(), a.sessions());
+    assert_eq!(b.machine().0, a.machine().0);
+    assert_eq!(streamed(&b), bytes);
+    // A retry of an old request gets the cached answer; a new one applies, alike on both.
+    let next = [
+        batch(4, vec![op(ClientId(0), 2, b"c"), op(ClientId(1), 1, b"b"), op(ClientId(1), 2, b"d")]),
+        batch(5, vec![Command::Register { nonce: 3 }, op(ClientId(0), 3, b"e")]),
+    ];
+    let before = b.machine().0.len();
+    for (i, value) in next.iter().enumerate() {
+        let slot = Slot(4 + i as u64);
+        assert_eq!(a.apply(slot, value).unwrap(), b.apply(slot, value).unwrap());
+    }
+    assert_eq!(b.machine().0.len(), before + 2, "the retries took no second effect");
+    assert_eq!(b.stats().duplicates, 2);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.snapshot(), b.snapshot());
+    assert_eq!(streamed(&a), streamed(&b));
+}
+
+#[test]
+fn a_streamed_snapshot_of_a_fresh_applier_round_trips() {
+    let a = Applier::new(Journal::default(), SessionConfig::default());
+    let bytes = streamed(&a);
+    let b =
+        Applier::restore_from(Journal::default(), SessionConfig::default(), &mut bytes.as_slice()).unwrap();
+    assert_eq!((b.digest(), b.next_slot()), (a.digest(), a.next_slot()));
+    assert!(b.sessions().is_empty());
+}
+
+/// Sums command lengths; its streamed state is exactly eight bytes, read without reading on.
+#[derive(Debug)]
+struct Sum(u64);
+
+impl StateMachine for Sum {
+    fn apply(&mut self, c: &[u8]) -> Vec<u8> {
+        self.0 += c.len() as u64;
+        self.0.to_le_bytes().to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.to_le_bytes().to_vec()
+    }
+    fn restore(&mut self, s: &[u8]) -> Result<(), RestoreError> {
+        self.0 = u64::from_le_bytes(s.try_into().map_err(|_| RestoreError::new("want 8 bytes"))?);
+        Ok(())
+    }
+    fn restore_from(&mut self, input: &mut dyn std::io::Read) -> Result<(), RestoreError> {
+        let mut b = [0u8; 8];
+        input.read_exact(&mut b)?;
+        self.0 = u64::from_le_bytes(b);
+        Ok(())
+    }
+}
+
+fn restore(bytes: &[u8]) -> Result<Applier<Journal>, RestoreError> {
+    Applier::restore_from(Journal::default(), SessionConfig::default(), &mut &bytes[..])
+}
+
+#[test]
+fn bad_streamed_snapshots_are_errors() {
+    let bytes = streamed(&applied(&history()));
+    assert!(restore(&[]).is_err());
+    assert!(restore(b"garbage, not a snapshot at all").is_err());
+    let mut version = bytes.clone();
+    version[8] = 2;
+    let e = restore(&version).unwrap_err();
+    assert!(e.to_string().contains("version 2"), "{e}");
+    let mut magic = bytes.clone();
+    magic[0] ^= 1;
+    assert!(restore(&magic).is_err());
+    // Journal's state runs to the end (the default restore_from); a machine
+    // that knows its own length leaves the applier to refuse what follows.
+    let mut counter = Applier::new(Sum(0), SessionConfig::default());
+    counter.apply(Slot(0), &history()[0]).unwrap();
+    let mut trailing = Vec::new();
+    counter.snapshot_to(&mut trailing).unwrap();
+    let ok = Applier::restore_from(Sum(1), SessionConfig::default(), &mut trailing.as_slice()).unwrap();
+    assert_eq!(ok.machine().0, 0);
+    trailing.push(0);
+    let e = Applier::restore_from(Sum(1), SessionConfig::default(), &mut trailing.as_slice()).unwrap_err();
+    assert!(e.to_string().contains("follow"), "{e}");
+    // A session table's length past the end of the input allocates nothing big.
+    let mut long = bytes.clone();
+    long[28..36].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(restore(&long).is_err());
+    // Cut anywhere in the header or the session table.
+    let machine_len = Journal::snapshot(applied(&history()).machine()).len();
+    for cut in 0..bytes.len() - machine_len {
+        assert!(restore(&bytes[..cut]).is_err(), "accepted a cut at {cut}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_streamed_input_is_an_error_not_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+        proptest::prop_assert!(restore(&bytes).is_err());
+    }
+
+    #[test]
+    fn cut_or_flipped_streamed_snapshots_never_panic(cut in 0usize..400, at in 0usize..400, bit in 0u8..8) {
+        let bytes = streamed(&applied(&history()));
+        let cut = cut.min(bytes.len());
+        let _ = restore(&bytes[..cut]);
+        let mut flipped = bytes.clone();
+        let at = at % flipped.len();
+        flipped[at] ^= 1 << bit;
+        let _ = restore(&flipped);
+    }
+}
+
+/// Streams a state that `restore_from` cannot rebuild: the conformance suite must see it.
+#[derive(Default)]
+struct BadStream(Vec<u8>);
+
+impl StateMachine for BadStream {
+    fn apply(&mut self, c: &[u8]) -> Vec<u8> {
+        self.0.extend_from_slice(c);
+        (self.0.len() as u64).to_le_bytes().to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn restore(&mut self, s: &[u8]) -> Result<(), RestoreError> {
+        self.0 = s.to_vec();
+        Ok(())
+    }
+    fn snapshot_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        // Loses the last byte.
+        out.write_all(&self.0[..self.0.len().saturating_sub(1)])
+    }
+}
+
+#[test]
+fn conformance_catches_a_broken_streaming_form() {
+    let commands: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 2]).collect();
+    let verdict = conformance::check(BadStream::default, &commands);
+    assert!(matches!(verdict, Err(conformance::Violation::StreamRestore { .. })), "{verdict:?}");
+}
