@@ -59,6 +59,9 @@ impl Fs for CountingFs {
     fn remove(&self, path: &Path) -> io::Result<()> {
         RealFs.remove(path)
     }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         RealFs.sync_dir(dir)
     }
