@@ -1,10 +1,9 @@
 //! What the replica core asks its driver to do: the closed set of outputs drained by `poll_effect`.
 
 use synod_paxos::PersistToken;
-use synod_state_machine::Origin;
 use synod_wire::{Ballot, ClientReply, LogRecord, Message, NodeId, Slot, Value};
 
-use crate::route::Routing;
+use crate::route::{Routing, Waiter};
 
 /// One thing the driver must do. Effects come out of
 /// [`crate::ReplicaCore::poll_effect`] in the order they must be carried out.
@@ -81,15 +80,4 @@ pub struct Apply<C> {
     pub leader: Option<NodeId>,
     /// How to route the replies: pass it to [`crate::route_replies`].
     pub routing: Routing,
-}
-
-/// A client waiting for the answer to one command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Waiter<C> {
-    /// Which command: (session, seq), or a registration's nonce.
-    pub origin: Origin,
-    /// The client's connection.
-    pub conn: C,
-    /// The request id to answer with (`ClientReply::id`).
-    pub id: u64,
 }

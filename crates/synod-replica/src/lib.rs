@@ -53,9 +53,9 @@ mod effect;
 mod replica;
 mod route;
 
-pub use crate::effect::{Apply, Effect, Waiter};
+pub use crate::effect::{Apply, Effect};
 pub use crate::replica::{Limits, Now, ReplicaCore, Stats};
-pub use crate::route::{route_replies, Routing};
+pub use crate::route::{route_replies, Routing, Waiter};
 
 /// Deliberately broken behaviours for the simulator's self-tests
 /// ([`ReplicaCore::with_bugs`]); all off by default.

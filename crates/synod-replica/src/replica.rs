@@ -8,8 +8,9 @@ use synod_paxos::{Action, Paxos, PersistToken};
 use synod_state_machine::Origin;
 use synod_wire::{Batch, ClientReply, ClientRequest, Command, Message, NodeId, Outcome, Slot, Wire};
 
-use crate::effect::{Apply, Effect, Waiter};
+use crate::effect::{Apply, Effect};
 use crate::route::Routing;
+use crate::route::Waiter;
 
 /// The caller's time at an input. The core never reads a clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

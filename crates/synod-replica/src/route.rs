@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use synod_state_machine::{Origin, Reply};
 use synod_wire::{ClientReply, NodeId, Outcome};
 
-use crate::effect::Waiter;
-
 /// How [`route_replies`] routes: correctly, unless a planted bug says otherwise.
 /// Made by the [`crate::ReplicaCore`] and carried in each [`crate::Apply`];
 /// `Routing::default()` routes correctly.
@@ -58,4 +56,15 @@ pub fn route_replies<C>(
         out.push((w.conn, ClientReply { id: w.id, outcome: Outcome::Redirect { leader } }));
     }
     out
+}
+
+/// A client waiting for the answer to one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Waiter<C> {
+    /// Which command: (session, seq), or a registration's nonce.
+    pub origin: Origin,
+    /// The client's connection.
+    pub conn: C,
+    /// The request id to answer with (`ClientReply::id`).
+    pub id: u64,
 }
