@@ -4,17 +4,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 
-fn synod_cmd(args: &[&str], dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_synod"));
-    c.args(args).current_dir(dir).env_remove("SYNOD_CLIENT").env_remove("SYNOD_LOG_FORMAT");
-    c
-}
-
-fn synod(args: &[&str], dir: &Path) -> Output {
-    synod_cmd(args, dir).output().expect("synod runs")
-}
+use super::{free_udp, start_replica, stderr, synod, synod_cmd, write_cluster_files};
 
 /// Runs synod with `input` on stdin.
 fn synod_stdin(args: &[&str], dir: &Path, input: &[u8]) -> Output {
@@ -26,10 +18,6 @@ fn synod_stdin(args: &[&str], dir: &Path, input: &[u8]) -> Output {
         .expect("synod runs");
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -135,35 +123,11 @@ impl Cluster {
             .status
             .success());
         assert!(synod(&["certs", "add", "--dir", "certs", "--node", "3"], d).status.success());
-        let ports: Vec<u16> = (0..3)
-            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
-            .collect();
-        let peers: String = (0..3).map(|i| format!("{} = \"localhost:{}\"\n", i + 1, ports[i])).collect();
-        for n in 1..=3 {
-            std::fs::write(
-                d.join(format!("node-{n}.toml")),
-                format!(
-                    "id = {n}\ndata_dir = \"data-{n}\"\nlog_format = \"json\"\n[tls]\nca = \"certs/ca.pem\"\n\
-                     cert = \"certs/node-{n}.pem\"\nkey = \"certs/node-{n}.key\"\n[peers]\n{peers}"
-                ),
-            )
-            .unwrap();
-        }
-        std::fs::write(
-            d.join("client.toml"),
-            format!(
-                "client = 1\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\n\
-                 key = \"certs/client-1.key\"\n[replicas]\n{peers}"
-            ),
-        )
-        .unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
+        write_cluster_files(d, "localhost", &ports, |_| "log_format = \"json\"\n".to_owned(), "");
         let nodes = (1..=3)
             .map(|n| {
-                synod_cmd(&["start", "--config", &format!("node-{n}.toml")], d)
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(d.join(format!("node-{n}.log"))).unwrap())
-                    .spawn()
-                    .unwrap()
+                start_replica(d, n, std::fs::File::create(d.join(format!("node-{n}.log"))).unwrap().into())
             })
             .collect();
         Cluster { dir, nodes }

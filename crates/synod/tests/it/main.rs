@@ -6,12 +6,61 @@ use std::process::{Command, Output};
 
 mod cli;
 
+/// `synod args` in `dir`, without the environment's `SYNOD_CLIENT` and `SYNOD_LOG_FORMAT`.
+fn synod_cmd(args: &[&str], dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_synod"));
+    c.args(args).current_dir(dir).env_remove("SYNOD_CLIENT").env_remove("SYNOD_LOG_FORMAT");
+    c
+}
+
 fn synod(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synod")).args(args).current_dir(dir).output().expect("synod runs")
+    synod_cmd(args, dir).output().expect("synod runs")
 }
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `node-1.toml` .. `node-3.toml` and `client.toml` in `d` for three
+/// replicas on `host` at `ports`, with certificates in `d/certs`; each node
+/// file also gets `node_extra(n)`, the client file `client_extra`.
+fn write_cluster_files(
+    d: &Path,
+    host: &str,
+    ports: &[u16],
+    node_extra: impl Fn(usize) -> String,
+    client_extra: &str,
+) {
+    let peers: String =
+        ports.iter().enumerate().map(|(i, port)| format!("{} = \"{host}:{port}\"\n", i + 1)).collect();
+    for n in 1..=ports.len() {
+        std::fs::write(
+            d.join(format!("node-{n}.toml")),
+            format!(
+                "id = {n}\ndata_dir = \"data-{n}\"\n{}[tls]\nca = \"certs/ca.pem\"\n\
+                 cert = \"certs/node-{n}.pem\"\nkey = \"certs/node-{n}.key\"\n[peers]\n{peers}",
+                node_extra(n)
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        d.join("client.toml"),
+        format!(
+            "client = 1\n{client_extra}[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\n\
+             key = \"certs/client-1.key\"\n[replicas]\n{peers}"
+        ),
+    )
+    .unwrap();
+}
+
+/// Starts replica `n` of the files [`write_cluster_files`] wrote in `d`, its stderr to `log`.
+fn start_replica(d: &Path, n: usize, log: std::process::Stdio) -> std::process::Child {
+    synod_cmd(&["start", "--config", &format!("node-{n}.toml")], d)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 const NODE: &str = r#"
@@ -101,32 +150,14 @@ fn three_processes_serve_clients_and_a_replica_stops_cleanly_on_sigterm_and_reco
         .success());
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
     let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
-    let peers: String = (0..3).map(|i| format!("{} = \"127.0.0.1:{}\"\n", i + 1, ports[i])).collect();
-    for (i, metrics_port) in metrics.iter().enumerate() {
-        let n = i + 1;
-        std::fs::write(
-            d.join(format!("node-{n}.toml")),
-            format!(
-                "id = {n}\ndata_dir = \"data-{n}\"\nmetrics = \"127.0.0.1:{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{n}.pem\"\nkey = \"certs/node-{n}.key\"\n[peers]\n{peers}",
-                metrics_port
-            ),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        d.join("client.toml"),
-        format!("client = 1\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n[replicas]\n{peers}"),
-    )
-    .unwrap();
-    let spawn = |n: usize| {
-        Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(["start", "--config", &format!("node-{n}.toml")])
-            .current_dir(d)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    write_cluster_files(
+        d,
+        "127.0.0.1",
+        &ports,
+        |n| format!("metrics = \"127.0.0.1:{}\"\n", metrics[n - 1]),
+        "",
+    );
+    let spawn = |n: usize| start_replica(d, n, std::process::Stdio::null());
     let mut nodes: Vec<_> = (1..=3).map(spawn).collect();
     let put = synod(&["put", "--client", "client.toml", "greeting", "hello"], d);
     assert!(put.status.success(), "{}", stderr(&put));
@@ -216,37 +247,20 @@ fn status_shows_every_replica_over_the_transport_and_health_follows_reachability
         .success());
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
     let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
-    let peers: String = (0..3).map(|i| format!("{} = \"127.0.0.1:{}\"\n", i + 1, ports[i])).collect();
-    for n in 1..=3 {
-        std::fs::write(
-            d.join(format!("node-{n}.toml")),
-            format!(
-                "id = {n}\ndata_dir = \"data-{n}\"\nmetrics = \"127.0.0.1:{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{n}.pem\"\nkey = \"certs/node-{n}.key\"\n[peers]\n{peers}",
-                metrics[n - 1]
-            ),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        d.join("client.toml"),
-        format!("client = 1\nrequest_timeout_ms = 2000\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n[replicas]\n{peers}"),
-    )
-    .unwrap();
+    write_cluster_files(
+        d,
+        "127.0.0.1",
+        &ports,
+        |n| format!("metrics = \"127.0.0.1:{}\"\n", metrics[n - 1]),
+        "request_timeout_ms = 2000\n",
+    );
     // Nothing runs yet: every replica is a row saying so, and the command still succeeds.
     let out = synod(&["status", "--client", "client.toml"], d);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(table.matches("unreachable").count(), 3, "{table}");
 
-    let spawn = |n: usize| {
-        Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(["start", "--config", &format!("node-{n}.toml")])
-            .current_dir(d)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |n: usize| start_replica(d, n, std::process::Stdio::null());
     let mut nodes = Nodes((1..=3).map(|n| Some(spawn(n))).collect());
     let put = synod(&["put", "--client", "client.toml", "greeting", "hello"], d);
     assert!(put.status.success(), "{}", stderr(&put));
@@ -278,12 +292,7 @@ fn status_shows_every_replica_over_the_transport_and_health_follows_reachability
     assert!(table.contains("digests agree at equal applied slots\n"), "{table}");
     assert!(table.contains(&format!("leader: {leader} (every replica that answered agrees)")), "{table}");
     // The client file may also come from the environment.
-    let out = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(["status", "--json"])
-        .env("SYNOD_CLIENT", "client.toml")
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let out = synod_cmd(&["status", "--json"], d).env("SYNOD_CLIENT", "client.toml").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Health: every replica reaches its leader; readiness: every one has applied what it knows committed.
