@@ -24,7 +24,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value};
 
@@ -255,10 +255,8 @@ pub fn del(args: Del) -> Result<()> {
 
 /// `synod cas`.
 pub fn cas(args: Cas) -> Result<()> {
-    let Cas { common, key, expected, absent, new } = args;
-    if expected.is_none() && !absent {
-        bail!("give --expected VALUE or --absent");
-    }
+    // clap holds `--expected` and `--absent` to exactly one of them.
+    let Cas { common, key, expected, absent: _, new } = args;
     let key = arg_bytes("key", &key, common.hex)?;
     let expected = expected.map(|e| arg_bytes("expected value", &e, common.hex)).transpose()?;
     let new = value_bytes("new value", &new, common.hex, &mut std::io::stdin().lock())?;
