@@ -281,8 +281,12 @@ impl Core {
 
     fn now(&self) -> Now {
         let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let mono_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        Now { wall_ms, mono_us }
+        Now { wall_ms, mono_us: self.mono_us() }
+    }
+
+    /// Microseconds since the shell started: `Now::mono_us`.
+    fn mono_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     fn handle(&mut self, event: Event, out: &mut Outbox) {
@@ -384,7 +388,7 @@ impl Core {
                 }
                 Effect::Apply(apply) => {
                     if let Some(at) = apply.proposed_at_us {
-                        let took = self.now().mono_us.saturating_sub(at);
+                        let took = self.mono_us().saturating_sub(at);
                         self.histograms.commit_latency.record(took as f64 / 1e6);
                     }
                     // After a stop the apply thread is gone; nothing is left to apply to.
