@@ -51,6 +51,29 @@ pub struct ReplicaConfig {
     pub transport: Settings,
     /// Size of the log's segment files.
     pub segment_bytes: u64,
+    /// When to snapshot and how much log to keep and send.
+    pub snapshots: SnapshotSettings,
+}
+
+/// When a replica snapshots its state, how much log it keeps behind the
+/// snapshot, and how it sends snapshots to peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// A replica snapshots once the values applied since its last snapshot
+    /// pass this many bytes; then the log before the snapshot goes.
+    pub log_bytes: u64,
+    /// Chosen slots kept in memory (and on disk) below each snapshot, so a
+    /// briefly lagging peer catches up from entries instead of a whole snapshot.
+    pub retain_slots: u64,
+    /// Bytes per chunk when a snapshot is sent to a peer.
+    pub chunk_bytes: u32,
+}
+
+impl Default for SnapshotSettings {
+    /// 64 MiB of log between snapshots, 128 slots kept behind each, 1 MiB chunks.
+    fn default() -> Self {
+        SnapshotSettings { log_bytes: 64 << 20, retain_slots: 128, chunk_bytes: 1 << 20 }
+    }
 }
 
 impl ReplicaConfig {
@@ -75,6 +98,7 @@ impl ReplicaConfig {
             sessions: SessionConfig::default(),
             transport: Settings::default(),
             segment_bytes: 64 << 20,
+            snapshots: SnapshotSettings::default(),
         }
     }
 }

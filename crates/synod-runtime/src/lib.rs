@@ -65,7 +65,7 @@ mod shell;
 mod stats;
 mod status;
 
-pub use config::{ReplicaConfig, Timing};
+pub use config::{ReplicaConfig, SnapshotSettings, Timing};
 pub use replica::{Replica, StartError};
 pub use status::{Status, StatusHandle};
 pub use synod_state_machine::{RestoreError, StateMachine};

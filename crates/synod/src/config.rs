@@ -47,6 +47,9 @@ pub struct NodeFile {
     /// The network layer.
     #[serde(default)]
     pub transport: TransportFile,
+    /// When to snapshot, and how much log to keep behind a snapshot.
+    #[serde(default)]
+    pub snapshots: SnapshotsFile,
     /// Where the file was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -154,6 +157,19 @@ pub struct BatchingFile {
     pub max_batch_bytes: Option<usize>,
 }
 
+/// Snapshots and log compaction.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsFile {
+    /// Snapshot once this many bytes of values were applied since the last
+    /// snapshot (default 64 MiB).
+    pub log_bytes: Option<u64>,
+    /// Chosen slots kept behind each snapshot for lagging peers (default 128).
+    pub retain_slots: Option<u64>,
+    /// Bytes per chunk when sending a snapshot to a peer (default 1 MiB).
+    pub chunk_bytes: Option<u32>,
+}
+
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     Ok(synod_client::file::read_toml(path)?)
 }
@@ -188,6 +204,12 @@ impl NodeFile {
                 path.display()
             );
         }
+        if file.snapshots.log_bytes == Some(0) {
+            bail!("{}: snapshots: log_bytes must be at least 1", path.display());
+        }
+        if file.snapshots.chunk_bytes.is_some_and(|c| c == 0 || c > 8 << 20) {
+            bail!("{}: snapshots: chunk_bytes must be between 1 and 8388608", path.display());
+        }
         if file.transport.threads == Some(0) {
             bail!("{}: transport: threads must be at least 1", path.display());
         }
@@ -215,6 +237,15 @@ impl NodeFile {
         }
         if let Some(n) = self.batching.max_batch_bytes {
             config.max_batch_bytes = n;
+        }
+        if let Some(n) = self.snapshots.log_bytes {
+            config.snapshots.log_bytes = n;
+        }
+        if let Some(n) = self.snapshots.retain_slots {
+            config.snapshots.retain_slots = n;
+        }
+        if let Some(n) = self.snapshots.chunk_bytes {
+            config.snapshots.chunk_bytes = n;
         }
         if let Some(n) = self.transport.threads {
             config.transport.worker_threads = n;
