@@ -8,6 +8,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod sim;
+mod soak;
 mod tidy;
 
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ tasks:
   ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs; `--sim-seeds N`)
   sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
           `cargo xtask sim --seed S --trace` replays one seed
+  soak    a 3-replica cluster under the 1000-client put load for minutes, each replica's memory
+          and data directory sampled and plotted, writes read back, digests compared:
+          `cargo xtask soak [--minutes 3] [--keys 100000] [--value-bytes 100] [--log-bytes N]
+          [--max-memory-mb X] [--max-disk-mb Y]` (docs/OPERATIONS.md, Soak test)
   tidy    repository rules: //! headers, crate layering, PURE crates stay pure
   help    this text; `cargo xtask help <task>` shows that task's flags
 ";
@@ -57,6 +62,7 @@ fn run() -> Result<()> {
         "cluster" => cluster::run(&rest),
         "demo" => demo::run(&rest),
         "sim" => sim::run(&rest),
+        "soak" => soak::run(&rest),
         "tidy" => {
             let TidyArgs {} = parse_args("tidy", &rest)?;
             tidy::run()
@@ -94,6 +100,7 @@ fn command_of(task: &str) -> Option<clap::Command> {
         "cluster" => cluster::Args::command(),
         "demo" => demo::Args::command(),
         "sim" => sim::Args::command(),
+        "soak" => soak::Args::command(),
         "tidy" => TidyArgs::command(),
         _ => return None,
     })
@@ -352,7 +359,7 @@ mod tests {
 
     #[test]
     fn every_task_has_its_own_usage() {
-        for task in ["bench", "chaos", "ci", "cluster", "demo", "sim", "tidy"] {
+        for task in ["bench", "chaos", "ci", "cluster", "demo", "sim", "soak", "tidy"] {
             // The overview names the task on a line of its own.
             assert!(HELP.lines().any(|l| l.starts_with(&format!("  {task} "))), "{task} is not in HELP");
             let mut command = command_of(task).unwrap_or_else(|| panic!("no parser for {task}"));

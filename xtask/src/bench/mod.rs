@@ -6,7 +6,7 @@
 
 mod etcd;
 mod peer;
-mod svg;
+pub(crate) mod svg;
 
 use std::path::Path;
 use std::process::Command;
@@ -108,7 +108,7 @@ fn live_pid(path: &Path, name: &str) -> Option<u32> {
 }
 
 /// Stops the process the pid file names (SIGTERM, SIGKILL after 10 s) and removes the file.
-fn stop_pid_file(path: &Path, name: &str) {
+pub(crate) fn stop_pid_file(path: &Path, name: &str) {
     if let Some(pid) = live_pid(path, name) {
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let until = Instant::now() + Duration::from_secs(10);

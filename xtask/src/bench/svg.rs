@@ -130,9 +130,38 @@ fn esc(s: &str) -> String {
 
 /// Renders `series` as an SVG document.
 pub(crate) fn plot(labels: &Labels, series: &[Series]) -> String {
+    render(labels, series, true)
+}
+
+/// As [`plot`], with a linear y axis whatever the values span (a quantity over time).
+pub(crate) fn plot_linear(labels: &Labels, series: &[Series]) -> String {
+    render(labels, series, false)
+}
+
+/// Stacks whole plots (from [`plot`] or [`plot_linear`]) one above the other in one document.
+pub(crate) fn stack(plots: &[String]) -> String {
+    let mut s = String::new();
+    let total = HEIGHT * plots.len() as f64;
+    let _ = writeln!(
+        s,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{total}" viewBox="0 0 {WIDTH} {total}">"#
+    );
+    for (i, p) in plots.iter().enumerate() {
+        let body = p.find("<svg ").map_or(p.as_str(), |at| &p[at..]);
+        let inner = body.replacen("<svg ", &format!("<svg y=\"{}\" ", HEIGHT * i as f64), 1);
+        s.push_str(&inner);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn render(labels: &Labels, series: &[Series], allow_log: bool) -> String {
     let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.x)).collect();
     let ys: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.y)).collect();
-    let (xa, ya) = (Axis::fit(&xs, false), Axis::fit(&ys, true));
+    let (xa, ya) = (Axis::fit(&xs, false), Axis::fit(&ys, allow_log));
+    let labelled = series.iter().any(|s| s.points.iter().any(|p| !p.label.is_empty()));
+    let radius = if labelled { 4.0 } else { 2.0 };
     let (pw, ph) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let px = |v: f64| LEFT + xa.frac(v) * pw;
     let py = |v: f64| TOP + ph - ya.frac(v) * ph;
@@ -206,7 +235,7 @@ pub(crate) fn plot(labels: &Labels, series: &[Series]) -> String {
         for p in &ser.points {
             let _ = writeln!(
                 s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}"/><text x="{:.1}" y="{:.1}" fill="{}" font-size="11">{}</text>"#,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="{radius}" fill="{}"/><text x="{:.1}" y="{:.1}" fill="{}" font-size="11">{}</text>"#,
                 px(p.x),
                 py(p.y),
                 ser.color,
@@ -231,11 +260,13 @@ pub(crate) fn plot(labels: &Labels, series: &[Series]) -> String {
         );
     }
     let note_y = TOP + 10.0 + 22.0 * series.len() as f64 + 8.0;
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="{note_y:.1}" fill="#555" font-size="11">point labels: clients</text>"##,
-        LEFT + pw + 20.0
-    );
+    if labelled {
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{note_y:.1}" fill="#555" font-size="11">point labels: clients</text>"##,
+            LEFT + pw + 20.0
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -352,6 +383,25 @@ mod tests {
             assert_eq!(check_well_formed(&doc), Ok("svg".to_owned()));
             assert!(!doc.contains("NaN") && !doc.contains("inf"), "{doc}");
         }
+    }
+
+    #[test]
+    fn stacked_plots_are_one_document() {
+        let time = |name: &str| Series {
+            name: name.to_owned(),
+            color: "#1f77b4",
+            points: (0..4)
+                .map(|i| Point { x: i as f64, y: 1.0 + 100.0 * i as f64, label: String::new() })
+                .collect(),
+        };
+        let one = plot_linear(&labels(), &[time("a")]);
+        assert!(!one.contains("(log scale)"), "a linear plot stays linear: {one}");
+        assert!(!one.contains("point labels"), "no note without point labels");
+        let doc = stack(&[one, plot_linear(&labels(), &[time("b"), time("c")])]);
+        assert_eq!(check_well_formed(&doc), Ok("svg".to_owned()), "{doc}");
+        assert_eq!(doc.matches("<?xml").count(), 1);
+        assert_eq!(doc.matches("<polyline").count(), 3);
+        assert!(doc.contains(&format!("<svg y=\"{HEIGHT}\" ")), "the second plot sits below the first");
     }
 
     #[test]
