@@ -6,7 +6,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use synod_session::{Begin, SessionConfig, SessionError, SessionTable};
 use synod_wire::{with_archived, ArchivedCommand, Batch, ClientId, Command, Outcome, Seq, Slot, Value};
 
-use crate::{RestoreError, StateMachine};
+use crate::{RestoreError, SnapshotSource, StateMachine};
 
 /// How many commands one slot may register sessions for: a session's id is
 /// `slot << 20 | index`, its position in the log.
@@ -255,17 +255,37 @@ impl<S: StateMachine> Applier<S> {
     ///
     /// This is a different format from [`Applier::snapshot`]'s.
     pub fn snapshot_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let sessions = self.sessions.snapshot();
-        let mut header = Vec::with_capacity(36);
-        header.extend_from_slice(&STREAM_MAGIC);
-        header.extend_from_slice(&STREAM_VERSION.to_le_bytes());
-        header.extend_from_slice(&self.next.0.to_le_bytes());
-        header.extend_from_slice(&self.digest.to_le_bytes());
-        header.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
-        out.write_all(&header)?;
-        out.write_all(&sessions)?;
+        out.write_all(&self.stream_head())?;
         self.machine.snapshot_to(out)?;
         out.flush()
+    }
+
+    /// A frozen copy of everything replicated, taken now, to be written out
+    /// later on another thread while this applier goes on applying: what
+    /// [`AppliedSnapshot::write_to`] writes is exactly what
+    /// [`Applier::snapshot_to`] writes now (so [`Applier::restore_from`]
+    /// reads it), whatever is applied in between.
+    ///
+    /// Here, on the applying thread, it copies the header and the session
+    /// table (bounded by [`SessionConfig`]) and takes the machine's
+    /// [`StateMachine::snapshot_source`], cheap for a machine that overrides
+    /// it (e.g. `synod-kv`'s store) and a full copy of the state otherwise.
+    pub fn snapshot_source(&self) -> AppliedSnapshot {
+        AppliedSnapshot { upto: self.next, head: self.stream_head(), machine: self.machine.snapshot_source() }
+    }
+
+    /// The stream's header and the session table's image: everything
+    /// [`Applier::snapshot_to`] writes before the machine's state.
+    fn stream_head(&self) -> Vec<u8> {
+        let sessions = self.sessions.snapshot();
+        let mut head = Vec::with_capacity(36 + sessions.len());
+        head.extend_from_slice(&STREAM_MAGIC);
+        head.extend_from_slice(&STREAM_VERSION.to_le_bytes());
+        head.extend_from_slice(&self.next.0.to_le_bytes());
+        head.extend_from_slice(&self.digest.to_le_bytes());
+        head.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
+        head.extend_from_slice(&sessions);
+        head
     }
 
     /// An applier restored from a stream [`Applier::snapshot_to`] wrote,
@@ -353,6 +373,41 @@ impl<S: StateMachine> Applier<S> {
 
     fn mix(&mut self, bytes: &[u8]) {
         self.digest = digest(self.digest, bytes);
+    }
+}
+
+/// A frozen snapshot of an [`Applier`], from [`Applier::snapshot_source`]:
+/// taken on the applying thread, written out on any thread.
+pub struct AppliedSnapshot {
+    upto: Slot,
+    /// The header and the session table's image.
+    head: Vec<u8>,
+    machine: Box<dyn SnapshotSource>,
+}
+
+impl AppliedSnapshot {
+    /// The applier's [`next_slot`](Applier::next_slot) when this was taken:
+    /// every slot below it is in the snapshot, none from it on.
+    pub fn upto(&self) -> Slot {
+        self.upto
+    }
+
+    /// Writes the snapshot: exactly the bytes [`Applier::snapshot_to`] wrote
+    /// when this was taken. `out` may be unbuffered; wrap a file in a
+    /// `BufWriter`.
+    pub fn write_to(self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(&self.head)?;
+        self.machine.write_to(out)?;
+        out.flush()
+    }
+}
+
+impl std::fmt::Debug for AppliedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppliedSnapshot")
+            .field("upto", &self.upto)
+            .field("head_bytes", &self.head.len())
+            .finish()
     }
 }
 

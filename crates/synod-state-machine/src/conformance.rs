@@ -86,6 +86,16 @@ pub enum Violation {
         /// Where the snapshot was taken.
         at: usize,
     },
+    /// What a `snapshot_source` taken after `at` commands wrote, once the
+    /// machine had applied the rest, differs from what `snapshot_to` wrote
+    /// then (or writing it failed).
+    #[error("snapshot_source taken after {at} commands: {reason}")]
+    SnapshotSource {
+        /// Where the source was taken.
+        at: usize,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Runs `commands` through machines made by `make` and checks the contract:
@@ -97,13 +107,18 @@ pub enum Violation {
 /// 4. the streaming form: at the same points, `restore_from` of what
 ///    `snapshot_to` wrote (the bytes equal on two machines with equal
 ///    histories) gives a machine that answers the rest like the original and
-///    ends in the same state.
+///    ends in the same state;
+/// 5. the frozen view: a [`StateMachine::snapshot_source`] taken at the same
+///    points and written only after the machine applied every command
+///    writes exactly what `snapshot_to` wrote when
+///    it was taken.
 pub fn check<S: StateMachine>(make: impl Fn() -> S, commands: &[Vec<u8>]) -> Result<(), Violation> {
     let mut a = make();
     let mut b = make();
     let points =
         [0, commands.len() / 3, commands.len() / 2, commands.len().saturating_sub(1), commands.len()];
     let mut streamed = Vec::with_capacity(points.len());
+    let mut sources = Vec::with_capacity(points.len());
     let stream = |m: &S, at: usize| {
         let mut out = Vec::new();
         m.snapshot_to(&mut out).map_err(|e| Violation::StreamSnapshot { at, reason: e.to_string() })?;
@@ -119,6 +134,7 @@ pub fn check<S: StateMachine>(make: impl Fn() -> S, commands: &[Vec<u8>]) -> Res
                 });
             }
             streamed.push((at, x));
+            sources.push(a.snapshot_source());
         }
         Ok(())
     };
@@ -139,6 +155,26 @@ pub fn check<S: StateMachine>(make: impl Fn() -> S, commands: &[Vec<u8>]) -> Res
         }
         snapshots.push(snap);
         take_streams(&a, &b, index + 1)?;
+    }
+    // Written only now that `a` applied everything (the suite starts no
+    // threads; the trait's `Send + 'static` bound is what lets the runtime
+    // write it on another one).
+    let written = sources.into_iter().map(|source| {
+        let mut out = Vec::new();
+        source.write_to(&mut out).map(|()| out).map_err(|e| e.to_string())
+    });
+    for ((at, bytes), written) in streamed.iter().zip(written) {
+        let at = *at;
+        match written {
+            Err(reason) => return Err(Violation::SnapshotSource { at, reason }),
+            Ok(w) if w != *bytes => {
+                return Err(Violation::SnapshotSource {
+                    at,
+                    reason: "it wrote other bytes than snapshot_to did when it was taken".to_owned(),
+                })
+            }
+            Ok(_) => {}
+        }
     }
     let final_state = snapshots.last().cloned().unwrap_or_default();
     for &at in &points {

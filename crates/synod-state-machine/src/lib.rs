@@ -40,7 +40,7 @@
 mod applier;
 pub mod conformance;
 
-pub use applier::{Applier, ApplierStats, ApplyError, Origin, Reply};
+pub use applier::{AppliedSnapshot, Applier, ApplierStats, ApplyError, Origin, Reply};
 pub use synod_session::SessionConfig;
 
 /// The wire types a state machine meets: re-exported so that a state machine
@@ -95,6 +95,18 @@ impl From<std::io::Error> for RestoreError {
 /// `snapshot` and `restore`, and a machine with a large state overrides both
 /// so that its state is never one buffer. Either form stays pure: it reads
 /// and writes the stream it is given, and opens no files and starts no threads.
+///
+/// # Snapshots that do not stall applies
+///
+/// [`snapshot_source`](StateMachine::snapshot_source) takes a frozen view of
+/// the state, a [`SnapshotSource`], on the thread that applies; the view is
+/// then written out on any other thread while that one goes on applying
+/// commands, and writes exactly the bytes `snapshot_to` would have written
+/// when the view was taken. The default copies the whole state
+/// (`snapshot_to` into a `Vec<u8>`) on the applying thread: correct for any
+/// machine but slow for a large one, which overrides it with a cheap frozen
+/// view (e.g. shared, copy-on-write structures, as `synod-kv` does).
+/// [`Applier::snapshot_source`] wraps it with the session table and position.
 pub trait StateMachine {
     /// Applies one command and returns the answer for the client.
     fn apply(&mut self, command: &[u8]) -> Vec<u8>;
@@ -128,5 +140,48 @@ pub trait StateMachine {
         let mut bytes = Vec::new();
         input.read_to_end(&mut bytes)?;
         self.restore(&bytes)
+    }
+
+    /// A frozen copy of the state as it is now, to be written out later, on
+    /// any thread, while this machine goes on applying: its
+    /// [`write_to`](SnapshotSource::write_to) writes exactly the bytes
+    /// [`snapshot_to`](StateMachine::snapshot_to) writes now.
+    ///
+    /// The default is the slow one: it runs `snapshot_to` into a `Vec<u8>`
+    /// here and now, a full copy of the state on the calling (applying)
+    /// thread, and the source writes those bytes. A machine with a large
+    /// state overrides it with a view that costs little to take, e.g. over
+    /// shared copy-on-write structures; the writing (sorting, encoding) then
+    /// happens in `write_to`, off the applying thread.
+    ///
+    /// # Panics
+    ///
+    /// The default panics if `snapshot_to` fails writing into memory, which
+    /// only a broken machine does.
+    fn snapshot_source(&self) -> Box<dyn SnapshotSource> {
+        let mut bytes = Vec::new();
+        self.snapshot_to(&mut bytes).expect("snapshot_to into a Vec<u8> failed");
+        Box::new(SnapshotBytes(bytes))
+    }
+}
+
+/// A frozen copy of a state machine's state at one point, written out later, on any thread.
+///
+/// Made by [`StateMachine::snapshot_source`]. Taking it must not be changed
+/// by what the machine applies afterwards: it owns (or shares immutably)
+/// everything it writes.
+pub trait SnapshotSource: Send + 'static {
+    /// Writes the state, in exactly the bytes `StateMachine::snapshot_to` would have written at the moment the source was taken.
+    fn write_to(self: Box<Self>, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+}
+
+/// The source of the default [`StateMachine::snapshot_source`]: the bytes,
+/// copied when it was taken.
+#[derive(Debug)]
+struct SnapshotBytes(Vec<u8>);
+
+impl SnapshotSource for SnapshotBytes {
+    fn write_to(self: Box<Self>, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.0)
     }
 }

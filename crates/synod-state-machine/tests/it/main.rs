@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use synod_state_machine::{conformance, Applier, Origin, RestoreError, SessionConfig, StateMachine};
+use synod_state_machine::{
+    conformance, Applier, Origin, RestoreError, SessionConfig, SnapshotSource, StateMachine,
+};
 use synod_wire::{Batch, ClientId, Command, Outcome, Seq, Slot, Value, Wire};
 
 /// Appends every command to a list; answers with the list's length.
@@ -335,4 +337,81 @@ fn conformance_catches_a_broken_streaming_form() {
     let commands: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 2]).collect();
     let verdict = conformance::check(BadStream::default, &commands);
     assert!(matches!(verdict, Err(conformance::Violation::StreamRestore { .. })), "{verdict:?}");
+}
+
+#[test]
+// The test, not the crate, starts a thread: the source is written on another one, as the runtime does.
+#[allow(clippy::disallowed_methods)]
+fn an_applied_snapshot_source_writes_what_snapshot_to_wrote_when_taken() {
+    let mut a = applied(&history());
+    let bytes = streamed(&a);
+    let source = a.snapshot_source();
+    assert_eq!(source.upto(), a.next_slot());
+    assert_eq!(source.upto(), Slot(4));
+    // The applier goes on: new sessions, new requests, a retry.
+    let next = [
+        batch(4, vec![op(ClientId(0), 3, b"c"), op(ClientId(1), 2, b"d")]),
+        batch(5, vec![Command::Register { nonce: 3 }, op(ClientId(0), 3, b"e")]),
+    ];
+    for (i, value) in next.iter().enumerate() {
+        a.apply(Slot(4 + i as u64), value).unwrap();
+    }
+    assert_ne!(streamed(&a), bytes, "the applier moved on");
+    // Written on another thread, as the runtime does.
+    let written = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        source.write_to(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert_eq!(written, bytes, "exactly the bytes of snapshot_to when the source was taken");
+    let b = restore(&written).unwrap();
+    assert_eq!(b.next_slot(), Slot(4));
+    assert_eq!(b.machine().0.len(), 3);
+}
+
+#[test]
+fn a_fresh_appliers_snapshot_source_round_trips() {
+    let a = Applier::new(Journal::default(), SessionConfig::default());
+    let source = a.snapshot_source();
+    assert_eq!(source.upto(), Slot(0));
+    let mut out = Vec::new();
+    source.write_to(&mut out).unwrap();
+    assert_eq!(out, streamed(&a));
+    assert_eq!(restore(&out).unwrap().next_slot(), Slot(0));
+}
+
+/// A machine whose frozen view writes nothing at all (right only while the state is empty).
+#[derive(Default)]
+struct BadSource(Vec<u8>);
+
+impl StateMachine for BadSource {
+    fn apply(&mut self, c: &[u8]) -> Vec<u8> {
+        self.0.extend_from_slice(c);
+        Vec::new()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn restore(&mut self, s: &[u8]) -> Result<(), RestoreError> {
+        self.0 = s.to_vec();
+        Ok(())
+    }
+    fn snapshot_source(&self) -> Box<dyn SnapshotSource> {
+        struct Empty;
+        impl SnapshotSource for Empty {
+            fn write_to(self: Box<Self>, _: &mut dyn std::io::Write) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        Box::new(Empty)
+    }
+}
+
+#[test]
+fn conformance_catches_a_snapshot_source_that_writes_other_bytes() {
+    let commands: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 2]).collect();
+    let verdict = conformance::check(BadSource::default, &commands);
+    assert!(matches!(verdict, Err(conformance::Violation::SnapshotSource { at: 10, .. })), "{verdict:?}");
 }
