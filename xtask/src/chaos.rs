@@ -1,7 +1,9 @@
 //! `cargo xtask chaos [--time S] [--seed N] [--quick]`: real `synod` processes, each in its own
 //! network namespace behind a bridge, under a seeded schedule of faults (nftables cuts and loss,
-//! SIGKILL, SIGSTOP, a restart under a skewed clock); concurrent clients record a history that is
-//! checked for linearizability; after everything heals the replicas must be identical.
+//! SIGKILL, SIGSTOP, a restart under a skewed clock, a restart from an emptied data directory);
+//! concurrent clients record a history that is checked for linearizability; after everything heals
+//! the replicas must be identical. The replicas take small snapshots (`[snapshots] log_bytes =
+//! 65536`), so that snapshots, log truncation and snapshot transfers happen throughout a run.
 //!
 //! Ends with `chaos: <N> ops, <F> faults, <V> violations`; exits non-zero when V > 0 or the
 //! check is unknown. It tears down its namespaces, rules and processes when it ends; a
@@ -22,6 +24,9 @@ const NET: &str = "10.200.0";
 const SWITCH: &str = "synodsw";
 const CLIENT_NS: &str = "synodcl";
 const CLIENT_HOST: u32 = 100;
+/// Small snapshots, so that replicas snapshot, truncate their logs and send snapshots to
+/// lagging or wiped peers throughout a run, not once in a long while.
+const SNAPSHOTS: &str = "[snapshots]\nlog_bytes = 65536\nretain_slots = 16\nchunk_bytes = 16384\n";
 
 fn ns(i: u32) -> String {
     format!("synod{i}")
@@ -162,8 +167,8 @@ impl Rng {
 }
 
 /// Runs real `synod` processes in network namespaces under a seeded schedule of faults
-/// (nftables cuts and loss, SIGKILL, SIGSTOP, a restart under a skewed clock) and checks the
-/// clients' history for linearizability. Needs root, iproute2, nftables and faketime.
+/// (nftables cuts and loss, SIGKILL, SIGSTOP, a restart under a skewed clock, a restart from an
+/// emptied data directory, small snapshots throughout) and checks the clients' history for linearizability. Needs root, iproute2, nftables and faketime.
 ///
 /// Ends with `chaos: <N> ops, <F> faults, <V> violations`; exits non-zero when V > 0 or the
 /// check is unknown.
@@ -231,7 +236,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         std::fs::write(
             dir.join(format!("node-{i}.toml")),
             format!(
-                "id = {i}\ndata_dir = \"data/node-{i}\"\nmetrics = \"{NET}.{i}:9100\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{i}.pem\"\nkey = \"certs/node-{i}.key\"\n[peers]\n{peers}"
+                "id = {i}\ndata_dir = \"data/node-{i}\"\nmetrics = \"{NET}.{i}:9100\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{i}.pem\"\nkey = \"certs/node-{i}.key\"\n[peers]\n{peers}{SNAPSHOTS}"
             ),
         )?;
     }
@@ -329,7 +334,7 @@ fn nemesis(
         let leader = seen.unwrap_or(1 + rng.below(3) as u32);
         let other = |rng: &mut Rng, not: u32| (not + rng.below(2) as u32) % REPLICAS + 1;
         let hold = Duration::from_millis(1500 + rng.below(2500));
-        let kind = match rng.below(8) {
+        let kind = match rng.below(9) {
             0 => {
                 nft(&format!("add rule bridge chaos cut ip saddr {NET}.{leader} drop"))?;
                 nft(&format!("add rule bridge chaos cut ip daddr {NET}.{leader} drop"))?;
@@ -379,17 +384,29 @@ fn nemesis(
                 lab.signal(leader, "CONT")?;
                 "stop-cont"
             }
-            _ => {
+            7 => {
                 let n = 1 + rng.below(3) as u32;
                 lab.signal(n, "KILL")?;
                 lab.start(dir, n, Some("+30s"))?;
                 "restart-skewed-clock"
             }
+            _ => {
+                // A replica whose disk is lost: it must rejoin from an empty data directory,
+                // by a snapshot from its peers.
+                let n = 1 + rng.below(3) as u32;
+                if lab.running(n) {
+                    lab.signal(n, "KILL")?;
+                }
+                wipe(&data_dir(dir, n))?;
+                std::thread::sleep(hold);
+                lab.start(dir, n, None)?;
+                "wipe-restart"
+            }
         };
         faults += 1;
         *kinds.entry(kind).or_insert(0) += 1;
         println!("chaos: t={:>5.1}s {kind} (leader was {leader})", began.elapsed().as_secs_f64());
-        if !matches!(kind, "kill-restart" | "stop-cont" | "restart-skewed-clock") {
+        if !matches!(kind, "kill-restart" | "stop-cont" | "restart-skewed-clock" | "wipe-restart") {
             std::thread::sleep(hold);
             nft("flush chain bridge chaos cut")?;
         }
@@ -397,6 +414,22 @@ fn nemesis(
     }
     // Leader changes seen between fault rounds (a lower bound: fast changes go unseen).
     Ok((faults, kinds, leaders.len().saturating_sub(1)))
+}
+
+/// Replica `i`'s data directory, as its node file names it.
+fn data_dir(dir: &std::path::Path, i: u32) -> std::path::PathBuf {
+    dir.join("data").join(format!("node-{i}"))
+}
+
+/// Removes everything in `data` (a killed replica's data directory), leaving it empty.
+fn wipe(data: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(data) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+            .with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Each replica's status, read from inside the client namespace.
@@ -443,5 +476,28 @@ fn await_identical(dir: &std::path::Path, timeout: Duration) -> Result<String> {
             bail!("after {timeout:?}: {seen:?}");
         }
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wipe_empties_a_data_directory_and_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("synod-chaos-wipe-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("wal")).unwrap();
+        std::fs::write(dir.join("wal").join("00000001.seg"), b"x").unwrap();
+        std::fs::write(dir.join("snapshot-00000000000000000010.snap"), b"y").unwrap();
+        wipe(&dir).unwrap();
+        assert!(dir.is_dir(), "the directory itself stays");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        wipe(&dir.join("absent")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replicas_take_small_snapshots() {
+        assert!(SNAPSHOTS.starts_with("[snapshots]\n") && SNAPSHOTS.contains("log_bytes = 65536"));
     }
 }

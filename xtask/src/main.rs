@@ -28,8 +28,10 @@ tasks:
           [--base-port P]`
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
           (`--seconds 20`, `--clients 64`)
-  chaos   real processes in network namespaces under faults, histories checked:
-          `cargo xtask chaos [--time S] [--seed N] [--quick]` (root; iproute2, nftables, faketime)
+  chaos   real processes in network namespaces under faults (cuts, loss, SIGKILL, SIGSTOP, skewed
+          clocks, a replica restarted with an emptied data directory), small snapshots throughout,
+          histories checked: `cargo xtask chaos [--time S] [--seed N] [--quick]`
+          (root; iproute2, nftables, faketime)
   ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs; `--sim-seeds N`)
   sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
           `cargo xtask sim --seed S --trace` replays one seed

@@ -233,6 +233,16 @@ fn render(labels: &Labels, series: &[Series], allow_log: bool) -> String {
         // The second series labels its points below them, so that close points stay readable.
         let dy = if i % 2 == 0 { -6.0 } else { 15.0 };
         for p in &ser.points {
+            if p.label.is_empty() {
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="{radius}" fill="{}"/>"#,
+                    px(p.x),
+                    py(p.y),
+                    ser.color
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="{radius}" fill="{}"/><text x="{:.1}" y="{:.1}" fill="{}" font-size="11">{}</text>"#,
@@ -397,6 +407,7 @@ mod tests {
         let one = plot_linear(&labels(), &[time("a")]);
         assert!(!one.contains("(log scale)"), "a linear plot stays linear: {one}");
         assert!(!one.contains("point labels"), "no note without point labels");
+        assert!(!one.contains("font-size=\"11\"></text>"), "no empty point labels: {one}");
         let doc = stack(&[one, plot_linear(&labels(), &[time("b"), time("c")])]);
         assert_eq!(check_well_formed(&doc), Ok("svg".to_owned()), "{doc}");
         assert_eq!(doc.matches("<?xml").count(), 1);
