@@ -25,13 +25,13 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io::{BufWriter, Read, Write};
+use std::sync::{Arc, OnceLock};
 
 use rkyv::option::ArchivedOption;
 use rkyv::vec::ArchivedVec;
-use std::sync::OnceLock;
 
 use synod_state_machine::wire::{with_archived, ArchivedKvCommand, Wire};
-use synod_state_machine::{RestoreError, StateMachine};
+use synod_state_machine::{RestoreError, SnapshotSource, StateMachine};
 
 pub use synod_state_machine::wire::{KvCommand, KvResponse};
 
@@ -165,10 +165,74 @@ impl<const N: usize> std::fmt::Debug for Bytes<N> {
     }
 }
 
+/// One part of the map: the keys whose hash picks it ([`KvStore::shard_of`]).
+type Shard = HashMap<Key, Val, FixedState>;
+
+/// The most bits of a key's hash that pick its shard: at most 4,096 shards.
+const MAX_SHARD_BITS: u32 = 12;
+
+/// A shard holds about 2^`SHARD_FILL` keys on average before the store
+/// doubles its shards (until [`MAX_SHARD_BITS`]): copying one shard, on the
+/// first write to it while a snapshot's view holds it, then stays short
+/// (with two million keys, about 500 entries), and a small store keeps few.
+const SHARD_FILL: u32 = 9;
+
+/// A key's hash, with the fixed hasher.
+fn hash_of(key: &[u8]) -> u64 {
+    let mut h = FoldHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// The shard of a key of hash `hash` among `1 << bits` shards: the `bits`
+/// bits below the top seven, which the shard's own table does not use
+/// (hashbrown takes its bucket from the low bits and its tag from the top
+/// seven). Doubling the shards splits shard `i` into `2i` and `2i + 1`.
+fn shard_index(hash: u64, bits: u32) -> usize {
+    (hash >> (64 - 7 - bits)) as usize & ((1 << bits) - 1)
+}
+
+/// How many bits pick the shard in a store of `len` keys.
+fn shard_bits_for(len: usize) -> u32 {
+    let mut bits = 0;
+    while bits < MAX_SHARD_BITS && len > 1 << (bits + SHARD_FILL) {
+        bits += 1;
+    }
+    bits
+}
+
 /// A map from byte keys to byte values.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Cloning it is cheap and copies nothing: the clones share their shards
+/// until either writes to one (see the [module docs](crate)).
+#[derive(Clone)]
 pub struct KvStore {
-    map: HashMap<Key, Val, FixedState>,
+    /// `1 << bits` shards.
+    shards: Vec<Arc<Shard>>,
+    bits: u32,
+    /// The number of keys, over all shards.
+    len: usize,
+}
+
+impl Default for KvStore {
+    fn default() -> KvStore {
+        KvStore { shards: vec![Arc::default()], bits: 0, len: 0 }
+    }
+}
+
+impl PartialEq for KvStore {
+    /// The same keys with the same values, however they are sharded.
+    fn eq(&self, other: &KvStore) -> bool {
+        self.len == other.len && self.entries().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for KvStore {}
+
+impl std::fmt::Debug for KvStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.entries()).finish()
+    }
 }
 
 impl KvStore {
@@ -177,19 +241,17 @@ impl KvStore {
         match command {
             KvCommand::Get { key } => KvResponse::Value(self.get(key).map(<[u8]>::to_vec)),
             KvCommand::Put { key, value } => {
-                self.map.insert(Key::new(key), Val::new(value));
+                self.insert(key, value);
                 KvResponse::Stored
             }
-            KvCommand::Delete { key } => {
-                KvResponse::Value(self.map.remove(key.as_slice()).map(Val::into_vec))
-            }
+            KvCommand::Delete { key } => KvResponse::Value(self.remove(key)),
             KvCommand::Cas { key, expected, new } => {
                 let current = self.get(key).map(<[u8]>::to_vec);
                 let swapped = current == *expected;
                 if swapped {
                     match new {
-                        Some(v) => drop(self.map.insert(Key::new(key), Val::new(v))),
-                        None => drop(self.map.remove(key.as_slice())),
+                        Some(v) => self.insert(key, v),
+                        None => drop(self.remove(key)),
                     };
                 }
                 KvResponse::Cas { swapped, current }
@@ -199,17 +261,106 @@ impl KvStore {
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Val::as_slice)
+        self.shards[self.shard_of(key)].get(key).map(Val::as_slice)
+    }
+
+    /// Every entry, in no particular order.
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.shards.iter().flat_map(|shard| shard.iter()).map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// The index of `key`'s shard.
+    fn shard_of(&self, key: &[u8]) -> usize {
+        shard_index(hash_of(key), self.bits)
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
+    }
+
+    /// A frozen view of the store as it is now, cheap to take (it clones
+    /// the shards' `Arc`s, no entry), written out later on any thread in
+    /// exactly the bytes [`KvStore::snapshot_to`] writes now: see the
+    /// [module docs](crate). The same as [`StateMachine::snapshot_source`].
+    pub fn snapshot_source(&self) -> Box<dyn SnapshotSource> {
+        Box::new(KvSnapshot { shards: self.shards.clone() })
+    }
+
+    /// The shard of `key`, to change: copied first if a view shares it.
+    fn shard_mut(&mut self, key: &[u8]) -> &mut Shard {
+        let i = self.shard_of(key);
+        Arc::make_mut(&mut self.shards[i])
+    }
+
+    /// Doubles the shards: each splits in two by one more bit of its keys'
+    /// hashes. Like a hash table's growth, it moves every entry, once per
+    /// doubling; a shard a view still holds is copied, not moved.
+    fn split(&mut self) {
+        let bits = self.bits + 1;
+        let old = std::mem::take(&mut self.shards);
+        let mut shards = Vec::with_capacity(old.len() * 2);
+        for shard in old {
+            let half = shard.len() / 2 + 1;
+            let mut halves = [
+                Shard::with_capacity_and_hasher(half, FixedState::default()),
+                Shard::with_capacity_and_hasher(half, FixedState::default()),
+            ];
+            let side = |k: &Key| shard_index(hash_of(k.as_slice()), bits) & 1;
+            match Arc::try_unwrap(shard) {
+                Ok(owned) => owned.into_iter().for_each(|(k, v)| drop(halves[side(&k)].insert(k, v))),
+                Err(shared) => {
+                    shared.iter().for_each(|(k, v)| drop(halves[side(k)].insert(k.clone(), v.clone())))
+                }
+            }
+            shards.extend(halves.map(Arc::new));
+        }
+        self.shards = shards;
+        self.bits = bits;
+    }
+
+    /// Sets `key` to `value`, reusing the entry's storage when it exists.
+    fn insert(&mut self, key: &[u8], value: &[u8]) {
+        let shard = self.shard_mut(key);
+        match shard.get_mut(key) {
+            Some(v) => v.set(value),
+            None => {
+                shard.insert(Key::new(key), Val::new(value));
+                self.len += 1;
+                if self.len > 1 << (self.bits + SHARD_FILL) && self.bits < MAX_SHARD_BITS {
+                    self.split();
+                }
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        // A miss changes nothing: copy no shared shard for it.
+        if !self.shards[self.shard_of(key)].contains_key(key) {
+            return None;
+        }
+        let removed = self.shard_mut(key).remove(key).map(Val::into_vec);
+        self.len -= usize::from(removed.is_some());
+        removed
+    }
+}
+
+/// A frozen view of a [`KvStore`]: the shards as they were when it was taken.
+struct KvSnapshot {
+    shards: Vec<Arc<Shard>>,
+}
+
+impl SnapshotSource for KvSnapshot {
+    fn write_to(self: Box<Self>, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut out = BufWriter::with_capacity(64 << 10, out);
+        write_entries(&self.shards, &mut out)?;
+        out.flush()
     }
 }
 
@@ -220,22 +371,17 @@ impl KvStore {
         match command {
             ArchivedKvCommand::Get { key } => KvResponse::Value(self.get(key).map(<[u8]>::to_vec)),
             ArchivedKvCommand::Put { key, value } => {
-                match self.map.get_mut(key.as_slice()) {
-                    Some(v) => v.set(value),
-                    None => drop(self.map.insert(Key::new(key), Val::new(value))),
-                }
+                self.insert(key, value);
                 KvResponse::Stored
             }
-            ArchivedKvCommand::Delete { key } => {
-                KvResponse::Value(self.map.remove(key.as_slice()).map(Val::into_vec))
-            }
+            ArchivedKvCommand::Delete { key } => KvResponse::Value(self.remove(key)),
             ArchivedKvCommand::Cas { key, expected, new } => {
                 let current = self.get(key).map(<[u8]>::to_vec);
                 let swapped = current.as_deref() == opt(expected);
                 if swapped {
                     match opt(new) {
-                        Some(v) => drop(self.map.insert(Key::new(key), Val::new(v))),
-                        None => drop(self.map.remove(key.as_slice())),
+                        Some(v) => self.insert(key, v),
+                        None => drop(self.remove(key)),
                     };
                 }
                 KvResponse::Cas { swapped, current }
@@ -272,17 +418,17 @@ impl StateMachine for KvStore {
     /// The bytes [`KvStore::snapshot_to`] writes.
     fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.write_entries(&mut out).expect("writing to a Vec cannot fail");
+        write_entries(&self.shards, &mut out).expect("writing to a Vec cannot fail");
         out
     }
 
     /// Accepts exactly what [`KvStore::snapshot_to`] writes. On error nothing changed.
     fn restore(&mut self, mut snapshot: &[u8]) -> Result<(), RestoreError> {
-        let map = read_entries(&mut snapshot)?;
+        let store = read_entries(&mut snapshot)?;
         if !snapshot.is_empty() {
             return Err(RestoreError::new(format!("{} bytes follow the store's entries", snapshot.len())));
         }
-        self.map = map;
+        *self = store;
         Ok(())
     }
 
@@ -290,14 +436,19 @@ impl StateMachine for KvStore {
     /// [`KvStore::snapshot_to`].
     fn snapshot_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut out = BufWriter::with_capacity(64 << 10, out);
-        self.write_entries(&mut out)?;
+        write_entries(&self.shards, &mut out)?;
         out.flush()
+    }
+
+    /// A frozen view, cheap to take: see [`KvStore::snapshot_source`].
+    fn snapshot_source(&self) -> Box<dyn SnapshotSource> {
+        KvStore::snapshot_source(self)
     }
 
     /// Reads exactly the entries [`KvStore::snapshot_to`] wrote and nothing
     /// after them. On error nothing changed.
     fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), RestoreError> {
-        self.map = read_entries(input)?;
+        *self = read_entries(input)?;
         Ok(())
     }
 }
@@ -312,23 +463,24 @@ impl KvStore {
     pub fn snapshot_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         StateMachine::snapshot_to(self, out)
     }
+}
 
-    fn write_entries<W: Write>(&self, out: &mut W) -> std::io::Result<()> {
-        // Sorted, so that equal stores give equal snapshots whatever the hash order.
-        let mut entries: Vec<(&[u8], &[u8])> =
-            self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
-        entries.sort_unstable_by_key(|&(k, _)| k);
-        out.write_all(&(entries.len() as u64).to_le_bytes())?;
-        for (key, value) in entries {
-            let mut lengths = [0u8; 8];
-            lengths[..4].copy_from_slice(&length(key)?.to_le_bytes());
-            lengths[4..].copy_from_slice(&length(value)?.to_le_bytes());
-            out.write_all(&lengths)?;
-            out.write_all(key)?;
-            out.write_all(value)?;
-        }
-        Ok(())
+/// Writes the entries of `shards` in the snapshot format: see [`KvStore::snapshot_to`].
+fn write_entries<W: Write>(shards: &[Arc<Shard>], out: &mut W) -> std::io::Result<()> {
+    // Sorted, so that equal stores give equal snapshots whatever the hash order.
+    let mut entries: Vec<(&[u8], &[u8])> = Vec::with_capacity(shards.iter().map(|s| s.len()).sum());
+    entries.extend(shards.iter().flat_map(|s| s.iter()).map(|(k, v)| (k.as_slice(), v.as_slice())));
+    entries.sort_unstable_by_key(|&(k, _)| k);
+    out.write_all(&(entries.len() as u64).to_le_bytes())?;
+    for (key, value) in entries {
+        let mut lengths = [0u8; 8];
+        lengths[..4].copy_from_slice(&length(key)?.to_le_bytes());
+        lengths[4..].copy_from_slice(&length(value)?.to_le_bytes());
+        out.write_all(&lengths)?;
+        out.write_all(key)?;
+        out.write_all(value)?;
     }
+    Ok(())
 }
 
 fn length(bytes: &[u8]) -> std::io::Result<u32> {
@@ -337,12 +489,16 @@ fn length(bytes: &[u8]) -> std::io::Result<u32> {
 
 /// Reads a snapshot's entries, refusing keys out of order (so a corrupted
 /// snapshot seldom passes, and never as a different store of the same keys).
-fn read_entries(input: &mut dyn Read) -> Result<HashMap<Key, Val, FixedState>, RestoreError> {
+fn read_entries(input: &mut dyn Read) -> Result<KvStore, RestoreError> {
     let mut count = [0u8; 8];
     input.read_exact(&mut count)?;
     let count = u64::from_le_bytes(count);
-    // A garbage count must not allocate: the map grows as entries arrive.
-    let mut map = HashMap::with_capacity_and_hasher(count.min(1 << 16) as usize, FixedState::default());
+    // Sharded for the count; a garbage count must not allocate much, so the
+    // shards' tables grow as entries arrive.
+    let bits = shard_bits_for(usize::try_from(count).unwrap_or(usize::MAX));
+    let per_shard = (count.min(1 << 16) as usize) >> bits;
+    let mut shards: Vec<Shard> =
+        (0..1 << bits).map(|_| Shard::with_capacity_and_hasher(per_shard, FixedState::default())).collect();
     let (mut key, mut prev, mut value) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..count {
         let mut lengths = [0u8; 8];
@@ -354,10 +510,10 @@ fn read_entries(input: &mut dyn Read) -> Result<HashMap<Key, Val, FixedState>, R
         if i > 0 && key <= prev {
             return Err(RestoreError::new(format!("key {i} of the snapshot is out of order")));
         }
-        map.insert(Key::new(&key), Val::new(&value));
+        shards[shard_index(hash_of(&key), bits)].insert(Key::new(&key), Val::new(&value));
         std::mem::swap(&mut key, &mut prev);
     }
-    Ok(map)
+    Ok(KvStore { shards: shards.into_iter().map(Arc::new).collect(), bits, len: count as usize })
 }
 
 /// Reads `len` bytes into `buf`, allocating no more than the input holds.

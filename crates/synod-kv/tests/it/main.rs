@@ -235,3 +235,65 @@ fn an_applier_over_the_store_streams_and_refuses_a_cut_snapshot() {
         Applier::restore_from(KvStore::default(), SessionConfig::default(), &mut bytes.as_slice()).is_err()
     );
 }
+
+fn written(source: Box<dyn synod_state_machine::SnapshotSource>) -> Vec<u8> {
+    let mut out = Vec::new();
+    source.write_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+// The test, not the crate, starts a thread: the view is written on another one, as the runtime does.
+#[allow(clippy::disallowed_methods)]
+fn a_snapshot_source_is_frozen_while_the_store_goes_on() {
+    let mut kv = store(100_000);
+    let bytes = streamed(&kv);
+    let source = kv.snapshot_source();
+    let also = StateMachine::snapshot_source(&kv);
+    let writer = std::thread::spawn(move || written(source));
+    // Overwrites (inline and heap), deletes, new keys: enough to double the shards (past 131,072 keys: 100,000 - 20,000 + 60,000) while the views live.
+    for i in (0..100_000u32).step_by(3) {
+        kv.execute(&KvCommand::Put {
+            key: format!("key-{i:08}").into_bytes(),
+            value: vec![9; i as usize % 200],
+        });
+    }
+    for i in (1..100_000u32).step_by(5) {
+        kv.execute(&KvCommand::Delete { key: format!("key-{i:08}").into_bytes() });
+    }
+    for i in 100_000..160_000u32 {
+        kv.apply(
+            &KvCommand::Put { key: format!("key-{i:08}").into_bytes(), value: vec![1; 3] }.encode().unwrap(),
+        );
+    }
+    assert_eq!(writer.join().unwrap(), bytes, "the view wrote the store as it was when taken");
+    assert_eq!(written(also), bytes);
+    // And a view of the changed store writes the changed store.
+    let now = streamed(&kv);
+    assert_ne!(now, bytes);
+    assert_eq!(written(kv.snapshot_source()), now);
+    let mut restored = KvStore::default();
+    restored.restore_from(&mut now.as_slice()).unwrap();
+    assert_eq!(restored, kv);
+    assert_eq!(restored.len(), kv.len());
+}
+
+proptest! {
+    #[test]
+    fn views_taken_anywhere_write_what_snapshot_to_wrote_then(
+        commands in proptest::collection::vec(command(), 0..200),
+        cuts in proptest::collection::vec(0usize..200, 0..6),
+    ) {
+        let mut kv = KvStore::default();
+        let mut views = Vec::new();
+        for (i, c) in commands.iter().enumerate() {
+            if cuts.contains(&i) {
+                views.push((streamed(&kv), kv.snapshot_source()));
+            }
+            kv.apply(&c.encode().unwrap());
+        }
+        for (bytes, view) in views {
+            prop_assert_eq!(written(view), bytes);
+        }
+    }
+}
