@@ -208,6 +208,12 @@ fn main() {
             throughput(2_000_000, 200, 2_000_000);
         }
     }
+    if what == "big" {
+        throughput(2_000_000, 200, 2_000_000);
+    }
+    if what == "small" {
+        throughput(100_000, 100, 2_000_000);
+    }
     if what == "all" || what == "snapshot" {
         snapshot();
     }
