@@ -334,7 +334,7 @@ impl KvStore {
     fn split(&mut self) {
         let bits = self.bits + 1;
         let old = std::mem::take(&mut self.shards);
-        let mut shards = Vec::with_capacity(old.len() * 2);
+        let mut tables = Vec::with_capacity(old.len() * 2);
         for shard in old {
             let half = shard.len() / 2 + 1;
             let mut halves = [
@@ -348,8 +348,12 @@ impl KvStore {
                     shared.iter().for_each(|(k, v)| drop(halves[side(k)].insert(k.clone(), v.clone())))
                 }
             }
-            shards.extend(halves.map(Arc::new));
+            tables.extend(halves);
         }
+        // The shards' headers (count and table pointer), read by every
+        // access, allocated together after the tables: they share pages and
+        // cache lines instead of sitting each next to its own table.
+        let shards = tables.into_iter().map(Arc::new).collect();
         self.shards = shards;
         self.bits = bits;
     }
