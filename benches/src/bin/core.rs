@@ -112,7 +112,7 @@ impl Bench {
                                 applier.apply_unanswered(slot, &value).expect("in order");
                             }
                         }
-                        Action::LeaderChanged { .. } => {}
+                        Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
                     }
                 }
             }
@@ -429,7 +429,7 @@ impl Node {
                 }
                 Action::Persist { token, .. } => self.replica.core.handle_persisted(token),
                 Action::Commit { slot, value } => commits.push((slot, value)),
-                Action::LeaderChanged { .. } => {}
+                Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
             }
         }
         for (slot, value) in commits {

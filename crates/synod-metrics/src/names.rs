@@ -69,6 +69,24 @@ metrics_table! {
     CLIENT_BUSY = "synod_client_busy_total", Counter, "Client requests answered Busy (too much queued).";
     /// Counter.
     WAITERS_DROPPED = "synod_waiters_dropped_total", Counter, "Waiting client requests forgotten (closed streams, replaced retries).";
+    /// Counter.
+    SNAPSHOTS_TAKEN = "synod_snapshots_taken_total", Counter, "Snapshots of the state this replica wrote.";
+    /// Counter.
+    SNAPSHOTS_FAILED = "synod_snapshots_failed_total", Counter, "Snapshots this replica could not write.";
+    /// Counter.
+    SNAPSHOTS_INSTALLED = "synod_snapshots_installed_total", Counter, "Snapshots received from peers and installed.";
+    /// Counter.
+    SNAPSHOTS_REFUSED = "synod_snapshots_refused_total", Counter, "Snapshots received from peers that failed their check and were pulled again.";
+    /// Counter.
+    SNAPSHOT_BYTES_SENT = "synod_snapshot_bytes_sent_total", Counter, "Snapshot bytes sent to peers.";
+    /// Counter.
+    SNAPSHOT_BYTES_RECEIVED = "synod_snapshot_bytes_received_total", Counter, "Snapshot bytes received from peers and stored.";
+    /// Histogram.
+    SNAPSHOT_SECONDS = "synod_snapshot_seconds", Histogram, "Duration of writing one snapshot file, fsyncs included.";
+    /// Gauge.
+    SNAPSHOT_BYTES = "synod_snapshot_bytes", Gauge, "Size of the newest snapshot file this replica wrote or received.";
+    /// Gauge.
+    SNAPSHOT_SLOT = "synod_snapshot_slot", Gauge, "Every slot below this one is in this replica's newest snapshot.";
     /// Histogram.
     COMMIT_LATENCY = "synod_commit_latency_seconds", Histogram, "Time from proposing a batch to learning its slot chosen, per slot.";
     /// Histogram.

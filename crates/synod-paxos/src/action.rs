@@ -36,6 +36,12 @@ pub enum Action {
         /// The chosen value.
         value: Value,
     },
+    /// Replica `to` asked for slots this replica compacted: send it the
+    /// newest snapshot (from offset 0, as `Message::SnapshotChunk`s).
+    SnapshotWanted {
+        /// The replica that is behind.
+        to: NodeId,
+    },
     /// The replica this core believes leads changed (`None`: no leader known).
     LeaderChanged {
         /// The leader, or `None`.

@@ -18,9 +18,22 @@ pub struct Durable {
     pub entries: BTreeMap<Slot, (Ballot, Value, bool)>,
     /// A snapshot covers every slot below this one; those entries are gone.
     pub snapshot_upto: Slot,
+    /// This replica started with nothing on disk and has not rejoined yet
+    /// (the latest `Rejoin` record is not done): it must not vote.
+    pub rejoining: bool,
 }
 
 impl Durable {
+    /// A snapshot covers every slot below `upto` (a snapshot file newer than
+    /// the log's last `Snapshot` record: written, or received, just before a
+    /// crash): entries below it go.
+    pub fn raise_snapshot(&mut self, upto: Slot) {
+        if upto > self.snapshot_upto {
+            self.snapshot_upto = upto;
+            self.entries = self.entries.split_off(&upto);
+        }
+    }
+
     /// Replays log records, oldest first. Later records override earlier ones;
     /// a chosen slot keeps its chosen value.
     pub fn replay(records: impl IntoIterator<Item = LogRecord>) -> Durable {
@@ -46,6 +59,7 @@ impl Durable {
                     d.entries.insert(slot, (ballot, value, true));
                 }
                 LogRecord::Commit { upto } => commit = commit.max(upto),
+                LogRecord::Rejoin { done } => d.rejoining = !done,
                 LogRecord::Snapshot { upto } => {
                     d.snapshot_upto = d.snapshot_upto.max(upto);
                     d.entries = d.entries.split_off(&d.snapshot_upto);

@@ -64,7 +64,7 @@
 //!                         assert_eq!(slot, Slot(r.applied.len() as u64), "commits come in order");
 //!                         r.applied.push(value);
 //!                     }
-//!                     Action::LeaderChanged { .. } => {}
+//!                     Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
 //!                 }
 //!             }
 //!         }

@@ -29,4 +29,8 @@ pub struct Stats {
     pub caught_up_entries: u64,
     /// Persist actions issued.
     pub persists: u64,
+    /// Catch-up requests answered with a snapshot (they asked below the compacted log).
+    pub snapshots_wanted: u64,
+    /// Snapshots from peers installed.
+    pub snapshots_installed: u64,
 }

@@ -48,6 +48,58 @@ pub enum Effect<C> {
         /// Whether this replica now leads and proposes.
         is_self: bool,
     },
+    /// Snapshot the state machine at `upto`: once every slot below `upto`
+    /// is applied (they came before this effect) and before any later slot,
+    /// take the state, write it to a snapshot file (synced, renamed, the
+    /// directory synced), then call [`crate::ReplicaCore::handle_snapshot_taken`]
+    /// (or [`crate::ReplicaCore::handle_snapshot_failed`]). Applying may go on
+    /// while the file is written, from a frozen view of the state.
+    TakeSnapshot {
+        /// Every slot below this one is in the snapshot.
+        upto: Slot,
+    },
+    /// The snapshot record before this effect is logged: drop the log's
+    /// whole segments holding only slots below `below` (after the earlier
+    /// writes, in order with them).
+    TruncateLog {
+        /// Slots below this one may go from the log.
+        below: Slot,
+    },
+    /// Send replica `to` a [`Message::SnapshotChunk`] of this replica's
+    /// newest snapshot file: from `offset` if that file is the snapshot
+    /// `upto`, else (another snapshot was asked for, or none: `upto` is
+    /// `None`) from offset 0 of the newest. At most the configured chunk
+    /// size; nothing if there is no snapshot file.
+    SendSnapshot {
+        /// The replica behind.
+        to: NodeId,
+        /// The snapshot it is receiving, if it named one.
+        upto: Option<Slot>,
+        /// The first byte it wants.
+        offset: u64,
+    },
+    /// Store a piece of snapshot `upto` received from a peer, in order:
+    /// offset 0 starts a new file (dropping any earlier partial one). With
+    /// `last`, sync it, check its CRC, make it the newest snapshot (rename,
+    /// directory sync) and call [`crate::ReplicaCore::handle_snapshot_received`]
+    /// with whether it checked out. Nothing is restored yet.
+    StoreSnapshotChunk {
+        /// The snapshot's slot.
+        upto: Slot,
+        /// Where `bytes` go in the file.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// Whether the file is complete with these bytes.
+        last: bool,
+    },
+    /// Replace the state machine's state with the received snapshot `upto`
+    /// (stored and checked, [`Effect::StoreSnapshotChunk`]), before applying
+    /// anything that comes after this effect: the next slot applied is `upto`.
+    InstallSnapshot {
+        /// The snapshot's slot.
+        upto: Slot,
+    },
     /// This replica proposed a batch of `commands` commands in `slot`: for the
     /// batch-size histogram and traces. Nothing to do.
     Proposed {

@@ -52,10 +52,12 @@
 mod effect;
 mod replica;
 mod route;
+mod snapshot;
 
 pub use crate::effect::{Apply, Effect};
 pub use crate::replica::{Limits, Now, ReplicaCore, Stats};
 pub use crate::route::{route_replies, Routing, Waiter};
+pub use crate::snapshot::{SnapshotPolicy, OFFER_TICKS, PULL_RETRIES, PULL_TICKS};
 
 /// Deliberately broken behaviours for the simulator's self-tests
 /// ([`ReplicaCore::with_bugs`]); all off by default.
@@ -66,4 +68,9 @@ pub struct PlantedBugs {
     /// first waiter with the first reply and so on, instead of by origin:
     /// a waiting client whose slot another value won gets another client's answer.
     pub route_by_position: bool,
+    /// The core asks for a snapshot ahead of the slots it just delivered
+    /// and the driver has yet to apply: the snapshot is labelled with a slot
+    /// its state has not reached, and the log behind it is compacted past
+    /// what was applied.
+    pub snapshot_before_apply: bool,
 }

@@ -11,6 +11,7 @@ use synod_wire::{Batch, ClientReply, ClientRequest, Command, Message, NodeId, Ou
 use crate::effect::{Apply, Effect};
 use crate::route::Routing;
 use crate::route::Waiter;
+use crate::snapshot::{value_bytes, SnapshotPolicy, Snapshots};
 
 /// The caller's time at an input. The core never reads a clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -84,6 +85,16 @@ pub struct Stats {
     pub slots_applied: u64,
     /// Waiters handed to the driver with their slot.
     pub waiters_applied: u64,
+    /// Snapshots asked of the driver ([`Effect::TakeSnapshot`]).
+    pub snapshots_asked: u64,
+    /// Snapshots offered unasked to peers behind the compacted log.
+    pub snapshots_offered: u64,
+    /// Snapshot bytes received from peers and stored.
+    pub snapshot_bytes_received: u64,
+    /// Received snapshots installed.
+    pub snapshots_installed: u64,
+    /// Received snapshots whose check failed (pulled again).
+    pub snapshots_refused: u64,
 }
 
 /// One replica's decisions around its Paxos core, sans IO; `C` names a client connection.
@@ -102,7 +113,7 @@ pub struct Stats {
 /// bounded by `max_queued_bytes`, proposed ones by the window.
 #[derive(Debug)]
 pub struct ReplicaCore<C> {
-    paxos: Paxos,
+    pub(crate) paxos: Paxos,
     limits: Limits,
     /// Commands waiting for the next batch, oldest first.
     queue: VecDeque<Command>,
@@ -111,14 +122,17 @@ pub struct ReplicaCore<C> {
     /// Who waits on each queued command (none if its connection closed).
     queued: BTreeMap<Origin, (C, u64)>,
     /// Who waits on each slot this replica proposed and has not yet applied.
-    proposed: BTreeMap<Slot, Vec<Waiter<C>>>,
+    pub(crate) proposed: BTreeMap<Slot, Vec<Waiter<C>>>,
     /// The slot each waiter of `proposed` waits on.
-    proposed_origin: BTreeMap<Origin, Slot>,
+    pub(crate) proposed_origin: BTreeMap<Origin, Slot>,
     /// When each slot was proposed in this leadership (`Now::mono_us`).
-    proposed_at: BTreeMap<Slot, u64>,
-    effects: VecDeque<Effect<C>>,
-    stats: Stats,
+    pub(crate) proposed_at: BTreeMap<Slot, u64>,
+    pub(crate) effects: VecDeque<Effect<C>>,
+    pub(crate) stats: Stats,
     routing: Routing,
+    pub(crate) snapshots: Snapshots,
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) bugs: crate::PlantedBugs,
 }
 
 impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
@@ -143,6 +157,9 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             effects: VecDeque::new(),
             stats: Stats::default(),
             routing: Routing::default(),
+            snapshots: Snapshots::new(SnapshotPolicy::NEVER),
+            #[cfg(feature = "planted-bugs")]
+            bugs: crate::PlantedBugs::default(),
         };
         core.drain_actions();
         core
@@ -152,12 +169,19 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     #[cfg(feature = "planted-bugs")]
     pub fn with_bugs(mut self, bugs: crate::PlantedBugs) -> ReplicaCore<C> {
         self.routing = Routing { by_position: bugs.route_by_position };
+        self.bugs = bugs;
         self
     }
 
     /// Handles a message from replica `from`.
     pub fn handle_message(&mut self, now: Now, from: NodeId, msg: Message) {
-        self.paxos.handle_message(from, msg);
+        if matches!(msg, Message::SnapshotPull { .. } | Message::SnapshotChunk { .. }) {
+            if from != self.paxos.id() && self.paxos.config().members().contains(&from) {
+                self.on_snapshot_message(from, msg);
+            }
+        } else {
+            self.paxos.handle_message(from, msg);
+        }
         self.finish(now);
     }
 
@@ -209,6 +233,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// Advances the Paxos core's logical time by one tick.
     pub fn handle_tick(&mut self, now: Now) {
         self.paxos.handle_tick();
+        self.snapshot_tick();
         self.finish(now);
     }
 
@@ -262,7 +287,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     // ---- private ----
 
     /// After a Paxos input: its actions to effects, then the queue proposed, then those actions.
-    fn finish(&mut self, now: Now) {
+    pub(crate) fn finish(&mut self, now: Now) {
         // The input's actions first, so that a leader change is seen before proposing.
         self.drain_actions();
         self.propose(now);
@@ -272,6 +297,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             let leader = self.paxos.leader();
             self.redirect_queued(leader);
         }
+        self.maybe_snapshot();
     }
 
     /// Proposes what queued while earlier batches were in flight.
@@ -344,6 +370,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                     self.effects.push_back(Effect::Persist { records, token })
                 }
                 Action::Commit { slot, value } => {
+                    self.snapshots.since += value_bytes(&value);
                     let waiters = self.proposed.remove(&slot).unwrap_or_default();
                     for w in &waiters {
                         if self.proposed_origin.get(&w.origin) == Some(&slot) {
@@ -362,6 +389,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                         routing: self.routing,
                     }));
                 }
+                Action::SnapshotWanted { to } => self.offer_snapshot(to),
                 Action::LeaderChanged { leader, ballot, is_self } => {
                     // A new leadership: earlier proposals' times no longer measure it.
                     self.proposed_at.clear();
@@ -390,7 +418,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
         self.queued.clear();
     }
 
-    fn reply(&mut self, conn: C, id: u64, outcome: Outcome) {
+    pub(crate) fn reply(&mut self, conn: C, id: u64, outcome: Outcome) {
         self.effects.push_back(Effect::Reply { conn, reply: ClientReply { id, outcome } });
     }
 }

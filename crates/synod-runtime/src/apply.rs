@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use synod_metrics::names;
 use synod_state_machine::{Applier, StateMachine};
@@ -20,6 +20,7 @@ use synod_transport::Node;
 use synod_wire::Wire;
 
 use crate::shell::ApplyJob;
+use crate::snapshot::SnapshotJob;
 use crate::status::Status;
 
 /// What the apply thread needs besides its applier.
@@ -28,6 +29,10 @@ pub(crate) struct ApplyThread<S> {
     pub transport: Arc<Node>,
     pub status: Arc<Mutex<Status>>,
     pub stop_replica: Arc<AtomicBool>,
+    /// Where snapshots taken here are written.
+    pub snapshots: Sender<SnapshotJob>,
+    /// The data directory, where received snapshots are installed from.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl<S: StateMachine> ApplyThread<S> {
@@ -36,7 +41,20 @@ impl<S: StateMachine> ApplyThread<S> {
         let applied_counter = metrics::counter!(names::COMMANDS_APPLIED);
         while let Ok(job) = jobs.recv() {
             let applied_before = self.applier.stats().applied;
-            if !self.apply(job) {
+            let ok = match job {
+                ApplyJob::Apply(job) => self.apply(job),
+                ApplyJob::Snapshot { upto } => {
+                    // A frozen view, cheap to take; the snapshot thread writes it while applies go on.
+                    let snapshot = self.applier.snapshot_source();
+                    if snapshot.upto() != upto {
+                        tracing::warn!(asked = %upto, at = %snapshot.upto(), "snapshot taken at another slot than asked");
+                    }
+                    let _ = self.snapshots.send(SnapshotJob::Write(snapshot));
+                    true
+                }
+                ApplyJob::Install { upto } => self.install(upto),
+            };
+            if !ok {
                 return;
             }
             // Counted by the applier: a follower's unanswered apply returns no replies to count.
@@ -49,7 +67,7 @@ impl<S: StateMachine> ApplyThread<S> {
     }
 
     /// Applies one slot and answers its waiting clients; false if it failed and the replica stops.
-    fn apply(&mut self, job: ApplyJob) -> bool {
+    fn apply(&mut self, job: synod_replica::Apply<synod_transport::ClientConnId>) -> bool {
         let applier = &mut self.applier;
         // Only a slot someone here waits on needs replies built.
         let answer = !job.waiters.is_empty();
@@ -89,6 +107,32 @@ impl<S: StateMachine> ApplyThread<S> {
             }
         }
         true
+    }
+
+    /// Replaces the state with the received snapshot `upto`, stored and checked by the snapshot thread.
+    fn install(&mut self, upto: synod_wire::Slot) -> bool {
+        let path = self.data_dir.join(synod_log::snapshot_file_name(upto.0));
+        let started = std::time::Instant::now();
+        let installed =
+            synod_log::SnapshotReader::open(&path).map_err(|e| e.to_string()).and_then(|reader| {
+                let mut input = std::io::BufReader::with_capacity(1 << 20, reader);
+                self.applier.install_from(&mut input).map_err(|e| e.to_string())
+            });
+        match installed {
+            Ok(()) if self.applier.next_slot() == upto => {
+                tracing::info!(%upto, ms = started.elapsed().as_millis() as u64, "installed a snapshot from a peer");
+                true
+            }
+            Ok(()) => {
+                let at = self.applier.next_slot();
+                self.stop(format!("the snapshot {} holds slots up to {at}, not {upto}", path.display()));
+                false
+            }
+            Err(e) => {
+                self.stop(format!("cannot install the snapshot {}: {e}", path.display()));
+                false
+            }
+        }
     }
 
     fn stop(&self, why: String) {

@@ -62,6 +62,7 @@ mod cert_watch;
 mod config;
 mod replica;
 mod shell;
+mod snapshot;
 mod stats;
 mod status;
 

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use synod_log::{GroupCommit, Options, ThreadPreallocate, Wal};
 use synod_paxos::{Config, ConfigError, Durable, Paxos};
-use synod_replica::{Limits, ReplicaCore};
+use synod_replica::{Limits, ReplicaCore, SnapshotPolicy};
 use synod_state_machine::{Applier, StateMachine};
 use synod_transport::{Node, NodeConfig};
 use synod_wire::{NodeId, Slot};
@@ -17,6 +17,7 @@ use synod_wire::{NodeId, Slot};
 use crate::apply::ApplyThread;
 use crate::config::ReplicaConfig;
 use crate::shell::{ApplyJob, Event, Parts, Shell};
+use crate::snapshot::{SnapshotJob, SnapshotThread};
 use crate::status::{Status, StatusHandle};
 
 /// Why a replica could not start.
@@ -34,6 +35,9 @@ pub enum StartError {
         #[source]
         source: synod_log::OpenError,
     },
+    /// The snapshot the log needs is missing or damaged, or does not restore.
+    #[error("{0}; move the data directory aside and start the replica on an empty one to rejoin from its peers (docs/OPERATIONS.md, \"Snapshot files\")")]
+    Snapshot(String),
     /// The transport could not start.
     #[error("cannot start the transport: {0}")]
     Transport(#[from] synod_transport::StartError),
@@ -49,6 +53,7 @@ pub struct Replica {
     status: Arc<Mutex<Status>>,
     ticker: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
+    snapshots: Option<JoinHandle<()>>,
     transport: Option<Arc<Node>>,
     log: Arc<Mutex<Option<GroupCommit>>>,
     cert_watch: Option<JoinHandle<()>>,
@@ -73,9 +78,24 @@ impl Replica {
             tracing::warn!(%dir, ?torn, "recovered a torn log tail");
         }
         let records = recovery.records.len();
-        let durable = Durable::replay(recovery.records);
-        let core = Paxos::recover(paxos_config, seed(config.id), durable, Slot(0));
-        tracing::info!(id = %config.id, records, commit = %core.first_unchosen(), "recovered");
+        let mut durable = Durable::replay(recovery.records);
+        let (applier, newest) = restore(&config, machine, durable.snapshot_upto)?;
+        let deliver_from = applier.next_slot();
+        durable.raise_snapshot(deliver_from);
+        let core = if records == 0 && newest.is_none() {
+            // Nothing on disk: a new cluster's first start, or a new disk for an old identity.
+            Paxos::rejoin(paxos_config, seed(config.id))
+        } else {
+            Paxos::recover(paxos_config, seed(config.id), durable, deliver_from)
+        };
+        tracing::info!(
+            id = %config.id,
+            records,
+            snapshot = %deliver_from,
+            commit = %core.first_unchosen(),
+            rejoining = core.is_rejoining(),
+            "recovered"
+        );
 
         let shell = Arc::new(Shell::new());
         let stop = shell.stop_flag();
@@ -96,24 +116,44 @@ impl Replica {
             move |inbound| net_shell.input(Event::Net(inbound)),
         )?);
 
+        let (snap_tx, snap_rx) = crossbeam_channel::unbounded::<SnapshotJob>();
+        let snapshots = SnapshotThread {
+            dir: config.data_dir.clone(),
+            transport: transport.clone(),
+            chunk_bytes: config.snapshots.chunk_bytes.max(1) as usize,
+            newest,
+            receiving: None,
+        };
+        let snap_shell = shell.clone();
+        let snapshot_thread = std::thread::Builder::new()
+            .name(format!("synod-snap-{}", config.id.0))
+            .spawn(move || snapshots.run(snap_rx, move |event| snap_shell.input(Event::Snapshot(event))))?;
+
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
         let apply = ApplyThread {
-            applier: Applier::new(machine, config.sessions),
+            applier,
             transport: transport.clone(),
             status: status.clone(),
             stop_replica: stop.clone(),
+            snapshots: snap_tx.clone(),
+            data_dir: config.data_dir.clone(),
         };
         let applier_thread = std::thread::Builder::new()
             .name(format!("synod-apply-{}", config.id.0))
             .spawn(move || apply.run(apply_rx))?;
         let limits =
             Limits::with_batches(config.max_in_flight, config.max_batch_commands, config.max_batch_bytes);
+        let policy = SnapshotPolicy {
+            log_bytes: config.snapshots.log_bytes,
+            retain_slots: config.snapshots.retain_slots,
+        };
         shell.install(
-            ReplicaCore::new(core, limits),
+            ReplicaCore::new(core, limits).with_snapshots(policy),
             Parts {
                 transport: transport.clone(),
                 appender,
                 apply: apply_tx,
+                snapshots: snap_tx,
                 status: status.clone(),
                 data_dir: config.data_dir.clone(),
             },
@@ -130,6 +170,7 @@ impl Replica {
             status,
             ticker: Some(ticker_thread),
             applier: Some(applier_thread),
+            snapshots: Some(snapshot_thread),
             transport: Some(transport),
             log,
             cert_watch,
@@ -184,6 +225,10 @@ impl Replica {
         if let Some(t) = self.applier.take() {
             let _ = t.join();
         }
+        // The core and the apply thread held the snapshot thread's senders; it finishes its jobs and exits.
+        if let Some(t) = self.snapshots.take() {
+            let _ = t.join();
+        }
         if let Some(t) = self.cert_watch.take() {
             let _ = t.join();
         }
@@ -210,4 +255,62 @@ fn seed(id: NodeId) -> u64 {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32) ^ u64::from(id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The newest snapshot file: its slot and path.
+type NewestSnapshot = (Slot, std::path::PathBuf);
+
+/// The state machine restored from the newest snapshot in the data
+/// directory (or a fresh one if there is none), and that snapshot's slot and
+/// file. The log says a snapshot up to `logged` exists: a missing, older or
+/// damaged one is a refusal to start, never a silent fallback.
+fn restore<S: StateMachine>(
+    config: &ReplicaConfig,
+    machine: S,
+    logged: Slot,
+) -> Result<(Applier<S>, Option<NewestSnapshot>), StartError> {
+    let dir = &config.data_dir;
+    let fail = |e: synod_log::SnapshotError| StartError::Snapshot(e.to_string());
+    // Partial files of a write or transfer a crash cut short are of no use.
+    synod_log::remove_partial_snapshots(&synod_log::RealFs, dir).map_err(fail)?;
+    let newest = synod_log::newest_snapshot(dir).map_err(fail)?;
+    if let Some(damaged) = newest.as_ref().and_then(|f| f.skipped.first()) {
+        return Err(StartError::Snapshot(damaged.to_string()));
+    }
+    let Some(file) = newest else {
+        if logged > Slot(0) {
+            return Err(StartError::Snapshot(format!(
+                "the log in {} says a snapshot holds every slot below {logged}, but there is no snapshot file",
+                dir.display()
+            )));
+        }
+        return Ok((Applier::new(machine, config.sessions), None));
+    };
+    if file.upto < logged.0 {
+        return Err(StartError::Snapshot(format!(
+            "the log says a snapshot holds every slot below {logged}, but the newest, {}, stops at {}",
+            file.path.display(),
+            file.upto
+        )));
+    }
+    let started = Instant::now();
+    let reader = synod_log::SnapshotReader::open(&file.path).map_err(fail)?;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, reader);
+    let applier = Applier::restore_from(machine, config.sessions, &mut input)
+        .map_err(|e| StartError::Snapshot(format!("{} does not restore: {e}", file.path.display())))?;
+    if applier.next_slot() != Slot(file.upto) {
+        return Err(StartError::Snapshot(format!(
+            "{} is named for slot {} but holds the state up to slot {}",
+            file.path.display(),
+            file.upto,
+            applier.next_slot()
+        )));
+    }
+    tracing::info!(
+        path = %file.path.display(),
+        upto = file.upto,
+        ms = started.elapsed().as_millis() as u64,
+        "restored the state machine from a snapshot"
+    );
+    Ok((applier, Some((Slot(file.upto), file.path))))
 }

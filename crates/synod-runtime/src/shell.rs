@@ -39,8 +39,11 @@ use synod_metrics::names;
 use synod_paxos::PersistToken;
 use synod_replica::{Apply, Effect, Now, ReplicaCore};
 use synod_transport::{ClientConnId, Inbound, Node};
-use synod_wire::{AdminQuery, ClientFrame, ClientReply, Message, NodeId, Outcome, ReplicaStatus, Role, Wire};
+use synod_wire::{
+    AdminQuery, ClientFrame, ClientReply, Message, NodeId, Outcome, ReplicaStatus, Role, Slot, Wire,
+};
 
+use crate::snapshot::{SnapshotEvent, SnapshotJob};
 use crate::stats::Published;
 use crate::status::Status;
 
@@ -49,10 +52,18 @@ use crate::status::Status;
 pub(crate) enum Event {
     Net(Inbound),
     Log(LogEvent),
+    Snapshot(SnapshotEvent),
 }
 
-/// A chosen slot for the apply thread, with the clients waiting on it.
-pub(crate) type ApplyJob = Apply<ClientConnId>;
+/// Work for the apply thread, in the core's order.
+pub(crate) enum ApplyJob {
+    /// A chosen slot, with the clients waiting on it.
+    Apply(Apply<ClientConnId>),
+    /// Take a snapshot here (every earlier slot is applied) and hand it to the snapshot thread.
+    Snapshot { upto: Slot },
+    /// Replace the state with the received snapshot `upto` before applying anything after.
+    Install { upto: Slot },
+}
 
 /// The core behind its lock, the transport its effects go to, and the flag that stops the replica.
 pub(crate) struct Shell {
@@ -74,6 +85,7 @@ pub(crate) struct Parts {
     pub transport: Arc<Node>,
     pub appender: Appender,
     pub apply: Sender<ApplyJob>,
+    pub snapshots: Sender<SnapshotJob>,
     pub status: Arc<Mutex<Status>>,
     pub data_dir: PathBuf,
 }
@@ -85,6 +97,7 @@ struct Core {
     transport: Arc<Node>,
     appender: Appender,
     apply: Sender<ApplyJob>,
+    snapshots: Sender<SnapshotJob>,
     status: Arc<Mutex<Status>>,
     /// The zero of `Now::mono_us`.
     epoch: Instant,
@@ -265,6 +278,7 @@ impl Core {
             transport: parts.transport,
             appender: parts.appender,
             apply: parts.apply,
+            snapshots: parts.snapshots,
             status: parts.status,
             epoch: Instant::now(),
             ticks: 0,
@@ -328,6 +342,11 @@ impl Core {
                 }
                 self.core.handle_persisted(now, PersistToken(token));
             }
+            Event::Snapshot(SnapshotEvent::Taken { upto }) => self.core.handle_snapshot_taken(now, upto),
+            Event::Snapshot(SnapshotEvent::Failed { upto }) => self.core.handle_snapshot_failed(now, upto),
+            Event::Snapshot(SnapshotEvent::Received { upto, ok }) => {
+                self.core.handle_snapshot_received(now, upto, ok)
+            }
             Event::Log(LogEvent::Failed(e)) => {
                 // Never continue after a lost write: stop this replica.
                 tracing::error!(%e, "the log failed; stopping the replica");
@@ -362,7 +381,7 @@ impl Core {
         while let Some(effect) = self.core.poll_effect() {
             match effect {
                 Effect::Send { to, msg } => {
-                    let bulk = matches!(msg, Message::CatchUpReply { .. });
+                    let bulk = matches!(msg, Message::CatchUpReply { .. } | Message::SnapshotChunk { .. });
                     let encoded = match &last_sent {
                         Some((last, frame)) if *last == msg => Ok(frame.clone()),
                         _ => msg.encode().map(Bytes::from),
@@ -392,7 +411,22 @@ impl Core {
                         self.histograms.commit_latency.record(took as f64 / 1e6);
                     }
                     // After a stop the apply thread is gone; nothing is left to apply to.
-                    let _ = self.apply.send(apply);
+                    let _ = self.apply.send(ApplyJob::Apply(apply));
+                }
+                Effect::TakeSnapshot { upto } => drop(self.apply.send(ApplyJob::Snapshot { upto })),
+                Effect::InstallSnapshot { upto } => drop(self.apply.send(ApplyJob::Install { upto })),
+                Effect::TruncateLog { below } => {
+                    // In order with the appends: the snapshot record before it is durable first.
+                    if let Err(e) = self.appender.truncate_prefix(below) {
+                        tracing::error!(%e, "the log refused a truncation; stopping the replica");
+                        self.fail(e.to_string());
+                    }
+                }
+                Effect::SendSnapshot { to, upto, offset } => {
+                    drop(self.snapshots.send(SnapshotJob::Send { to, upto, offset }))
+                }
+                Effect::StoreSnapshotChunk { upto, offset, bytes, last } => {
+                    drop(self.snapshots.send(SnapshotJob::Store { upto, offset, bytes, last }))
                 }
                 Effect::Reply { conn, reply } => match reply.encode() {
                     Ok(frame) => out.replies.push((conn, frame)),

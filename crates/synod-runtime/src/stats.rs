@@ -32,6 +32,9 @@ impl Published {
             now.redirects + now.queued_redirected,
         );
         add(names::CLIENT_BUSY, was.busy, now.busy);
+        add(names::SNAPSHOTS_INSTALLED, was.snapshots_installed, now.snapshots_installed);
+        add(names::SNAPSHOTS_REFUSED, was.snapshots_refused, now.snapshots_refused);
+        add(names::SNAPSHOT_BYTES_RECEIVED, was.snapshot_bytes_received, now.snapshot_bytes_received);
         add(
             names::WAITERS_DROPPED,
             was.waiters_dropped + was.waiters_replaced,

@@ -32,6 +32,17 @@ pub struct SimConfig {
     pub fsync_fail_per_10k: u64,
     /// Leaders send each new commit point at once (`Config::with_eager_commit`) rather than with the next Accept or tick.
     pub eager_commit: bool,
+    /// Replicas snapshot once this many bytes of values were delivered since the last snapshot.
+    pub snapshot_log_bytes: u64,
+    /// Chosen slots kept behind each snapshot.
+    pub retain_slots: u64,
+    /// Bytes per snapshot chunk sent to a peer.
+    pub chunk_bytes: usize,
+    /// Percent of snapshot chunks corrupted in flight in the fault phase (one byte flipped).
+    pub corrupt_chunk_percent: u64,
+    /// Whether a fault may replace a replica's disk with an empty one (never
+    /// while another replica that lost its disk has not rejoined yet).
+    pub wipes: bool,
     /// Record a readable trace of events.
     pub trace: bool,
     /// Deliberately broken core behaviour (the simulator's own tests).
@@ -40,6 +51,9 @@ pub struct SimConfig {
     /// Deliberately broken replica behaviour around the core (the simulator's own tests).
     #[cfg(feature = "planted-bugs")]
     pub replica_bugs: synod_replica::PlantedBugs,
+    /// Deliberately broken applier behaviour (the simulator's own tests).
+    #[cfg(feature = "planted-bugs")]
+    pub machine_bugs: synod_state_machine::PlantedBugs,
 }
 
 impl SimConfig {
@@ -65,11 +79,18 @@ impl SimConfig {
             fault_per_mille: rng.range(5, 30),
             eager_commit: rng.range(0, 4) == 0,
             fsync_fail_per_10k: rng.range(0, 20),
+            snapshot_log_bytes: rng.range(300, 2500),
+            retain_slots: rng.range(0, 12),
+            chunk_bytes: rng.range(64, 2048) as usize,
+            corrupt_chunk_percent: rng.range(0, 5),
+            wipes: true,
             trace: false,
             #[cfg(feature = "planted-bugs")]
             bugs: synod_paxos::PlantedBugs::default(),
             #[cfg(feature = "planted-bugs")]
             replica_bugs: synod_replica::PlantedBugs::default(),
+            #[cfg(feature = "planted-bugs")]
+            machine_bugs: synod_state_machine::PlantedBugs::default(),
         }
     }
 }

@@ -14,11 +14,17 @@
 //! is deterministic, and every choice comes from the world's seeded `Rng`.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use synod_paxos::rng::Rng;
 use synod_paxos::PersistToken;
-use synod_wal::{Crash, FaultyFs, OpenError, Options, Prepared, TornTail, Wal, WriteError};
-use synod_wire::LogRecord;
+use synod_wal::{
+    newest_snapshot_with, read_snapshot_chunk, remove_partial_snapshots, snapshot_file_name, Crash, FaultyFs,
+    OpenError, Options, Prepared, SnapshotError, SnapshotFile, SnapshotReader, SnapshotReceiver,
+    SnapshotWriter, TornTail, Wal, WriteError,
+};
+use synod_wire::{LogRecord, Slot};
 
 /// The log's directory on the simulated file system.
 const DIR: &str = "/wal";
@@ -39,6 +45,16 @@ pub(crate) struct Disk {
     reported: usize,
     /// Syncs that failed (injected).
     sync_failures: u64,
+    /// Whether this incarnation truncated its log: the records recovered
+    /// are then no longer a prefix of those written.
+    truncated: bool,
+    /// The newest complete snapshot file: (slot, path).
+    newest: Option<(Slot, PathBuf)>,
+    /// A snapshot being written: its body is in a temporary file, and it
+    /// is finished (synced, renamed) at the tick given.
+    writing: Option<(SnapshotWriter, u64)>,
+    /// A snapshot being received from a peer.
+    receiving: Option<SnapshotReceiver>,
 }
 
 /// What a restart found on the disk.
@@ -52,6 +68,10 @@ pub(crate) struct Reopened {
     pub(crate) written: Vec<LogRecord>,
     /// How many of `written` it was told were durable.
     pub(crate) reported: usize,
+    /// Whether the previous incarnation truncated its log.
+    pub(crate) truncated: bool,
+    /// The newest snapshot file that checks out, if any.
+    pub(crate) snapshot: Option<SnapshotFile>,
 }
 
 /// What a due write's sync came to.
@@ -71,15 +91,116 @@ impl Disk {
     /// An error means recovery refused the log (or could not read it): a real
     /// finding, since the simulated disk only ever crashes, tears and loses
     /// unsynced writes, which recovery must tell from corruption.
-    pub(crate) fn open(&mut self) -> Result<Reopened, OpenError> {
+    pub(crate) fn open(&mut self) -> Result<Reopened, String> {
         self.wal = None;
         self.pending.clear();
         let options = Options::new().fs(self.fs.clone()).segment_size(SEGMENT_SIZE);
-        let (wal, recovery) = Wal::open(DIR, options)?;
+        let (wal, recovery) = Wal::open(DIR, options).map_err(|e: OpenError| e.to_string())?;
         self.wal = Some(wal);
+        let dir = Path::new(DIR);
+        remove_partial_snapshots(&self.fs, dir).map_err(|e| e.to_string())?;
+        let snapshot = newest_snapshot_with(&self.fs, dir).map_err(|e| e.to_string())?;
+        if let Some(damaged) = snapshot.as_ref().and_then(|s| s.skipped.first()) {
+            return Err(damaged.to_string());
+        }
+        self.newest = snapshot.as_ref().map(|s| (Slot(s.upto), s.path.clone()));
         let written = std::mem::replace(&mut self.written, recovery.records.clone());
         let reported = std::mem::replace(&mut self.reported, recovery.records.len());
-        Ok(Reopened { records: recovery.records, torn: recovery.torn, written, reported })
+        let truncated = std::mem::replace(&mut self.truncated, false);
+        Ok(Reopened {
+            records: recovery.records,
+            torn: recovery.torn,
+            written,
+            reported,
+            truncated,
+            snapshot,
+        })
+    }
+
+    /// A reader of the snapshot file `upto` (complete and checked).
+    pub(crate) fn snapshot_reader(&self, upto: Slot) -> Result<SnapshotReader, SnapshotError> {
+        SnapshotReader::open_with(&self.fs, &Path::new(DIR).join(snapshot_file_name(upto.0)))
+    }
+
+    /// Starts writing a snapshot at `upto` (its body goes to a temporary
+    /// file now, unsynced); [`Disk::finish_snapshot`] completes it at `done_at`.
+    pub(crate) fn start_snapshot(
+        &mut self,
+        upto: Slot,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+        done_at: u64,
+    ) -> Result<(), SnapshotError> {
+        self.writing = None;
+        let mut writer = SnapshotWriter::create_with(Arc::new(self.fs.clone()), DIR, upto.0)?;
+        write(&mut writer).map_err(|e| SnapshotError::from_io(e, Path::new(DIR)))?;
+        self.writing = Some((writer, done_at));
+        Ok(())
+    }
+
+    /// Finishes the snapshot being written if it is due: `Some((slot, result))`.
+    pub(crate) fn finish_snapshot(&mut self, now: u64) -> Option<(Slot, Result<(), SnapshotError>)> {
+        if self.writing.as_ref().is_none_or(|(_, at)| *at > now) {
+            return None;
+        }
+        let (writer, _) = self.writing.take().expect("checked above");
+        let upto = Slot(writer.upto());
+        let done = writer.finish().map(|file| {
+            if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
+                self.newest = Some((upto, file.path));
+            }
+        });
+        Some((upto, done))
+    }
+
+    /// Drops the log's whole segments below `below`.
+    pub(crate) fn truncate(&mut self, below: Slot) -> Result<(), WriteError> {
+        let wal = self.wal.as_mut().expect("only a running replica truncates");
+        self.truncated = true;
+        wal.truncate_prefix(below).map(drop)
+    }
+
+    /// A chunk of the newest snapshot for a peer: (slot, total, offset, bytes), as `Effect::SendSnapshot` asks.
+    pub(crate) fn snapshot_chunk(
+        &self,
+        upto: Option<Slot>,
+        offset: u64,
+        max: usize,
+    ) -> Option<(Slot, u64, u64, Vec<u8>)> {
+        let (newest, path) = self.newest.clone()?;
+        let offset = if upto == Some(newest) { offset } else { 0 };
+        let (total, bytes) = read_snapshot_chunk(&self.fs, &path, offset, max).ok()?;
+        (!bytes.is_empty()).then_some((newest, total, offset, bytes))
+    }
+
+    /// Stores a received chunk in order; with the last one, checks the file
+    /// and puts it in place: `Some(ok)` once the transfer ended.
+    pub(crate) fn store_chunk(&mut self, upto: Slot, offset: u64, bytes: &[u8], last: bool) -> Option<bool> {
+        if offset == 0 {
+            self.receiving = SnapshotReceiver::create_with(Arc::new(self.fs.clone()), DIR, upto.0).ok();
+        }
+        let fits = self.receiving.as_ref().is_some_and(|r| r.upto() == upto.0 && r.len() == offset);
+        if !fits || self.receiving.as_mut().expect("checked").append(bytes).is_err() {
+            self.receiving = None;
+            return Some(false);
+        }
+        if !last {
+            return None;
+        }
+        let receiver = self.receiving.take().expect("checked above");
+        match receiver.finish() {
+            Ok(file) => {
+                if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
+                    self.newest = Some((upto, file.path));
+                }
+                Some(true)
+            }
+            Err(_) => Some(false),
+        }
+    }
+
+    /// The disk is replaced by an empty one (a lost disk, for an old identity).
+    pub(crate) fn wipe(&mut self) {
+        *self = Disk { sync_failures: self.sync_failures, ..Disk::default() };
     }
 
     /// Writes `records` as one batch now; they complete (are synced and
@@ -128,6 +249,15 @@ impl Disk {
     /// and the file system loses what a crash in the drawn mode loses.
     pub(crate) fn crash(&mut self, rng: &mut Rng) -> Crash {
         self.wal = None;
+        // A snapshot write or transfer in progress is cut short: its temporary
+        // file stays as the crash leaves it, for the restart to clear.
+        if let Some((writer, _)) = self.writing.take() {
+            writer.abandon();
+        }
+        if let Some(receiver) = self.receiving.take() {
+            receiver.abandon();
+        }
+        self.newest = None;
         let last_write = self.pending.back().map_or(0, |p| p.2);
         self.pending.clear();
         let mode = match rng.range(0, 4) {

@@ -35,11 +35,27 @@ impl StateMachine for Audited {
         self.kv.apply(kv)
     }
 
+    /// The operation ids seen, then the store: a restored replica still catches a second apply.
     fn snapshot(&self) -> Vec<u8> {
-        self.kv.snapshot()
+        let mut out = (self.seen.len() as u64).to_le_bytes().to_vec();
+        for id in &self.seen {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        out.extend_from_slice(&self.kv.snapshot());
+        out
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        self.kv.restore(snapshot)
+        let bad = || RestoreError::new("a truncated audited snapshot");
+        let (count, mut rest) = snapshot.split_first_chunk::<8>().ok_or_else(bad)?;
+        let mut seen = BTreeSet::new();
+        for _ in 0..u64::from_le_bytes(*count) {
+            let (id, tail) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            seen.insert(u64::from_le_bytes(*id));
+            rest = tail;
+        }
+        self.kv.restore(rest)?;
+        self.seen = seen;
+        Ok(())
     }
 }

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
     let began = Instant::now();
     let mut violations = 0u64;
     let (mut ops, mut slots, mut crashes, mut fsyncs, mut cuts, mut elections) = (0, 0, 0, 0, 0, 0);
+    let (mut snapshots, mut installs, mut wipes) = (0, 0, 0);
     for seed in first..first + count {
         let mut cfg = SimConfig::with_replicas(seed, replicas);
         cfg.trace = trace;
@@ -75,6 +76,9 @@ fn main() -> ExitCode {
         fsyncs += report.fsync_failures;
         cuts += report.cuts;
         elections += report.elections;
+        snapshots += report.snapshots;
+        installs += report.installs;
+        wipes += report.wipes;
         if !report.violations.is_empty() {
             violations += 1;
             for v in &report.violations {
@@ -85,7 +89,7 @@ fn main() -> ExitCode {
     }
     let secs = began.elapsed().as_secs_f64();
     eprintln!(
-        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections in {secs:.1} s ({:.1} seeds/s)",
+        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections, {snapshots} snapshots written, {installs} installed from peers, {wipes} disks lost, in {secs:.1} s ({:.1} seeds/s)",
         count as f64 / secs.max(1e-9)
     );
     println!("{count} seeds, {violations} violations");

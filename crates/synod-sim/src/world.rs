@@ -2,9 +2,9 @@
 
 use synod_paxos::rng::Rng;
 use synod_paxos::{Config, Durable, Paxos};
-use synod_replica::{route_replies, Apply, Limits, Now, ReplicaCore};
+use synod_replica::{route_replies, Apply, Limits, Now, ReplicaCore, SnapshotPolicy};
 use synod_state_machine::{Applier, SessionConfig};
-use synod_wire::{ClientReply, ClientRequest, NodeId, Slot};
+use synod_wire::{ClientReply, ClientRequest, Message, NodeId, Slot};
 
 use crate::client::{Effect, Reach, SimClient};
 use crate::config::SimConfig;
@@ -42,6 +42,12 @@ pub struct Report {
     pub elections: u64,
     /// Messages sent and dropped.
     pub messages: (u64, u64),
+    /// Snapshots written (finished), over all replicas.
+    pub snapshots: u64,
+    /// Snapshots received from peers and installed.
+    pub installs: u64,
+    /// Disks replaced by empty ones.
+    pub wipes: u64,
     /// The readable trace, if asked for.
     pub trace: Vec<String>,
 }
@@ -66,6 +72,8 @@ struct World {
     nodes: Vec<Option<Replica>>,
     incarnation: Vec<u64>,
     restart_at: Vec<Option<u64>>,
+    /// Replicas whose disk was replaced and that have not rejoined yet.
+    wiped: Vec<bool>,
     disks: Vec<Disk>,
     net: Net,
     clients: Vec<SimClient>,
@@ -74,6 +82,9 @@ struct World {
     crashes: u64,
     cuts: u64,
     elections: u64,
+    snapshots: u64,
+    installs: u64,
+    wipes: u64,
 }
 
 /// Runs one seeded simulation: a fault phase, then a heal phase that must converge.
@@ -122,6 +133,7 @@ impl World {
             nodes: (0..n).map(|_| None).collect(),
             incarnation: vec![0; n],
             restart_at: vec![None; n],
+            wiped: vec![false; n],
             disks: (0..n).map(|_| Disk::default()).collect(),
             clients,
             checker: Checker::default(),
@@ -129,6 +141,9 @@ impl World {
             crashes: 0,
             cuts: 0,
             elections: 0,
+            snapshots: 0,
+            installs: 0,
+            wipes: 0,
             cfg,
         }
     }
@@ -159,14 +174,70 @@ impl World {
                 return;
             }
         };
-        self.checker.recovered(self.now, self.ids[i], &disk.written, disk.reported, &disk.records);
+        if disk.truncated {
+            self.checker.recovered_truncated(
+                self.now,
+                self.ids[i],
+                &disk.written,
+                disk.reported,
+                &disk.records,
+            );
+        } else {
+            self.checker.recovered(self.now, self.ids[i], &disk.written, disk.reported, &disk.records);
+        }
         let (records, torn) = (disk.records.len(), disk.torn.map_or(0, |t| t.bytes_dropped));
-        let durable = Durable::replay(disk.records);
-        let paxos = Paxos::recover(config, seed, durable, Slot(0));
-        let core = ReplicaCore::new(paxos, Limits::with_batches(MAX_IN_FLIGHT, MAX_BATCH, 1 << 20));
+        let mut durable = Durable::replay(disk.records);
+        let fresh = || {
+            let applier = Applier::new(Audited::default(), SessionConfig::default());
+            #[cfg(feature = "planted-bugs")]
+            let applier = applier.with_bugs(self.cfg.machine_bugs);
+            applier
+        };
+        let applier = match &disk.snapshot {
+            None if durable.snapshot_upto > Slot(0) => {
+                let detail = format!(
+                    "{}: the log names snapshot {} but there is none",
+                    self.ids[i], durable.snapshot_upto
+                );
+                self.checker.recovery_refused(self.now, detail);
+                return;
+            }
+            None => fresh(),
+            Some(file) => {
+                let restored =
+                    self.disks[i].snapshot_reader(Slot(file.upto)).map_err(|e| e.to_string()).and_then(|r| {
+                        let mut input = std::io::BufReader::new(r);
+                        Applier::restore_from(Audited::default(), SessionConfig::default(), &mut input)
+                            .map_err(|e| e.to_string())
+                    });
+                match restored {
+                    Ok(applier) => {
+                        #[cfg(feature = "planted-bugs")]
+                        let applier = applier.with_bugs(self.cfg.machine_bugs);
+                        let (at, digest) = (applier.next_slot(), applier.digest());
+                        self.checker.restored(self.now, self.ids[i], Slot(file.upto), at, digest);
+                        applier
+                    }
+                    Err(e) => {
+                        self.checker.snapshot_failed(self.now, format!("{}: {e}", self.ids[i]));
+                        return;
+                    }
+                }
+            }
+        };
+        let deliver_from = applier.next_slot();
+        durable.raise_snapshot(deliver_from);
+        let paxos = if records == 0 && disk.snapshot.is_none() {
+            Paxos::rejoin(config, seed)
+        } else {
+            Paxos::recover(config, seed, durable, deliver_from)
+        };
+        let policy =
+            SnapshotPolicy { log_bytes: self.cfg.snapshot_log_bytes, retain_slots: self.cfg.retain_slots };
+        let core = ReplicaCore::new(paxos, Limits::with_batches(MAX_IN_FLIGHT, MAX_BATCH, 1 << 20))
+            .with_snapshots(policy);
         #[cfg(feature = "planted-bugs")]
         let core = core.with_bugs(self.cfg.replica_bugs);
-        let applier = Applier::new(Audited::default(), SessionConfig::default());
         self.nodes[i] = Some(Replica { core, applier });
         let id = self.ids[i];
         let inc = self.incarnation[i];
@@ -179,6 +250,7 @@ impl World {
     fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             self.elections += node.core.paxos().stats().elections;
+            self.installs += node.core.stats().snapshots_installed;
             let mode = self.disks[i].crash(&mut self.rng);
             self.crashes += 1;
             let back = self.now + self.rng.range(20, 300);
@@ -199,10 +271,29 @@ impl World {
             return;
         }
         let n = self.ids.len();
-        match self.rng.range(0, 5) {
+        match self.rng.range(0, 6) {
             0 => {
                 let i = self.rng.index(n);
                 self.crash(i);
+            }
+            5 if self.cfg.wipes => {
+                // A lost disk: the replica restarts empty and must rejoin. Only
+                // while every replica is up and none is rejoining: a second
+                // replica without its votes (a lost disk, or one that crashed
+                // before its first write, which looks the same) before the
+                // first rejoined is more than the cluster tolerates.
+                let rejoining =
+                    |n: &Option<Replica>| n.as_ref().is_none_or(|r| r.core.paxos().is_rejoining());
+                if self.wiped.iter().any(|&w| w) || self.nodes.iter().any(rejoining) {
+                    return;
+                }
+                let i = self.rng.index(n);
+                self.crash(i);
+                self.disks[i].wipe();
+                self.wiped[i] = true;
+                self.wipes += 1;
+                let id = self.ids[i];
+                self.log(|| format!("{id} LOSES ITS DISK; it restarts empty"));
             }
             1 => {
                 // A partition: a random side against the rest, both ways.
@@ -310,8 +401,27 @@ impl World {
             }
         }
         for i in 0..self.nodes.len() {
+            let Some((upto, done)) = self.disks[i].finish_snapshot(now) else { continue };
+            let Some(node) = &mut self.nodes[i] else { continue };
+            match done {
+                Ok(()) => {
+                    self.snapshots += 1;
+                    node.core.handle_snapshot_taken(at(now), upto);
+                }
+                Err(e) => {
+                    let detail = format!("{}: a snapshot could not be written: {e}", self.ids[i]);
+                    self.checker.snapshot_failed(now, detail);
+                    node.core.handle_snapshot_failed(at(now), upto);
+                }
+            }
+            self.drain(i);
+        }
+        for i in 0..self.nodes.len() {
             if let Some(node) = &mut self.nodes[i] {
                 node.core.handle_tick(at(now));
+                if self.wiped[i] && !node.core.paxos().is_rejoining() {
+                    self.wiped[i] = false;
+                }
                 self.drain(i);
             }
         }
@@ -398,6 +508,68 @@ impl World {
                         self.trace.push(format!("t={now:>5} {id} commits {slot}"));
                     }
                 }
+                Do::TakeSnapshot { upto } => {
+                    // The body is written now, from the state as it is; the
+                    // file is synced and renamed a few ticks later, so crashes
+                    // land in between. Labelled with the slot the core asked for.
+                    let source = node.applier.snapshot_source();
+                    if self.cfg.trace {
+                        self.trace.push(format!("t={now:>5} {id} snapshots at {upto}"));
+                    }
+                    let done_at = now + self.rng.range(1, 20);
+                    if let Err(e) = self.disks[i].start_snapshot(upto, |out| source.write_to(out), done_at) {
+                        self.checker.snapshot_failed(now, format!("{id}: cannot start a snapshot: {e}"));
+                        let Some(node) = &mut self.nodes[i] else { return };
+                        node.core.handle_snapshot_failed(at(now), upto);
+                    }
+                }
+                Do::TruncateLog { below } => {
+                    if let Err(e) = self.disks[i].truncate(below) {
+                        self.log(|| format!("{id} log truncation failed ({e}): the node stops"));
+                        self.crash(i);
+                        return;
+                    }
+                }
+                Do::SendSnapshot { to, upto, offset } => {
+                    let chunk = self.disks[i].snapshot_chunk(upto, offset, self.cfg.chunk_bytes);
+                    if let Some((upto, total, offset, mut bytes)) = chunk {
+                        let corrupt = now <= self.cfg.fault_ticks
+                            && self.rng.range(0, 100) < self.cfg.corrupt_chunk_percent;
+                        if corrupt {
+                            let at = self.rng.index(bytes.len());
+                            bytes[at] ^= 0x40;
+                        }
+                        let msg = Message::SnapshotChunk { upto, total, offset, bytes };
+                        self.net.send(&mut self.rng, now, Addr::Node(id), Addr::Node(to), Payload::Peer(msg));
+                    }
+                }
+                Do::StoreSnapshotChunk { upto, offset, bytes, last } => {
+                    if let Some(ok) = self.disks[i].store_chunk(upto, offset, &bytes, last) {
+                        self.log(|| format!("{id} received snapshot {upto} (checks out: {ok})"));
+                        let Some(node) = &mut self.nodes[i] else { return };
+                        node.core.handle_snapshot_received(at(now), upto, ok);
+                    }
+                }
+                Do::InstallSnapshot { upto } => {
+                    let installed =
+                        self.disks[i].snapshot_reader(upto).map_err(|e| e.to_string()).and_then(|r| {
+                            let mut input = std::io::BufReader::new(r);
+                            node.applier.install_from(&mut input).map_err(|e| e.to_string())
+                        });
+                    match installed {
+                        Ok(()) => {
+                            let (at, digest) = (node.applier.next_slot(), node.applier.digest());
+                            self.checker.restored(now, id, upto, at, digest);
+                            self.log(|| format!("{id} installs snapshot {upto}"));
+                        }
+                        Err(e) => {
+                            self.checker
+                                .snapshot_failed(now, format!("{id}: cannot install snapshot {upto}: {e}"));
+                            self.crash(i);
+                            return;
+                        }
+                    }
+                }
                 Do::Reply { conn, reply } => self.reply(id, conn, reply),
                 Do::LeaderChanged { leader, ballot, is_self } => {
                     self.log(|| format!("{id} now follows {leader:?} (ballot {ballot}, self {is_self})"));
@@ -441,6 +613,7 @@ impl World {
     fn report(mut self) -> Report {
         for node in self.nodes.iter().flatten() {
             self.elections += node.core.paxos().stats().elections;
+            self.installs += node.core.stats().snapshots_installed;
         }
         Report {
             seed: self.cfg.seed,
@@ -453,6 +626,9 @@ impl World {
             cuts: self.cuts,
             elections: self.elections,
             messages: (self.net.sent, self.net.dropped),
+            snapshots: self.snapshots,
+            installs: self.installs,
+            wipes: self.wipes,
             trace: self.trace,
         }
     }

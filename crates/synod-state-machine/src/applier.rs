@@ -99,6 +99,8 @@ pub struct Applier<S> {
     next: Slot,
     digest: u64,
     stats: ApplierStats,
+    #[cfg(feature = "planted-bugs")]
+    bugs: crate::PlantedBugs,
 }
 
 impl<S: StateMachine> Applier<S> {
@@ -111,7 +113,16 @@ impl<S: StateMachine> Applier<S> {
             next: Slot(0),
             digest: FNV_OFFSET,
             stats: ApplierStats::default(),
+            #[cfg(feature = "planted-bugs")]
+            bugs: crate::PlantedBugs::default(),
         }
+    }
+
+    /// Plants the given bugs (all off by default), for the simulator's self-tests.
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_bugs(mut self, bugs: crate::PlantedBugs) -> Applier<S> {
+        self.bugs = bugs;
+        self
     }
 
     /// Applies committed `slot`, which must be the next one, and returns the
@@ -301,40 +312,9 @@ impl<S: StateMachine> Applier<S> {
         sessions: SessionConfig,
         input: &mut dyn Read,
     ) -> Result<Applier<S>, RestoreError> {
-        let mut magic = [0u8; 8];
-        input.read_exact(&mut magic)?;
-        if magic != STREAM_MAGIC {
-            return Err(RestoreError::new("not an applier snapshot (bad magic)"));
-        }
-        let mut version = [0u8; 4];
-        input.read_exact(&mut version)?;
-        let version = u32::from_le_bytes(version);
-        if version != STREAM_VERSION {
-            return Err(RestoreError::new(format!(
-                "snapshot format version {version}; this build reads version {STREAM_VERSION}"
-            )));
-        }
-        let next = read_u64(input)?;
-        let digest = read_u64(input)?;
-        let len = read_u64(input)?;
-        // Read through `take`, so a garbage length allocates only what the input holds.
-        let mut image = Vec::new();
-        (&mut *input).take(len).read_to_end(&mut image)?;
-        if image.len() as u64 != len {
-            return Err(RestoreError::new("truncated snapshot (in the session table)"));
-        }
-        let table = SessionTable::restore(sessions, &image).map_err(|e| RestoreError::new(e.to_string()))?;
-        drop(image);
+        let (next, digest, table) = read_stream_head(sessions, input)?;
         machine.restore_from(input)?;
-        let mut probe = [0u8; 1];
-        loop {
-            match input.read(&mut probe) {
-                Ok(0) => break,
-                Ok(_) => return Err(RestoreError::new("bytes follow the machine's state")),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        expect_end(input)?;
         Ok(Applier {
             machine,
             sessions: table,
@@ -342,7 +322,32 @@ impl<S: StateMachine> Applier<S> {
             next: Slot(next),
             digest,
             stats: ApplierStats::default(),
+            #[cfg(feature = "planted-bugs")]
+            bugs: crate::PlantedBugs::default(),
         })
+    }
+
+    /// Replaces everything this applier holds (machine state, session
+    /// table, position, digest) with a stream [`Applier::snapshot_to`]
+    /// wrote: a snapshot received from a peer. Counters go on.
+    ///
+    /// The header and session table are read and checked before the
+    /// machine is touched; an error after that (the machine's own state
+    /// does not restore, or bytes follow it) leaves the machine in whatever
+    /// state its `restore_from` left, and the applier must not be used
+    /// further (the runtime stops the replica). Check the file first: the
+    /// runtime installs only snapshots whose CRC checked out.
+    pub fn install_from(&mut self, input: &mut dyn Read) -> Result<(), RestoreError> {
+        let (next, digest, table) = read_stream_head(self.session_cfg, input)?;
+        self.machine.restore_from(input)?;
+        expect_end(input)?;
+        #[cfg(feature = "planted-bugs")]
+        let table =
+            if self.bugs.restore_without_sessions { SessionTable::new(self.session_cfg) } else { table };
+        self.sessions = table;
+        self.next = Slot(next);
+        self.digest = digest;
+        Ok(())
     }
 
     /// The state machine.
@@ -435,4 +440,48 @@ fn digest(mut hash: u64, bytes: &[u8]) -> u64 {
     tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
     step(u64::from_le_bytes(tail));
     hash
+}
+
+/// Reads a snapshot stream's header and session table: (next slot, digest, table).
+fn read_stream_head(
+    sessions: SessionConfig,
+    input: &mut dyn Read,
+) -> Result<(u64, u64, SessionTable), RestoreError> {
+    let mut magic = [0u8; 8];
+    input.read_exact(&mut magic)?;
+    if magic != STREAM_MAGIC {
+        return Err(RestoreError::new("not an applier snapshot (bad magic)"));
+    }
+    let mut version = [0u8; 4];
+    input.read_exact(&mut version)?;
+    let version = u32::from_le_bytes(version);
+    if version != STREAM_VERSION {
+        return Err(RestoreError::new(format!(
+            "snapshot format version {version}; this build reads version {STREAM_VERSION}"
+        )));
+    }
+    let next = read_u64(input)?;
+    let digest = read_u64(input)?;
+    let len = read_u64(input)?;
+    // Read through `take`, so a garbage length allocates only what the input holds.
+    let mut image = Vec::new();
+    (&mut *input).take(len).read_to_end(&mut image)?;
+    if image.len() as u64 != len {
+        return Err(RestoreError::new("truncated snapshot (in the session table)"));
+    }
+    let table = SessionTable::restore(sessions, &image).map_err(|e| RestoreError::new(e.to_string()))?;
+    Ok((next, digest, table))
+}
+
+/// Fails if `input` holds anything more.
+fn expect_end(input: &mut dyn Read) -> Result<(), RestoreError> {
+    let mut probe = [0u8; 1];
+    loop {
+        match input.read(&mut probe) {
+            Ok(0) => return Ok(()),
+            Ok(_) => return Err(RestoreError::new("bytes follow the machine's state")),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -185,3 +185,14 @@ impl SnapshotSource for SnapshotBytes {
         out.write_all(&self.0)
     }
 }
+
+/// Deliberately broken behaviours for the simulator's self-tests
+/// ([`Applier::with_bugs`]); all off by default.
+#[cfg(feature = "planted-bugs")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PlantedBugs {
+    /// [`Applier::install_from`] restores the machine's state but leaves the
+    /// session table empty: clients' retries of commands the snapshot holds
+    /// apply again, or are refused, on that replica alone.
+    pub restore_without_sessions: bool,
+}

@@ -256,12 +256,14 @@ pub struct RecordCounts {
     pub commit: usize,
     /// `Snapshot` records.
     pub snapshot: usize,
+    /// `Rejoin` records.
+    pub rejoin: usize,
 }
 
 impl RecordCounts {
     /// All records.
     pub fn total(&self) -> usize {
-        self.promise + self.accept + self.learn + self.commit + self.snapshot
+        self.promise + self.accept + self.learn + self.commit + self.snapshot + self.rejoin
     }
 }
 
@@ -312,6 +314,7 @@ pub fn inspect_with(fs: &dyn Fs, dir: &Path) -> Result<Inspection, InspectError>
                     }
                     LogRecord::Commit { .. } => counts.commit += 1,
                     LogRecord::Snapshot { .. } => counts.snapshot += 1,
+                    LogRecord::Rejoin { .. } => counts.rejoin += 1,
                 }
             }
             SegmentReport { file: s.path.clone(), index: s.index, size: s.size, used: s.used, counts, slots }

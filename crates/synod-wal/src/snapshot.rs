@@ -226,6 +226,12 @@ impl SnapshotWriter {
         })
     }
 
+    /// Drops the writer as a crash would: its temporary file stays, for
+    /// [`remove_partial_snapshots`] (or the next writer for the slot) to clear.
+    pub fn abandon(mut self) {
+        self.finished = true;
+    }
+
     /// The slot this snapshot covers up to (exclusive).
     pub fn upto(&self) -> u64 {
         self.upto
@@ -642,6 +648,151 @@ pub fn inspect_snapshot_with(fs: &dyn Fs, path: &Path) -> Result<SnapshotInfo, S
         computed_crc,
         named_upto,
     })
+}
+
+/// The temporary name of a snapshot file being received from a peer.
+fn received_file_name(upto: u64) -> String {
+    format!("snapshot-{upto}.recv")
+}
+
+/// Receives a snapshot file from a peer, byte for byte, in order; then
+/// [`SnapshotReceiver::finish`] checks it and puts it in place.
+///
+/// The bytes go to `snapshot-<upto>.recv`, which readers ignore. Finishing
+/// syncs it, checks it whole (header, the slot `upto`, length, CRC32C: a
+/// truncated or corrupted transfer is refused here), renames it to its final
+/// name, syncs the directory and removes older snapshots, exactly as
+/// [`SnapshotWriter::finish`] does. Dropping an unfinished receiver removes
+/// its file.
+pub struct SnapshotReceiver {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    upto: u64,
+    tmp: PathBuf,
+    file: Option<Box<dyn FsFile>>,
+    len: u64,
+    finished: bool,
+}
+
+impl fmt::Debug for SnapshotReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotReceiver")
+            .field("tmp", &self.tmp)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotReceiver {
+    /// Starts receiving snapshot `upto` into `dir` (created if missing), replacing any earlier partial file.
+    pub fn create_with(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, upto: u64) -> Result<Self, SnapshotError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs.create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let tmp = dir.join(received_file_name(upto));
+        let names = fs.list(&dir).map_err(io_err("list", &dir))?;
+        if names.iter().any(|n| *n == received_file_name(upto)) {
+            fs.remove(&tmp).map_err(io_err("remove", &tmp))?;
+        }
+        let file = fs.create(&tmp).map_err(io_err("create", &tmp))?;
+        Ok(SnapshotReceiver { fs, dir, upto, tmp, file: Some(file), len: 0, finished: false })
+    }
+
+    /// The snapshot's slot.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    /// Drops the receiver as a crash would: its temporary file stays, for
+    /// [`remove_partial_snapshots`] (or the next receiver for the slot) to clear.
+    pub fn abandon(mut self) {
+        self.finished = true;
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the next bytes of the file.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let file = self.file.as_mut().expect("present until finish");
+        file.write_all_at(bytes, self.len).map_err(io_err("write", &self.tmp))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Syncs the file, checks it whole, and makes it the newest snapshot.
+    /// A file that does not check out is a [`SnapshotError::Damaged`] and is removed.
+    pub fn finish(mut self) -> Result<SnapshotFile, SnapshotError> {
+        let mut file = self.file.take().expect("present until finish");
+        file.sync_data().map_err(io_err("fsync", &self.tmp))?;
+        drop(file);
+        let reader = check(&*self.fs, &self.tmp, Some(self.upto))?;
+        let body_len = reader.body_len;
+        drop(reader);
+        let path = self.dir.join(snapshot_file_name(self.upto));
+        self.fs.rename(&self.tmp, &path).map_err(io_err("rename", &self.tmp))?;
+        self.finished = true;
+        self.fs.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
+        let names = self.fs.list(&self.dir).unwrap_or_default();
+        for name in names {
+            if parse_name(&name).is_some_and(|upto| upto < self.upto) {
+                let _ = self.fs.remove(&self.dir.join(name));
+            }
+        }
+        Ok(SnapshotFile { path, upto: self.upto, body_len, skipped: Vec::new() })
+    }
+}
+
+impl Drop for SnapshotReceiver {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.file = None;
+            let _ = self.fs.remove(&self.tmp);
+        }
+    }
+}
+
+/// Reads up to `max` bytes of the snapshot file at `path` from `offset`,
+/// with the file's length: a piece to send to a peer. Past the end it reads nothing.
+pub fn read_snapshot_chunk(
+    fs: &dyn Fs,
+    path: &Path,
+    offset: u64,
+    max: usize,
+) -> Result<(u64, Vec<u8>), SnapshotError> {
+    let file = fs.open(path).map_err(io_err("open", path))?;
+    let total = file.size().map_err(io_err("stat", path))?;
+    let n = usize::try_from(total.saturating_sub(offset)).unwrap_or(usize::MAX).min(max);
+    let mut buf = vec![0; n];
+    if n > 0 {
+        file.read_exact_at(&mut buf, offset).map_err(io_err("read", path))?;
+    }
+    Ok((total, buf))
+}
+
+/// Removes the temporary files an interrupted snapshot write or transfer left in `dir`.
+pub fn remove_partial_snapshots(fs: &dyn Fs, dir: &Path) -> Result<usize, SnapshotError> {
+    let names = match fs.list(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut removed = 0;
+    for name in names {
+        let partial = name.starts_with("snapshot-") && (name.ends_with(".tmp") || name.ends_with(".recv"));
+        if partial {
+            let path = dir.join(&name);
+            fs.remove(&path).map_err(io_err("remove", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ enum Kind {
     Slot { slot: u64, learned: bool },
     Commit,
     Snapshot,
+    Rejoin,
 }
 
 impl Kind {
@@ -159,6 +160,7 @@ impl Kind {
             LogRecord::Learn { slot, .. } => Kind::Slot { slot: slot.0, learned: true },
             LogRecord::Commit { .. } => Kind::Commit,
             LogRecord::Snapshot { .. } => Kind::Snapshot,
+            LogRecord::Rejoin { .. } => Kind::Rejoin,
         }
     }
 }
@@ -212,7 +214,7 @@ pub struct Wal {
     index: Arc<RwLock<SlotIndex>>,
     /// The last Promise, Commit and Snapshot records and the segments holding them,
     /// carried forward when prefix truncation would drop them.
-    latest: [Option<(u64, Prepared)>; 3],
+    latest: [Option<(u64, Prepared)>; 4],
     spare: Option<Box<dyn Spare>>,
     buf: Vec<u8>,
     failed: Option<Arc<FatalError>>,
@@ -258,7 +260,7 @@ impl Wal {
         let mut records = Vec::new();
         let mut segments = Vec::new();
         let mut index = SlotIndex::default();
-        let mut latest: [Option<(u64, Prepared)>; 3] = Default::default();
+        let mut latest: [Option<(u64, Prepared)>; 4] = Default::default();
         let mut last_batch = 0;
         for seg in &analysis.segments {
             let mut max_slot = None;
@@ -272,7 +274,7 @@ impl Wal {
                             .expect("frames are checked against MAX_FRAME_LEN");
                         index.insert(slot, Loc { segment: seg.index, offset: frame.offset, len, learned });
                     }
-                    Kind::Promise | Kind::Commit | Kind::Snapshot => {
+                    Kind::Promise | Kind::Commit | Kind::Snapshot | Kind::Rejoin => {
                         let prepared = Prepared::new(record).expect("a decoded record re-encodes");
                         latest[latest_slot(kind)] = Some((seg.index, prepared));
                     }
@@ -345,7 +347,7 @@ impl Wal {
     /// short of the active one, whose `Accept`/`Learn` records all have slots
     /// below `upto`. Returns how many segments were removed.
     ///
-    /// The latest `Promise`, `Commit` and `Snapshot` records are never lost:
+    /// The latest `Promise`, `Commit`, `Snapshot` and `Rejoin` records are never lost:
     /// if one lives in a segment about to go, it is first appended again
     /// (and synced), so recovery still finds it.
     pub fn truncate_prefix(&mut self, upto: Slot) -> Result<usize, WriteError> {
@@ -550,6 +552,7 @@ fn latest_slot(kind: Kind) -> usize {
         Kind::Promise => 0,
         Kind::Commit => 1,
         Kind::Snapshot => 2,
+        Kind::Rejoin => 3,
         Kind::Slot { .. } => unreachable!("slot records are indexed, not carried"),
     }
 }

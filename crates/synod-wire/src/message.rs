@@ -57,6 +57,8 @@ pub struct Status {
     pub happy: bool,
     /// Every slot below this one is chosen, and this replica knows its value.
     pub first_unchosen: Slot,
+    /// One past the highest slot this replica holds anything for (accepted or chosen).
+    pub log_end: Slot,
 }
 
 /// A message between replicas.
@@ -120,6 +122,29 @@ pub enum Message {
         /// The chosen entries the sender knows in the range asked for, possibly fewer.
         entries: Vec<ChosenEntry>,
     },
+    /// A replica behind the sender's compacted log asks for the piece of
+    /// snapshot `upto` that starts at byte `offset` of its file (resuming a
+    /// transfer, or starting one at 0); the answer is a [`Message::SnapshotChunk`].
+    SnapshotPull {
+        /// The snapshot being received: it covers every slot below this one.
+        upto: Slot,
+        /// The first byte wanted.
+        offset: u64,
+    },
+    /// A piece of a snapshot file, sent on the bulk stream: the answer to a
+    /// [`Message::SnapshotPull`], or unasked (from offset 0) to a peer whose
+    /// catch-up request fell below the sender's compacted log. The file
+    /// carries its own CRC32C, which the receiver checks once it has it all.
+    SnapshotChunk {
+        /// The snapshot covers every slot below this one.
+        upto: Slot,
+        /// The file's whole length in bytes.
+        total: u64,
+        /// Where `bytes` start in the file.
+        offset: u64,
+        /// The file's bytes from `offset` on.
+        bytes: Vec<u8>,
+    },
     /// Leader election: a heartbeat round's request.
     Ping {
         /// The sender's heartbeat round.
@@ -148,6 +173,8 @@ impl Message {
             Message::Reject { .. } => "reject",
             Message::CatchUp { .. } => "catch-up",
             Message::CatchUpReply { .. } => "catch-up-reply",
+            Message::SnapshotPull { .. } => "snapshot-pull",
+            Message::SnapshotChunk { .. } => "snapshot-chunk",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
         }

@@ -42,4 +42,11 @@ pub enum LogRecord {
         /// One past the last slot the snapshot covers.
         upto: Slot,
     },
+    /// This replica started with nothing on disk and may not vote until it
+    /// has rejoined (`done: false`), or it has rejoined (`done: true`). The
+    /// latest one says which, across restarts.
+    Rejoin {
+        /// Whether the rejoin is complete.
+        done: bool,
+    },
 }

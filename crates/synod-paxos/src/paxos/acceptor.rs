@@ -7,6 +7,11 @@ use super::{Entry, Paxos};
 impl Paxos {
     pub(super) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, first_unchosen: Slot) {
         self.max_round = self.max_round.max(ballot.round);
+        if self.rejoin.is_some() {
+            // A replica that lost its disk does not vote yet (see snapshot.rs).
+            self.observe_leader(ballot);
+            return;
+        }
         if ballot < self.promised {
             self.reject(from, ballot);
             return;
@@ -42,6 +47,12 @@ impl Paxos {
     }
     pub(super) fn on_accept(&mut self, from: NodeId, ballot: Ballot, slot: Slot, value: Value, commit: Slot) {
         self.max_round = self.max_round.max(ballot.round);
+        if self.rejoin.is_some() {
+            // No vote yet; the commit point is a fact, learned through catch-up.
+            self.observe_leader(ballot);
+            self.learn_commit(ballot, commit);
+            return;
+        }
         if ballot < self.promised {
             self.reject(from, ballot);
             // A commit point is a fact whoever sends it.

@@ -47,11 +47,16 @@ impl Paxos {
             quorum_connected: self.election.quorum_connected,
             happy: self.election.happy,
             first_unchosen: self.first_unchosen,
+            log_end: self
+                .log
+                .last_key_value()
+                .map_or(self.first_unchosen, |(s, _)| s.next().max(self.first_unchosen)),
         }
     }
 
     pub(super) fn observe_status(&mut self, from: NodeId, status: Status) {
         self.peer_status.insert(from, status);
+        self.rejoin_heard(from, status);
         if status.happy {
             // Someone is content with a leader: do not disrupt it.
             self.election.may_stand = false;
@@ -130,6 +135,10 @@ impl Paxos {
         match &mut self.role {
             Role::Follower => {}
             Role::Candidate(c) => {
+                // Slots learned since standing are chosen and known here: ask
+                // promises from the first unknown one only (a peer that has
+                // compacted below it would refuse the older request forever).
+                c.from = c.from.max(self.first_unchosen);
                 let (ballot, from) = (c.ballot, c.from);
                 let missing: Vec<NodeId> =
                     peers.iter().copied().filter(|p| !c.promises.contains_key(p)).collect();

@@ -10,6 +10,12 @@ const CATCH_UP_BYTES: usize = 4 << 20;
 
 impl Paxos {
     pub(super) fn on_catch_up(&mut self, from: NodeId, lo: Slot, to: Slot) {
+        if lo < self.base {
+            if self.snapshot > lo {
+                self.want_snapshot(from);
+            }
+            return;
+        }
         let mut entries = Vec::new();
         let mut bytes = 0;
         let mut expect = lo;
@@ -118,6 +124,7 @@ impl Paxos {
             self.known_commit = self.first_unchosen;
         }
         self.deliver();
+        self.check_rejoined();
     }
 
     pub(super) fn deliver(&mut self) {

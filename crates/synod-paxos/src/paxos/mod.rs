@@ -13,6 +13,7 @@ mod election;
 mod learner;
 mod output;
 mod proposer;
+mod snapshot;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -28,6 +29,7 @@ use crate::stats::Stats;
 use election::Election;
 use output::Announced;
 use proposer::{Candidate, Leader};
+use snapshot::Rejoin;
 
 /// Why a proposal was refused. The batch comes back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +89,10 @@ pub struct Paxos {
     promised: Ballot,
     log: BTreeMap<Slot, Entry>,
     base: Slot,
+    /// The highest snapshot recorded in the log (`base` may lag it by the retain window).
+    snapshot: Slot,
+    /// Set while a replica that lost its disk may not vote yet (see `snapshot.rs`).
+    rejoin: Option<Rejoin>,
     first_unchosen: Slot,
     delivered: Slot,
     known_commit: Slot,
@@ -127,6 +133,8 @@ impl Hash for Paxos {
             promised,
             log,
             base,
+            snapshot,
+            rejoin,
             first_unchosen,
             delivered,
             known_commit,
@@ -152,6 +160,8 @@ impl Hash for Paxos {
         promised.hash(state);
         log.hash(state);
         base.hash(state);
+        snapshot.hash(state);
+        rejoin.hash(state);
         first_unchosen.hash(state);
         delivered.hash(state);
         known_commit.hash(state);
@@ -190,12 +200,15 @@ impl Paxos {
             .map(|(slot, (ballot, value, chosen))| (slot, Entry { ballot, value, chosen }))
             .collect();
         let base = durable.snapshot_upto;
+        let rejoining = durable.rejoining && config.members.len() > 1;
         let mut paxos = Paxos {
             rng,
             now: 0,
             promised: durable.promised,
             log,
             base,
+            snapshot: base,
+            rejoin: rejoining.then(Rejoin::default),
             first_unchosen: base,
             delivered: deliver_from.max(base),
             known_commit: base,
@@ -238,6 +251,23 @@ impl Paxos {
             paxos.finish();
         }
         paxos.debug_assert_invariants();
+        paxos
+    }
+
+    /// A replica whose disk holds nothing: it takes part in consensus only
+    /// once it has heard that the cluster is new, or has heard every peer and
+    /// learned every slot any of them holds (see [`Paxos::is_rejoining`]).
+    /// Drivers start every replica that recovered no log record and no
+    /// snapshot this way, a cluster's first start included.
+    /// It logs `LogRecord::Rejoin { done: false }` first, so a restart before
+    /// it has rejoined goes on rejoining ([`Durable::rejoining`]).
+    pub fn rejoin(config: Config, seed: u64) -> Paxos {
+        let mut paxos = Paxos::new(config, seed);
+        if paxos.cfg.members.len() > 1 {
+            paxos.rejoin = Some(Rejoin::default());
+            paxos.pending_records.push(LogRecord::Rejoin { done: false });
+            paxos.finish();
+        }
         paxos
     }
 
@@ -309,12 +339,16 @@ impl Paxos {
     /// Forgets chosen entries below `upto`, which a snapshot now covers.
     /// Slots not yet delivered are kept.
     pub fn compact(&mut self, upto: Slot) {
+        self.compact_below(upto);
+        self.debug_assert_invariants();
+    }
+
+    fn compact_below(&mut self, upto: Slot) {
         let upto = upto.min(self.delivered);
         if upto > self.base {
             self.log = self.log.split_off(&upto);
             self.base = upto;
         }
-        self.debug_assert_invariants();
     }
 
     /// The next action for the driver, in the order they must be carried out.
@@ -532,6 +566,8 @@ impl Paxos {
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
             Message::CatchUp { from: lo, to } => self.on_catch_up(from, lo, to),
             Message::CatchUpReply { entries } => self.on_catch_up_reply(from, entries),
+            // Snapshot transfer is the driver's (synod-replica's); the core never sees it.
+            Message::SnapshotPull { .. } | Message::SnapshotChunk { .. } => {}
             Message::Ping { round, status } => {
                 self.observe_status(from, status);
                 let status = self.status();

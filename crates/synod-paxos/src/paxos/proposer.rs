@@ -71,6 +71,9 @@ impl Paxos {
         self.observe_leader(promised);
     }
     pub(super) fn stand(&mut self) {
+        if self.rejoin.is_some() {
+            return;
+        }
         let round = self.max_round.max(self.promised.round).max(self.election.highest_seen.round) + 1;
         let ballot = Ballot::new(round, self.cfg.id);
         self.max_round = round;

@@ -3,6 +3,7 @@
 
 mod model;
 mod regressions;
+mod snapshot;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -47,7 +48,7 @@ impl Cluster {
                             assert_eq!(slot.0 as usize, self.committed[i].len(), "commits in order");
                             self.committed[i].push(value);
                         }
-                        Action::LeaderChanged { .. } => {}
+                        Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
                     }
                 }
             }

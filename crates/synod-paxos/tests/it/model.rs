@@ -398,7 +398,7 @@ impl PaxosModel {
                             seen.sort_by_key(key);
                         }
                     }
-                    Action::LeaderChanged { .. } => {}
+                    Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
                 }
             }
             if let Some(token) = persisted {

@@ -73,7 +73,7 @@ impl Stepped {
                         self.decided.insert(slot, (NodeId(id), value));
                     }
                 },
-                Action::LeaderChanged { .. } => {}
+                Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use synod_kv::KvStore;
 use synod_paxos::{Config, Paxos};
-use synod_replica::{route_replies, Effect, Limits, Now, ReplicaCore, Routing, Waiter};
+use synod_replica::{route_replies, Effect, Limits, Now, ReplicaCore, Routing, SnapshotPolicy, Waiter};
 use synod_state_machine::{Applier, Origin, Reply, SessionConfig};
 use synod_wire::{
     ClientId, ClientReply, ClientRequest, Command, KvCommand, KvResponse, Message, NodeId, Outcome, Seq,
@@ -20,7 +20,14 @@ struct Node {
     answers: Vec<(u32, ClientReply)>,
     /// Every slot it applied, with `Apply::proposed_at_us`.
     applied: Vec<(Slot, Option<u64>)>,
+    /// Its newest snapshot "file": (slot, bytes).
+    snapshot: Option<(Slot, Vec<u8>)>,
+    /// A snapshot being received: (slot, bytes so far).
+    receiving: Option<(Slot, Vec<u8>)>,
 }
+
+/// Bytes per snapshot chunk in these tests: small, so that transfers take many pulls.
+const CHUNK: usize = 100;
 
 /// Replicas wired by an in-memory queue; persists complete at once; links can be cut.
 struct Cluster {
@@ -47,6 +54,8 @@ impl Cluster {
                 applier: Applier::new(KvStore::default(), SessionConfig::default()),
                 answers: Vec::new(),
                 applied: Vec::new(),
+                snapshot: None,
+                receiving: None,
             })
             .collect();
         Cluster {
@@ -90,7 +99,45 @@ impl Cluster {
                     node.answers.extend(route_replies(apply.waiters, replies, apply.leader, apply.routing));
                 }
                 Effect::Reply { conn, reply } => node.answers.push((conn, reply)),
-                Effect::LeaderChanged { .. } | Effect::Proposed { .. } => {}
+                Effect::LeaderChanged { .. } | Effect::Proposed { .. } | Effect::TruncateLog { .. } => {}
+                Effect::TakeSnapshot { upto } => {
+                    let mut bytes = Vec::new();
+                    node.applier.snapshot_to(&mut bytes).unwrap();
+                    assert_eq!(node.applier.next_slot(), upto, "the snapshot comes after every earlier slot");
+                    node.snapshot = Some((upto, bytes));
+                    node.core.handle_snapshot_taken(now, upto);
+                }
+                Effect::SendSnapshot { to, upto, offset } => {
+                    if let Some((newest, bytes)) = &node.snapshot {
+                        let offset = if upto == Some(*newest) { offset as usize } else { 0 };
+                        let end = (offset + CHUNK).min(bytes.len());
+                        let msg = Message::SnapshotChunk {
+                            upto: *newest,
+                            total: bytes.len() as u64,
+                            offset: offset as u64,
+                            bytes: bytes[offset..end].to_vec(),
+                        };
+                        self.wire.push_back((id, to, msg));
+                    }
+                }
+                Effect::StoreSnapshotChunk { upto, offset, bytes, last } => {
+                    if offset == 0 {
+                        node.receiving = Some((upto, Vec::new()));
+                    }
+                    let (_, got) = node.receiving.as_mut().expect("chunks come in order");
+                    assert_eq!(got.len() as u64, offset, "chunks come in order");
+                    got.extend_from_slice(&bytes);
+                    if last {
+                        node.snapshot = node.receiving.take();
+                        node.core.handle_snapshot_received(now, upto, true);
+                    }
+                }
+                Effect::InstallSnapshot { upto } => {
+                    let (at, bytes) = node.snapshot.as_ref().expect("stored before it is installed");
+                    assert_eq!(*at, upto);
+                    node.applier.install_from(&mut &bytes[..]).unwrap();
+                    assert_eq!(node.applier.next_slot(), upto);
+                }
             }
         }
     }
@@ -314,7 +361,7 @@ fn a_slot_won_by_another_value_redirects_its_waiter() {
 #[cfg(feature = "planted-bugs")]
 #[test]
 fn the_planted_bug_answers_a_waiter_from_a_slot_another_value_won() {
-    let bugs = synod_replica::PlantedBugs { route_by_position: true };
+    let bugs = synod_replica::PlantedBugs { route_by_position: true, ..Default::default() };
     let mut c = Cluster::with(Limits::default(), |core| core.with_bugs(bugs));
     let (a, _) = slot_won_by_another_value(&mut c);
     // A's client hears B's client's registration: the simulator must catch this.
@@ -461,5 +508,73 @@ fn a_core_has_effects_from_its_constructor_and_stamps_batches_with_the_callers_c
         synod_wire::Batch::decode(bytes).unwrap().timestamp_ms,
         5,
         "stamped with the caller's wall clock"
+    );
+}
+
+#[test]
+fn a_replica_behind_the_compacted_log_receives_the_snapshot_in_chunks_and_converges() {
+    let policy = SnapshotPolicy { log_bytes: 300, retain_slots: 2 };
+    let mut c =
+        Cluster::with(Limits { max_in_flight: 1, max_batch_commands: 1, ..Limits::default() }, |core| {
+            core.with_snapshots(policy)
+        });
+    let leader = c.elect(None);
+    let behind = other(leader, leader % 3 + 1);
+    c.isolate(behind);
+    c.request(leader, 1, 1, register(7));
+    let Some(Outcome::Registered { client }) = c.answers_to(leader, 1).pop() else { panic!("no session") };
+    for seq in 1..=40 {
+        c.request(leader, 1, 100 + seq, put(client, seq, &format!("key-{seq}")));
+        c.tick();
+    }
+    let stats = c.node(leader).core.stats();
+    assert!(stats.snapshots_asked >= 3, "the leader snapshotted: {stats:?}");
+    let base = c.node(leader).core.paxos().base();
+    assert!(base > Slot(10), "and compacted its log to {base}");
+    c.cut.clear();
+    for _ in 0..300 {
+        c.tick();
+    }
+    let node = &c.nodes[behind as usize - 1];
+    let stats = node.core.stats();
+    assert_eq!(stats.snapshots_installed, 1, "{stats:?}");
+    assert!(stats.snapshot_bytes_received > CHUNK as u64, "in several chunks: {stats:?}");
+    let lead = &c.nodes[leader as usize - 1];
+    assert_eq!(node.applier.next_slot(), lead.applier.next_slot());
+    assert_eq!(node.applier.digest(), lead.applier.digest(), "the same state, sessions included");
+}
+
+#[test]
+fn a_snapshot_chunk_out_of_order_or_malformed_is_ignored() {
+    let mut c = Cluster::new(Limits::default());
+    let now = c.now;
+    let core = &mut c.node(2).core;
+    // A chunk that does not start a transfer, one past its total, one empty: nothing is stored.
+    for (offset, total, bytes) in [(5u64, 10u64, vec![1u8; 5]), (0, 3, vec![1; 5]), (0, 10, vec![])] {
+        core.handle_message(now, NodeId(1), Message::SnapshotChunk { upto: Slot(50), total, offset, bytes });
+        while let Some(e) = core.poll_effect() {
+            assert!(!matches!(e, Effect::StoreSnapshotChunk { .. }), "{e:?}");
+        }
+    }
+    // The first chunk of a good one is stored, and the next one pulled.
+    core.handle_message(
+        now,
+        NodeId(1),
+        Message::SnapshotChunk { upto: Slot(50), total: 10, offset: 0, bytes: vec![1; 4] },
+    );
+    let effects: Vec<_> = std::iter::from_fn(|| core.poll_effect()).collect();
+    assert!(effects.iter().any(|e| matches!(e, Effect::StoreSnapshotChunk { offset: 0, last: false, .. })));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Send { to: NodeId(1), msg: Message::SnapshotPull { upto: Slot(50), offset: 4 } }
+    )));
+    // A duplicate of it is not stored twice.
+    core.handle_message(
+        now,
+        NodeId(1),
+        Message::SnapshotChunk { upto: Slot(50), total: 10, offset: 0, bytes: vec![1; 4] },
+    );
+    assert!(
+        std::iter::from_fn(|| core.poll_effect()).all(|e| !matches!(e, Effect::StoreSnapshotChunk { .. }))
     );
 }

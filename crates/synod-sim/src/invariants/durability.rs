@@ -60,3 +60,43 @@ pub(super) fn check_recovered(
         )
     })
 }
+
+/// After a truncation the recovered records are no longer a prefix of those
+/// written (whole segments went, the latest promise and commit were carried
+/// over): compare what they say instead. The promise never goes back, the
+/// snapshot point never goes back, and every entry at or above the snapshot
+/// point that was reported durable is still there, at its ballot or a later one.
+pub(super) fn check_recovered_truncated(
+    node: NodeId,
+    written: &[LogRecord],
+    reported: usize,
+    recovered: &[LogRecord],
+) -> Option<String> {
+    let want = synod_paxos::Durable::replay(written[..reported.min(written.len())].iter().cloned());
+    let got = synod_paxos::Durable::replay(recovered.iter().cloned());
+    if got.promised < want.promised {
+        return Some(format!("{node} recovered promise {} after promising {}", got.promised, want.promised));
+    }
+    if got.snapshot_upto < want.snapshot_upto {
+        return Some(format!(
+            "{node} recovered snapshot point {} after logging {}",
+            got.snapshot_upto, want.snapshot_upto
+        ));
+    }
+    for (slot, (ballot, value, chosen)) in want.entries.range(got.snapshot_upto..) {
+        match got.entries.get(slot) {
+            None => {
+                return Some(format!("{node} lost its durable entry for slot {slot} in a log truncation"))
+            }
+            Some((b, v, c)) => {
+                let kept = if *chosen { *c && v == value } else { *c || *b >= *ballot };
+                if !kept {
+                    return Some(format!(
+                        "{node} recovered slot {slot} as {b} {c}, but had made {ballot} {chosen} durable"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}

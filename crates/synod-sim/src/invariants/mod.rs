@@ -111,6 +111,43 @@ impl Checker {
         self.report("durability", tick, found);
     }
 
+    /// Replica `node` restored its state machine from a snapshot up to
+    /// `upto` (at a restart, or installing one a peer sent): its digest must
+    /// be the one every replica had after applying slot `upto - 1`, and the
+    /// snapshot must hold the state up to exactly `upto`.
+    pub(crate) fn restored(&mut self, tick: u64, node: NodeId, upto: Slot, at: Slot, digest: u64) {
+        if at != upto {
+            let detail =
+                format!("{node}: the snapshot named for slot {upto} holds the state up to slot {at}");
+            self.report("snapshot", tick, Some(detail));
+            return;
+        }
+        if let Some(last) = upto.0.checked_sub(1) {
+            let found = order::check(&mut self.digests, node, Slot(last), digest);
+            self.report("order", tick, found);
+        }
+    }
+
+    /// A replica's snapshot did not restore or install.
+    pub(crate) fn snapshot_failed(&mut self, tick: u64, detail: String) {
+        self.report("snapshot", tick, Some(detail));
+    }
+
+    /// Replica `node` restarted after truncating its log: what it recovered
+    /// must still hold its promise and every entry at or above its snapshot
+    /// that it was told was durable.
+    pub(crate) fn recovered_truncated(
+        &mut self,
+        tick: u64,
+        node: NodeId,
+        written: &[LogRecord],
+        reported: usize,
+        recovered: &[LogRecord],
+    ) {
+        let found = durability::check_recovered_truncated(node, written, reported, recovered);
+        self.report("durability", tick, found);
+    }
+
     /// A replica's log could not be opened at restart: recovery found
     /// corruption where a crash can only have torn or lost unsynced writes.
     pub(crate) fn recovery_refused(&mut self, tick: u64, detail: String) {

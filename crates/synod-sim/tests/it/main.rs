@@ -50,9 +50,14 @@ mod planted {
 
     /// Runs seeds with `bugs` planted until one violates an invariant.
     fn first_violation(bugs: PlantedBugs, seeds: u64) -> Option<(u64, Vec<&'static str>)> {
+        first_violation_with(seeds, |cfg| cfg.bugs = bugs)
+    }
+
+    /// Runs seeds, each configured by `plant`, until one violates an invariant.
+    fn first_violation_with(seeds: u64, plant: impl Fn(&mut SimConfig)) -> Option<(u64, Vec<&'static str>)> {
         (0..seeds).find_map(|seed| {
             let mut cfg = SimConfig::new(seed);
-            cfg.bugs = bugs;
+            plant(&mut cfg);
             let r = run(&cfg);
             (!r.violations.is_empty()).then(|| (seed, r.violations.iter().map(|v| v.invariant).collect()))
         })
@@ -74,14 +79,40 @@ mod planted {
 
     #[test]
     fn routing_replies_by_position_is_caught() {
-        let bugs = synod_replica::PlantedBugs { route_by_position: true };
-        let found = (0..500).find_map(|seed| {
-            let mut cfg = SimConfig::new(seed);
-            cfg.replica_bugs = bugs;
-            let r = run(&cfg);
-            (!r.violations.is_empty()).then_some((seed, r.violations))
-        });
-        let (seed, violations) = found.expect("no violation found in 500 seeds");
-        eprintln!("route-by-position: seed {seed} violates {violations:?}");
+        let bugs = synod_replica::PlantedBugs { route_by_position: true, ..Default::default() };
+        let (seed, invariants) = first_violation_with(500, |cfg| cfg.replica_bugs = bugs)
+            .expect("no violation found in 500 seeds");
+        eprintln!("route-by-position: seed {seed} violates {invariants:?}");
     }
+
+    #[test]
+    fn a_snapshot_taken_ahead_of_what_was_applied_is_caught() {
+        let bugs = synod_replica::PlantedBugs { snapshot_before_apply: true, ..Default::default() };
+        let (seed, invariants) = first_violation_with(500, |cfg| cfg.replica_bugs = bugs)
+            .expect("no violation found in 500 seeds");
+        eprintln!("snapshot-before-apply: seed {seed} violates {invariants:?}");
+    }
+
+    #[test]
+    fn restoring_a_snapshot_without_its_session_table_is_caught() {
+        let bugs = synod_state_machine::PlantedBugs { restore_without_sessions: true };
+        let (seed, invariants) = first_violation_with(2000, |cfg| cfg.machine_bugs = bugs)
+            .expect("no violation found in 2000 seeds");
+        eprintln!("restore-without-sessions: seed {seed} violates {invariants:?}");
+    }
+}
+
+#[test]
+fn snapshots_transfers_and_lost_disks_happen() {
+    let (mut snapshots, mut installs, mut wipes) = (0, 0, 0);
+    for seed in 0..40 {
+        let r = run(&SimConfig::new(seed));
+        snapshots += r.snapshots;
+        installs += r.installs;
+        wipes += r.wipes;
+    }
+    assert!(
+        snapshots > 200 && installs > 20 && wipes > 10,
+        "snapshots {snapshots}, installs {installs}, wipes {wipes}"
+    );
 }

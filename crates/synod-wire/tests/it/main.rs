@@ -23,12 +23,13 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn status() -> impl Strategy<Value = Status> {
-    (ballot(), any::<bool>(), any::<bool>(), slot()).prop_map(
-        |(leader, quorum_connected, happy, first_unchosen)| Status {
+    (ballot(), any::<bool>(), any::<bool>(), slot(), slot()).prop_map(
+        |(leader, quorum_connected, happy, first_unchosen, log_end)| Status {
             leader,
             quorum_connected,
             happy,
             first_unchosen,
+            log_end,
         },
     )
 }
@@ -58,6 +59,9 @@ fn message() -> impl Strategy<Value = Message> {
         proptest::collection::vec((slot(), value()), 0..4).prop_map(|entries| Message::CatchUpReply {
             entries: entries.into_iter().map(|(slot, value)| ChosenEntry { slot, value }).collect(),
         }),
+        (slot(), any::<u64>()).prop_map(|(upto, offset)| Message::SnapshotPull { upto, offset }),
+        (slot(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(upto, total, offset, bytes)| Message::SnapshotChunk { upto, total, offset, bytes }),
         (any::<u64>(), status()).prop_map(|(round, status)| Message::Ping { round, status }),
         (any::<u64>(), status()).prop_map(|(round, status)| Message::Pong { round, status }),
     ]

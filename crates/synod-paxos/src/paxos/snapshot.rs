@@ -1,0 +1,157 @@
+//! Snapshots: compacting the log behind one this replica took, installing one a peer sent,
+//! and rejoining after the disk was lost.
+//!
+//! A replica that starts with nothing on disk ([`Paxos::rejoin`]) may have
+//! promised and accepted things before it lost them: a new disk for an old
+//! identity. Voting again at once could break agreement (a value it helped
+//! choose is no longer reported in its promises; a ballot it promised no
+//! longer holds back lower ones). So it does not vote (no promise, no
+//! accept, no candidacy) until it has heard the status of every other
+//! replica, and then:
+//!
+//! * if none of them has any history, the cluster is new and it votes at
+//!   once (a cluster's first start, which therefore needs every replica up
+//!   once: an empty replica cannot tell a new cluster from a lost disk
+//!   unless it hears everyone);
+//! * otherwise it promises the highest ballot any of them has seen (so
+//!   nothing it may have promised before is undercut), and votes once it has
+//!   learned every slot up to the end of the longest log among them (so
+//!   every value it may have accepted before is known to it as chosen, or
+//!   was never chosen with its vote).
+//!
+//! Hearing every other replica is what makes the promise safe: the ballot
+//! it forgot promising is known to its candidate. A replica with a lost disk
+//! therefore rejoins only while all its peers are up.
+
+use synod_wire::{Ballot, LogRecord, NodeId, Slot, Status};
+
+use super::{Paxos, Role};
+use crate::action::Action;
+
+/// What a replica that lost its disk has learned of its peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(super) struct Rejoin {
+    /// The status each other replica reported since the restart.
+    pub(super) heard: std::collections::BTreeMap<NodeId, Status>,
+    /// Once every peer was heard and the cluster has history: the slot this
+    /// replica must have learned up to before it votes.
+    pub(super) learn_to: Option<Slot>,
+}
+
+impl Paxos {
+    /// Whether this replica lost its disk and may not vote yet ([`Paxos::rejoin`]).
+    pub fn is_rejoining(&self) -> bool {
+        self.rejoin.is_some()
+    }
+
+    /// The highest snapshot recorded: every slot below it is in a snapshot on this replica's disk.
+    pub fn snapshot_upto(&self) -> Slot {
+        self.snapshot
+    }
+
+    /// The lowest slot still held in memory: catch-up requests below it are answered with a snapshot.
+    pub fn base(&self) -> Slot {
+        self.base
+    }
+
+    /// The driver wrote a snapshot covering every slot below `upto` (durably:
+    /// file synced, renamed, directory synced). The core logs
+    /// `LogRecord::Snapshot { upto }` and forgets the chosen entries below
+    /// `upto - retain` (never beyond what it delivered): those are answered
+    /// from the snapshot from now on. Once that record is durable, the
+    /// driver may drop the log's segments below the same point.
+    pub fn snapshot_taken(&mut self, upto: Slot, retain: u64) {
+        if upto > self.snapshot && upto <= self.delivered {
+            self.snapshot = upto;
+            self.pending_records.push(LogRecord::Snapshot { upto });
+            self.compact_below(Slot(upto.0.saturating_sub(retain)));
+        }
+        self.finish();
+        self.debug_assert_invariants();
+    }
+
+    /// The driver received, checked and stored a peer's snapshot covering
+    /// every slot below `upto`, and restored its state machine from it (or
+    /// will, before it applies anything this call commits). The core jumps
+    /// to `upto`: entries below go, every slot below counts as delivered,
+    /// and `LogRecord::Snapshot { upto }` is logged. A leader or candidate
+    /// steps down first (someone chose slots it did not know of). Returns
+    /// false, changing nothing, if this replica already knows every slot below `upto`.
+    pub fn install_snapshot(&mut self, upto: Slot) -> bool {
+        if upto <= self.first_unchosen {
+            return false;
+        }
+        if !matches!(self.role, Role::Follower) {
+            self.step_down();
+        }
+        self.stats.snapshots_installed += 1;
+        self.log = self.log.split_off(&upto);
+        self.base = upto;
+        self.snapshot = self.snapshot.max(upto);
+        self.first_unchosen = upto;
+        self.delivered = upto;
+        self.last_commit_mark = self.last_commit_mark.max(upto);
+        self.known_commit = self.known_commit.max(upto);
+        self.pending_records.push(LogRecord::Snapshot { upto });
+        self.advance();
+        self.check_rejoined();
+        if self.first_unchosen < self.known_commit {
+            self.request_catch_up(None);
+        }
+        self.finish();
+        self.debug_assert_invariants();
+        true
+    }
+
+    /// A peer asked for slots below `base`: those are only in the snapshot.
+    pub(super) fn want_snapshot(&mut self, to: NodeId) {
+        self.stats.snapshots_wanted += 1;
+        self.actions.push_back(Action::SnapshotWanted { to });
+    }
+
+    /// Notes a peer's status while rejoining, and decides once every peer was heard.
+    pub(super) fn rejoin_heard(&mut self, from: NodeId, status: Status) {
+        let Some(rejoin) = &mut self.rejoin else { return };
+        if rejoin.learn_to.is_some() {
+            return;
+        }
+        rejoin.heard.insert(from, status);
+        if rejoin.heard.len() < self.cfg.members.len() - 1 {
+            return;
+        }
+        let pristine = |s: &Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
+        if rejoin.heard.values().all(pristine) {
+            // No replica has any history: the cluster is new.
+            self.rejoin = None;
+            self.pending_records.push(LogRecord::Rejoin { done: true });
+            return;
+        }
+        let ballot = rejoin.heard.values().map(|s| s.leader).max().unwrap_or(Ballot::ZERO);
+        let learn_to =
+            rejoin.heard.values().map(|s| s.log_end.max(s.first_unchosen)).max().unwrap_or(Slot(0));
+        rejoin.learn_to = Some(learn_to);
+        self.max_round = self.max_round.max(ballot.round);
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.pending_records.push(LogRecord::Promise { ballot });
+        }
+        self.observe_leader(ballot);
+        if self.known_commit < learn_to {
+            self.known_commit = learn_to;
+        }
+        self.check_rejoined();
+        if self.rejoin.is_some() && self.last_catch_up.is_none() {
+            self.request_catch_up(None);
+        }
+    }
+
+    /// Ends the rejoin once every slot it must know is learned.
+    pub(super) fn check_rejoined(&mut self) {
+        if let Some(Rejoin { learn_to: Some(to), .. }) = &self.rejoin {
+            if self.first_unchosen >= *to {
+                self.rejoin = None;
+                self.pending_records.push(LogRecord::Rejoin { done: true });
+            }
+        }
+    }
+}

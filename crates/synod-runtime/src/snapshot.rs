@@ -1,0 +1,184 @@
+//! The snapshot thread: writes snapshots the apply thread took, sends snapshot chunks to peers, stores received ones.
+//!
+//! The thread (`synod-snap-<id>`) does every snapshot file's IO, so none of
+//! it runs on the transport thread, under the core's lock or on the apply
+//! thread: writing a snapshot (from the frozen view the apply thread took,
+//! while applies go on), reading a chunk to send a peer (queued on the
+//! transport's bulk stream, behind nothing consensus needs), and storing
+//! the chunks of one being received. Its results go back to the core as
+//! [`SnapshotEvent`]s through the shell.
+//!
+//! The newest snapshot file is tracked here, not looked up per chunk (a
+//! lookup checks a file's every byte). A received snapshot does not remove
+//! older ones (the apply thread may not have installed it yet); a written
+//! one does, as it is only asked for after every earlier install.
+
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use synod_log::{read_snapshot_chunk, RealFs, SnapshotReceiver, SnapshotWriter};
+use synod_metrics::names;
+use synod_state_machine::AppliedSnapshot;
+use synod_transport::Node;
+use synod_wire::{Message, NodeId, Slot, Wire};
+
+/// Work for the snapshot thread.
+pub(crate) enum SnapshotJob {
+    /// Write a snapshot the apply thread took.
+    Write(AppliedSnapshot),
+    /// Send `to` a chunk of the newest snapshot (see `Effect::SendSnapshot`).
+    Send { to: NodeId, upto: Option<Slot>, offset: u64 },
+    /// Store a chunk of a snapshot being received (see `Effect::StoreSnapshotChunk`).
+    Store { upto: Slot, offset: u64, bytes: Vec<u8>, last: bool },
+}
+
+/// What the snapshot thread reports to the core.
+#[derive(Debug)]
+pub(crate) enum SnapshotEvent {
+    /// A snapshot was written and is durable.
+    Taken { upto: Slot },
+    /// A snapshot could not be written.
+    Failed { upto: Slot },
+    /// A received snapshot is complete: `ok` if it checked out and is in place.
+    Received { upto: Slot, ok: bool },
+}
+
+/// The snapshot thread's state.
+pub(crate) struct SnapshotThread {
+    pub dir: PathBuf,
+    pub transport: Arc<Node>,
+    pub chunk_bytes: usize,
+    /// The newest snapshot file: (upto, path).
+    pub newest: Option<(Slot, PathBuf)>,
+    pub receiving: Option<SnapshotReceiver>,
+}
+
+impl SnapshotThread {
+    /// Runs jobs until the channel closes, reporting each result through `report`.
+    pub(crate) fn run(mut self, jobs: Receiver<SnapshotJob>, mut report: impl FnMut(SnapshotEvent)) {
+        let sent = metrics::counter!(names::SNAPSHOT_BYTES_SENT);
+        while let Ok(job) = jobs.recv() {
+            match job {
+                SnapshotJob::Write(snapshot) => report(self.write(snapshot)),
+                SnapshotJob::Send { to, upto, offset } => {
+                    if let Some(n) = self.send(to, upto, offset) {
+                        sent.increment(n);
+                    }
+                }
+                SnapshotJob::Store { upto, offset, bytes, last } => {
+                    if let Some(event) = self.store(upto, offset, &bytes, last) {
+                        report(event);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, snapshot: AppliedSnapshot) -> SnapshotEvent {
+        let upto = snapshot.upto();
+        let started = Instant::now();
+        let written = SnapshotWriter::create(&self.dir, upto.0).and_then(|mut writer| {
+            {
+                let mut out = BufWriter::with_capacity(1 << 20, &mut writer);
+                snapshot.write_to(&mut out).map_err(|e| synod_log::SnapshotError::from_io(e, &self.dir))?;
+            }
+            writer.finish()
+        });
+        match written {
+            Ok(file) => {
+                let took = started.elapsed();
+                let bytes = std::fs::metadata(&file.path).map_or(0, |m| m.len());
+                metrics::counter!(names::SNAPSHOTS_TAKEN).increment(1);
+                metrics::histogram!(names::SNAPSHOT_SECONDS).record(took.as_secs_f64());
+                metrics::gauge!(names::SNAPSHOT_BYTES).set(bytes as f64);
+                metrics::gauge!(names::SNAPSHOT_SLOT).set(upto.0 as f64);
+                tracing::info!(%upto, bytes, ms = took.as_millis() as u64, "snapshot written");
+                if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
+                    self.newest = Some((upto, file.path));
+                }
+                SnapshotEvent::Taken { upto }
+            }
+            Err(e) => {
+                metrics::counter!(names::SNAPSHOTS_FAILED).increment(1);
+                tracing::error!(%upto, %e, "a snapshot could not be written; the log is kept until the next one");
+                SnapshotEvent::Failed { upto }
+            }
+        }
+    }
+
+    /// Sends one chunk; returns the bytes sent.
+    fn send(&mut self, to: NodeId, upto: Option<Slot>, offset: u64) -> Option<u64> {
+        let (newest, path) = self.newest.clone()?;
+        let offset = if upto == Some(newest) { offset } else { 0 };
+        let (total, bytes) = match read_snapshot_chunk(&RealFs, &path, offset, self.chunk_bytes) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::warn!(%e, "cannot read a snapshot chunk to send");
+                return None;
+            }
+        };
+        if bytes.is_empty() {
+            return None;
+        }
+        let n = bytes.len() as u64;
+        let msg = Message::SnapshotChunk { upto: newest, total, offset, bytes };
+        match msg.encode() {
+            Ok(frame) => {
+                // The bulk stream: heartbeats and consensus traffic never queue behind it.
+                let _ = self.transport.send_bulk(to, Bytes::from(frame));
+                Some(n)
+            }
+            Err(e) => {
+                tracing::error!(%e, "a snapshot chunk did not encode");
+                None
+            }
+        }
+    }
+
+    fn store(&mut self, upto: Slot, offset: u64, bytes: &[u8], last: bool) -> Option<SnapshotEvent> {
+        if offset == 0 {
+            self.receiving = match SnapshotReceiver::create_with(Arc::new(RealFs), &self.dir, upto.0) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(%e, "cannot store a snapshot being received");
+                    None
+                }
+            };
+        }
+        let fits = self.receiving.as_ref().is_some_and(|r| r.upto() == upto.0 && r.len() == offset);
+        if !fits {
+            // Out of step with the core (a failed create or write): start this one again.
+            self.receiving = None;
+            return Some(SnapshotEvent::Received { upto, ok: false });
+        }
+        let receiver = self.receiving.as_mut().expect("checked above");
+        if let Err(e) = receiver.append(bytes) {
+            tracing::error!(%e, "cannot store a snapshot chunk");
+            self.receiving = None;
+            return Some(SnapshotEvent::Received { upto, ok: false });
+        }
+        if !last {
+            return None;
+        }
+        let receiver = self.receiving.take().expect("checked above");
+        match receiver.finish() {
+            Ok(file) => {
+                tracing::info!(%upto, path = %file.path.display(), "snapshot received and checked");
+                metrics::gauge!(names::SNAPSHOT_BYTES).set((file.body_len + 32) as f64);
+                metrics::gauge!(names::SNAPSHOT_SLOT).set(upto.0 as f64);
+                if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
+                    self.newest = Some((upto, file.path));
+                }
+                Some(SnapshotEvent::Received { upto, ok: true })
+            }
+            Err(e) => {
+                tracing::warn!(%upto, %e, "a received snapshot failed its check; asking for it again");
+                Some(SnapshotEvent::Received { upto, ok: false })
+            }
+        }
+    }
+}
