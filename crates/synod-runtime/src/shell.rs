@@ -479,6 +479,8 @@ impl Core {
         s.is_leader = paxos.is_leader();
         s.ballot = paxos.leader_ballot();
         s.commit = paxos.first_unchosen();
+        s.rejoining = paxos.is_rejoining();
+        s.snapshot = paxos.snapshot_upto();
         s.peers_connected =
             paxos.config().members().iter().copied().filter(|&p| self.transport.is_connected(p)).collect();
     }

@@ -32,6 +32,11 @@ pub struct Status {
     pub sessions: usize,
     /// Set when the replica stopped on a fatal error (a failed write or fsync).
     pub fatal: Option<String>,
+    /// The replica started with nothing on disk and does not vote yet: it
+    /// waits to hear every peer and to learn what they hold.
+    pub rejoining: bool,
+    /// Every slot below this one is in the replica's newest snapshot.
+    pub snapshot: Slot,
 }
 
 /// Reads a replica's [`Status`] from any thread; see [`crate::Replica::status_handle`].

@@ -241,6 +241,8 @@ pub struct SegmentReport {
     pub counts: RecordCounts,
     /// The lowest and highest slot of its `Accept` and `Learn` records.
     pub slots: Option<(Slot, Slot)>,
+    /// The highest `upto` of its `Snapshot` records: every slot below it is in a snapshot file.
+    pub snapshot_upto: Option<Slot>,
 }
 
 /// Record counts by kind.
@@ -269,11 +271,29 @@ impl RecordCounts {
 
 impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<34} {:>10} {:>10} {:>8} {:>21}", "segment", "size", "used", "records", "slots")?;
+        writeln!(
+            f,
+            "{:<34} {:>10} {:>10} {:>8} {:>21} {:>10}",
+            "segment", "size", "used", "records", "slots", "snapshot"
+        )?;
         for s in &self.segments {
             let name = s.file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
             let slots = s.slots.map(|(a, b)| format!("{}..={}", a.0, b.0)).unwrap_or_else(|| "-".into());
-            writeln!(f, "{name:<34} {:>10} {:>10} {:>8} {slots:>21}", s.size, s.used, s.counts.total())?;
+            let snapshot = s.snapshot_upto.map_or_else(|| "-".into(), |u| format!("<{}", u.0));
+            writeln!(
+                f,
+                "{name:<34} {:>10} {:>10} {:>8} {slots:>21} {snapshot:>10}",
+                s.size,
+                s.used,
+                s.counts.total()
+            )?;
+        }
+        if let Some(upto) = self.segments.iter().filter_map(|s| s.snapshot_upto).max() {
+            writeln!(
+                f,
+                "the log's newest snapshot record: every slot below {} is in snapshot-{:020}.snap",
+                upto.0, upto.0
+            )?;
         }
         for p in &self.incomplete {
             writeln!(f, "incomplete segment (crash during creation): {}", p.display())?;
@@ -301,6 +321,7 @@ pub fn inspect_with(fs: &dyn Fs, dir: &Path) -> Result<Inspection, InspectError>
         .map(|s| {
             let mut counts = RecordCounts::default();
             let mut slots: Option<(Slot, Slot)> = None;
+            let mut snapshot_upto: Option<Slot> = None;
             for (_, record) in &s.records {
                 match record {
                     LogRecord::Promise { .. } => counts.promise += 1,
@@ -313,11 +334,22 @@ pub fn inspect_with(fs: &dyn Fs, dir: &Path) -> Result<Inspection, InspectError>
                         slots = Some(slots.map_or((*slot, *slot), |(a, b)| (a.min(*slot), b.max(*slot))));
                     }
                     LogRecord::Commit { .. } => counts.commit += 1,
-                    LogRecord::Snapshot { .. } => counts.snapshot += 1,
+                    LogRecord::Snapshot { upto } => {
+                        counts.snapshot += 1;
+                        snapshot_upto = snapshot_upto.max(Some(*upto));
+                    }
                     LogRecord::Rejoin { .. } => counts.rejoin += 1,
                 }
             }
-            SegmentReport { file: s.path.clone(), index: s.index, size: s.size, used: s.used, counts, slots }
+            SegmentReport {
+                file: s.path.clone(),
+                index: s.index,
+                size: s.size,
+                used: s.used,
+                counts,
+                slots,
+                snapshot_upto,
+            }
         })
         .collect();
     Ok(Inspection { segments, incomplete: analysis.discard, problem: analysis.problem })

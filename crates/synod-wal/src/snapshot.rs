@@ -373,7 +373,9 @@ pub fn newest_snapshot(dir: impl AsRef<Path>) -> Result<Option<SnapshotFile>, Sn
 ///
 /// Every candidate is read to its end to check its CRC (in pieces, never
 /// whole in memory); a damaged one is recorded in [`SnapshotFile::skipped`]
-/// and the next older one tried. A missing directory holds no snapshot.
+/// and the next older one tried. If every snapshot file is damaged, the
+/// newest one's damage is the error: never "no snapshot". A missing
+/// directory holds no snapshot.
 /// Temporary files are ignored.
 pub fn newest_snapshot_with(fs: &dyn Fs, dir: &Path) -> Result<Option<SnapshotFile>, SnapshotError> {
     let names = match fs.list(dir) {
@@ -395,7 +397,11 @@ pub fn newest_snapshot_with(fs: &dyn Fs, dir: &Path) -> Result<Option<SnapshotFi
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    // Every snapshot there is damaged: that is an answer, not "no snapshot".
+    match skipped.into_iter().next() {
+        Some(damaged) => Err(damaged),
+        None => Ok(None),
+    }
 }
 
 /// Opens `path` and reads it to the end, checking the name's slot (if given) and the CRC.

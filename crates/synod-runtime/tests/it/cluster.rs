@@ -15,6 +15,7 @@ use synod_wire::{
 
 pub struct Cluster<S = KvStore> {
     make: fn() -> S,
+    tweak: fn(&mut ReplicaConfig),
     _dir: tempfile::TempDir,
     certs: PathBuf,
     data: PathBuf,
@@ -30,6 +31,11 @@ impl Cluster<KvStore> {
 
 impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
     pub fn start_with(n: u32, make: fn() -> S) -> Cluster<S> {
+        Cluster::start_configured(n, make, |_| {})
+    }
+
+    /// A cluster whose replicas' configuration `tweak` adjusts (at every start).
+    pub fn start_configured(n: u32, make: fn() -> S, tweak: fn(&mut ReplicaConfig)) -> Cluster<S> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -45,6 +51,7 @@ impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
             .collect();
         let mut cluster = Cluster {
             make,
+            tweak,
             data: dir.path().join("data"),
             _dir: dir,
             certs,
@@ -73,8 +80,25 @@ impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
         let mut config =
             ReplicaConfig::new(id, self.peers.clone(), creds, self.data.join(format!("node-{}", id.0)));
         config.segment_bytes = 1 << 20;
+        (self.tweak)(&mut config);
         let replica = Replica::start(config, (self.make)()).unwrap();
         self.replicas.insert(id, Some(replica));
+    }
+
+    /// Starts replica `id` again, returning why it would not start.
+    pub fn try_restart(&mut self, id: NodeId) -> Result<(), synod_runtime::StartError> {
+        let creds = Credentials::load(&self.certs, Identity::Node(id)).unwrap();
+        let mut config = ReplicaConfig::new(id, self.peers.clone(), creds, self.data_dir(id));
+        config.segment_bytes = 1 << 20;
+        (self.tweak)(&mut config);
+        let replica = Replica::start(config, (self.make)())?;
+        self.replicas.insert(id, Some(replica));
+        Ok(())
+    }
+
+    /// Replica `id`'s data directory.
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.data.join(format!("node-{}", id.0))
     }
 
     pub fn stop(&mut self, id: NodeId) {
