@@ -13,6 +13,10 @@
 //! back at the end. `--kill-file` names a file where another process writes
 //! the Unix time in milliseconds at which it killed a replica; the report
 //! then gives the failover gap: from the kill to the next completed operation.
+//! `--fill` writes every key of `--keys` once, in order, spread over the
+//! clients, and stops when all are written (a preload; `--duration` and
+//! `--warmup` are then ignored). `--samples FILE` writes one line per
+//! measured operation, `<start, Unix µs> <latency µs>`, for plots over time.
 //! `--threads` sets the generator's own runtime: 0 (the default) runs every
 //! client on one current-thread tokio runtime, N a multi-thread runtime of N
 //! workers. On the 2-core machines we measure on, one thread did twice the
@@ -96,6 +100,12 @@ struct Args {
     /// 0: every client on one current-thread runtime; N: a multi-thread runtime of N workers.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Put every key of --keys once, in order, then stop (a preload; ignores --duration and --warmup).
+    #[arg(long, conflicts_with_all = ["verify", "rate"])]
+    fill: bool,
+    /// Where to write each measured operation as a line `<start, Unix µs> <latency µs>`.
+    #[arg(long)]
+    samples: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -104,6 +114,10 @@ fn parse_args() -> Result<Args> {
         bail!("--clients and --sessions must be at least 1");
     }
     args.sessions = args.sessions.min(args.clients);
+    if args.fill {
+        args.warmup = 0.0;
+        args.puts = 100;
+    }
     if args.backend == Backend::Etcd && args.endpoints.iter().all(|e| e.is_empty()) {
         bail!("--endpoints needs at least one URL for --backend etcd");
     }
@@ -122,6 +136,10 @@ fn unix_ms() -> u64 {
 
 struct Shared {
     stop: AtomicBool,
+    /// The next key `--fill` writes.
+    fill_next: AtomicU64,
+    /// `Instant` zero of the samples' clock, and the Unix µs it stands for.
+    epoch: (Instant, u64),
     measuring: AtomicBool,
     done: AtomicU64,
     errors: AtomicU64,
@@ -132,6 +150,8 @@ struct TaskResult {
     ops: u64,
     completions_ms: Vec<u64>,
     written: Vec<(Vec<u8>, Vec<u8>)>,
+    /// (start, Unix µs; latency µs) of each measured operation, with `--samples`.
+    samples: Vec<(u64, u64)>,
 }
 
 /// One connection to the system under test; clones share it.
@@ -205,6 +225,7 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
     let mut seq = 0u64;
     let mut completions_ms = Vec::new();
     let mut written = Vec::new();
+    let mut samples = Vec::new();
     let interval = args.rate.map(|r| Duration::from_secs_f64(args.clients as f64 / r));
     let mut next_at = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -213,9 +234,20 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
             tokio::time::sleep_until(next_at.into()).await;
         }
         let put = next() % 100 < args.puts;
+        let fill_key = if args.fill {
+            let n = shared.fill_next.fetch_add(1, Ordering::Relaxed);
+            if n >= args.keys {
+                break;
+            }
+            Some(n)
+        } else {
+            None
+        };
         let start = Instant::now();
         let result = if put {
-            let key = if args.verify {
+            let key = if let Some(n) = fill_key {
+                format!("key{n:012}").into_bytes()
+            } else if args.verify {
                 seq += 1;
                 format!("t{id:05}-{seq:09}").into_bytes()
             } else {
@@ -239,8 +271,13 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
             Ok(()) => {
                 completions_ms.push(unix_ms());
                 if shared.measuring.load(Ordering::Relaxed) {
-                    let _ = hist.record(start.elapsed().as_micros().max(1) as u64);
+                    let micros = start.elapsed().as_micros().max(1) as u64;
+                    let _ = hist.record(micros);
                     ops += 1;
+                    if args.samples.is_some() {
+                        let since = start.saturating_duration_since(shared.epoch.0).as_micros() as u64;
+                        samples.push((shared.epoch.1 + since, micros));
+                    }
                 }
                 shared.done.fetch_add(1, Ordering::Relaxed);
             }
@@ -250,7 +287,7 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
             }
         }
     }
-    TaskResult { hist, ops, completions_ms, written }
+    TaskResult { hist, ops, completions_ms, written, samples }
 }
 
 /// Reads every acknowledged write back, as many at once as there were
@@ -309,8 +346,11 @@ async fn run(args: Args) -> Result<()> {
     for _ in 0..args.sessions {
         sessions.push(Conn::connect(&args).await?);
     }
+    let epoch_unix_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
+        fill_next: AtomicU64::new(0),
+        epoch: (Instant::now(), epoch_unix_us),
         measuring: AtomicBool::new(args.warmup <= 0.0),
         done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -318,14 +358,28 @@ async fn run(args: Args) -> Result<()> {
     let tasks: Vec<_> = (0..args.clients)
         .map(|i| tokio::spawn(task(i, sessions[i % sessions.len()].clone(), args.clone(), shared.clone())))
         .collect();
-    let bar = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}").expect("valid template"),
-    );
+    let bar = if args.fill {
+        let bar = indicatif::ProgressBar::new(args.keys);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} keys written, {per_sec}, {eta} left")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        let bar = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}").expect("valid template"),
+        );
+        bar
+    };
     let began = Instant::now();
     let mut measured_from = if args.warmup <= 0.0 { Some(Instant::now()) } else { None };
     let total = Duration::from_secs_f64(args.warmup + args.duration);
-    while began.elapsed() < total {
+    while args.fill && !tasks.iter().all(|t| t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        bar.set_position(shared.done.load(Ordering::Relaxed));
+    }
+    while !args.fill && began.elapsed() < total {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if measured_from.is_none() && began.elapsed().as_secs_f64() >= args.warmup {
             shared.measuring.store(true, Ordering::Relaxed);
@@ -341,12 +395,26 @@ async fn run(args: Args) -> Result<()> {
     let mut ops = 0;
     let mut completions = Vec::new();
     let mut acknowledged = Vec::new();
+    let mut samples = Vec::new();
     for t in tasks {
         let r = t.await?;
         hist.add(&r.hist)?;
         ops += r.ops;
         completions.extend(r.completions_ms);
         acknowledged.extend(r.written);
+        samples.extend(r.samples);
+    }
+    if let Some(path) = &args.samples {
+        samples.sort_unstable();
+        let mut text = String::with_capacity(samples.len() * 24);
+        for (start, micros) in &samples {
+            use std::fmt::Write as _;
+            let _ = writeln!(text, "{start} {micros}");
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     // Moved, not copied, into what the readers share.
     let written: Arc<[(Vec<u8>, Vec<u8>)]> = acknowledged.into();
