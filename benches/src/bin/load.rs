@@ -361,8 +361,10 @@ async fn run(args: Args) -> Result<()> {
     let bar = if args.fill {
         let bar = indicatif::ProgressBar::new(args.keys);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} keys written, {per_sec}, {eta} left")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} keys written, {per_sec}, {eta} left",
+            )
+            .expect("valid template"),
         );
         bar
     } else {

@@ -469,6 +469,8 @@ impl Core {
             sessions: sessions as u64,
             log_bytes: 0,
             uptime_ms: u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+            snapshot: paxos.snapshot_upto(),
+            rejoining: paxos.is_rejoining(),
         }
     }
 

@@ -114,6 +114,10 @@ pub struct ReplicaStatus {
     pub log_bytes: u64,
     /// Milliseconds since it started.
     pub uptime_ms: u64,
+    /// Every slot below this one is in its newest snapshot (0: none).
+    pub snapshot: Slot,
+    /// It started with nothing on disk and does not vote until it has rejoined.
+    pub rejoining: bool,
 }
 
 /// The answer to a [`ClientFrame`].

@@ -229,6 +229,8 @@ mod tests {
             sessions: 2,
             log_bytes: 1 << 40,
             uptime_ms: 1234,
+            snapshot: Slot(8),
+            rejoining: false,
         };
         let reply = ClientReply { id: 3, outcome: Outcome::Status(status) };
         assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);

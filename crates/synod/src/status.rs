@@ -78,6 +78,10 @@ pub(crate) struct View {
     pub sessions: u64,
     pub log_bytes: u64,
     pub uptime_ms: u64,
+    /// Every slot below this one is in its newest snapshot (0: none).
+    pub snapshot: u64,
+    /// It started with nothing on disk and does not vote until it has rejoined.
+    pub rejoining: bool,
 }
 
 /// A ballot: its round and the replica that owns it.
@@ -101,6 +105,7 @@ impl View {
         View {
             role: match s.role {
                 Role::Leader => "leader",
+                Role::Follower if s.rejoining => "rejoining",
                 Role::Follower => "follower",
             },
             leader: s.leader.map(|l| l.0),
@@ -113,6 +118,8 @@ impl View {
             sessions: s.sessions,
             log_bytes: s.log_bytes,
             uptime_ms: s.uptime_ms,
+            snapshot: s.snapshot.0,
+            rejoining: s.rejoining,
         }
     }
 }
@@ -264,6 +271,8 @@ mod tests {
             sessions: 1,
             log_bytes: 64 << 20,
             uptime_ms: 65_000,
+            snapshot: Slot(0),
+            rejoining: false,
         }
     }
 

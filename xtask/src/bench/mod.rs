@@ -3,9 +3,12 @@
 //! With no argument (or `all`): the micro-benchmarks, then the comparison with etcd in its
 //! quick form. `micro`: the micro-benchmarks only. `core`, `wire`, `log`, `transport`: one
 //! of them (further arguments go to it). `--peer etcd [...]`: the comparison (`peer.rs`).
+//! `snapshots [...]`: client latency while replicas write snapshots, and an emptied replica's
+//! rejoin time (`snapshots.rs`).
 
 mod etcd;
 mod peer;
+mod snapshots;
 pub(crate) mod svg;
 
 use std::path::Path;
@@ -53,6 +56,9 @@ enum What {
     /// The transport's micro-benchmark.
     #[command(disable_help_flag = true)]
     Transport(Extra),
+    /// Client latency while replicas write snapshots (a 3-replica cluster preloaded with
+    /// --keys), then how long an emptied replica takes to rejoin.
+    Snapshots(snapshots::SnapshotArgs),
 }
 
 /// What a micro-benchmark's binary is given.
@@ -76,6 +82,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some(What::Wire(extra)) => micro(&["wire"], &extra.args),
         Some(What::Log(extra)) => micro(&["log"], &extra.args),
         Some(What::Transport(extra)) => micro(&["transport"], &extra.args),
+        Some(What::Snapshots(a)) => snapshots::run(a),
     }
 }
 

@@ -102,6 +102,8 @@ impl Shared {
             sessions: applier.sessions().len() as u64,
             log_bytes: 0,
             uptime_ms: 0,
+            snapshot: synod_wire::Slot(0),
+            rejoining: false,
         };
         ClientReply { id: query.id, outcome: Outcome::Status(status) }
     }

@@ -102,6 +102,8 @@ fn replica_status() -> impl Strategy<Value = ReplicaStatus> {
                 sessions,
                 log_bytes,
                 uptime_ms,
+                snapshot: Slot(uptime_ms / 3),
+                rejoining: uptime_ms % 2 == 0,
             },
         )
 }
