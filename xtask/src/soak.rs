@@ -134,6 +134,8 @@ struct Outcome {
     max_disk: u64,
     identical: std::result::Result<String, String>,
     died: Option<String>,
+    /// Snapshots each replica took (`synod_snapshots_taken_total`; None: no answer).
+    snapshots: Vec<Option<u64>>,
 }
 
 fn soak(cluster: &Cluster, raw: &Path, args: &Args, seconds: f64) -> Result<()> {
@@ -188,6 +190,9 @@ fn soak(cluster: &Cluster, raw: &Path, args: &Args, seconds: f64) -> Result<()> 
             }
         }
     }
+    let snapshots: Vec<Option<u64>> = (1..=REPLICAS)
+        .map(|i| scrape(BASE_PORT + 100 + i as u16, "synod_snapshots_taken_total").map(|v| v as u64))
+        .collect();
     let died = dead_replica(cluster);
     let identical = if died.is_none() {
         await_identical(cluster, Duration::from_secs(30)).map_err(|e| format!("{e:#}"))
@@ -220,6 +225,7 @@ fn soak(cluster: &Cluster, raw: &Path, args: &Args, seconds: f64) -> Result<()> 
         max_disk: samples.iter().flat_map(|s| s.disk.iter()).copied().max().unwrap_or(0),
         identical,
         died,
+        snapshots,
     };
     let svg_path = target_dir().join("bench").join("soak.svg");
     std::fs::write(&svg_path, plot(&samples, args))?;
@@ -244,6 +250,9 @@ fn soak(cluster: &Cluster, raw: &Path, args: &Args, seconds: f64) -> Result<()> 
         }
         bail!("soak failed: {}", problems.join("; "));
     }
+    let taken: Vec<String> =
+        outcome.snapshots.iter().map(|n| n.map_or("?".to_owned(), |n| n.to_string())).collect();
+    println!("soak: snapshots taken by replicas 1-3: {}", taken.join(", "));
     if let Ok(d) = &outcome.identical {
         println!("soak: replicas identical at {d}");
     }
@@ -324,7 +333,7 @@ fn watch(cluster: &Cluster, seconds: f64, loads: &mut [&mut Child]) -> Result<Ve
         let rss = (1..=REPLICAS).map(|i| cluster.pid(i).and_then(rss_bytes)).collect();
         let disk = (1..=REPLICAS).map(|i| dir_bytes(&cluster.dir.join(format!("data/node-{i}")))).collect();
         let applied = (1..=REPLICAS)
-            .filter_map(|i| applied_total(BASE_PORT + 100 + i as u16))
+            .filter_map(|i| scrape(BASE_PORT + 100 + i as u16, "synod_commands_applied_total"))
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         let ops_per_s = match (last_applied, applied) {
             (Some((t0, a0)), Some(a)) if t > t0 => Some(((a - a0) / (t - t0)).max(0.0)),
@@ -426,8 +435,8 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// `synod_commands_applied_total` from the metrics endpoint on 127.0.0.1:`port`.
-fn applied_total(port: u16) -> Option<f64> {
+/// The unlabelled sample `name` from the metrics endpoint on 127.0.0.1:`port`.
+fn scrape(port: u16, name: &str) -> Option<f64> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
@@ -435,7 +444,7 @@ fn applied_total(port: u16) -> Option<f64> {
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut body = Vec::new();
     s.take(16 << 20).read_to_end(&mut body).ok()?;
-    metric(&String::from_utf8_lossy(&body), "synod_commands_applied_total")
+    metric(&String::from_utf8_lossy(&body), name)
 }
 
 /// The value of an unlabelled sample `name` in Prometheus text.
@@ -560,6 +569,7 @@ fn report_json(samples: &[Sample], args: &Args, o: &Outcome) -> Value {
         "ops": o.ops, "errors": o.errors, "verified": o.verified, "missing": o.missing,
         "max_rss_bytes": o.max_rss, "max_disk_bytes": o.max_disk,
         "identical": o.identical.as_ref().ok(), "differ": o.identical.as_ref().err(), "died": o.died,
+        "snapshots_taken": o.snapshots,
         "samples": samples,
     })
 }
@@ -616,6 +626,7 @@ mod tests {
             max_disk: 700 << 20,
             identical: Ok("slot 9, digest ab".to_owned()),
             died: None,
+            snapshots: vec![Some(3), Some(3), None],
         }
     }
 
