@@ -1,5 +1,5 @@
 //! `cargo xtask bench snapshots [--keys 2000000] [--value-bytes 200] [--duration 60s]
-//! [--clients 64] [--log-bytes 16777216] [--fill-clients 1000]`: what snapshots cost the
+//! [--clients 64] [--log-bytes 67108864] [--fill-clients 1000]`: what snapshots cost the
 //! clients, and how long an emptied replica takes to rejoin.
 //!
 //! A fresh three-replica cluster on loopback (JSON logs, `[snapshots] log_bytes` as given) is
@@ -48,7 +48,7 @@ pub(crate) struct SnapshotArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     clients: usize,
     /// `[snapshots] log_bytes`: a replica snapshots after this many bytes of values.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     log_bytes: u64,
     /// Clients of the preload.
     #[arg(long, value_name = "N", default_value_t = 1000)]
@@ -239,7 +239,7 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
     empty_dir(&data)?;
     let began = Instant::now();
     cluster.start(follower)?;
-    let agreed = await_identical(cluster, Duration::from_secs(900))?;
+    let agreed = await_identical(cluster, Duration::from_secs(300))?;
     let took = began.elapsed().as_secs_f64();
     let snap_mb = newest_snapshot_bytes(&data) as f64 / 1e6;
     println!(
@@ -329,7 +329,8 @@ fn parse_samples(text: &str) -> Result<Vec<(u64, u64)>> {
 
 /// The snapshots replica `replica` wrote, from its JSON log's `snapshot written` lines.
 fn parse_windows(log: &str, replica: u32) -> Vec<Window> {
-    let number = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+    let number =
+        |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim_start_matches('#').parse().ok()));
     log.lines()
         .filter(|l| l.contains("snapshot written"))
         .filter_map(|l| {
@@ -432,8 +433,10 @@ fn plot(samples: &[(u64, u64)], windows: &[Window], leader: u32, args: &Snapshot
 /// Adds a translucent band (x from, x to, replica) under the lines of `doc`, a plot whose first
 /// polyline draws `first_series`: the band's pixels come from that polyline's own.
 fn shade(doc: &str, first_series: &[svg::Point], spans: &[(f64, f64, u32)], leader: u32) -> String {
-    // The plot area's top and height, as svg.rs lays it out (TOP, HEIGHT - TOP - BOTTOM).
+    // The plot area, as svg.rs lays it out (LEFT, TOP, WIDTH - RIGHT, HEIGHT - TOP - BOTTOM).
+    const LEFT: f64 = 80.0;
     const TOP: f64 = 70.0;
+    const PLOT_RIGHT: f64 = 630.0;
     const PLOT_HEIGHT: f64 = 390.0;
     let (Some(a), Some(b)) = (first_series.first(), first_series.last()) else { return doc.to_owned() };
     let Some(pixels) = doc
@@ -459,7 +462,7 @@ fn shade(doc: &str, first_series: &[svg::Point], spans: &[(f64, f64, u32)], lead
     for &(from, to, replica) in spans {
         let color = SHADES[(replica as usize + SHADES.len() - 1) % SHADES.len()];
         let opacity = if replica == leader { 0.30 } else { 0.15 };
-        let (x0, x1) = (px(from).max(0.0), px(to).max(0.0));
+        let (x0, x1) = (px(from).clamp(LEFT, PLOT_RIGHT), px(to).clamp(LEFT, PLOT_RIGHT));
         let _ = writeln!(
             bands,
             r#"<rect x="{x0:.1}" y="{TOP}" width="{:.1}" height="{PLOT_HEIGHT}" fill="{color}" fill-opacity="{opacity}"><title>replica {replica}</title></rect>"#,
@@ -469,7 +472,7 @@ fn shade(doc: &str, first_series: &[svg::Point], spans: &[(f64, f64, u32)], lead
     let mut legend = String::new();
     for r in 1..=REPLICAS {
         let color = SHADES[(r as usize - 1) % SHADES.len()];
-        let y = 500.0 + 0.0 * r as f64;
+        let y = 500.0;
         let x = 80.0 + 120.0 * (r - 1) as f64;
         let _ = writeln!(
             legend,
@@ -524,6 +527,7 @@ fn empty_dir(dir: &Path) -> Result<()> {
 /// Waits until every replica answers with the same applied slot and digest.
 fn await_identical(cluster: &Cluster, timeout: Duration) -> Result<String> {
     let until = Instant::now() + timeout;
+    let mut told = Instant::now();
     loop {
         let views = cluster.statuses().unwrap_or_default();
         let seen: Vec<Option<(u64, String)>> = views
@@ -540,6 +544,10 @@ fn await_identical(cluster: &Cluster, timeout: Duration) -> Result<String> {
         }
         if Instant::now() > until {
             bail!("after {timeout:?}, (applied slot, digest) per replica: {seen:?}");
+        }
+        if told.elapsed() > Duration::from_secs(10) {
+            eprintln!("bench snapshots: waiting for the replicas to agree: (applied slot, digest) {seen:?}");
+            told = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -607,9 +615,9 @@ mod tests {
 
     #[test]
     fn snapshot_lines_become_windows() {
-        let log = r#"{"timestamp":"1970-01-01T00:00:10.000000Z","level":"INFO","fields":{"message":"snapshot written","upto":"42","bytes":1000,"ms":2500},"target":"synod_runtime::snapshot"}
+        let log = r##"{"timestamp":"1970-01-01T00:00:10.000000Z","level":"INFO","fields":{"message":"snapshot written","upto":"#42","bytes":1000,"ms":2500},"target":"synod_runtime::snapshot"}
 {"timestamp":"1970-01-01T00:00:11.000000Z","level":"INFO","fields":{"message":"something else"}}
-not json mentioning snapshot written"#;
+not json mentioning snapshot written"##;
         let w = parse_windows(log, 2);
         assert_eq!(
             w,
