@@ -152,6 +152,7 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
 
     let leader = cluster.await_leader(Duration::from_secs(10))?;
     eprintln!("bench snapshots: measured put load, leader is replica {leader}");
+    let load_before = loadavg();
     let samples_path = raw.join("samples.txt");
     let mut steady = common(args.clients);
     steady.extend([
@@ -167,6 +168,12 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
         raw.join("steady.json").display().to_string(),
     ]);
     wait_load(spawn_load(raw, &steady)?)?;
+    // Other work on the machine (a build, another cluster) shows here, and in the figures.
+    println!(
+        "machine: 1-minute load average {load_before} before the measured load, {} after ({} CPUs)",
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let leader_after = cluster.await_leader(Duration::from_secs(10))?;
     if leader_after != leader {
         eprintln!("bench snapshots: the leader changed during the load ({leader} -> {leader_after})");
@@ -263,6 +270,14 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     println!("report: {}", json_path.display());
     Ok(())
+}
+
+/// The 1-minute load average from /proc/loadavg ("?" where there is none).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn summary(lat: &[u64]) -> Value {
