@@ -244,9 +244,24 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
     cluster.signal(follower, "KILL")?;
     let data = cluster.dir.join("data").join(format!("node-{follower}"));
     empty_dir(&data)?;
+    // A killed replica can hold its ports for a while (its memory is still being freed); a
+    // replica started before they are free exits at once ("Address already in use").
+    let ports = (BASE_PORT + follower as u16, BASE_PORT + 100 + follower as u16);
+    let freed = Instant::now();
+    while !ports_free(ports) && freed.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let began = Instant::now();
     cluster.start(follower)?;
-    let agreed = await_identical(cluster, Duration::from_secs(300))?;
+    let agreed = await_identical(cluster, Duration::from_secs(300));
+    let agreed = agreed.with_context(|| {
+        let log = cluster.dir.join(format!("node-{follower}.log"));
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        format!(
+            "the emptied replica {follower} did not catch up; its log ends: {}",
+            text.lines().last().unwrap_or("")
+        )
+    })?;
     let took = began.elapsed().as_secs_f64();
     let snap_mb = newest_snapshot_bytes(&data) as f64 / 1e6;
     println!(
@@ -507,6 +522,12 @@ fn shade(doc: &str, first_series: &[svg::Point], spans: &[(f64, f64, u32)], lead
     let end = out.rfind("</svg>").unwrap_or(out.len());
     out.insert_str(end, &legend);
     out
+}
+
+/// Whether a replica could bind its (QUIC over UDP, metrics over TCP) ports now.
+fn ports_free((replica, metrics): (u16, u16)) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", replica)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", metrics)).is_ok()
 }
 
 /// The size of the newest `snapshot-<slot>.snap` in `dir` (0: none).
