@@ -21,7 +21,7 @@ cargo xtask <task> [args]       (`cargo xtask <task> --help` or `cargo xtask hel
 
 tasks:
   bench   benchmarks in release mode: `cargo xtask bench` (micro-benchmarks, then synod against
-          etcd, quick), `cargo xtask bench micro|core|wire|log|transport`,
+          etcd, quick), `cargo xtask bench micro|core|wire|log|transport|snapshots`,
           `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--warmup 2s]
           [--puts 100] [--sessions 16] [--load-threads 0] [--quick]` (docs/PERFORMANCE.md)
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]
