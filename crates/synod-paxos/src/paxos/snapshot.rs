@@ -63,6 +63,11 @@ impl Paxos {
     pub fn snapshot_taken(&mut self, upto: Slot, retain: u64) {
         if upto > self.snapshot && upto <= self.delivered {
             self.snapshot = upto;
+            // The promise may live only in `Accept` records the truncation
+            // that follows drops; a `Promise` record of it is carried over.
+            if self.promised > Ballot::ZERO {
+                self.pending_records.push(LogRecord::Promise { ballot: self.promised });
+            }
             self.pending_records.push(LogRecord::Snapshot { upto });
             self.compact_below(Slot(upto.0.saturating_sub(retain)));
         }
@@ -92,6 +97,9 @@ impl Paxos {
         self.delivered = upto;
         self.last_commit_mark = self.last_commit_mark.max(upto);
         self.known_commit = self.known_commit.max(upto);
+        if self.promised > Ballot::ZERO {
+            self.pending_records.push(LogRecord::Promise { ballot: self.promised });
+        }
         self.pending_records.push(LogRecord::Snapshot { upto });
         self.advance();
         self.check_rejoined();
