@@ -98,8 +98,19 @@ pub(crate) fn value_bytes(value: &Value) -> u64 {
 
 impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// Sets when this replica snapshots (by default it never does).
+    ///
+    /// Replicas deliver the same values, so with the same policy they would
+    /// all snapshot at the same slots, competing for a machine they share
+    /// and slowing a quorum at once. The first snapshot of the replica
+    /// ranked `r` of `n` members comes after `(n - r) / n` of
+    /// `log_bytes` instead of all of it, which staggers them evenly: each
+    /// later one after `log_bytes` again.
     pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> ReplicaCore<C> {
+        let members = self.paxos.config().members();
+        let rank = members.iter().position(|&m| m == self.paxos.id()).unwrap_or(0) as u64;
+        let n = members.len().max(1) as u64;
         self.snapshots.policy = policy;
+        self.snapshots.since = if policy.log_bytes == u64::MAX { 0 } else { policy.log_bytes / n * rank };
         self
     }
 
