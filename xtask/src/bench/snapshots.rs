@@ -8,9 +8,12 @@
 //! (`load --samples`). The replicas' `snapshot written` log lines (end time, `ms`) give the
 //! windows in which each replica was writing a snapshot; operations that started inside any
 //! replica's window (and, apart, inside the leader's) are set against those that started
-//! outside all of them. Then, with the load stopped, a follower is killed, its data directory
-//! emptied, and it is restarted: the time until `synod status --json` shows it at the same
-//! applied slot and digest as the others is the rejoin time. Results: closing lines on
+//! outside all of them. Then, under a second run of the same load, a follower is killed, its
+//! data directory emptied, and it is restarted: the time until `synod status --json` shows it
+//! no longer rejoining and applied past the commit point the others had when it restarted is
+//! the rejoin time; client p99 while it catches up is set against p99 before, and the highest
+//! ballot before and after tells whether an election ran. Once the load ends, every replica
+//! must show the same applied slot and digest. Results: closing lines on
 //! stdout, `$CARGO_TARGET_DIR/bench/snapshots.json` and `snapshots.svg` (latency over time,
 //! snapshot windows shaded).
 
@@ -238,9 +241,25 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
     std::fs::write(&svg_path, plot(&samples, &in_run, leader, args))?;
     println!("plot: {}", svg_path.display());
 
-    // Rejoin, with the load stopped.
+    // Rejoin, under the same load: a follower is killed, emptied and restarted while the
+    // clients go on; it must catch up by snapshot transfer without an election.
     let follower = (1..=REPLICAS).find(|&i| i != leader_after).expect("three replicas");
-    eprintln!("bench snapshots: killing follower {follower}, emptying its data directory, restarting it");
+    let ballot_before = highest_ballot(cluster);
+    let rejoin_samples = raw.join("rejoin-samples.txt");
+    let mut under = common(args.clients);
+    under.extend([
+        "--puts".to_owned(),
+        "100".to_owned(),
+        "--warmup".to_owned(),
+        "0".to_owned(),
+        "--duration".to_owned(),
+        REJOIN_LOAD_S.to_string(),
+        "--samples".to_owned(),
+        rejoin_samples.display().to_string(),
+    ]);
+    let load = spawn_load(raw, &under)?;
+    std::thread::sleep(Duration::from_secs(5));
+    eprintln!("bench snapshots: under load, killing follower {follower}, emptying its data directory, restarting it");
     cluster.signal(follower, "KILL")?;
     let data = cluster.dir.join("data").join(format!("node-{follower}"));
     empty_dir(&data)?;
@@ -251,10 +270,14 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
     while !ports_free(ports) && freed.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let began = Instant::now();
+    let restarted_us = unix_us();
     cluster.start(follower)?;
-    let agreed = await_identical(cluster, Duration::from_secs(300));
-    let agreed = agreed.with_context(|| {
+    // Caught up: no longer rejoining, and applied past the commit point the others had when it restarted.
+    let target = highest_commit(cluster);
+    let took = await_caught_up(cluster, follower, target, Duration::from_secs(300))?;
+    let caught_us = restarted_us + (took * 1e6) as u64;
+    wait_load(load)?;
+    let agreed = await_identical(cluster, Duration::from_secs(120)).with_context(|| {
         let log = cluster.dir.join(format!("node-{follower}.log"));
         let text = std::fs::read_to_string(log).unwrap_or_default();
         format!(
@@ -262,10 +285,25 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
             text.lines().last().unwrap_or("")
         )
     })?;
-    let took = began.elapsed().as_secs_f64();
+    let elections = highest_ballot(cluster) != ballot_before;
+    let under_load = parse_samples(&std::fs::read_to_string(&rejoin_samples)?)?;
+    let (mut before, mut during) = (Vec::new(), Vec::new());
+    for &(start, lat) in &under_load {
+        if start < restarted_us {
+            before.push(lat);
+        } else if start <= caught_us {
+            during.push(lat);
+        }
+    }
+    before.sort_unstable();
+    during.sort_unstable();
     let snap_mb = newest_snapshot_bytes(&data) as f64 / 1e6;
     println!(
-        "rejoin: empty replica caught up in {took:.1} s (snapshot {snap_mb:.1} MB; load stopped; {agreed})"
+        "rejoin: empty replica caught up in {took:.1} s under load (snapshot {snap_mb:.1} MB; client p99 {:.2} ms \
+         while it caught up, {:.2} ms before; {}; then {agreed})",
+        ms(pct(&during, 0.99)),
+        ms(pct(&before, 0.99)),
+        if elections { "the leader's ballot CHANGED: an election ran" } else { "no election" },
     );
 
     let report = json!({
@@ -279,7 +317,8 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
             "seconds": (w.end_us - w.start_us) as f64 / 1e6,
         })).collect::<Vec<_>>(),
         "rejoin": {"replica": follower, "seconds": took, "snapshot_bytes": newest_snapshot_bytes(&data),
-                   "load": "stopped"},
+                   "load": "running", "p99_during_ms": ms(pct(&during, 0.99)),
+                   "p99_before_ms": ms(pct(&before, 0.99)), "election": elections},
     });
     let json_path = target_dir().join("bench").join("snapshots.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
@@ -558,6 +597,49 @@ fn empty_dir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Seconds of load around the rejoin (the follower is killed 5 s in).
+const REJOIN_LOAD_S: u64 = 40;
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The highest ballot any replica reports, as (round, node).
+fn highest_ballot(cluster: &Cluster) -> (u64, u64) {
+    let views = cluster.statuses().unwrap_or_default();
+    views
+        .iter()
+        .flatten()
+        .map(|v| (v["ballot"]["round"].as_u64().unwrap_or(0), v["ballot"]["node"].as_u64().unwrap_or(0)))
+        .max()
+        .unwrap_or((0, 0))
+}
+
+/// The highest commit point any replica reports.
+fn highest_commit(cluster: &Cluster) -> u64 {
+    let views = cluster.statuses().unwrap_or_default();
+    views.iter().flatten().filter_map(|v| v["commit"].as_u64()).max().unwrap_or(0)
+}
+
+/// Waits until `replica` is no longer rejoining and has applied `target`; returns the seconds it took.
+fn await_caught_up(cluster: &Cluster, replica: u32, target: u64, timeout: Duration) -> Result<f64> {
+    let began = Instant::now();
+    loop {
+        let views = cluster.statuses().unwrap_or_default();
+        let view = views.get(replica as usize - 1).cloned().flatten();
+        if let Some(v) = &view {
+            let applied = v["applied"].as_u64().unwrap_or(0);
+            if applied >= target && !v["rejoining"].as_bool().unwrap_or(true) {
+                return Ok(began.elapsed().as_secs_f64());
+            }
+        }
+        if began.elapsed() > timeout {
+            bail!("replica {replica} did not catch up to slot {target} within {timeout:?}: {view:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits until every replica answers with the same applied slot and digest.
