@@ -305,6 +305,7 @@ impl Paxos {
             return;
         }
         self.durable_token = token.0.min(self.last_token);
+        self.rejoin_persisted();
         while let Some((t, _, _)) = self.deferred.front() {
             if *t > self.durable_token {
                 break;

@@ -36,6 +36,10 @@ pub(super) struct Rejoin {
     /// Once every peer was heard and the cluster has history: the slot this
     /// replica must have learned up to before it votes.
     pub(super) learn_to: Option<Slot>,
+    /// The rejoin is over once the persist with this token, which holds
+    /// `Rejoin { done: true }`, is durable: until then a crash would bring
+    /// the replica back rejoining, so it must not vote yet either.
+    pub(super) done_at: Option<u64>,
 }
 
 impl Paxos {
@@ -120,7 +124,7 @@ impl Paxos {
     /// Notes a peer's status while rejoining, and decides once every peer was heard.
     pub(super) fn rejoin_heard(&mut self, from: NodeId, status: Status) {
         let Some(rejoin) = &mut self.rejoin else { return };
-        if rejoin.learn_to.is_some() {
+        if rejoin.learn_to.is_some() || rejoin.done_at.is_some() {
             return;
         }
         rejoin.heard.insert(from, status);
@@ -130,7 +134,7 @@ impl Paxos {
         let pristine = |s: &Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
         if rejoin.heard.values().all(pristine) {
             // No replica has any history: the cluster is new.
-            self.rejoin = None;
+            rejoin.done_at = Some(self.last_token + 1);
             self.pending_records.push(LogRecord::Rejoin { done: true });
             return;
         }
@@ -155,11 +159,19 @@ impl Paxos {
 
     /// Ends the rejoin once every slot it must know is learned.
     pub(super) fn check_rejoined(&mut self) {
-        if let Some(Rejoin { learn_to: Some(to), .. }) = &self.rejoin {
-            if self.first_unchosen >= *to {
-                self.rejoin = None;
+        let token = self.last_token + 1;
+        if let Some(rejoin @ Rejoin { learn_to: Some(_), done_at: None, .. }) = &mut self.rejoin {
+            if rejoin.learn_to.is_some_and(|to| self.first_unchosen >= to) {
+                rejoin.done_at = Some(token);
                 self.pending_records.push(LogRecord::Rejoin { done: true });
             }
+        }
+    }
+
+    /// Ends the rejoin once its `Rejoin { done: true }` record is durable.
+    pub(super) fn rejoin_persisted(&mut self) {
+        if self.rejoin.as_ref().and_then(|r| r.done_at).is_some_and(|t| t <= self.durable_token) {
+            self.rejoin = None;
         }
     }
 }
