@@ -65,8 +65,8 @@ mod planted {
 
     #[test]
     fn replying_before_the_write_is_durable_is_caught() {
-        let found = first_violation(PlantedBugs { reply_before_durable: true, ..Default::default() }, 2000);
-        let (seed, invariants) = found.expect("no violation found in 2000 seeds");
+        let found = first_violation(PlantedBugs { reply_before_durable: true, ..Default::default() }, 5000);
+        let (seed, invariants) = found.expect("no violation found in 5000 seeds");
         eprintln!("reply-before-durable: seed {seed} violates {invariants:?}");
     }
 
