@@ -54,6 +54,10 @@ pub const SNAPSHOT_HEADER_LEN: u64 = 28;
 /// Bytes after the body: the CRC32C.
 pub const SNAPSHOT_TRAILER_LEN: u64 = 4;
 
+/// A snapshot being written is synced every this many body bytes, so that
+/// its dirty pages never pile up in front of the log's fsyncs.
+const SYNC_EVERY: u64 = 8 << 20;
+
 /// The body is written and read in pieces of at most this size.
 const CHUNK: usize = 64 << 10;
 
@@ -179,6 +183,8 @@ pub struct SnapshotWriter {
     buf: Vec<u8>,
     /// Body bytes already written to the file.
     flushed: u64,
+    /// Body bytes written since the file was last synced.
+    unsynced: u64,
     /// CRC32C of the flushed body bytes.
     crc: u32,
     failed: Option<io::ErrorKind>,
@@ -220,6 +226,7 @@ impl SnapshotWriter {
             file: Some(file),
             buf: Vec::with_capacity(CHUNK),
             flushed: 0,
+            unsynced: 0,
             crc: 0,
             failed: None,
             finished: false,
@@ -256,7 +263,18 @@ impl SnapshotWriter {
         }
         self.crc = crc32c::crc32c_append(self.crc, &self.buf);
         self.flushed += self.buf.len() as u64;
+        self.unsynced += self.buf.len() as u64;
         self.buf.clear();
+        if self.unsynced >= SYNC_EVERY {
+            // Hundreds of megabytes of dirty pages flushed at once by the final
+            // fsync would queue the write-ahead log's own fsyncs behind them on
+            // the same disk: flush as we go, a few megabytes at a time.
+            self.unsynced = 0;
+            if let Err(e) = self.file.as_mut().expect("present until finish").sync_data() {
+                self.failed = Some(e.kind());
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -677,6 +695,8 @@ pub struct SnapshotReceiver {
     tmp: PathBuf,
     file: Option<Box<dyn FsFile>>,
     len: u64,
+    /// Bytes appended since the file was last synced.
+    unsynced: u64,
     finished: bool,
 }
 
@@ -700,7 +720,7 @@ impl SnapshotReceiver {
             fs.remove(&tmp).map_err(io_err("remove", &tmp))?;
         }
         let file = fs.create(&tmp).map_err(io_err("create", &tmp))?;
-        Ok(SnapshotReceiver { fs, dir, upto, tmp, file: Some(file), len: 0, finished: false })
+        Ok(SnapshotReceiver { fs, dir, upto, tmp, file: Some(file), len: 0, unsynced: 0, finished: false })
     }
 
     /// The snapshot's slot.
@@ -729,6 +749,12 @@ impl SnapshotReceiver {
         let file = self.file.as_mut().expect("present until finish");
         file.write_all_at(bytes, self.len).map_err(io_err("write", &self.tmp))?;
         self.len += bytes.len() as u64;
+        self.unsynced += bytes.len() as u64;
+        if self.unsynced >= SYNC_EVERY {
+            // As a writer does: never a pile of dirty pages in front of the log's fsyncs.
+            self.unsynced = 0;
+            file.sync_data().map_err(io_err("fsync", &self.tmp))?;
+        }
         Ok(())
     }
 
