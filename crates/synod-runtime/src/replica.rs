@@ -121,8 +121,11 @@ impl Replica {
             dir: config.data_dir.clone(),
             transport: transport.clone(),
             chunk_bytes: config.snapshots.chunk_bytes.max(1) as usize,
-            newest,
-            receiving: None,
+            store: synod_log::SnapshotStore::new(
+                Arc::new(synod_log::RealFs),
+                &config.data_dir,
+                newest.map(|(upto, path)| (upto.0, path)),
+            ),
         };
         let snap_shell = shell.clone();
         let snapshot_thread = std::thread::Builder::new()

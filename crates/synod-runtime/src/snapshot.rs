@@ -8,10 +8,10 @@
 //! the chunks of one being received. Its results go back to the core as
 //! [`SnapshotEvent`]s through the shell.
 //!
-//! The newest snapshot file is tracked here, not looked up per chunk (a
-//! lookup checks a file's every byte). A received snapshot does not remove
-//! older ones (the apply thread may not have installed it yet); a written
-//! one does, as it is only asked for after every earlier install.
+//! The newest snapshot file and the one being received are synod-wal's
+//! `SnapshotStore`, which the simulator keeps too. A received snapshot does
+//! not remove older ones (the apply thread may not have installed it yet); a
+//! written one does, as it is only asked for after every earlier install.
 
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use synod_log::{read_snapshot_chunk, RealFs, SnapshotReceiver, SnapshotWriter};
+use synod_log::{SnapshotStore, SnapshotWriter};
 use synod_metrics::names;
 use synod_state_machine::AppliedSnapshot;
 use synod_transport::Node;
@@ -52,9 +52,8 @@ pub(crate) struct SnapshotThread {
     pub dir: PathBuf,
     pub transport: Arc<Node>,
     pub chunk_bytes: usize,
-    /// The newest snapshot file: (upto, path).
-    pub newest: Option<(Slot, PathBuf)>,
-    pub receiving: Option<SnapshotReceiver>,
+    /// The newest snapshot file, and the one being received.
+    pub store: SnapshotStore,
 }
 
 impl SnapshotThread {
@@ -110,9 +109,7 @@ impl SnapshotThread {
                 metrics::gauge!(names::SNAPSHOT_BYTES).set(bytes as f64);
                 metrics::gauge!(names::SNAPSHOT_SLOT).set(upto.0 as f64);
                 tracing::info!(%upto, bytes, ms = took.as_millis() as u64, "snapshot written");
-                if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
-                    self.newest = Some((upto, file.path));
-                }
+                self.store.completed(upto.0, file.path);
                 SnapshotEvent::Taken { upto }
             }
             Err(e) => {
@@ -125,20 +122,20 @@ impl SnapshotThread {
 
     /// Sends one chunk; returns the bytes sent.
     fn send(&mut self, to: NodeId, upto: Option<Slot>, offset: u64) -> Option<u64> {
-        let (newest, path) = self.newest.clone()?;
-        let offset = if upto == Some(newest) { offset } else { 0 };
-        let (total, bytes) = match read_snapshot_chunk(&RealFs, &path, offset, self.chunk_bytes) {
-            Ok(chunk) => chunk,
+        let chunk = match self.store.chunk(upto.map(|u| u.0), offset, self.chunk_bytes) {
+            Ok(chunk) => chunk?,
             Err(e) => {
                 tracing::warn!(%e, "cannot read a snapshot chunk to send");
                 return None;
             }
         };
-        if bytes.is_empty() {
-            return None;
-        }
-        let n = bytes.len() as u64;
-        let msg = Message::SnapshotChunk { upto: newest, total, offset, bytes };
+        let n = chunk.bytes.len() as u64;
+        let msg = Message::SnapshotChunk {
+            upto: Slot(chunk.upto),
+            total: chunk.total,
+            offset: chunk.offset,
+            bytes: chunk.bytes,
+        };
         match msg.encode() {
             Ok(frame) => {
                 // The bulk stream: heartbeats and consensus traffic never queue behind it.
@@ -153,43 +150,16 @@ impl SnapshotThread {
     }
 
     fn store(&mut self, upto: Slot, offset: u64, bytes: &[u8], last: bool) -> Option<SnapshotEvent> {
-        if offset == 0 {
-            self.receiving = match SnapshotReceiver::create_with(Arc::new(RealFs), &self.dir, upto.0) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!(%e, "cannot store a snapshot being received");
-                    None
-                }
-            };
-        }
-        let fits = self.receiving.as_ref().is_some_and(|r| r.upto() == upto.0 && r.len() == offset);
-        if !fits {
-            // Out of step with the core (a failed create or write): start this one again.
-            self.receiving = None;
-            return Some(SnapshotEvent::Received { upto, ok: false });
-        }
-        let receiver = self.receiving.as_mut().expect("checked above");
-        if let Err(e) = receiver.append(bytes) {
-            tracing::error!(%e, "cannot store a snapshot chunk");
-            self.receiving = None;
-            return Some(SnapshotEvent::Received { upto, ok: false });
-        }
-        if !last {
-            return None;
-        }
-        let receiver = self.receiving.take().expect("checked above");
-        match receiver.finish() {
-            Ok(file) => {
+        match self.store.store(upto.0, offset, bytes, last) {
+            Ok(None) => None,
+            Ok(Some(file)) => {
                 tracing::info!(%upto, path = %file.path.display(), "snapshot received and checked");
                 metrics::gauge!(names::SNAPSHOT_BYTES).set((file.body_len + 32) as f64);
                 metrics::gauge!(names::SNAPSHOT_SLOT).set(upto.0 as f64);
-                if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
-                    self.newest = Some((upto, file.path));
-                }
                 Some(SnapshotEvent::Received { upto, ok: true })
             }
             Err(e) => {
-                tracing::warn!(%upto, %e, "a received snapshot failed its check; asking for it again");
+                tracing::warn!(%upto, %e, "a received snapshot was dropped; asking for it again");
                 Some(SnapshotEvent::Received { upto, ok: false })
             }
         }

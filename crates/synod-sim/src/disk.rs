@@ -14,15 +14,15 @@
 //! is deterministic, and every choice comes from the world's seeded `Rng`.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use synod_paxos::rng::Rng;
 use synod_paxos::PersistToken;
 use synod_wal::{
-    newest_snapshot_with, read_snapshot_chunk, remove_partial_snapshots, snapshot_file_name, Crash, FaultyFs,
-    OpenError, Options, Prepared, SnapshotError, SnapshotFile, SnapshotReader, SnapshotReceiver,
-    SnapshotWriter, TornTail, Wal, WriteError,
+    newest_snapshot_with, remove_partial_snapshots, snapshot_file_name, Crash, FaultyFs, OpenError, Options,
+    Prepared, SnapshotError, SnapshotFile, SnapshotReader, SnapshotStore, SnapshotWriter, TornTail, Wal,
+    WriteError,
 };
 use synod_wire::{LogRecord, Slot};
 
@@ -48,13 +48,12 @@ pub(crate) struct Disk {
     /// Whether this incarnation truncated its log: the records recovered
     /// are then no longer a prefix of those written.
     truncated: bool,
-    /// The newest complete snapshot file: (slot, path).
-    newest: Option<(Slot, PathBuf)>,
+    /// The newest complete snapshot and the one being received, as the
+    /// runtime's snapshot thread keeps them; `None` while the replica is down.
+    snapshots: Option<SnapshotStore>,
     /// A snapshot being written: its body is in a temporary file, and it
     /// is finished (synced, renamed) at the tick given.
     writing: Option<(SnapshotWriter, u64)>,
-    /// A snapshot being received from a peer.
-    receiving: Option<SnapshotReceiver>,
 }
 
 /// What a restart found on the disk.
@@ -103,7 +102,8 @@ impl Disk {
         if let Some(damaged) = snapshot.as_ref().and_then(|s| s.skipped.first()) {
             return Err(damaged.to_string());
         }
-        self.newest = snapshot.as_ref().map(|s| (Slot(s.upto), s.path.clone()));
+        let newest = snapshot.as_ref().map(|s| (s.upto, s.path.clone()));
+        self.snapshots = Some(SnapshotStore::new(Arc::new(self.fs.clone()), DIR, newest));
         let written = std::mem::replace(&mut self.written, recovery.records.clone());
         let reported = std::mem::replace(&mut self.reported, recovery.records.len());
         let truncated = std::mem::replace(&mut self.truncated, false);
@@ -145,8 +145,8 @@ impl Disk {
         let (writer, _) = self.writing.take().expect("checked above");
         let upto = Slot(writer.upto());
         let done = writer.finish().map(|file| {
-            if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
-                self.newest = Some((upto, file.path));
+            if let Some(store) = &mut self.snapshots {
+                store.completed(upto.0, file.path);
             }
         });
         Some((upto, done))
@@ -166,34 +166,16 @@ impl Disk {
         offset: u64,
         max: usize,
     ) -> Option<(Slot, u64, u64, Vec<u8>)> {
-        let (newest, path) = self.newest.clone()?;
-        let offset = if upto == Some(newest) { offset } else { 0 };
-        let (total, bytes) = read_snapshot_chunk(&self.fs, &path, offset, max).ok()?;
-        (!bytes.is_empty()).then_some((newest, total, offset, bytes))
+        let chunk = self.snapshots.as_ref()?.chunk(upto.map(|u| u.0), offset, max).ok()??;
+        Some((Slot(chunk.upto), chunk.total, chunk.offset, chunk.bytes))
     }
 
     /// Stores a received chunk in order; with the last one, checks the file
     /// and puts it in place: `Some(ok)` once the transfer ended.
     pub(crate) fn store_chunk(&mut self, upto: Slot, offset: u64, bytes: &[u8], last: bool) -> Option<bool> {
-        if offset == 0 {
-            self.receiving = SnapshotReceiver::create_with(Arc::new(self.fs.clone()), DIR, upto.0).ok();
-        }
-        let fits = self.receiving.as_ref().is_some_and(|r| r.upto() == upto.0 && r.len() == offset);
-        if !fits || self.receiving.as_mut().expect("checked").append(bytes).is_err() {
-            self.receiving = None;
-            return Some(false);
-        }
-        if !last {
-            return None;
-        }
-        let receiver = self.receiving.take().expect("checked above");
-        match receiver.finish() {
-            Ok(file) => {
-                if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
-                    self.newest = Some((upto, file.path));
-                }
-                Some(true)
-            }
+        match self.snapshots.as_mut()?.store(upto.0, offset, bytes, last) {
+            Ok(None) => None,
+            Ok(Some(_)) => Some(true),
             Err(_) => Some(false),
         }
     }
@@ -254,10 +236,9 @@ impl Disk {
         if let Some((writer, _)) = self.writing.take() {
             writer.abandon();
         }
-        if let Some(receiver) = self.receiving.take() {
-            receiver.abandon();
+        if let Some(store) = self.snapshots.take() {
+            store.abandon();
         }
-        self.newest = None;
         let last_write = self.pending.back().map_or(0, |p| p.2);
         self.pending.clear();
         let mode = match rng.range(0, 4) {

@@ -66,8 +66,8 @@ pub use fs::{Fs, FsFile, RealFs};
 pub use recover::{inspect, inspect_with, Inspection, Problem, RecordCounts, SegmentReport, TornTail};
 pub use snapshot::{
     inspect_snapshot, inspect_snapshot_with, newest_snapshot, newest_snapshot_with, read_snapshot_chunk,
-    remove_partial_snapshots, snapshot_file_name, SnapshotDamage, SnapshotError, SnapshotFile, SnapshotInfo,
-    SnapshotReader, SnapshotReceiver, SnapshotWriter, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC,
-    SNAPSHOT_TRAILER_LEN, SNAPSHOT_VERSION,
+    remove_partial_snapshots, snapshot_file_name, SnapshotChunk, SnapshotDamage, SnapshotError, SnapshotFile,
+    SnapshotInfo, SnapshotReader, SnapshotReceiver, SnapshotStore, SnapshotWriter, SNAPSHOT_HEADER_LEN,
+    SNAPSHOT_MAGIC, SNAPSHOT_TRAILER_LEN, SNAPSHOT_VERSION,
 };
 pub use wal::{Options, Preallocate, Prepared, Reader, Recovery, SegmentJob, Spare, Wal, MIN_SEGMENT_SIZE};

@@ -808,6 +808,130 @@ pub fn read_snapshot_chunk(
     Ok((total, buf))
 }
 
+/// A piece of a snapshot file to send to a peer ([`SnapshotStore::chunk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot's slot.
+    pub upto: u64,
+    /// The file's whole length.
+    pub total: u64,
+    /// Where `bytes` start in the file.
+    pub offset: u64,
+    /// The file's bytes from `offset` on.
+    pub bytes: Vec<u8>,
+}
+
+/// A replica's snapshots as it serves and receives them: the newest
+/// complete snapshot file, read in chunks for peers, and the one being
+/// received from a peer, stored chunk by chunk. The runtime's snapshot
+/// thread and the simulator both keep one, over their file systems.
+///
+/// The newest file is tracked here, not looked up per chunk (a lookup
+/// checks a file's every byte). A received snapshot does not remove older
+/// ones (an install of an older one may still be queued); a written one
+/// does ([`SnapshotWriter::finish`]).
+pub struct SnapshotStore {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    /// The newest complete snapshot: (slot, path).
+    newest: Option<(u64, PathBuf)>,
+    receiving: Option<SnapshotReceiver>,
+}
+
+impl fmt::Debug for SnapshotStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotStore")
+            .field("dir", &self.dir)
+            .field("newest", &self.newest)
+            .field("receiving", &self.receiving)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotStore {
+    /// The snapshots of `dir`, whose newest complete one (found at start, by [`newest_snapshot`]) is `newest`.
+    pub fn new(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, newest: Option<(u64, PathBuf)>) -> SnapshotStore {
+        SnapshotStore { fs, dir: dir.as_ref().to_path_buf(), newest, receiving: None }
+    }
+
+    /// The newest complete snapshot's slot.
+    pub fn newest(&self) -> Option<u64> {
+        self.newest.as_ref().map(|(upto, _)| *upto)
+    }
+
+    /// A snapshot at `upto` is complete at `path`: it is the newest unless a newer one is.
+    pub fn completed(&mut self, upto: u64, path: PathBuf) {
+        if self.newest.as_ref().is_none_or(|(s, _)| *s <= upto) {
+            self.newest = Some((upto, path));
+        }
+    }
+
+    /// Up to `max` bytes of the newest snapshot for a peer: from `offset` if
+    /// the newest is the snapshot `upto` it asked for, else (another one, or
+    /// none named) from its first byte. `Ok(None)` when there is no snapshot
+    /// or nothing is left to send from that offset.
+    pub fn chunk(
+        &self,
+        upto: Option<u64>,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<SnapshotChunk>, SnapshotError> {
+        let Some((newest, path)) = &self.newest else { return Ok(None) };
+        let offset = if upto == Some(*newest) { offset } else { 0 };
+        let (total, bytes) = read_snapshot_chunk(&*self.fs, path, offset, max)?;
+        Ok((!bytes.is_empty()).then_some(SnapshotChunk { upto: *newest, total, offset, bytes }))
+    }
+
+    /// Stores the next piece of snapshot `upto` received from a peer: offset
+    /// 0 starts a new file (dropping any partial one), any other must follow
+    /// what is stored. With `last`, the file is checked whole and put in
+    /// place ([`SnapshotReceiver::finish`]) and becomes the newest.
+    ///
+    /// `Ok(None)`: stored, more to come. `Ok(Some(file))`: complete and
+    /// checked. An error (out of step, a failed write, a file that does not
+    /// check out) drops the partial file: the transfer must start again.
+    pub fn store(
+        &mut self,
+        upto: u64,
+        offset: u64,
+        bytes: &[u8],
+        last: bool,
+    ) -> Result<Option<SnapshotFile>, SnapshotError> {
+        if offset == 0 {
+            self.receiving = None;
+            self.receiving = Some(SnapshotReceiver::create_with(self.fs.clone(), &self.dir, upto)?);
+        }
+        let Some(receiver) = self.receiving.as_mut().filter(|r| r.upto() == upto && r.len() == offset) else {
+            let expected = self.receiving.take().map(|r| (r.upto(), r.len()));
+            return Err(SnapshotError::Io {
+                op: "store",
+                path: self.dir.join(received_file_name(upto)),
+                source: io::Error::other(format!(
+                    "a chunk of snapshot {upto} at offset {offset} is out of step with what is stored ({expected:?})"
+                )),
+            });
+        };
+        if let Err(e) = receiver.append(bytes) {
+            self.receiving = None;
+            return Err(e);
+        }
+        if !last {
+            return Ok(None);
+        }
+        let file = self.receiving.take().expect("checked above").finish()?;
+        self.completed(upto, file.path.clone());
+        Ok(Some(file))
+    }
+
+    /// Drops the snapshot being received as a crash would: its file stays, for
+    /// [`remove_partial_snapshots`] to clear.
+    pub fn abandon(mut self) {
+        if let Some(receiver) = self.receiving.take() {
+            receiver.abandon();
+        }
+    }
+}
+
 /// Removes the temporary files an interrupted snapshot write or transfer left in `dir`.
 pub fn remove_partial_snapshots(fs: &dyn Fs, dir: &Path) -> Result<usize, SnapshotError> {
     let names = match fs.list(dir) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use synod_wal::{
     inspect_snapshot_with, newest_snapshot_with, snapshot_file_name, Crash, FaultyFs, SnapshotDamage,
-    SnapshotError, SnapshotReader, SnapshotWriter,
+    SnapshotError, SnapshotReader, SnapshotStore, SnapshotWriter,
 };
 
 const DIR: &str = "/data";
@@ -227,4 +227,40 @@ fn crashes_around_finish_keep_the_old_snapshot_or_the_new_one() {
         let found = newest_snapshot_with(&fs, Path::new(DIR)).unwrap().expect("the old snapshot survives");
         assert_eq!(found.upto, 100, "{mode:?}");
     }
+}
+
+#[test]
+fn a_snapshot_store_serves_chunks_and_receives_a_peers_snapshot_in_order() {
+    let sender = FaultyFs::new();
+    let file = {
+        let mut w = write(&sender, 500, &body(10_000, 3));
+        w.flush().unwrap();
+        w.finish().unwrap()
+    };
+    let served = SnapshotStore::new(Arc::new(sender.clone()), DIR, Some((500, file.path.clone())));
+    let receiver = FaultyFs::new();
+    let mut store = SnapshotStore::new(Arc::new(receiver.clone()), DIR, None);
+    // A chunk asked of another snapshot starts from the newest one's first byte.
+    let first = served.chunk(Some(7), 4096, 4096).unwrap().unwrap();
+    assert_eq!((first.upto, first.offset), (500, 0));
+    assert!(store.store(500, 0, &first.bytes, false).unwrap().is_none());
+    // Out of step: refused, and the partial file goes.
+    assert!(store.store(500, 9999, b"x", false).is_err());
+    assert!(!receiver.paths().iter().any(|p| p.to_string_lossy().ends_with(".recv")));
+    // Started again from offset 0 (twice: a restart of the same transfer keeps its new file).
+    assert!(store.store(500, 0, &first.bytes, false).unwrap().is_none());
+    assert!(store.store(500, 0, &first.bytes, false).unwrap().is_none());
+    let mut offset = first.bytes.len() as u64;
+    let done = loop {
+        let c = served.chunk(Some(500), offset, 4096).unwrap().unwrap();
+        let last = c.offset + c.bytes.len() as u64 == c.total;
+        if let Some(done) = store.store(500, c.offset, &c.bytes, last).unwrap() {
+            break done;
+        }
+        offset += c.bytes.len() as u64;
+    };
+    assert_eq!(done.upto, 500);
+    assert_eq!(store.newest(), Some(500));
+    assert_eq!(receiver.contents(&done.path), sender.contents(&file.path), "the same file, byte for byte");
+    assert!(served.chunk(Some(500), first.total, 4096).unwrap().is_none(), "nothing past the end");
 }
