@@ -247,6 +247,71 @@ impl Cluster {
     }
 
     /// Each replica's view, from `synod status --json --client client.toml` (None: unreachable).
+    /// Stops every replica still named by a pid file (a leftover of an earlier run too).
+    pub(crate) fn stop_all(&self) {
+        for i in 1..=self.replicas {
+            crate::bench::stop_pid_file(&self.pid_file(i), "synod");
+        }
+    }
+
+    /// A detached shell, named `name`, that kills the replicas and the load generators whose
+    /// pid files are `loads`, and removes the cluster's files, once this process is gone,
+    /// however it ended.
+    pub(crate) fn spawn_watchdog(&self, name: &str, loads: &[PathBuf]) -> Result<()> {
+        use std::fmt::Write as _;
+        let q = crate::shell_quote;
+        let mut kills = String::new();
+        for i in 1..=self.replicas {
+            let _ = write!(kills, "k {} synod; ", q(&self.pid_file(i)));
+        }
+        for load in loads {
+            let _ = write!(kills, "k {} load; ", q(load));
+        }
+        let script = format!(
+            "k() {{ p=$(cat \"$1\" 2>/dev/null) || return 0; \
+             [ \"$(cat /proc/$p/comm 2>/dev/null)\" = \"$2\" ] && kill -KILL $p; rm -f \"$1\"; }}; \
+             {kills}sleep 0.2; rm -rf {}",
+            q(&self.dir),
+        );
+        crate::spawn_watchdog(name, &script).with_context(|| format!("starting the {name} watchdog"))?;
+        Ok(())
+    }
+
+    /// Waits until every replica answers with the same applied slot and digest, polling
+    /// every `poll`; returns `slot <s>, digest <d>`. With `progress`, says what it sees
+    /// every 10 s under that name.
+    pub(crate) fn await_identical(
+        &self,
+        timeout: Duration,
+        poll: Duration,
+        progress: Option<&str>,
+    ) -> Result<String> {
+        let until = Instant::now() + timeout;
+        let mut told = Instant::now();
+        loop {
+            let views = self.statuses().unwrap_or_default();
+            let seen: Vec<Option<(u64, String)>> = views
+                .iter()
+                .map(|v| {
+                    v.as_ref().map(|v| {
+                        (v["applied"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_owned())
+                    })
+                })
+                .collect();
+            if let Some(d) = agreement(&seen, self.replicas) {
+                return Ok(d);
+            }
+            if Instant::now() > until {
+                bail!("after {timeout:?}, (applied slot, digest) per replica: {seen:?}");
+            }
+            if let Some(name) = progress.filter(|_| told.elapsed() > Duration::from_secs(10)) {
+                eprintln!("{name}: waiting for the replicas to agree: (applied slot, digest) {seen:?}");
+                told = Instant::now();
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
     pub(crate) fn statuses(&self) -> Result<Vec<Option<Value>>> {
         let mut cmd = Command::new(synod_bin());
         cmd.args(["status", "--json", "--client"]).arg(self.client_file());
@@ -309,6 +374,13 @@ impl Cluster {
 
 /// The replicas' entries of `synod status --json` output (`{"replicas": [...], ...}`), in the
 /// client file's order; `None` for a replica that did not answer.
+/// `slot <s>, digest <d>` when all `replicas` answered with the same applied slot and digest.
+pub(crate) fn agreement(seen: &[Option<(u64, String)>], replicas: u32) -> Option<String> {
+    let all: Vec<&(u64, String)> = seen.iter().flatten().collect();
+    (all.len() == replicas as usize && !all[0].1.is_empty() && all.windows(2).all(|w| w[0] == w[1]))
+        .then(|| format!("slot {}, digest {}", all[0].0, all[0].1))
+}
+
 pub(crate) fn parse_statuses(stdout: &[u8]) -> Result<Vec<Option<Value>>> {
     let report: Value = serde_json::from_slice(stdout)
         .with_context(|| format!("parsing synod status output {:?}", String::from_utf8_lossy(stdout)))?;

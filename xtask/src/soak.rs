@@ -103,10 +103,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let out = target_dir().join("bench");
     let raw = out.join("soak");
     let cluster = Cluster { dir: out.join("soak-cluster"), replicas: REPLICAS };
-    stop_cluster(&cluster);
+    cluster.stop_all();
     let _ = std::fs::remove_dir_all(&raw);
     std::fs::create_dir_all(&raw)?;
-    watchdog(&cluster, &raw)?;
+    let loads: Vec<_> = ["load", "verify"].iter().map(|name| raw.join(format!("{name}.pid"))).collect();
+    cluster.spawn_watchdog("soak", &loads)?;
 
     cluster.create_with(BASE_PORT, true)?;
     for i in 1..=REPLICAS {
@@ -115,7 +116,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         std::fs::write(cluster.node_file(i), text)?;
     }
     let result = soak(&cluster, &raw, &args, seconds);
-    stop_cluster(&cluster);
+    cluster.stop_all();
     // The logs are kept beside the results; the data (possibly gigabytes) goes.
     for i in 1..=REPLICAS {
         let _ = std::fs::copy(cluster.dir.join(format!("node-{i}.log")), raw.join(format!("node-{i}.log")));
@@ -195,7 +196,9 @@ fn soak(cluster: &Cluster, raw: &Path, args: &Args, seconds: f64) -> Result<()> 
         .collect();
     let died = dead_replica(cluster);
     let identical = if died.is_none() {
-        await_identical(cluster, Duration::from_secs(30)).map_err(|e| format!("{e:#}"))
+        cluster
+            .await_identical(Duration::from_secs(30), Duration::from_millis(300), None)
+            .map_err(|e| format!("{e:#}"))
     } else {
         Err("a replica is not running".to_owned())
     };
@@ -453,62 +456,6 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 }
 
 /// Waits until every replica answers with the same applied slot and digest.
-fn await_identical(cluster: &Cluster, timeout: Duration) -> Result<String> {
-    let until = Instant::now() + timeout;
-    loop {
-        let views = cluster.statuses().unwrap_or_default();
-        let seen: Vec<Option<(u64, String)>> = views
-            .iter()
-            .map(|v| {
-                v.as_ref().map(|v| {
-                    (v["applied"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_owned())
-                })
-            })
-            .collect();
-        if let Some(d) = agreement(&seen, REPLICAS) {
-            return Ok(d);
-        }
-        if Instant::now() > until {
-            bail!("after {timeout:?}, (applied slot, digest) per replica: {seen:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// `slot <s>, digest <d>` when all `replicas` answered with the same applied slot and digest.
-fn agreement(seen: &[Option<(u64, String)>], replicas: u32) -> Option<String> {
-    let all: Vec<&(u64, String)> = seen.iter().flatten().collect();
-    (all.len() == replicas as usize && !all[0].1.is_empty() && all.windows(2).all(|w| w[0] == w[1]))
-        .then(|| format!("slot {}, digest {}", all[0].0, all[0].1))
-}
-
-fn stop_cluster(cluster: &Cluster) {
-    for i in 1..=cluster.replicas {
-        crate::bench::stop_pid_file(&cluster.pid_file(i), "synod");
-    }
-}
-
-/// A detached shell that kills the replicas and load generators and removes the cluster's
-/// files once this process is gone, however it ended.
-fn watchdog(cluster: &Cluster, raw: &Path) -> Result<()> {
-    let q = crate::shell_quote;
-    let mut kills = String::new();
-    for i in 1..=cluster.replicas {
-        let _ = write!(kills, "k {} synod; ", q(&cluster.pid_file(i)));
-    }
-    for name in ["load", "verify"] {
-        let _ = write!(kills, "k {} load; ", q(&raw.join(format!("{name}.pid"))));
-    }
-    let script = format!(
-        "k() {{ p=$(cat \"$1\" 2>/dev/null) || return 0; \
-         [ \"$(cat /proc/$p/comm 2>/dev/null)\" = \"$2\" ] && kill -KILL $p; rm -f \"$1\"; }}; \
-         {kills}sleep 0.2; rm -rf {}",
-        q(&cluster.dir),
-    );
-    crate::spawn_watchdog("soak", &script).context("starting the soak's watchdog")?;
-    Ok(())
-}
-
 const COLORS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
 
 /// Three panels over time: throughput, each replica's memory, each replica's data directory.
@@ -610,10 +557,13 @@ mod tests {
     #[test]
     fn digests_agree_only_when_all_replicas_answer_alike() {
         let s = |a: u64, d: &str| Some((a, d.to_owned()));
-        assert_eq!(agreement(&[s(9, "ab"), s(9, "ab"), s(9, "ab")], 3), Some("slot 9, digest ab".to_owned()));
-        assert_eq!(agreement(&[s(9, "ab"), s(9, "ab"), None], 3), None);
-        assert_eq!(agreement(&[s(9, "ab"), s(8, "ab"), s(9, "ab")], 3), None);
-        assert_eq!(agreement(&[s(9, "ab"), s(9, "ac"), s(9, "ab")], 3), None);
+        assert_eq!(
+            crate::cluster::agreement(&[s(9, "ab"), s(9, "ab"), s(9, "ab")], 3),
+            Some("slot 9, digest ab".to_owned())
+        );
+        assert_eq!(crate::cluster::agreement(&[s(9, "ab"), s(9, "ab"), None], 3), None);
+        assert_eq!(crate::cluster::agreement(&[s(9, "ab"), s(8, "ab"), s(9, "ab")], 3), None);
+        assert_eq!(crate::cluster::agreement(&[s(9, "ab"), s(9, "ac"), s(9, "ab")], 3), None);
     }
 
     fn outcome() -> Outcome {

@@ -94,10 +94,10 @@ pub(crate) fn run(args: SnapshotArgs) -> Result<()> {
     let out = target_dir().join("bench");
     let raw = out.join("snapshots");
     let cluster = Cluster { dir: out.join("snapshots-cluster"), replicas: REPLICAS };
-    stop_cluster(&cluster);
+    cluster.stop_all();
     let _ = std::fs::remove_dir_all(&raw);
     std::fs::create_dir_all(&raw)?;
-    watchdog(&cluster, &raw)?;
+    cluster.spawn_watchdog("bench-snapshots", &[load_pid_file(&raw)])?;
     cluster.create_with(BASE_PORT, true)?;
     for i in 1..=REPLICAS {
         let text = std::fs::read_to_string(cluster.node_file(i))?;
@@ -115,7 +115,7 @@ pub(crate) fn run(args: SnapshotArgs) -> Result<()> {
         args.duration
     );
     let result = measure(&cluster, &raw, &args);
-    stop_cluster(&cluster);
+    cluster.stop_all();
     for i in 1..=REPLICAS {
         let _ = std::fs::copy(cluster.dir.join(format!("node-{i}.log")), raw.join(format!("node-{i}.log")));
     }
@@ -277,14 +277,16 @@ fn measure(cluster: &Cluster, raw: &Path, args: &SnapshotArgs) -> Result<()> {
     let took = await_caught_up(cluster, follower, target, Duration::from_secs(300))?;
     let caught_us = restarted_us + (took * 1e6) as u64;
     wait_load(load)?;
-    let agreed = await_identical(cluster, Duration::from_secs(120)).with_context(|| {
-        let log = cluster.dir.join(format!("node-{follower}.log"));
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        format!(
-            "the emptied replica {follower} did not catch up; its log ends: {}",
-            text.lines().last().unwrap_or("")
-        )
-    })?;
+    let agreed = cluster
+        .await_identical(Duration::from_secs(120), Duration::from_millis(200), Some("bench snapshots"))
+        .with_context(|| {
+            let log = cluster.dir.join(format!("node-{follower}.log"));
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            format!(
+                "the emptied replica {follower} did not catch up; its log ends: {}",
+                text.lines().last().unwrap_or("")
+            )
+        })?;
     let elections = highest_ballot(cluster) != ballot_before;
     let under_load = parse_samples(&std::fs::read_to_string(&rejoin_samples)?)?;
     let (mut before, mut during) = (Vec::new(), Vec::new());
@@ -642,35 +644,6 @@ fn await_caught_up(cluster: &Cluster, replica: u32, target: u64, timeout: Durati
     }
 }
 
-/// Waits until every replica answers with the same applied slot and digest.
-fn await_identical(cluster: &Cluster, timeout: Duration) -> Result<String> {
-    let until = Instant::now() + timeout;
-    let mut told = Instant::now();
-    loop {
-        let views = cluster.statuses().unwrap_or_default();
-        let seen: Vec<Option<(u64, String)>> = views
-            .iter()
-            .map(|v| {
-                v.as_ref().map(|v| {
-                    (v["applied"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_owned())
-                })
-            })
-            .collect();
-        let all: Vec<&(u64, String)> = seen.iter().flatten().collect();
-        if all.len() == REPLICAS as usize && !all[0].1.is_empty() && all.windows(2).all(|w| w[0] == w[1]) {
-            return Ok(format!("slot {}, digest {}", all[0].0, all[0].1));
-        }
-        if Instant::now() > until {
-            bail!("after {timeout:?}, (applied slot, digest) per replica: {seen:?}");
-        }
-        if told.elapsed() > Duration::from_secs(10) {
-            eprintln!("bench snapshots: waiting for the replicas to agree: (applied slot, digest) {seen:?}");
-            told = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn load_pid_file(raw: &Path) -> PathBuf {
     raw.join("load.pid")
 }
@@ -691,31 +664,6 @@ fn wait_load(mut child: Child) -> Result<()> {
     if !status.success() {
         bail!("the load generator failed ({status})");
     }
-    Ok(())
-}
-
-fn stop_cluster(cluster: &Cluster) {
-    for i in 1..=cluster.replicas {
-        super::stop_pid_file(&cluster.pid_file(i), "synod");
-    }
-}
-
-/// A detached shell that kills the replicas and the load generator and removes the cluster's
-/// files once this process is gone, however it ended.
-fn watchdog(cluster: &Cluster, raw: &Path) -> Result<()> {
-    let q = crate::shell_quote;
-    let mut kills = String::new();
-    for i in 1..=cluster.replicas {
-        let _ = write!(kills, "k {} synod; ", q(&cluster.pid_file(i)));
-    }
-    let _ = write!(kills, "k {} load; ", q(&load_pid_file(raw)));
-    let script = format!(
-        "k() {{ p=$(cat \"$1\" 2>/dev/null) || return 0; \
-         [ \"$(cat /proc/$p/comm 2>/dev/null)\" = \"$2\" ] && kill -KILL $p; rm -f \"$1\"; }}; \
-         {kills}sleep 0.2; rm -rf {}",
-        q(&cluster.dir),
-    );
-    crate::spawn_watchdog("bench-snapshots", &script).context("starting the snapshot bench's watchdog")?;
     Ok(())
 }
 
