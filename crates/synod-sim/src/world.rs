@@ -174,17 +174,8 @@ impl World {
                 return;
             }
         };
-        if disk.truncated {
-            self.checker.recovered_truncated(
-                self.now,
-                self.ids[i],
-                &disk.written,
-                disk.reported,
-                &disk.records,
-            );
-        } else {
-            self.checker.recovered(self.now, self.ids[i], &disk.written, disk.reported, &disk.records);
-        }
+        let id = self.ids[i];
+        self.checker.recovered(self.now, id, &disk.written, disk.reported, &disk.records, disk.truncated);
         let (records, torn) = (disk.records.len(), disk.torn.map_or(0, |t| t.bytes_dropped));
         let mut durable = Durable::replay(disk.records);
         let fresh = || {

@@ -99,6 +99,9 @@ impl Checker {
 
     /// Replica `node` restarted and its log gave back `recovered`; it had
     /// written `written`, of which the first `reported` were reported durable.
+    /// After a truncation (`truncated`) the records are compared by what they
+    /// say, not one by one: the promise, the snapshot point and every durable
+    /// entry at or above it must still be there.
     pub(crate) fn recovered(
         &mut self,
         tick: u64,
@@ -106,8 +109,13 @@ impl Checker {
         written: &[LogRecord],
         reported: usize,
         recovered: &[LogRecord],
+        truncated: bool,
     ) {
-        let found = durability::check_recovered(node, written, reported, recovered);
+        let found = if truncated {
+            durability::check_recovered_truncated(node, written, reported, recovered)
+        } else {
+            durability::check_recovered(node, written, reported, recovered)
+        };
         self.report("durability", tick, found);
     }
 
@@ -131,21 +139,6 @@ impl Checker {
     /// A replica's snapshot did not restore or install.
     pub(crate) fn snapshot_failed(&mut self, tick: u64, detail: String) {
         self.report("snapshot", tick, Some(detail));
-    }
-
-    /// Replica `node` restarted after truncating its log: what it recovered
-    /// must still hold its promise and every entry at or above its snapshot
-    /// that it was told was durable.
-    pub(crate) fn recovered_truncated(
-        &mut self,
-        tick: u64,
-        node: NodeId,
-        written: &[LogRecord],
-        reported: usize,
-        recovered: &[LogRecord],
-    ) {
-        let found = durability::check_recovered_truncated(node, written, reported, recovered);
-        self.report("durability", tick, found);
     }
 
     /// A replica's log could not be opened at restart: recovery found
