@@ -133,7 +133,7 @@ fn parse_clients(text: &str) -> Result<Vec<usize>> {
 }
 
 /// `10s`, `10`, `1.5s`, `500ms` or `2m`, in seconds.
-fn parse_seconds(flag: &str, text: &str) -> Result<f64> {
+pub(super) fn parse_seconds(flag: &str, text: &str) -> Result<f64> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)

@@ -58,21 +58,12 @@ pub(crate) struct SnapshotArgs {
     fill_clients: usize,
 }
 
-/// `10s`, `10`, `1.5s`, `500ms` or `2m`, in seconds.
+/// A positive time, as the etcd comparison's `--duration` reads it (`60s`, `1.5s`, `500ms`, `2m`), in seconds.
 fn parse_seconds(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    match number.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
-        _ => Err(format!("a time like 60s, 1.5s, 500ms or 2m, not {text:?}")),
+    match super::peer::parse_seconds("--duration", text) {
+        Ok(v) if v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("a time like 60s, 1.5s, 500ms or 2m, not {text:?}")),
+        Err(e) => Err(format!("{e:#}")),
     }
 }
 
