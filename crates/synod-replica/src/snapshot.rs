@@ -79,12 +79,11 @@ pub(crate) struct Snapshots {
     /// When each peer was last offered a snapshot unasked.
     pub(crate) offered: std::collections::BTreeMap<NodeId, u64>,
     pub(crate) receiving: Option<Receiving>,
-    pub(crate) ticks: u64,
 }
 
 impl Snapshots {
     pub(crate) fn new(policy: SnapshotPolicy) -> Snapshots {
-        Snapshots { policy, since: 0, taking: None, offered: Default::default(), receiving: None, ticks: 0 }
+        Snapshots { policy, since: 0, taking: None, offered: Default::default(), receiving: None }
     }
 }
 
@@ -146,13 +145,8 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
         };
         if !ok {
             self.stats.snapshots_refused += 1;
-            self.snapshots.receiving = Some(Receiving {
-                next: 0,
-                complete: false,
-                progress_at: self.snapshots.ticks,
-                retries: 0,
-                ..r
-            });
+            self.snapshots.receiving =
+                Some(Receiving { next: 0, complete: false, progress_at: self.paxos.now(), retries: 0, ..r });
             self.effects
                 .push_back(Effect::Send { to: r.from, msg: Message::SnapshotPull { upto, offset: 0 } });
             self.finish(now);
@@ -213,7 +207,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             // A malformed chunk: nothing to store.
             return;
         }
-        let ticks = self.snapshots.ticks;
+        let ticks = self.paxos.now();
         match &mut self.snapshots.receiving {
             Some(r) if r.upto == upto => {
                 if r.complete || offset != r.next || total != r.total {
@@ -255,7 +249,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
 
     /// The Paxos core wants `to` sent the snapshot: offer its first chunk, at most once per [`OFFER_TICKS`].
     pub(crate) fn offer_snapshot(&mut self, to: NodeId) {
-        let ticks = self.snapshots.ticks;
+        let ticks = self.paxos.now();
         if self.snapshots.offered.get(&to).is_some_and(|&t| ticks < t + OFFER_TICKS) {
             return;
         }
@@ -266,8 +260,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
 
     /// Every tick: pulls again when a transfer stalled, abandons it after [`PULL_RETRIES`].
     pub(crate) fn snapshot_tick(&mut self) {
-        self.snapshots.ticks += 1;
-        let ticks = self.snapshots.ticks;
+        let ticks = self.paxos.now();
         let Some(r) = &mut self.snapshots.receiving else { return };
         if r.complete || ticks < r.progress_at + PULL_TICKS {
             return;
