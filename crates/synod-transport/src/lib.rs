@@ -21,8 +21,9 @@
 //! only) and mutual authentication against the cluster CA, ALPN `synod/1`.
 //! A replica dialing another checks that the certificate names the replica
 //! it meant; a replica accepting a peer checks that the certificate names a
-//! replica of its address book and that every stream's claimed id matches
-//! it; a client certificate cannot act as a replica. Malformed or oversized
+//! replica (in its address book or not: the address book changes with the
+//! cluster's membership, [`Node::add_peer`]) and that every stream's claimed
+//! id matches it; a client certificate cannot act as a replica. Malformed or oversized
 //! frames close their stream (a peer link is then rebuilt), are counted in
 //! [`StatsSnapshot::rejected_frames`] and traced; everyone else is served on.
 //!

@@ -1,7 +1,6 @@
 //! Starting and stopping an endpoint: the runtime, the QUIC endpoint and its
 //! accept loop (which hands each connection to a peer link or a client), shutdown.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +12,6 @@ use synod_wire::MAX_FRAME_LEN;
 use super::{Inbound, Link, Node, NodeConfig, Shared, StartError};
 use crate::certs::Identity;
 use crate::io::{code, remote_identity};
-use crate::queue::Outbox;
 use crate::stats::Stats;
 use crate::tls;
 
@@ -79,38 +77,29 @@ impl Node {
         };
         let local_addr =
             endpoint.local_addr().map_err(|source| StartError::Io { what: "reading the address", source })?;
-        let mut links = HashMap::new();
-        for (&peer, addr) in peers.iter().filter(|(&p, _)| p != id) {
-            let client_config = tls::quinn_client(&credentials, Some(peer), transport.clone())?;
-            links.insert(
-                peer,
-                Arc::new(Link {
-                    peer,
-                    addr: addr.clone(),
-                    consensus: Arc::new(Outbox::new(settings.consensus_queue)),
-                    bulk: Arc::new(Outbox::new(settings.bulk_queue)),
-                    consensus_writer: tokio::sync::Mutex::new(()),
-                    bulk_writer: tokio::sync::Mutex::new(()),
-                    state: Mutex::default(),
-                    client_config,
-                }),
-            );
-        }
         let shared = Arc::new(Shared {
             id,
             settings,
             stats: Stats::default(),
             sink: Arc::new(sink),
-            links,
+            links: RwLock::default(),
+            credentials,
+            transport_config: transport,
+            handle: runtime.handle().clone(),
             clients: RwLock::default(),
             next_client: AtomicU64::new(1),
             endpoint,
             closing: AtomicBool::new(false),
             last_handshake_failure: Mutex::new(None),
         });
+        for (&peer, addr) in peers.iter().filter(|(&p, _)| p != id) {
+            let link = shared.new_link(peer, Some(addr.clone()))?;
+            shared.links.write().insert(peer, link);
+        }
         runtime.spawn(shared.clone().accept_loop());
-        for link in shared.links.values().filter(|l| l.peer > id) {
-            runtime.spawn(shared.clone().dial_loop(link.clone()));
+        let links: Vec<Arc<Link>> = shared.links.read().values().cloned().collect();
+        for link in &links {
+            shared.maybe_dial(link);
         }
         let runtime = if single {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -209,13 +198,25 @@ impl Shared {
             }
         };
         match remote_identity(&conn) {
-            Ok(Identity::Node(peer)) => match self.links.get(&peer) {
-                Some(link) => {
-                    let link = link.clone();
-                    self.run_link(&link, conn, false).await;
-                }
-                None => self.refuse(&conn, remote, &format!("node {} is not in the address book", peer.0)),
-            },
+            Ok(Identity::Node(peer)) if peer == self.id => {
+                self.refuse(&conn, remote, &format!("node {} is this replica", peer.0));
+            }
+            Ok(Identity::Node(peer)) => {
+                // The CA vouches for the peer: one not in the address book yet
+                // (a new member, a replica joining) gets an accept-only link.
+                let link = self.links.read().get(&peer).cloned();
+                let link = match link {
+                    Some(link) => link,
+                    None => match self.new_link(peer, None) {
+                        Ok(new) => {
+                            tracing::info!(node = self.id.0, peer = peer.0, %remote, "accepting a replica not in the address book");
+                            self.links.write().entry(peer).or_insert(new).clone()
+                        }
+                        Err(e) => return self.refuse(&conn, remote, &e.to_string()),
+                    },
+                };
+                self.run_link(&link, conn, false).await;
+            }
             Ok(Identity::Client(client)) => self.serve_client(conn, client).await,
             Err(e) => self.refuse(&conn, remote, &e.to_string()),
         }

@@ -4,7 +4,11 @@
 //! replicas there is one connection, dialed by the replica with the lower
 //! id, which redials with exponential backoff and jitter whenever it is
 //! lost; the higher replica accepts, and a newer connection from the same
-//! peer replaces an older one. On that connection each side opens two
+//! peer replaces an older one. The address book changes at runtime
+//! ([`Node::add_peer`], [`Node::remove_peer`]), and a replica whose
+//! certificate the cluster CA signed is accepted even before it is in the
+//! book (a new member dials the cluster before the others have applied its
+//! addition): its link has no address until one is added, and is never dialed. On that connection each side opens two
 //! unidirectional streams: an ordered consensus stream (sent with priority)
 //! and a bulk stream for catch-up and snapshots, so heartbeats never wait
 //! behind bulk data.
@@ -54,7 +58,13 @@ struct Shared {
     settings: Settings,
     stats: Stats,
     sink: Sink,
-    links: HashMap<NodeId, Arc<Link>>,
+    /// The address book's links, and the accept-only links of peers that dialed in first.
+    links: RwLock<HashMap<NodeId, Arc<Link>>>,
+    /// For the links added at runtime.
+    credentials: crate::certs::Credentials,
+    transport_config: Arc<quinn::TransportConfig>,
+    /// Where the dial loops of links added at runtime run.
+    handle: tokio::runtime::Handle,
     clients: RwLock<HashMap<ClientConnId, Arc<Outbox>>>,
     next_client: AtomicU64,
     endpoint: quinn::Endpoint,
@@ -65,7 +75,12 @@ struct Shared {
 
 struct Link {
     peer: NodeId,
-    addr: PeerAddr,
+    /// Where it listens; `None` for a peer that dialed in before it was added (never dialed).
+    addr: Mutex<Option<PeerAddr>>,
+    /// Dropped from the address book: its dial loop ends and its queues are closed.
+    removed: AtomicBool,
+    /// A dial loop runs for it.
+    dialing: AtomicBool,
     consensus: Arc<Outbox>,
     bulk: Arc<Outbox>,
     /// Serialise writers across connections, so an old connection's writer

@@ -1,18 +1,22 @@
 //! Peer links: dialing with backoff and jitter (host names resolved again on
 //! every attempt), the consensus and bulk streams, and sending to a peer.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use synod_wire::NodeId;
 
 use super::{Inbound, Lane, Link, Node, Shared};
+use crate::addr::PeerAddr;
 use crate::io::{code, peer_header, write_loop, FrameReader, ReadFail, KIND_BULK, KIND_CONSENSUS};
 use crate::jitter::Jitter;
+use crate::queue::Outbox;
 use crate::queue::Push;
 use crate::stats::Stats;
 use crate::tls;
+use crate::tls::TlsError;
 use crate::SendError;
 
 impl Node {
@@ -35,14 +39,74 @@ impl Node {
 
     /// Whether a link to `peer` is established right now.
     pub fn is_connected(&self, peer: NodeId) -> bool {
-        self.shared.links.get(&peer).is_some_and(|l| l.state.lock().conn.is_some())
+        self.shared.links.read().get(&peer).is_some_and(|l| l.state.lock().conn.is_some())
+    }
+
+    /// Adds `peer` to the address book at `addr`, or moves it there: this
+    /// replica dials it if its id is the higher (the lower id dials), and
+    /// sends to it from now on. A peer that is already connected keeps its
+    /// connection; a new address is used from the next dial on. Adding this
+    /// replica itself does nothing.
+    pub fn add_peer(&self, peer: NodeId, addr: PeerAddr) -> Result<(), TlsError> {
+        if peer == self.shared.id {
+            return Ok(());
+        }
+        let existing = self.shared.links.read().get(&peer).cloned();
+        let link = match existing {
+            Some(link) => {
+                let mut current = link.addr.lock();
+                if current.as_ref() != Some(&addr) {
+                    tracing::info!(node = self.shared.id.0, peer = peer.0, %addr, "peer address set");
+                    *current = Some(addr);
+                }
+                drop(current);
+                link
+            }
+            None => {
+                let new = self.shared.new_link(peer, Some(addr.clone()))?;
+                tracing::info!(node = self.shared.id.0, peer = peer.0, %addr, "peer added to the address book");
+                self.shared.links.write().entry(peer).or_insert(new).clone()
+            }
+        };
+        self.shared.maybe_dial(&link);
+        Ok(())
+    }
+
+    /// Drops `peer` from the address book: its connection is closed, frames
+    /// queued for it are lost, and it is no longer dialed. It may still dial
+    /// in again (its certificate is still the CA's); it is then accepted as
+    /// any replica not in the book. Returns whether it was there.
+    pub fn remove_peer(&self, peer: NodeId) -> bool {
+        let Some(link) = self.shared.links.write().remove(&peer) else { return false };
+        link.removed.store(true, Ordering::Release);
+        link.consensus.close();
+        link.bulk.close();
+        if let Some(conn) = link.state.lock().conn.take() {
+            conn.close(code::SHUTDOWN, b"removed from the address book");
+        }
+        tracing::info!(node = self.shared.id.0, peer = peer.0, "peer dropped from the address book");
+        true
+    }
+
+    /// The peers this replica has a link to (in its address book, or dialed in), in id order.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let mut peers: Vec<NodeId> = self.shared.links.read().keys().copied().collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// Where `peer` listens, as the address book says (`None`: not in it, or dialed in without an address).
+    pub fn peer_addr(&self, peer: NodeId) -> Option<PeerAddr> {
+        self.shared.links.read().get(&peer).and_then(|l| l.addr.lock().clone())
     }
 
     fn push_peer(&self, to: NodeId, frame: Bytes, lane: Lane) -> Result<(), SendError> {
         if frame.len() > self.shared.settings.max_frame_len {
             return Err(SendError::TooLarge { len: frame.len(), limit: self.shared.settings.max_frame_len });
         }
-        let Some(link) = self.shared.links.get(&to) else { return Err(SendError::UnknownPeer { to, frame }) };
+        let Some(link) = self.shared.links.read().get(&to).cloned() else {
+            return Err(SendError::UnknownPeer { to, frame });
+        };
         let outbox = match lane {
             Lane::Consensus => &link.consensus,
             Lane::Bulk => &link.bulk,
@@ -59,6 +123,31 @@ impl Node {
 }
 
 impl Shared {
+    /// A link to `peer`, not yet in the book; `addr` is `None` for one that dialed in.
+    pub(super) fn new_link(&self, peer: NodeId, addr: Option<PeerAddr>) -> Result<Arc<Link>, TlsError> {
+        let client_config = tls::quinn_client(&self.credentials, Some(peer), self.transport_config.clone())?;
+        Ok(Arc::new(Link {
+            peer,
+            addr: Mutex::new(addr),
+            removed: AtomicBool::new(false),
+            dialing: AtomicBool::new(false),
+            consensus: Arc::new(Outbox::new(self.settings.consensus_queue)),
+            bulk: Arc::new(Outbox::new(self.settings.bulk_queue)),
+            consensus_writer: tokio::sync::Mutex::new(()),
+            bulk_writer: tokio::sync::Mutex::new(()),
+            state: Mutex::default(),
+            client_config,
+        }))
+    }
+
+    /// Starts `link`'s dial loop if this replica dials it (the lower id
+    /// dials), it has an address, and none runs yet.
+    pub(super) fn maybe_dial(self: &Arc<Self>, link: &Arc<Link>) {
+        if link.peer > self.id && link.addr.lock().is_some() && !link.dialing.swap(true, Ordering::AcqRel) {
+            self.handle.spawn(self.clone().dial_loop(link.clone()));
+        }
+    }
+
     pub(super) async fn dial_loop(self: Arc<Self>, link: Arc<Link>) {
         let mut rng = Jitter::new(u64::from(self.id.0) << 32 | u64::from(link.peer.0));
         let mut backoff = self.settings.reconnect_min;
@@ -66,9 +155,10 @@ impl Shared {
         let local = self.endpoint.local_addr().ok();
         // The first failure of a kind in a row is logged as a warning, repeats at debug level.
         let mut last_warned = String::new();
-        while !self.closing.load(Ordering::Acquire) {
+        while !self.closing.load(Ordering::Acquire) && !link.removed.load(Ordering::Acquire) {
             // Host names are resolved again on every attempt: a peer that moved is found.
-            let addr = match link.addr.lookup(local).await {
+            let Some(peer_addr) = link.addr.lock().clone() else { return };
+            let addr = match peer_addr.lookup(local).await {
                 Ok(addr) => addr,
                 Err(e) => {
                     Stats::add(&self.stats.connect_failures, 1);
@@ -163,6 +253,10 @@ impl Shared {
         };
         let generation = {
             let mut state = link.state.lock();
+            if link.removed.load(Ordering::Acquire) {
+                conn.close(code::SHUTDOWN, b"removed from the address book");
+                return;
+            }
             if let Some(old) = state.conn.replace(conn.clone()) {
                 old.close(code::REPLACED, b"replaced");
             }

@@ -98,3 +98,51 @@ fn a_full_send_queue_refuses_and_counts() {
     assert!(matches!(n1.send(NodeId(7), vec![1]), Err(synod_transport::SendError::UnknownPeer { .. })));
     assert_eq!(n1.stats().queue_full_drops, 1);
 }
+
+#[test]
+fn the_address_book_changes_at_runtime_and_replicas_not_in_it_are_accepted() {
+    let mut cluster = Cluster::new(3);
+    let book = |ids: &[u32]| {
+        synod_transport::address_book(ids.iter().map(|&i| (NodeId(i), cluster.book[&NodeId(i)])))
+    };
+    // Node 3 knows only node 2; node 1 knows both and dials 3, which accepts
+    // it on the cluster CA's word and answers on the same connection.
+    let c1 = cluster.config(1, settings());
+    let mut c2 = cluster.config(2, settings());
+    c2.peers = book(&[2]);
+    let mut c3 = cluster.config(3, settings());
+    c3.peers = book(&[2, 3]);
+    let (n1, e1) = cluster.start_with(c1);
+    let (n3, e3) = cluster.start_with(c3);
+    e1.peer_up(3);
+    e3.peer_up(1);
+    assert_eq!(n3.peers(), [NodeId(1), NodeId(2)]);
+    assert_eq!(n3.peer_addr(NodeId(1)), None, "dialed in: no address");
+    n3.send(NodeId(1), &b"from 3"[..]).unwrap();
+    n1.send(NodeId(3), &b"from 1"[..]).unwrap();
+    assert_eq!(e1.peer_frames(1)[0].2, b"from 3");
+    assert_eq!(e3.peer_frames(1)[0].2, b"from 1");
+
+    // Node 2 starts knowing nobody, then learns node 3 and dials it (2 < 3).
+    let (n2, e2) = cluster.start_with(c2);
+    assert!(matches!(n2.send(NodeId(3), &b"x"[..]), Err(synod_transport::SendError::UnknownPeer { .. })));
+    n2.add_peer(NodeId(3), cluster.book[&NodeId(3)].into()).unwrap();
+    n2.send(NodeId(3), &b"from 2"[..]).unwrap();
+    e2.wait("PeerUp 3", |e| (*e == synod_transport::Inbound::PeerUp { peer: NodeId(3) }).then_some(()));
+    assert_eq!(
+        e3.wait("a frame from 2", |e| match e {
+            synod_transport::Inbound::Peer { from: NodeId(2), frame, .. } => Some(frame.to_vec()),
+            _ => None,
+        }),
+        b"from 2"
+    );
+    assert_eq!(n2.peer_addr(NodeId(3)), Some(cluster.book[&NodeId(3)].into()));
+
+    // Dropping node 3 closes the link and refuses further sends to it.
+    assert!(n2.remove_peer(NodeId(3)));
+    assert!(!n2.remove_peer(NodeId(3)));
+    e3.wait("PeerDown 2", |e| (*e == synod_transport::Inbound::PeerDown { peer: NodeId(2) }).then_some(()));
+    assert!(!n2.is_connected(NodeId(3)));
+    assert!(matches!(n2.send(NodeId(3), &b"x"[..]), Err(synod_transport::SendError::UnknownPeer { .. })));
+    assert!(!n2.peers().contains(&NodeId(3)));
+}
