@@ -32,7 +32,16 @@ pub struct ReplicaConfig {
     pub id: NodeId,
     /// Every replica's address, this one's included: socket addresses or
     /// `host:port`, resolved when binding (this one's) and on every dial (the others').
+    /// For a replica of the cluster's first configuration these are its
+    /// members (configuration 0); for a joining one (`join`), the members it
+    /// learns the cluster from. Later configurations come from the log.
     pub peers: BTreeMap<NodeId, PeerAddr>,
+    /// This replica is not a member yet: started on an empty data directory
+    /// it waits, knowing the other replicas of `peers` only as contacts,
+    /// until a configuration that adds it (`synod member add`) is chosen, and
+    /// catches up from the members meanwhile. Leave it set afterwards: it
+    /// tells a restart that `peers` is not configuration 0.
+    pub join: bool,
     /// The cluster CA and this replica's certificate and key.
     pub credentials: Credentials,
     /// Where the write-ahead log lives.
@@ -89,6 +98,7 @@ impl ReplicaConfig {
         ReplicaConfig {
             id,
             peers: synod_transport::address_book(peers),
+            join: false,
             credentials,
             data_dir: data_dir.into(),
             timing: Timing::default(),

@@ -26,6 +26,9 @@ pub enum StartError {
     /// The cluster membership or timing is invalid.
     #[error("invalid cluster configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The replica is not in its own address book (`peers`) and is not joining.
+    #[error("replica {0} is not among the peers it was given; a replica joining an existing cluster needs `join = true` and its own address among its peers (docs/OPERATIONS.md, \"Membership changes\")")]
+    NotAPeer(NodeId),
     /// The write-ahead log could not be opened (a corrupt log refuses to start).
     #[error("cannot open the log in {dir}: {source}")]
     Log {
@@ -66,8 +69,18 @@ impl Replica {
         config: ReplicaConfig,
         machine: S,
     ) -> Result<Replica, StartError> {
+        if !config.join && !config.peers.contains_key(&config.id) {
+            return Err(StartError::NotAPeer(config.id));
+        }
         let members: Vec<NodeId> = config.peers.keys().copied().collect();
-        let paxos_config = Config::new(config.id, members)?
+        let paxos_config = if config.join {
+            // The other replicas it knows are contacts, not configuration 0 of its own.
+            Config::joining(config.id, members.iter().copied().filter(|&m| m != config.id))?
+        } else {
+            Config::new(config.id, members)?
+        };
+        let paxos_config = paxos_config
+            .with_addresses(config.peers.iter().map(|(&id, addr)| (id, addr.to_string())))
             .with_timing(config.timing.heartbeat_ticks, config.timing.election_ticks)?
             .with_window(config.max_in_flight.max(1))?;
         let dir = config.data_dir.display().to_string();
@@ -80,6 +93,10 @@ impl Replica {
         let records = recovery.records.len();
         let mut durable = Durable::replay(recovery.records);
         let (applier, newest) = restore(&config, machine, durable.snapshot_upto)?;
+        if newest.is_some() {
+            // The configuration in force at the snapshot; later ones are in the log after it.
+            durable.membership = applier.membership().cloned();
+        }
         let deliver_from = applier.next_slot();
         durable.raise_snapshot(deliver_from);
         let core = if records == 0 && newest.is_none() {
@@ -94,6 +111,8 @@ impl Replica {
             snapshot = %deliver_from,
             commit = %core.first_unchosen(),
             rejoining = core.is_rejoining(),
+            join = config.join,
+            membership = %core.membership(),
             "recovered"
         );
 

@@ -40,12 +40,17 @@ use synod_paxos::PersistToken;
 use synod_replica::{Apply, Effect, Now, ReplicaCore};
 use synod_transport::{ClientConnId, Inbound, Node};
 use synod_wire::{
-    AdminQuery, ClientFrame, ClientReply, Message, NodeId, Outcome, ReplicaStatus, Role, Slot, Wire,
+    AdminQuery, ClientFrame, ClientReply, Membership, Message, NodeId, Outcome, ReplicaStatus, Role, Slot,
+    Wire,
 };
 
 use crate::snapshot::{SnapshotEvent, SnapshotJob};
 use crate::stats::Published;
 use crate::status::Status;
+
+/// How long a retired replica (removed, and every member knows it) goes on
+/// answering clients with redirects before it stops.
+pub(crate) const REMOVED_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything the core reacts to besides the clock.
 #[derive(Debug)]
@@ -103,6 +108,12 @@ struct Core {
     epoch: Instant,
     ticks: u64,
     stopping: bool,
+    /// The configuration the transport's address book follows.
+    membership: Membership,
+    /// Removed from the cluster (logged once).
+    removed: bool,
+    /// When the core retired this removed replica; it stops [`REMOVED_GRACE`] later.
+    retired_at: Option<Instant>,
     published: Published,
     /// Writes in flight: (token, when handed over), for the persist-latency histogram.
     persisting: VecDeque<(u64, Instant)>,
@@ -272,7 +283,8 @@ impl Shell {
 
 impl Core {
     fn new(core: ReplicaCore<ClientConnId>, parts: Parts) -> Core {
-        Core {
+        let membership = core.paxos().membership().clone();
+        let mut new = Core {
             id: core.paxos().id(),
             core,
             transport: parts.transport,
@@ -283,6 +295,9 @@ impl Core {
             epoch: Instant::now(),
             ticks: 0,
             stopping: false,
+            membership: Membership::default(),
+            removed: false,
+            retired_at: None,
             published: Published::default(),
             persisting: VecDeque::new(),
             histograms: Histograms {
@@ -290,7 +305,13 @@ impl Core {
                 batch_commands: metrics::histogram!(names::BATCH_COMMANDS),
                 commit_latency: metrics::histogram!(names::COMMIT_LATENCY),
             },
-        }
+        };
+        // The recovered configuration may be a later one than the peers the
+        // transport started with: the address book follows it from the start.
+        let from = new.core.paxos().config_start();
+        let removed = new.core.paxos().is_removed();
+        new.reconfigured(membership, from, removed);
+        new
     }
 
     fn now(&self) -> Now {
@@ -318,9 +339,21 @@ impl Core {
             },
             Event::Net(Inbound::Client { conn, frame }) => match ClientFrame::decode(&frame) {
                 Ok(ClientFrame::Request(request)) => self.core.handle_client(now, conn, request),
+                Ok(ClientFrame::Change(change)) => {
+                    tracing::info!(?conn, change = ?change.change, "membership change requested");
+                    self.core.handle_change(now, conn, change)
+                }
                 // Answered by this replica, leader or not, and never logged.
                 Ok(ClientFrame::Admin(admin)) => match admin.query {
                     AdminQuery::Status => out.status.push((conn, admin.id, self.replica_status())),
+                    AdminQuery::Members => {
+                        let reply =
+                            ClientReply { id: admin.id, outcome: Outcome::Members(self.core.members_view()) };
+                        match reply.encode() {
+                            Ok(frame) => out.replies.push((conn, frame)),
+                            Err(e) => tracing::warn!(%e, "members reply too large"),
+                        }
+                    }
                 },
                 Err(e) => {
                     metrics::counter!(names::REJECTED_FRAMES).increment(1);
@@ -344,8 +377,8 @@ impl Core {
             }
             Event::Snapshot(SnapshotEvent::Taken { upto }) => self.core.handle_snapshot_taken(now, upto),
             Event::Snapshot(SnapshotEvent::Failed { upto }) => self.core.handle_snapshot_failed(now, upto),
-            Event::Snapshot(SnapshotEvent::Received { upto, ok }) => {
-                self.core.handle_snapshot_received(now, upto, ok)
+            Event::Snapshot(SnapshotEvent::Received { upto, ok, membership }) => {
+                self.core.handle_snapshot_received(now, upto, ok, membership)
             }
             Event::Log(LogEvent::Failed(e)) => {
                 // Never continue after a lost write: stop this replica.
@@ -358,6 +391,11 @@ impl Core {
     /// One tick of the core's clock; publishes the metrics every heartbeat.
     fn tick(&mut self, out: &mut Outbox) {
         if self.stopping {
+            return;
+        }
+        if self.retired_at.is_some_and(|at| at.elapsed() >= REMOVED_GRACE) {
+            tracing::info!(id = %self.id, "stopping: removed from the cluster");
+            self.stopping = true;
             return;
         }
         let now = self.now();
@@ -437,8 +475,54 @@ impl Core {
                     self.update_status();
                 }
                 Effect::Proposed { commands, .. } => self.histograms.batch_commands.record(commands as f64),
+                Effect::Reconfigured { membership, from, removed } => {
+                    self.reconfigured(membership, from, removed)
+                }
+                Effect::Retire => {
+                    tracing::info!(id = %self.id, "retiring: every member knows this replica was removed");
+                    self.retired_at.get_or_insert_with(Instant::now);
+                }
             }
         }
+    }
+
+    /// A new configuration is in force from slot `from`: the address book
+    /// follows it (its new members are added and dialed, with the address
+    /// it carries; members it dropped are dropped), before any message of
+    /// this step is sent. A removed replica keeps answering its peers until
+    /// the core retires it ([`Effect::Retire`]), then stops after [`REMOVED_GRACE`].
+    fn reconfigured(&mut self, membership: Membership, from: Slot, removed: bool) {
+        for member in membership.members.iter().filter(|m| m.id != self.id && !m.addr.is_empty()) {
+            match member.addr.parse::<synod_transport::PeerAddr>() {
+                Ok(addr) => {
+                    if let Err(e) = self.transport.add_peer(member.id, addr) {
+                        tracing::error!(peer = %member.id, %e, "cannot add a member to the address book");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(peer = %member.id, addr = %member.addr, %e, "a member's address does not parse")
+                }
+            }
+        }
+        if !removed {
+            for gone in self.membership.ids().filter(|&id| id != self.id && !membership.contains(id)) {
+                self.transport.remove_peer(gone);
+            }
+        }
+        if removed && !self.removed {
+            tracing::error!(
+                id = %self.id,
+                epoch = membership.epoch,
+                %from,
+                "removed from the cluster in configuration {}; stopping",
+                membership.epoch
+            );
+            self.removed = true;
+        } else {
+            tracing::info!(%membership, %from, "configuration in force");
+        }
+        self.membership = membership;
+        self.update_status();
     }
 
     fn fail(&mut self, why: String) {
@@ -453,7 +537,9 @@ impl Core {
             (s.applied, s.digest, s.sessions)
         };
         let paxos = self.core.paxos();
-        let members = paxos.config().members().to_vec();
+        let m = paxos.membership();
+        let removed = paxos.is_removed();
+        let members: Vec<NodeId> = m.ids().filter(|&id| !removed || id != self.id).collect();
         let peers_reachable =
             members.iter().copied().filter(|&p| p != self.id && self.transport.is_connected(p)).collect();
         ReplicaStatus {
@@ -465,6 +551,9 @@ impl Core {
             applied,
             digest,
             members,
+            epoch: m.epoch,
+            learners: m.learners().collect(),
+            removed,
             peers_reachable,
             sessions: sessions as u64,
             log_bytes: 0,
@@ -483,8 +572,12 @@ impl Core {
         s.commit = paxos.first_unchosen();
         s.rejoining = paxos.is_rejoining();
         s.snapshot = paxos.snapshot_upto();
-        s.peers_connected =
-            paxos.config().members().iter().copied().filter(|&p| self.transport.is_connected(p)).collect();
+        let m = paxos.membership();
+        s.epoch = m.epoch;
+        s.members = m.ids().collect();
+        s.learners = m.learners().collect();
+        s.removed = paxos.is_removed();
+        s.peers_connected = m.ids().filter(|&p| p != self.id && self.transport.is_connected(p)).collect();
     }
 
     fn publish(&mut self) {
@@ -500,7 +593,7 @@ impl Core {
         metrics::gauge!(names::APPLY_LAG_SLOTS).set(s.commit.0.saturating_sub(s.applied.0) as f64);
         metrics::gauge!(names::SESSIONS).set(s.sessions as f64);
         synod_metrics::set_state_digest(s.digest);
-        for &peer in self.core.paxos().config().members() {
+        for peer in self.core.paxos().membership().ids() {
             if peer != self.id {
                 let up = if s.peers_connected.contains(&peer) { 1.0 } else { 0.0 };
                 metrics::gauge!(names::PEER_CONNECTED, names::LABEL_PEER => peer.0.to_string()).set(up);

@@ -24,7 +24,7 @@ use synod_log::{SnapshotStore, SnapshotWriter};
 use synod_metrics::names;
 use synod_state_machine::AppliedSnapshot;
 use synod_transport::Node;
-use synod_wire::{Message, NodeId, Slot, Wire};
+use synod_wire::{Membership, Message, NodeId, Slot, Wire};
 
 /// Work for the snapshot thread.
 pub(crate) enum SnapshotJob {
@@ -43,8 +43,9 @@ pub(crate) enum SnapshotEvent {
     Taken { upto: Slot },
     /// A snapshot could not be written.
     Failed { upto: Slot },
-    /// A received snapshot is complete: `ok` if it checked out and is in place.
-    Received { upto: Slot, ok: bool },
+    /// A received snapshot is complete: `ok` if it checked out and is in
+    /// place, with the configuration it holds (`None`: configuration 0).
+    Received { upto: Slot, ok: bool, membership: Option<Membership> },
 }
 
 /// The snapshot thread's state.
@@ -153,15 +154,32 @@ impl SnapshotThread {
         match self.store.store(upto.0, offset, bytes, last) {
             Ok(None) => None,
             Ok(Some(file)) => {
-                tracing::info!(%upto, path = %file.path.display(), "snapshot received and checked");
+                // The core needs the configuration in force at the snapshot
+                // before the state is installed: it is at the head of the body.
+                let membership = match read_membership(&file.path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(%upto, %e, "a received snapshot's configuration does not read; asking for it again");
+                        return Some(SnapshotEvent::Received { upto, ok: false, membership: None });
+                    }
+                };
+                tracing::info!(%upto, path = %file.path.display(), epoch = membership.as_ref().map_or(0, |m| m.epoch), "snapshot received and checked");
                 metrics::gauge!(names::SNAPSHOT_BYTES).set((file.body_len + 32) as f64);
                 metrics::gauge!(names::SNAPSHOT_SLOT).set(upto.0 as f64);
-                Some(SnapshotEvent::Received { upto, ok: true })
+                Some(SnapshotEvent::Received { upto, ok: true, membership })
             }
             Err(e) => {
                 tracing::warn!(%upto, %e, "a received snapshot was dropped; asking for it again");
-                Some(SnapshotEvent::Received { upto, ok: false })
+                Some(SnapshotEvent::Received { upto, ok: false, membership: None })
             }
         }
     }
+}
+
+/// The configuration a snapshot file holds (`None`: configuration 0), read
+/// from the head of its body.
+fn read_membership(path: &std::path::Path) -> Result<Option<Membership>, String> {
+    let reader = synod_log::SnapshotReader::open(path).map_err(|e| e.to_string())?;
+    let mut input = std::io::BufReader::with_capacity(64 << 10, reader);
+    synod_state_machine::snapshot_membership(&mut input).map_err(|e| e.to_string())
 }

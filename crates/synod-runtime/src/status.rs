@@ -37,6 +37,14 @@ pub struct Status {
     pub rejoining: bool,
     /// Every slot below this one is in the replica's newest snapshot.
     pub snapshot: Slot,
+    /// The configuration in force (its epoch), as this replica knows it.
+    pub epoch: u64,
+    /// Every member of that configuration, voters and learners.
+    pub members: Vec<NodeId>,
+    /// The members that are learners.
+    pub learners: Vec<NodeId>,
+    /// This replica was removed from the cluster: it takes no further part and stops.
+    pub removed: bool,
 }
 
 /// Reads a replica's [`Status`] from any thread; see [`crate::Replica::status_handle`].
