@@ -475,8 +475,9 @@ impl ClientCore {
             }
             Outcome::Stale => self.finish(key, Err(CallError::Rejected(Rejection::Stale))),
             Outcome::TooFarAhead => self.finish(key, Err(CallError::Rejected(Rejection::TooFarAhead))),
-            // The client never asks a replica for its status (synod-client's `admin` does, apart).
-            Outcome::Status(_) => {}
+            // The client never asks a replica for its status or membership, nor
+            // changes it (synod-client's `admin` does, apart).
+            Outcome::Status(_) | Outcome::Members(_) | Outcome::Refused(_) => {}
         }
     }
 

@@ -1,6 +1,6 @@
 //! What the core asks its driver to do: the closed set of outputs drained by `poll_action`.
 
-use synod_wire::{Ballot, LogRecord, Message, NodeId, Slot, Value};
+use synod_wire::{Ballot, LogRecord, Membership, Message, NodeId, Slot, Value};
 
 /// Identifies one `Persist` action. Tokens increase by one per persist; the
 /// driver reports durability in order, so reporting a token reports every
@@ -42,6 +42,25 @@ pub enum Action {
         /// The replica that is behind.
         to: NodeId,
     },
+    /// A new configuration is in force: every slot from `from` on belongs to
+    /// it. Update the address book: connect to members it adds, drop those
+    /// it removes. `removed`: this replica was a member and is not in it; it
+    /// takes no further part and its driver should stop it.
+    Reconfigured {
+        /// The configuration.
+        membership: Membership,
+        /// Its first slot (one past its stop sign; where a snapshot put
+        /// this replica, if that is later).
+        from: Slot,
+        /// This replica was removed.
+        removed: bool,
+    },
+    /// This replica was removed ([`Action::Reconfigured`] with `removed`)
+    /// and every member of the configuration that removed it now knows
+    /// that configuration (or long enough has passed): the driver may stop
+    /// it. Until then it keeps answering its peers, so that none of them is
+    /// left without a way to learn the stop sign that removed it.
+    Retire,
     /// The replica this core believes leads changed (`None`: no leader known).
     LeaderChanged {
         /// The leader, or `None`.

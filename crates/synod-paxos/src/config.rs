@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use synod_wire::NodeId;
+use synod_wire::{Membership, NodeId};
 
 /// How one replica's core behaves. Build it with [`Config::new`], adjust it
 /// with the `with_*` methods; every method checks what it is given.
@@ -10,6 +10,8 @@ use synod_wire::NodeId;
 pub struct Config {
     pub(crate) id: NodeId,
     pub(crate) members: Vec<NodeId>,
+    /// Where each of `members` listens, if the driver said (`with_addresses`).
+    pub(crate) addrs: Vec<(NodeId, String)>,
     pub(crate) heartbeat_ticks: u64,
     pub(crate) election_ticks: (u64, u64),
     pub(crate) window: usize,
@@ -64,9 +66,37 @@ impl Config {
         if !seen.contains(&id) {
             return Err(ConfigError::NotAMember(id));
         }
-        Ok(Config {
+        Ok(Config::build(id, seen.into_iter().collect()))
+    }
+
+    /// A replica `id` that is not (yet) a member: it starts with an empty
+    /// disk and waits to be added, knowing `contacts` (members of the
+    /// cluster it will join) only as peers to learn the log from. It votes
+    /// and stands once a configuration it learned makes it a voter.
+    pub fn joining(id: NodeId, contacts: impl IntoIterator<Item = NodeId>) -> Result<Config, ConfigError> {
+        if id.0 == 0 {
+            return Err(ConfigError::ReservedId);
+        }
+        let mut members = BTreeSet::new();
+        for m in contacts {
+            if m.0 == 0 {
+                return Err(ConfigError::ReservedId);
+            }
+            if m != id && !members.insert(m) {
+                return Err(ConfigError::Duplicate(m));
+            }
+        }
+        if members.is_empty() {
+            return Err(ConfigError::EvenOrEmpty(0));
+        }
+        Ok(Config::build(id, members.into_iter().collect()))
+    }
+
+    fn build(id: NodeId, members: Vec<NodeId>) -> Config {
+        Config {
             id,
-            members: seen.into_iter().collect(),
+            members,
+            addrs: Vec::new(),
             heartbeat_ticks: 5,
             election_ticks: (30, 60),
             window: 64,
@@ -74,7 +104,22 @@ impl Config {
             eager_commit: false,
             #[cfg(feature = "planted-bugs")]
             bugs: crate::PlantedBugs::default(),
-        })
+        }
+    }
+
+    /// Records where the members listen (configuration 0's addresses, which
+    /// later configurations carry on). Members without one get an empty address.
+    pub fn with_addresses(mut self, addrs: impl IntoIterator<Item = (NodeId, String)>) -> Config {
+        self.addrs = addrs.into_iter().collect();
+        self
+    }
+
+    /// Configuration 0: the members this replica was started with, all voters.
+    pub fn initial_membership(&self) -> Membership {
+        Membership::initial(self.members.iter().map(|&m| {
+            let addr = self.addrs.iter().find(|(id, _)| *id == m).map(|(_, a)| a.clone()).unwrap_or_default();
+            (m, addr)
+        }))
     }
 
     /// Sets the heartbeat period and the range the election timeout is drawn
@@ -127,12 +172,14 @@ impl Config {
         self.id
     }
 
-    /// Every member, in id order.
+    /// The members this replica was started with (configuration 0, or the
+    /// contacts of a joining replica), in id order. The configuration in
+    /// force is [`crate::Paxos::membership`].
     pub fn members(&self) -> &[NodeId] {
         &self.members
     }
 
-    /// How many members make a majority.
+    /// How many of the members this replica was started with make a majority.
     pub fn majority(&self) -> usize {
         self.members.len() / 2 + 1
     }
@@ -140,11 +187,6 @@ impl Config {
     /// The heartbeat period in ticks.
     pub fn heartbeat_ticks(&self) -> u64 {
         self.heartbeat_ticks
-    }
-
-    /// The other members.
-    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.members.iter().copied().filter(move |&m| m != self.id)
     }
 }
 
@@ -165,5 +207,8 @@ mod tests {
         assert!(c.clone().with_timing(5, (9, 20)).is_err());
         assert!(c.clone().with_timing(5, (10, 20)).is_ok());
         assert!(c.with_window(0).is_err());
+        let j = Config::joining(NodeId(4), ids(&[1, 2, 3])).unwrap();
+        assert_eq!(j.initial_membership().voters().collect::<Vec<_>>(), ids(&[1, 2, 3]));
+        assert!(Config::joining(NodeId(4), ids(&[])).is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use synod_wire::{Ballot, LogRecord, Slot, Value};
+use synod_wire::{Ballot, LogRecord, Membership, Slot, Value};
 
 /// What the log says about this replica: its promise, what it accepted or
 /// learned, and how much of the log it knew to be chosen.
@@ -21,6 +21,11 @@ pub struct Durable {
     /// This replica started with nothing on disk and has not rejoined yet
     /// (the latest `Rejoin` record is not done): it must not vote.
     pub rejoining: bool,
+    /// The configuration in force at `snapshot_upto`, from the snapshot the
+    /// driver restored (`None`: no snapshot, configuration 0 of the
+    /// [`crate::Config`]). Later configurations come from the chosen
+    /// `Value::Reconfig` entries in the log after it.
+    pub membership: Option<Membership>,
 }
 
 impl Durable {

@@ -64,7 +64,10 @@
 //!                         assert_eq!(slot, Slot(r.applied.len() as u64), "commits come in order");
 //!                         r.applied.push(value);
 //!                     }
-//!                     Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
+//!                     Action::LeaderChanged { .. }
+//!                     | Action::SnapshotWanted { .. }
+//!                     | Action::Reconfigured { .. }
+//!                     | Action::Retire => {}
 //!                 }
 //!             }
 //!         }
@@ -140,7 +143,7 @@ mod stats;
 pub use action::{Action, PersistToken};
 pub use config::{Config, ConfigError};
 pub use durable::Durable;
-pub use paxos::{Paxos, ProposeError};
+pub use paxos::{Paxos, ProposeError, ReconfigError};
 pub use stats::Stats;
 
 /// Deliberately broken behaviours for the simulator's self-tests.

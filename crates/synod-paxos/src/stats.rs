@@ -33,4 +33,10 @@ pub struct Stats {
     pub snapshots_wanted: u64,
     /// Snapshots from peers installed.
     pub snapshots_installed: u64,
+    /// Stop signs (membership changes) this replica proposed as leader.
+    pub reconfigs_proposed: u64,
+    /// Configurations this replica switched to.
+    pub reconfigs_adopted: u64,
+    /// Times this replica, leaving as leader, asked a successor to stand.
+    pub handovers: u64,
 }

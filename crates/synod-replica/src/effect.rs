@@ -1,7 +1,7 @@
 //! What the replica core asks its driver to do: the closed set of outputs drained by `poll_effect`.
 
 use synod_paxos::PersistToken;
-use synod_wire::{Ballot, ClientReply, LogRecord, Message, NodeId, Slot, Value};
+use synod_wire::{Ballot, ClientReply, LogRecord, Membership, Message, NodeId, Slot, Value};
 
 use crate::route::{Routing, Waiter};
 
@@ -48,6 +48,24 @@ pub enum Effect<C> {
         /// Whether this replica now leads and proposes.
         is_self: bool,
     },
+    /// A new configuration is in force from slot `from` on (its stop sign
+    /// was applied just before, as an [`Effect::Apply`]): connect to the
+    /// members it names, drop peers it no longer names. With `removed`,
+    /// this replica is no longer a member: it votes for nothing more; log
+    /// it and report it in status, but keep it running until
+    /// [`Effect::Retire`] (its peers may still need to learn from it).
+    Reconfigured {
+        /// The configuration.
+        membership: Membership,
+        /// Its first slot.
+        from: Slot,
+        /// This replica was removed.
+        removed: bool,
+    },
+    /// This replica was removed and every member of the configuration that
+    /// removed it knows so (or long enough has passed): stop it. Until this
+    /// effect it must keep running, answering its peers.
+    Retire,
     /// Snapshot the state machine at `upto`: once every slot below `upto`
     /// is applied (they came before this effect) and before any later slot,
     /// take the state, write it to a snapshot file (synced, renamed, the

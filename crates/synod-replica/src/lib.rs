@@ -50,11 +50,13 @@
 #![warn(missing_docs)]
 
 mod effect;
+mod membership;
 mod replica;
 mod route;
 mod snapshot;
 
 pub use crate::effect::{Apply, Effect};
+pub use crate::membership::SETTLE_TICKS;
 pub use crate::replica::{Limits, Now, ReplicaCore, Stats};
 pub use crate::route::{route_replies, Routing, Waiter};
 pub use crate::snapshot::{SnapshotPolicy, OFFER_TICKS, PULL_RETRIES, PULL_TICKS};

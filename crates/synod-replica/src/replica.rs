@@ -9,6 +9,7 @@ use synod_state_machine::Origin;
 use synod_wire::{Batch, ClientReply, ClientRequest, Command, Message, NodeId, Outcome, Slot, Wire};
 
 use crate::effect::{Apply, Effect};
+use crate::membership::PendingChange;
 use crate::route::Routing;
 use crate::route::Waiter;
 use crate::snapshot::{value_bytes, SnapshotPolicy, Snapshots};
@@ -95,6 +96,10 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Received snapshots whose check failed (pulled again).
     pub snapshots_refused: u64,
+    /// Membership changes proposed as stop signs.
+    pub changes_proposed: u64,
+    /// Membership changes refused (invalid, in flight, no live quorum).
+    pub changes_refused: u64,
 }
 
 /// One replica's decisions around its Paxos core, sans IO; `C` names a client connection.
@@ -131,6 +136,8 @@ pub struct ReplicaCore<C> {
     pub(crate) stats: Stats,
     routing: Routing,
     pub(crate) snapshots: Snapshots,
+    /// The membership change this leader is working on (one at a time).
+    pub(crate) change: Option<PendingChange<C>>,
     #[cfg(feature = "planted-bugs")]
     pub(crate) bugs: crate::PlantedBugs,
 }
@@ -158,6 +165,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             stats: Stats::default(),
             routing: Routing::default(),
             snapshots: Snapshots::new(SnapshotPolicy::NEVER),
+            change: None,
             #[cfg(feature = "planted-bugs")]
             bugs: crate::PlantedBugs::default(),
         };
@@ -176,7 +184,9 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// Handles a message from replica `from`.
     pub fn handle_message(&mut self, now: Now, from: NodeId, msg: Message) {
         if matches!(msg, Message::SnapshotPull { .. } | Message::SnapshotChunk { .. }) {
-            if from != self.paxos.id() && self.paxos.config().members().contains(&from) {
+            // Any authenticated replica: a joining one catches up this way
+            // before it is a member.
+            if from != self.paxos.id() {
                 self.on_snapshot_message(from, msg);
             }
         } else {
@@ -234,6 +244,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     pub fn handle_tick(&mut self, now: Now) {
         self.paxos.handle_tick();
         self.snapshot_tick();
+        self.try_change();
         self.finish(now);
     }
 
@@ -292,7 +303,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
         self.drain_actions();
         self.propose(now);
         self.drain_actions();
-        if !self.queue.is_empty() && !self.paxos.is_leader() {
+        if !self.queue.is_empty() && !self.paxos.is_leader() && !self.paxos.is_candidate() {
             // Not leading without a step-down announced: never strand the queue.
             let leader = self.paxos.leader();
             self.redirect_queued(leader);
@@ -332,6 +343,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             // The queue's size estimate, plus room for each command's envelope.
             let proposed = match batch.encode_with_capacity(bytes + 16 * count + 64) {
                 Ok(frame) => self.paxos.propose(frame).map_err(|_| {
+                    // `can_propose` held: only a leader change in between refuses.
                     let leader = self.paxos.leader();
                     Outcome::Redirect { leader }
                 }),
@@ -394,11 +406,19 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                     // A new leadership: earlier proposals' times no longer measure it.
                     self.proposed_at.clear();
                     self.effects.push_back(Effect::LeaderChanged { leader, ballot, is_self });
-                    if !is_self {
+                    self.change_abandoned();
+                    if !is_self && !self.paxos.is_candidate() {
                         // Waiters of proposed slots stay: their slot may still be chosen.
+                        // (A candidate keeps its queue: a leader that stands again in
+                        // a new configuration goes on with it.)
                         self.redirect_queued(leader);
                     }
                 }
+                Action::Reconfigured { membership, from, removed } => {
+                    self.effects.push_back(Effect::Reconfigured { membership, from, removed });
+                    self.change_done();
+                }
+                Action::Retire => self.effects.push_back(Effect::Retire),
             }
         }
     }

@@ -25,7 +25,7 @@
 //! to its slot; a file that does not check out is dropped and pulled again
 //! from its first byte.
 
-use synod_wire::{Message, NodeId, Outcome, Slot, Value};
+use synod_wire::{Membership, Message, NodeId, Outcome, Slot, Value};
 
 use crate::effect::Effect;
 use crate::replica::{Now, ReplicaCore};
@@ -92,6 +92,7 @@ pub(crate) fn value_bytes(value: &Value) -> u64 {
     match value {
         Value::Noop => 16,
         Value::Batch(b) => b.len() as u64 + 16,
+        Value::Reconfig(m) => 64 * m.members.len() as u64 + 16,
     }
 }
 
@@ -105,7 +106,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// `log_bytes` instead of all of it, which staggers them evenly: each
     /// later one after `log_bytes` again.
     pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> ReplicaCore<C> {
-        let members = self.paxos.config().members();
+        let members: Vec<_> = self.paxos.membership().ids().collect();
         let rank = members.iter().position(|&m| m == self.paxos.id()).unwrap_or(0) as u64;
         let n = members.len().max(1) as u64;
         self.snapshots.policy = policy;
@@ -138,7 +139,17 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// CRC: `ok` says whether it checked out. A good snapshot is installed
     /// (if it is still ahead of this replica); a bad one is pulled again
     /// from its first byte.
-    pub fn handle_snapshot_received(&mut self, now: Now, upto: Slot, ok: bool) {
+    ///
+    /// `membership` is the configuration the snapshot holds (the driver
+    /// reads it from the snapshot's head), or `None` if it holds none
+    /// (configuration 0).
+    pub fn handle_snapshot_received(
+        &mut self,
+        now: Now,
+        upto: Slot,
+        ok: bool,
+        membership: Option<Membership>,
+    ) {
         let Some(r) = self.snapshots.receiving.clone().filter(|r| r.upto == upto && r.complete) else {
             self.finish(now);
             return;
@@ -156,7 +167,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
         if upto > self.paxos.first_unchosen() {
             // Restore first: the Paxos core's next commits are slots from `upto` on.
             self.effects.push_back(Effect::InstallSnapshot { upto });
-            self.paxos.install_snapshot(upto);
+            self.paxos.install_snapshot(upto, membership);
             self.stats.snapshots_installed += 1;
             self.snapshots.since = 0;
             self.forget_below(upto);

@@ -43,6 +43,12 @@ pub struct SimConfig {
     /// Whether a fault may replace a replica's disk with an empty one (never
     /// while another replica that lost its disk has not rejoined yet).
     pub wipes: bool,
+    /// Replicas beyond the first `replicas` that membership changes may add
+    /// (ids `replicas + 1` on); removed replicas may be added again, with an empty disk.
+    pub spares: u32,
+    /// Whether faults include membership changes: adding a learner or a
+    /// voter, promoting a learner, removing a member.
+    pub reconfigs: bool,
     /// Record a readable trace of events.
     pub trace: bool,
     /// Deliberately broken core behaviour (the simulator's own tests).
@@ -84,6 +90,8 @@ impl SimConfig {
             chunk_bytes: rng.range(64, 2048) as usize,
             corrupt_chunk_percent: rng.range(0, 5),
             wipes: true,
+            spares: 2,
+            reconfigs: true,
             trace: false,
             #[cfg(feature = "planted-bugs")]
             bugs: synod_paxos::PlantedBugs::default(),

@@ -3,8 +3,11 @@
 use synod_paxos::rng::Rng;
 use synod_paxos::{Config, Durable, Paxos};
 use synod_replica::{route_replies, Apply, Limits, Now, ReplicaCore, SnapshotPolicy};
-use synod_state_machine::{Applier, SessionConfig};
-use synod_wire::{ClientReply, ClientRequest, Message, NodeId, Slot};
+use synod_state_machine::{snapshot_membership, Applier, SessionConfig};
+use synod_wire::{
+    ChangeRequest, ClientReply, ClientRequest, MemberChange, MemberRole, Membership, Message, NodeId,
+    Outcome, Slot,
+};
 
 use crate::client::{Effect, Reach, SimClient};
 use crate::config::SimConfig;
@@ -18,6 +21,10 @@ const MAX_BATCH: usize = 8;
 /// Slots a leader keeps proposed and not yet chosen, as the runtime does by
 /// default (`Limits::default`): more requests queue and go in later batches.
 const MAX_IN_FLIGHT: usize = 4;
+/// The connection id of the operator who asks for membership changes.
+const ADMIN: usize = usize::MAX;
+/// Ticks the operator waits for a change's answer before it asks for another.
+const ADMIN_PATIENCE: u64 = 400;
 
 /// What a run did and found.
 #[derive(Debug, Clone)]
@@ -48,6 +55,10 @@ pub struct Report {
     pub installs: u64,
     /// Disks replaced by empty ones.
     pub wipes: u64,
+    /// Membership changes asked for, and how many took effect.
+    pub changes: (u64, u64),
+    /// The newest configuration's epoch at the end.
+    pub epoch: u64,
     /// The readable trace, if asked for.
     pub trace: Vec<String>,
 }
@@ -57,6 +68,25 @@ pub struct Report {
 struct Replica {
     core: ReplicaCore<usize>,
     applier: Applier<Audited>,
+}
+
+/// Where a replica slot stands in the cluster's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    /// One of the replicas the cluster started with, or one added since.
+    Member,
+    /// Not started yet: a spare a membership change may add.
+    Spare,
+    /// Removed: it learned so and stopped. It may be added again, empty.
+    Gone,
+}
+
+/// A membership change the operator asked for and has no answer to yet.
+#[derive(Debug, Clone)]
+struct Asked {
+    id: u64,
+    at: u64,
+    change: MemberChange,
 }
 
 /// A tick's time as the replica core takes it: a tick is 10 ms.
@@ -69,6 +99,14 @@ struct World {
     rng: Rng,
     now: u64,
     ids: Vec<NodeId>,
+    /// The replicas the cluster starts with (configuration 0).
+    initial: Vec<NodeId>,
+    life: Vec<Life>,
+    /// Per slot: the members a joining replica was told to learn from.
+    contacts: Vec<Vec<NodeId>>,
+    asked: Option<Asked>,
+    next_ask: u64,
+    changes_done: u64,
     nodes: Vec<Option<Replica>>,
     incarnation: Vec<u64>,
     restart_at: Vec<Option<u64>>,
@@ -90,7 +128,7 @@ struct World {
 /// Runs one seeded simulation: a fault phase, then a heal phase that must converge.
 pub fn run(cfg: &SimConfig) -> Report {
     let mut w = World::new(cfg.clone());
-    for i in 0..w.nodes.len() {
+    for i in 0..w.initial.len() {
         w.start(i);
     }
     while w.now < cfg.fault_ticks {
@@ -120,16 +158,25 @@ pub fn run(cfg: &SimConfig) -> Report {
 impl World {
     fn new(cfg: SimConfig) -> World {
         let mut rng = Rng::new(cfg.seed);
-        let ids: Vec<NodeId> = (1..=cfg.replicas).map(NodeId).collect();
+        let spares = if cfg.reconfigs { cfg.spares } else { 0 };
+        let ids: Vec<NodeId> = (1..=cfg.replicas + spares).map(NodeId).collect();
+        let initial: Vec<NodeId> = ids[..cfg.replicas as usize].to_vec();
         let n = ids.len();
+        let life = (0..n).map(|i| if i < initial.len() { Life::Member } else { Life::Spare }).collect();
         let clients = (0..cfg.clients)
-            .map(|i| SimClient::new(i, cfg.requests_per_client, cfg.replicas, &mut rng))
+            .map(|i| SimClient::new(i, cfg.requests_per_client, cfg.replicas + spares, &mut rng))
             .collect();
         World {
             net: Net::new(cfg.drop_percent, cfg.dup_percent, cfg.max_delay),
             rng,
             now: 0,
             ids,
+            initial,
+            life,
+            contacts: vec![Vec::new(); n],
+            asked: None,
+            next_ask: 0,
+            changes_done: 0,
             nodes: (0..n).map(|_| None).collect(),
             incarnation: vec![0; n],
             restart_at: vec![None; n],
@@ -157,9 +204,13 @@ impl World {
 
     /// Starts (or restarts) replica `i` from what its disk holds.
     fn start(&mut self, i: usize) {
-        let config = Config::new(self.ids[i], self.ids.clone())
-            .expect("the simulator builds valid configs")
-            .with_eager_commit(self.cfg.eager_commit);
+        let config = if self.contacts[i].is_empty() {
+            Config::new(self.ids[i], self.initial.clone())
+        } else {
+            Config::joining(self.ids[i], self.contacts[i].clone())
+        };
+        let config =
+            config.expect("the simulator builds valid configs").with_eager_commit(self.cfg.eager_commit);
         #[cfg(feature = "planted-bugs")]
         let config = config.with_bugs(self.cfg.bugs);
         self.incarnation[i] += 1;
@@ -218,6 +269,7 @@ impl World {
         };
         let deliver_from = applier.next_slot();
         durable.raise_snapshot(deliver_from);
+        durable.membership = applier.membership().cloned();
         let paxos = if records == 0 && disk.snapshot.is_none() {
             Paxos::rejoin(config, seed)
         } else {
@@ -262,23 +314,38 @@ impl World {
             return;
         }
         let n = self.ids.len();
-        match self.rng.range(0, 6) {
+        match self.rng.range(0, 7) {
             0 => {
                 let i = self.rng.index(n);
                 self.crash(i);
             }
+            6 | 7 if self.cfg.reconfigs => self.reconfigure(),
             5 if self.cfg.wipes => {
                 // A lost disk: the replica restarts empty and must rejoin. Only
                 // while every replica is up and none is rejoining: a second
                 // replica without its votes (a lost disk, or one that crashed
                 // before its first write, which looks the same) before the
                 // first rejoined is more than the cluster tolerates.
-                let rejoining =
-                    |n: &Option<Replica>| n.as_ref().is_none_or(|r| r.core.paxos().is_rejoining());
-                if self.wiped.iter().any(|&w| w) || self.nodes.iter().any(rejoining) {
+                let rejoining = |(n, life): (&Option<Replica>, &Life)| {
+                    *life == Life::Member && n.as_ref().is_none_or(|r| r.core.paxos().is_rejoining())
+                };
+                if self.wiped.iter().any(|&w| w)
+                    || self.nodes.iter().zip(&self.life).any(rejoining)
+                    || self.asked.is_some()
+                {
                     return;
                 }
                 let i = self.rng.index(n);
+                // And only while the other voters make a majority without it:
+                // a replica that lost its votes cannot help choose the slots
+                // it must learn before it votes again.
+                let newest = self.newest();
+                let voters = newest.voters().count();
+                let others = voters - usize::from(newest.is_voter(self.ids[i]));
+                if self.life[i] != Life::Member || !newest.contains(self.ids[i]) || others < newest.majority()
+                {
+                    return;
+                }
                 self.crash(i);
                 self.disks[i].wipe();
                 self.wiped[i] = true;
@@ -334,7 +401,7 @@ impl World {
         self.net.dup_percent = 0;
         self.net.max_delay = self.net.max_delay.min(3);
         for i in 0..self.nodes.len() {
-            if self.nodes[i].is_none() {
+            if self.nodes[i].is_none() && self.life[i] == Life::Member {
                 self.start(i);
             }
         }
@@ -537,8 +604,26 @@ impl World {
                 Do::StoreSnapshotChunk { upto, offset, bytes, last } => {
                     if let Some(ok) = self.disks[i].store_chunk(upto, offset, &bytes, last) {
                         self.log(|| format!("{id} received snapshot {upto} (checks out: {ok})"));
+                        // The configuration it holds, read from its head as the runtime does.
+                        let membership = if ok {
+                            self.disks[i].snapshot_reader(upto).map_err(|e| e.to_string()).and_then(|r| {
+                                snapshot_membership(&mut std::io::BufReader::new(r))
+                                    .map_err(|e| e.to_string())
+                            })
+                        } else {
+                            Ok(None)
+                        };
+                        let (ok, membership) = match membership {
+                            Ok(m) => (ok, m),
+                            Err(e) => {
+                                let detail =
+                                    format!("{id}: a snapshot that checked out has no readable head: {e}");
+                                self.checker.snapshot_failed(now, detail);
+                                (false, None)
+                            }
+                        };
                         let Some(node) = &mut self.nodes[i] else { return };
-                        node.core.handle_snapshot_received(at(now), upto, ok);
+                        node.core.handle_snapshot_received(at(now), upto, ok, membership);
                     }
                 }
                 Do::InstallSnapshot { upto } => {
@@ -561,7 +646,27 @@ impl World {
                         }
                     }
                 }
+                Do::Reply { conn: ADMIN, reply } => self.on_admin_reply(id, reply),
                 Do::Reply { conn, reply } => self.reply(id, conn, reply),
+                Do::Reconfigured { membership, from, removed } => {
+                    self.log(|| format!("{id} takes configuration {membership} from {from}"));
+                    if removed {
+                        self.log(|| format!("{id} was REMOVED; it answers its peers until it may retire"));
+                    }
+                }
+                Do::Retire => {
+                    {
+                        // The runtime stops a retired replica: so does the simulator.
+                        let node = self.nodes[i].take().expect("up");
+                        self.elections += node.core.paxos().stats().elections;
+                        self.installs += node.core.stats().snapshots_installed;
+                        self.restart_at[i] = None;
+                        self.life[i] = Life::Gone;
+                        self.wiped[i] = false;
+                        self.log(|| format!("{id} RETIRES and stops"));
+                        return;
+                    }
+                }
                 Do::LeaderChanged { leader, ballot, is_self } => {
                     self.log(|| format!("{id} now follows {leader:?} (ballot {ballot}, self {is_self})"));
                 }
@@ -575,6 +680,101 @@ impl World {
     /// Replica `from` answers client `client`.
     fn reply(&mut self, from: NodeId, client: usize, reply: ClientReply) {
         self.net.send(&mut self.rng, self.now, Addr::Node(from), Addr::Client(client), Payload::Reply(reply));
+    }
+
+    /// The newest configuration any running replica knows.
+    fn newest(&self) -> Membership {
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|n| n.core.paxos().membership())
+            .max_by_key(|m| m.epoch)
+            .cloned()
+            .unwrap_or_else(|| Membership::initial(self.initial.iter().map(|&id| (id, String::new()))))
+    }
+
+    /// The operator asks the leader for a membership change drawn from the
+    /// seed: add a spare (or a removed replica, with an empty disk) as a
+    /// learner or a voter, promote a learner, or remove a member; between 1
+    /// and 5 voters. A replica to add starts first, empty, waiting to be added.
+    fn reconfigure(&mut self) {
+        if self.asked.as_ref().is_some_and(|a| a.at + ADMIN_PATIENCE > self.now) {
+            return;
+        }
+        let Some(leader) = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].as_ref().is_some_and(|n| n.core.paxos().is_leader()))
+            .max_by_key(|&i| self.nodes[i].as_ref().map(|n| n.core.paxos().membership().epoch))
+        else {
+            return;
+        };
+        let m = self.nodes[leader].as_ref().expect("up").core.paxos().membership().clone();
+        let voters = m.voters().count();
+        let learners: Vec<NodeId> = m.learners().collect();
+        let outside: Vec<usize> = (0..self.ids.len())
+            .filter(|&i| !m.contains(self.ids[i]) && self.life[i] != Life::Member && self.nodes[i].is_none())
+            .collect();
+        let change = match self.rng.range(0, 2) {
+            0 if !learners.is_empty() && voters < 5 => {
+                MemberChange::Promote { id: learners[self.rng.index(learners.len())] }
+            }
+            0 | 1 if !outside.is_empty() && voters + learners.len() < 6 => {
+                let i = outside[self.rng.index(outside.len())];
+                let learner = voters >= 5 || self.rng.chance(60);
+                // A new machine for this identity: an empty disk, told whom to learn from.
+                self.disks[i].wipe();
+                self.contacts[i] = m.ids().collect();
+                self.life[i] = Life::Member;
+                self.start(i);
+                MemberChange::Add { id: self.ids[i], addr: format!("sim:{}", 7000 + i), learner }
+            }
+            _ if voters > 1 || !learners.is_empty() => {
+                let members: Vec<NodeId> = m.ids().collect();
+                let id = members[self.rng.index(members.len())];
+                if m.is_voter(id) && voters <= 1 {
+                    return;
+                }
+                MemberChange::Remove { id }
+            }
+            _ => return,
+        };
+        self.next_ask += 1;
+        let id = self.next_ask;
+        let to = self.ids[leader];
+        self.log(|| format!("OPERATOR asks {to} for {change:?}"));
+        self.asked = Some(Asked { id, at: self.now, change: change.clone() });
+        let Some(node) = &mut self.nodes[leader] else { return };
+        node.core.handle_change(at(self.now), ADMIN, ChangeRequest { id, change });
+        self.drain(leader);
+    }
+
+    /// The operator's answer from replica `from`.
+    fn on_admin_reply(&mut self, from: NodeId, reply: ClientReply) {
+        let Some(asked) = self.asked.as_ref().filter(|a| a.id == reply.id) else { return };
+        let change = asked.change.clone();
+        match &reply.outcome {
+            Outcome::Members(view) => {
+                self.changes_done += 1;
+                let epoch = view.epoch;
+                self.log(|| format!("OPERATOR: {from} made {change:?}: epoch {epoch}"));
+                if let MemberChange::Add { id, .. } | MemberChange::Promote { id } = change {
+                    if !view.members.iter().any(|m| m.id == id) {
+                        let detail = format!("{from} answered {change:?} with a configuration without {id}");
+                        self.checker.unexpected(self.now, detail);
+                    }
+                }
+                if let MemberChange::Promote { id } = change {
+                    if !view.members.iter().any(|m| m.id == id && m.role == MemberRole::Voter) {
+                        let detail = format!("{from} answered {change:?} with {id} not a voter");
+                        self.checker.unexpected(self.now, detail);
+                    }
+                }
+            }
+            other => {
+                let other = format!("{other:?}");
+                self.log(|| format!("OPERATOR: {from} answered {change:?} with {other}"));
+            }
+        }
+        self.asked = None;
     }
 
     /// Per replica: its incarnation if it is up (what a client's connection is to).
@@ -595,6 +795,7 @@ impl World {
                 .nodes
                 .iter()
                 .flatten()
+                .filter(|n| self.newest().contains(n.core.paxos().id()))
                 .map(|n| (n.core.paxos().id(), n.applier.next_slot(), n.applier.digest()))
                 .collect(),
             log_len: self.checker.log_len(),
@@ -620,6 +821,8 @@ impl World {
             snapshots: self.snapshots,
             installs: self.installs,
             wipes: self.wipes,
+            changes: (self.next_ask, self.changes_done),
+            epoch: self.newest().epoch,
             trace: self.trace,
         }
     }

@@ -4,7 +4,9 @@ use std::io::{Read, Write};
 
 use rkyv::{Archive, Deserialize, Serialize};
 use synod_session::{Begin, SessionConfig, SessionError, SessionTable};
-use synod_wire::{with_archived, ArchivedCommand, Batch, ClientId, Command, Outcome, Seq, Slot, Value};
+use synod_wire::{
+    with_archived, ArchivedCommand, Batch, ClientId, Command, Membership, Outcome, Seq, Slot, Value, Wire,
+};
 
 use crate::{RestoreError, SnapshotSource, StateMachine};
 
@@ -80,12 +82,14 @@ pub struct ApplierStats {
 const STREAM_MAGIC: [u8; 8] = *b"synodSNP";
 
 /// The format version of a streamed applier snapshot, after the magic.
-const STREAM_VERSION: u32 = 1;
+/// Version 2 added the configuration; version 1 (without it) still reads.
+const STREAM_VERSION: u32 = 2;
 
 #[derive(Archive, Serialize, Deserialize)]
 struct Image {
     applied: u64,
     digest: u64,
+    membership: Option<Membership>,
     sessions: Vec<u8>,
     machine: Vec<u8>,
 }
@@ -98,6 +102,8 @@ pub struct Applier<S> {
     session_cfg: SessionConfig,
     next: Slot,
     digest: u64,
+    /// The configuration the last applied stop sign started (`None`: none applied, configuration 0).
+    membership: Option<Membership>,
     stats: ApplierStats,
     #[cfg(feature = "planted-bugs")]
     bugs: crate::PlantedBugs,
@@ -112,6 +118,7 @@ impl<S: StateMachine> Applier<S> {
             session_cfg: sessions,
             next: Slot(0),
             digest: FNV_OFFSET,
+            membership: None,
             stats: ApplierStats::default(),
             #[cfg(feature = "planted-bugs")]
             bugs: crate::PlantedBugs::default(),
@@ -145,7 +152,20 @@ impl<S: StateMachine> Applier<S> {
         }
         self.next = slot.next();
         self.stats.slots += 1;
-        let Value::Batch(bytes) = value else { return Ok(Vec::new()) };
+        let bytes = match value {
+            Value::Batch(bytes) => bytes,
+            Value::Noop => return Ok(Vec::new()),
+            Value::Reconfig(m) => {
+                // A stop sign: the configuration is part of the replicated
+                // state, so that a snapshot carries it to whoever installs it.
+                self.mix(&m.epoch.to_le_bytes());
+                for member in &m.members {
+                    self.mix(&member.id.0.to_le_bytes());
+                }
+                self.membership = Some(m.clone());
+                return Ok(Vec::new());
+            }
+        };
         // The batch is read in place: a command's payload reaches the state
         // machine as a slice of the committed value, never copied.
         let applied = with_archived::<Batch, _>(bytes, |batch| {
@@ -229,6 +249,7 @@ impl<S: StateMachine> Applier<S> {
         let image = Image {
             applied: self.next.0,
             digest: self.digest,
+            membership: self.membership.clone(),
             sessions: self.sessions.snapshot(),
             machine: self.machine.snapshot(),
         };
@@ -247,6 +268,7 @@ impl<S: StateMachine> Applier<S> {
         self.sessions = sessions;
         self.next = Slot(image.applied);
         self.digest = image.digest;
+        self.membership = image.membership;
         Ok(())
     }
 
@@ -255,8 +277,9 @@ impl<S: StateMachine> Applier<S> {
     ///
     /// The stream is a header (the magic `synodSNP`, the format version as a
     /// little-endian `u32`, then as little-endian `u64`s the next slot, the
-    /// digest and the length of the session table's image), the session
-    /// table's image, then the machine's state as
+    /// digest, the length of the configuration's encoding (0: none), the
+    /// configuration ([`Wire`]-encoded [`Membership`]), then the length of
+    /// the session table's image), the session table's image, then the machine's state as
     /// [`StateMachine::snapshot_to`] writes it, to the end of the stream.
     /// The session table goes first and in the same stream, so a machine's
     /// state is never restored without it. Only the machine's state is never
@@ -289,11 +312,17 @@ impl<S: StateMachine> Applier<S> {
     /// [`Applier::snapshot_to`] writes before the machine's state.
     fn stream_head(&self) -> Vec<u8> {
         let sessions = self.sessions.snapshot();
-        let mut head = Vec::with_capacity(36 + sessions.len());
+        let membership = match &self.membership {
+            Some(m) => m.encode().expect("a configuration always encodes").to_vec(),
+            None => Vec::new(),
+        };
+        let mut head = Vec::with_capacity(44 + membership.len() + sessions.len());
         head.extend_from_slice(&STREAM_MAGIC);
         head.extend_from_slice(&STREAM_VERSION.to_le_bytes());
         head.extend_from_slice(&self.next.0.to_le_bytes());
         head.extend_from_slice(&self.digest.to_le_bytes());
+        head.extend_from_slice(&(membership.len() as u64).to_le_bytes());
+        head.extend_from_slice(&membership);
         head.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
         head.extend_from_slice(&sessions);
         head
@@ -312,15 +341,16 @@ impl<S: StateMachine> Applier<S> {
         sessions: SessionConfig,
         input: &mut dyn Read,
     ) -> Result<Applier<S>, RestoreError> {
-        let (next, digest, table) = read_stream_head(sessions, input)?;
+        let (head, table) = read_stream_head(sessions, input)?;
         machine.restore_from(input)?;
         expect_end(input)?;
         Ok(Applier {
             machine,
             sessions: table,
             session_cfg: sessions,
-            next: Slot(next),
-            digest,
+            next: Slot(head.next),
+            digest: head.digest,
+            membership: head.membership,
             stats: ApplierStats::default(),
             #[cfg(feature = "planted-bugs")]
             bugs: crate::PlantedBugs::default(),
@@ -338,21 +368,28 @@ impl<S: StateMachine> Applier<S> {
     /// further (the runtime stops the replica). Check the file first: the
     /// runtime installs only snapshots whose CRC checked out.
     pub fn install_from(&mut self, input: &mut dyn Read) -> Result<(), RestoreError> {
-        let (next, digest, table) = read_stream_head(self.session_cfg, input)?;
+        let (head, table) = read_stream_head(self.session_cfg, input)?;
         self.machine.restore_from(input)?;
         expect_end(input)?;
         #[cfg(feature = "planted-bugs")]
         let table =
             if self.bugs.restore_without_sessions { SessionTable::new(self.session_cfg) } else { table };
         self.sessions = table;
-        self.next = Slot(next);
-        self.digest = digest;
+        self.next = Slot(head.next);
+        self.digest = head.digest;
+        self.membership = head.membership;
         Ok(())
     }
 
     /// The state machine.
     pub fn machine(&self) -> &S {
         &self.machine
+    }
+
+    /// The configuration the last applied stop sign started (restored with
+    /// a snapshot); `None` if none was applied: configuration 0.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
     }
 
     /// The session table.
@@ -443,10 +480,21 @@ fn digest(mut hash: u64, bytes: &[u8]) -> u64 {
 }
 
 /// Reads a snapshot stream's header and session table: (next slot, digest, table).
-fn read_stream_head(
-    sessions: SessionConfig,
-    input: &mut dyn Read,
-) -> Result<(u64, u64, SessionTable), RestoreError> {
+/// What a stream's header holds before the session table.
+struct StreamHead {
+    next: u64,
+    digest: u64,
+    membership: Option<Membership>,
+}
+
+/// The configuration a snapshot stream ([`Applier::snapshot_to`]) holds,
+/// read from its header alone (`None`: configuration 0). A driver that
+/// received a snapshot from a peer reads it before installing.
+pub fn snapshot_membership(input: &mut dyn Read) -> Result<Option<Membership>, RestoreError> {
+    read_head_start(input).map(|h| h.membership)
+}
+
+fn read_head_start(input: &mut dyn Read) -> Result<StreamHead, RestoreError> {
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
     if magic != STREAM_MAGIC {
@@ -455,13 +503,36 @@ fn read_stream_head(
     let mut version = [0u8; 4];
     input.read_exact(&mut version)?;
     let version = u32::from_le_bytes(version);
-    if version != STREAM_VERSION {
+    if version != STREAM_VERSION && version != 1 {
         return Err(RestoreError::new(format!(
-            "snapshot format version {version}; this build reads version {STREAM_VERSION}"
+            "snapshot format version {version}; this build reads versions 1 to {STREAM_VERSION}"
         )));
     }
     let next = read_u64(input)?;
     let digest = read_u64(input)?;
+    let mut membership = None;
+    if version >= 2 {
+        let len = read_u64(input)?;
+        let mut bytes = Vec::new();
+        (&mut *input).take(len).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 != len {
+            return Err(RestoreError::new("truncated snapshot (in the configuration)"));
+        }
+        if len > 0 {
+            membership = Some(
+                Membership::decode(&bytes)
+                    .map_err(|e| RestoreError::new(format!("the snapshot's configuration: {e}")))?,
+            );
+        }
+    }
+    Ok(StreamHead { next, digest, membership })
+}
+
+fn read_stream_head(
+    sessions: SessionConfig,
+    input: &mut dyn Read,
+) -> Result<(StreamHead, SessionTable), RestoreError> {
+    let head = read_head_start(input)?;
     let len = read_u64(input)?;
     // Read through `take`, so a garbage length allocates only what the input holds.
     let mut image = Vec::new();
@@ -470,7 +541,7 @@ fn read_stream_head(
         return Err(RestoreError::new("truncated snapshot (in the session table)"));
     }
     let table = SessionTable::restore(sessions, &image).map_err(|e| RestoreError::new(e.to_string()))?;
-    Ok((next, digest, table))
+    Ok((head, table))
 }
 
 /// Fails if `input` holds anything more.

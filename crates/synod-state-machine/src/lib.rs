@@ -40,7 +40,7 @@
 mod applier;
 pub mod conformance;
 
-pub use applier::{AppliedSnapshot, Applier, ApplierStats, ApplyError, Origin, Reply};
+pub use applier::{snapshot_membership, AppliedSnapshot, Applier, ApplierStats, ApplyError, Origin, Reply};
 pub use synod_session::SessionConfig;
 
 /// The wire types a state machine meets: re-exported so that a state machine

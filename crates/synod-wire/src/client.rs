@@ -2,7 +2,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::{Ballot, ClientId, NodeId, Seq, Slot};
+use crate::{Ballot, ClientId, MemberChange, MemberRole, NodeId, Seq, Slot};
 
 /// One command for the replicated state machine, as a client sent it.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,6 +47,19 @@ pub enum ClientFrame {
     /// A question about the replica that receives it, answered by that
     /// replica alone, leader or not; it never enters the log.
     Admin(AdminRequest),
+    /// A membership change, for the leader: answered with
+    /// [`Outcome::Members`] once the new configuration is chosen, with
+    /// [`Outcome::Refused`] if it cannot be made, or with a redirect.
+    Change(ChangeRequest),
+}
+
+/// A membership change, inside [`ClientFrame::Change`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRequest {
+    /// Chosen by the client to match the reply, as [`ClientRequest::id`].
+    pub id: u64,
+    /// What to change.
+    pub change: MemberChange,
 }
 
 /// A command for the log, inside [`ClientFrame::Request`].
@@ -72,6 +85,38 @@ pub struct AdminRequest {
 pub enum AdminQuery {
     /// The replica's view of itself and the cluster: answered with [`Outcome::Status`].
     Status,
+    /// The configuration the replica knows: answered with [`Outcome::Members`].
+    Members,
+}
+
+/// One member as a replica sees it, in [`MembersView`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MemberInfo {
+    /// Its id.
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: String,
+    /// Voter or learner.
+    pub role: MemberRole,
+    /// Every slot below this one is chosen and known to it, as it last
+    /// reported (for the answering replica itself: now); 0 if not heard from.
+    pub caught_up: Slot,
+}
+
+/// A configuration as one replica knows it: the answer to
+/// [`AdminQuery::Members`] and to a completed [`ClientFrame::Change`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MembersView {
+    /// The replica that answered.
+    pub from: NodeId,
+    /// The configuration's number.
+    pub epoch: u64,
+    /// Every member, in id order.
+    pub members: Vec<MemberInfo>,
+    /// The leader the answering replica believes in, if any.
+    pub leader: Option<NodeId>,
+    /// Whether a change is proposed and not yet chosen.
+    pub change_in_flight: bool,
 }
 
 /// Whether a replica leads.
@@ -104,8 +149,15 @@ pub struct ReplicaStatus {
     pub applied: Slot,
     /// The digest of everything it applied, all 64 bits.
     pub digest: u64,
-    /// Every member of the cluster, itself included.
+    /// Every member of the cluster (voters and learners), itself included
+    /// unless it was removed.
     pub members: Vec<NodeId>,
+    /// The configuration it knows ([`crate::Membership::epoch`]).
+    pub epoch: u64,
+    /// The members of `members` that are learners.
+    pub learners: Vec<NodeId>,
+    /// It was removed from the cluster and has stopped taking part.
+    pub removed: bool,
     /// The other members it has a live connection to.
     pub peers_reachable: Vec<NodeId>,
     /// Live client sessions.
@@ -157,4 +209,8 @@ pub enum Outcome {
     Busy,
     /// The answer to an [`AdminQuery::Status`].
     Status(ReplicaStatus),
+    /// The answer to an [`AdminQuery::Members`] or a completed [`ClientFrame::Change`].
+    Members(MembersView),
+    /// A membership change that cannot be made, and why; nothing changed.
+    Refused(String),
 }

@@ -12,7 +12,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Portable};
 
-use crate::{Batch, ClientFrame, ClientReply, KvCommand, KvResponse, LogRecord, Message};
+use crate::{Batch, ClientFrame, ClientReply, KvCommand, KvResponse, LogRecord, Membership, Message};
 
 /// The largest encoded value accepted, in bytes: 16 MiB.
 ///
@@ -163,6 +163,7 @@ impl_wire! {
     LogRecord => "log record",
     KvCommand => "key-value command",
     KvResponse => "key-value response",
+    Membership => "configuration",
 }
 
 #[cfg(test)]
@@ -225,6 +226,9 @@ mod tests {
             applied: Slot(9),
             digest: u64::MAX - 5,
             members: vec![NodeId(1), NodeId(2), NodeId(3)],
+            epoch: 2,
+            learners: vec![NodeId(3)],
+            removed: false,
             peers_reachable: vec![NodeId(1)],
             sessions: 2,
             log_bytes: 1 << 40,

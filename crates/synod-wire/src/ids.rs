@@ -10,14 +10,18 @@ use rkyv::{Archive, Deserialize, Serialize};
 )]
 pub struct NodeId(pub u32);
 
-/// A Paxos ballot: a round number, with the proposing replica as tie-breaker.
+/// A Paxos ballot: the configuration it was made in, a round number, and
+/// the proposing replica as tie-breaker.
 ///
-/// Ballots are totally ordered, first by `round`, then by `node`, so two
-/// replicas never use the same ballot.
+/// Ballots are totally ordered, first by `epoch`, then by `round`, then by
+/// `node`, so two replicas never use the same ballot, and every ballot of a
+/// later configuration outranks every ballot of an earlier one.
 #[derive(
     Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
 )]
 pub struct Ballot {
+    /// The configuration ([`crate::Membership::epoch`]) the ballot belongs to.
+    pub epoch: u64,
     /// The round; a replica that stands for election picks a round above every one it has seen.
     pub round: u64,
     /// The replica that owns this ballot.
@@ -44,11 +48,16 @@ pub struct Seq(pub u64);
 
 impl Ballot {
     /// The ballot below every ballot a replica can use.
-    pub const ZERO: Ballot = Ballot { round: 0, node: NodeId(0) };
+    pub const ZERO: Ballot = Ballot { epoch: 0, round: 0, node: NodeId(0) };
 
-    /// A ballot of `round` owned by `node`.
+    /// A ballot of `round` owned by `node`, in configuration 0.
     pub const fn new(round: u64, node: NodeId) -> Self {
-        Ballot { round, node }
+        Ballot { epoch: 0, round, node }
+    }
+
+    /// A ballot of `round` owned by `node`, in configuration `epoch`.
+    pub const fn in_epoch(epoch: u64, round: u64, node: NodeId) -> Self {
+        Ballot { epoch, round, node }
     }
 }
 
@@ -68,6 +77,9 @@ impl fmt::Display for NodeId {
 
 impl fmt::Display for Ballot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.epoch > 0 {
+            write!(f, "e{}:", self.epoch)?;
+        }
         write!(f, "{}.{}", self.round, self.node.0)
     }
 }
@@ -101,5 +113,8 @@ mod tests {
         let c = Ballot::new(2, NodeId(1));
         assert!(Ballot::ZERO < a && a < b && b < c);
         assert_eq!(c.to_string(), "2.1");
+        let later = Ballot::in_epoch(1, 1, NodeId(0));
+        assert!(c < later, "a later configuration's ballot outranks every earlier one");
+        assert_eq!(later.to_string(), "e1:1.0");
     }
 }

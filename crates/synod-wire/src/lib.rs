@@ -27,15 +27,17 @@ mod client;
 mod codec;
 mod ids;
 mod kv;
+mod member;
 mod message;
 mod record;
 
 pub use client::{
-    AdminQuery, AdminRequest, ArchivedBatch, ArchivedCommand, Batch, ClientFrame, ClientReply, ClientRequest,
-    Command, Outcome, ReplicaStatus, Role,
+    AdminQuery, AdminRequest, ArchivedBatch, ArchivedCommand, Batch, ChangeRequest, ClientFrame, ClientReply,
+    ClientRequest, Command, MemberInfo, MembersView, Outcome, ReplicaStatus, Role,
 };
 pub use codec::{with_archived, DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
 pub use ids::{Ballot, ClientId, NodeId, Seq, Slot};
 pub use kv::{ArchivedKvCommand, ArchivedKvResponse, KvCommand, KvResponse};
+pub use member::{ChangeError, Member, MemberChange, MemberRole, Membership};
 pub use message::{ChosenEntry, Message, PromiseEntry, Status, Value};
 pub use record::LogRecord;

@@ -5,7 +5,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::{Ballot, Slot};
+use crate::{Ballot, Membership, Slot};
 
 /// What a log slot holds: a batch of client commands, or nothing.
 ///
@@ -21,6 +21,9 @@ pub enum Value {
     Noop,
     /// An encoded batch of commands.
     Batch(std::sync::Arc<[u8]>),
+    /// A stop sign: the last slot of its configuration. The configuration
+    /// it names (one epoch later) governs every slot after it.
+    Reconfig(Membership),
 }
 
 /// One slot a promising acceptor reports to a new leader.
@@ -145,6 +148,13 @@ pub enum Message {
         /// The file's bytes from `offset` on.
         bytes: Vec<u8>,
     },
+    /// A leader that is leaving (a configuration without it was chosen) asks
+    /// a voter of configuration `epoch` to stand at once, instead of waiting
+    /// out an election timeout.
+    Handover {
+        /// The configuration the recipient should lead.
+        epoch: u64,
+    },
     /// Leader election: a heartbeat round's request.
     Ping {
         /// The sender's heartbeat round.
@@ -175,6 +185,7 @@ impl Message {
             Message::CatchUpReply { .. } => "catch-up-reply",
             Message::SnapshotPull { .. } => "snapshot-pull",
             Message::SnapshotChunk { .. } => "snapshot-chunk",
+            Message::Handover { .. } => "handover",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
         }

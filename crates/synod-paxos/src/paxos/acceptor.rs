@@ -7,8 +7,9 @@ use super::{Entry, Paxos};
 impl Paxos {
     pub(super) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, first_unchosen: Slot) {
         self.max_round = self.max_round.max(ballot.round);
-        if self.rejoin.is_some() {
-            // A replica that lost its disk does not vote yet (see snapshot.rs).
+        if self.rejoin.is_some() || !self.is_voter() {
+            // A replica that lost its disk does not vote yet (see
+            // snapshot.rs), nor does a learner or non-member (membership.rs).
             self.observe_leader(ballot);
             return;
         }
@@ -47,7 +48,8 @@ impl Paxos {
     }
     pub(super) fn on_accept(&mut self, from: NodeId, ballot: Ballot, slot: Slot, value: Value, commit: Slot) {
         self.max_round = self.max_round.max(ballot.round);
-        if self.rejoin.is_some() {
+        let votes = self.is_voter();
+        if self.rejoin.is_some() || (!votes && !self.members.contains(self.cfg.id)) {
             // No vote yet; the commit point is a fact, learned through catch-up.
             self.observe_leader(ballot);
             self.learn_commit(ballot, commit);
@@ -72,7 +74,11 @@ impl Paxos {
             _ => {
                 self.log.insert(slot, Entry { ballot, value: value.clone(), chosen: false });
                 self.pending_records.push(LogRecord::Accept { slot, ballot, value });
-                self.defer(from, Message::Accepted { ballot, slot });
+                // A learner keeps the value, to learn it chosen from the
+                // commit point, but its vote would not count: it sends none.
+                if votes {
+                    self.defer(from, Message::Accepted { ballot, slot });
+                }
             }
         }
         self.learn_commit(ballot, commit);

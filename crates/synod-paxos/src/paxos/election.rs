@@ -56,6 +56,7 @@ impl Paxos {
 
     pub(super) fn observe_status(&mut self, from: NodeId, status: Status) {
         self.peer_status.insert(from, status);
+        self.heard_at.insert(from, self.now);
         self.rejoin_heard(from, status);
         if status.happy {
             // Someone is content with a leader: do not disrupt it.
@@ -80,11 +81,14 @@ impl Paxos {
     }
 
     pub(super) fn end_round(&mut self) {
-        let majority = self.cfg.majority();
+        let majority = self.majority();
         let me = self.cfg.id;
         let role_ballot = self.role_ballot();
+        let members = &self.members;
         let e = &mut self.election;
-        let qc = e.replies.len() + 1 >= majority;
+        let voters_heard = e.replies.keys().filter(|&&n| members.is_voter(n)).count()
+            + usize::from(members.is_voter(me) && !self.removed);
+        let qc = voters_heard >= majority;
         e.quorum_connected = qc;
         let leads = role_ballot.is_some_and(|b| b == e.highest_seen);
         e.happy = qc
@@ -121,7 +125,7 @@ impl Paxos {
         self.periodic();
         let status = self.status();
         let round = self.election.round;
-        for peer in self.cfg.peers().collect::<Vec<_>>() {
+        for peer in self.peers() {
             self.send(peer, Message::Ping { round, status });
         }
     }
@@ -131,7 +135,8 @@ impl Paxos {
     fn periodic(&mut self) {
         let hb = self.cfg.heartbeat_ticks;
         let now = self.now;
-        let peers: Vec<NodeId> = self.cfg.peers().collect();
+        let peers: Vec<NodeId> = self.voter_peers();
+        let all_peers: Vec<NodeId> = self.peers();
         match &mut self.role {
             Role::Follower => {}
             Role::Candidate(c) => {
@@ -167,7 +172,7 @@ impl Paxos {
                 for (peer, msg) in resend {
                     self.send(peer, msg);
                 }
-                for &peer in &peers {
+                for &peer in &all_peers {
                     self.send(peer, Message::Commit { ballot, commit });
                 }
                 self.commit_dirty = false;

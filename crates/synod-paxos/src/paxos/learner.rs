@@ -30,6 +30,7 @@ impl Paxos {
             bytes += match &e.value {
                 Value::Noop => 16,
                 Value::Batch(b) => b.len() + 16,
+                Value::Reconfig(m) => 64 * m.members.len() + 16,
             };
             entries.push(ChosenEntry { slot, value: e.value.clone() });
             expect = slot.next();
@@ -117,8 +118,18 @@ impl Paxos {
     }
 
     pub(super) fn advance(&mut self) {
-        while self.log.get(&self.first_unchosen).is_some_and(|e| e.chosen) {
+        while let Some(e) = self.log.get(&self.first_unchosen).filter(|e| e.chosen) {
+            let stop = match &e.value {
+                Value::Reconfig(next) if next.epoch > self.members.epoch => Some(next.clone()),
+                _ => None,
+            };
             self.first_unchosen = self.first_unchosen.next();
+            if let Some(next) = stop {
+                // A stop sign is chosen: the next configuration starts after
+                // it (and the driver hears of it after the stop sign's commit).
+                self.deliver();
+                self.adopt(next, self.first_unchosen);
+            }
         }
         if self.first_unchosen > self.known_commit {
             self.known_commit = self.first_unchosen;

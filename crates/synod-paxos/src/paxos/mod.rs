@@ -11,6 +11,7 @@
 mod acceptor;
 mod election;
 mod learner;
+mod membership;
 mod output;
 mod proposer;
 mod snapshot;
@@ -18,7 +19,7 @@ mod snapshot;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use synod_wire::{Ballot, LogRecord, Message, NodeId, Slot, Status, Value};
+use synod_wire::{Ballot, LogRecord, Membership, Message, NodeId, Slot, Status, Value};
 
 use crate::action::{Action, PersistToken};
 use crate::config::Config;
@@ -30,6 +31,8 @@ use election::Election;
 use output::Announced;
 use proposer::{Candidate, Leader};
 use snapshot::Rejoin;
+
+pub use membership::ReconfigError;
 
 /// Why a proposal was refused. The batch comes back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +48,13 @@ pub enum ProposeError {
     /// The window of outstanding slots is full; propose again after a commit.
     #[error("the proposal window is full")]
     WindowFull {
+        /// The refused batch.
+        batch: Vec<u8>,
+    },
+    /// This leader proposed a stop sign: its configuration takes no slot
+    /// after it. Propose again once the next configuration has a leader.
+    #[error("a membership change is in flight")]
+    Stopping {
         /// The refused batch.
         batch: Vec<u8>,
     },
@@ -99,6 +109,20 @@ pub struct Paxos {
     last_commit_mark: Slot,
     last_catch_up: Option<u64>,
     peer_status: BTreeMap<NodeId, Status>,
+    /// The tick each peer's status was last heard.
+    heard_at: BTreeMap<NodeId, u64>,
+
+    // Membership (see `membership.rs`).
+    /// The configuration in force: it governs every slot from `config_start` on.
+    members: Membership,
+    /// The first slot of `members`' log: one past the stop sign that started it (0 for configuration 0).
+    config_start: Slot,
+    /// A configuration this replica was a member of was followed by one without it.
+    removed: bool,
+    /// Since when it was removed, until it retires (`Action::Retire`).
+    removed_at: Option<u64>,
+    /// A leaving leader asked this replica to stand once it is in this configuration.
+    handover: Option<u64>,
 
     // Persistence.
     last_token: u64,
@@ -141,6 +165,12 @@ impl Hash for Paxos {
             last_commit_mark,
             last_catch_up,
             peer_status,
+            heard_at,
+            members,
+            config_start,
+            removed,
+            removed_at,
+            handover,
             last_token,
             durable_token,
             pending_records,
@@ -168,6 +198,12 @@ impl Hash for Paxos {
         last_commit_mark.hash(state);
         last_catch_up.hash(state);
         peer_status.hash(state);
+        heard_at.hash(state);
+        members.hash(state);
+        config_start.hash(state);
+        removed.hash(state);
+        removed_at.hash(state);
+        handover.hash(state);
         last_token.hash(state);
         durable_token.hash(state);
         pending_records.hash(state);
@@ -200,7 +236,8 @@ impl Paxos {
             .map(|(slot, (ballot, value, chosen))| (slot, Entry { ballot, value, chosen }))
             .collect();
         let base = durable.snapshot_upto;
-        let rejoining = durable.rejoining && config.members.len() > 1;
+        let members = durable.membership.unwrap_or_else(|| config.initial_membership());
+        let rejoining = durable.rejoining && members.members.len() > 1;
         let mut paxos = Paxos {
             rng,
             now: 0,
@@ -215,6 +252,12 @@ impl Paxos {
             last_commit_mark: base,
             last_catch_up: None,
             peer_status: BTreeMap::new(),
+            heard_at: BTreeMap::new(),
+            members,
+            config_start: base,
+            removed: false,
+            removed_at: None,
+            handover: None,
             last_token: 0,
             durable_token: 0,
             pending_records: Vec::new(),
@@ -245,7 +288,7 @@ impl Paxos {
         paxos.known_commit = paxos.first_unchosen;
         paxos.delivered = paxos.delivered.min(paxos.first_unchosen).max(base);
         paxos.deliver();
-        if paxos.cfg.members.len() == 1 {
+        if paxos.members.members.len() == 1 && paxos.is_voter() {
             // A cluster of one needs no heartbeat round to elect itself.
             paxos.stand();
             paxos.finish();
@@ -263,7 +306,7 @@ impl Paxos {
     /// it has rejoined goes on rejoining ([`Durable::rejoining`]).
     pub fn rejoin(config: Config, seed: u64) -> Paxos {
         let mut paxos = Paxos::new(config, seed);
-        if paxos.cfg.members.len() > 1 {
+        if paxos.members.members.len() > 1 || !paxos.is_voter() {
             paxos.rejoin = Some(Rejoin::default());
             paxos.pending_records.push(LogRecord::Rejoin { done: false });
             paxos.finish();
@@ -284,13 +327,17 @@ impl Paxos {
             self.stand();
         }
         self.send_commit();
+        self.check_retire();
         self.finish();
         self.debug_assert_invariants();
     }
 
-    /// Handles a message from replica `from`. Messages from non-members are ignored.
+    /// Handles a message from replica `from` (authenticated by the driver).
+    /// Messages from replicas outside the configuration are handled too: a
+    /// lagging or removed replica catches up through them, and their votes
+    /// are never counted (see `membership.rs`).
     pub fn handle_message(&mut self, from: NodeId, msg: Message) {
-        if from == self.cfg.id || !self.cfg.members.contains(&from) {
+        if from == self.cfg.id {
             return;
         }
         self.stats.messages_in += 1;
@@ -325,6 +372,9 @@ impl Paxos {
         let Role::Leader(leader) = &mut self.role else {
             return Err(ProposeError::NotLeader { leader: leader_hint, batch });
         };
+        if leader.stop.is_some() {
+            return Err(ProposeError::Stopping { batch });
+        }
         if leader.pending.len() >= self.cfg.window {
             return Err(ProposeError::WindowFull { batch });
         }
@@ -386,9 +436,14 @@ impl Paxos {
         matches!(self.role, Role::Leader(_))
     }
 
+    /// Whether this replica stands for election (Phase 1 under way).
+    pub fn is_candidate(&self) -> bool {
+        matches!(self.role, Role::Candidate(_))
+    }
+
     /// Whether [`Paxos::propose`] would accept a batch now.
     pub fn can_propose(&self) -> bool {
-        matches!(&self.role, Role::Leader(l) if l.pending.len() < self.cfg.window)
+        matches!(&self.role, Role::Leader(l) if l.pending.len() < self.cfg.window && l.stop.is_none())
     }
 
     /// Slots this leader proposed that are not yet chosen (0 when not leading).
@@ -565,6 +620,7 @@ impl Paxos {
                 self.learn_commit(ballot, commit);
             }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
+            Message::Handover { epoch } => self.on_handover(epoch),
             Message::CatchUp { from: lo, to } => self.on_catch_up(from, lo, to),
             Message::CatchUpReply { entries } => self.on_catch_up_reply(from, entries),
             // Snapshot transfer is the driver's (synod-replica's); the core never sees it.
@@ -576,7 +632,7 @@ impl Paxos {
             }
             Message::Pong { round, status } => {
                 self.observe_status(from, status);
-                if round == self.election.round {
+                if round == self.election.round && self.members.contains(from) {
                     self.election.replies.insert(from, status);
                 }
             }

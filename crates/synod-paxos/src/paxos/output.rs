@@ -40,7 +40,7 @@ impl Paxos {
             self.commit_dirty = false;
             if let Role::Leader(l) = &self.role {
                 let (ballot, commit) = (l.ballot, self.first_unchosen);
-                for peer in self.cfg.peers().collect::<Vec<_>>() {
+                for peer in self.peers() {
                     self.send(peer, Message::Commit { ballot, commit });
                 }
             }

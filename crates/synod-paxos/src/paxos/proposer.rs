@@ -21,6 +21,12 @@ pub(super) struct Leader {
     pub(super) ballot: Ballot,
     pub(super) next_slot: Slot,
     pub(super) pending: BTreeMap<Slot, Pending>,
+    /// The slot of the stop sign this leader proposed (or found in Phase 1):
+    /// it proposes nothing after it.
+    pub(super) stop: Option<Slot>,
+    /// A slot proposed at this leader's ballot was chosen: it may propose a
+    /// membership change.
+    pub(super) settled: bool,
 }
 
 /// A slot the leader proposed and has not yet seen chosen.
@@ -37,13 +43,19 @@ impl Paxos {
         if c.ballot != ballot {
             return;
         }
+        if !self.members.is_voter(from) {
+            return;
+        }
         c.promises.insert(from, entries);
-        if c.promises.len() >= self.cfg.majority() {
+        if c.promises.len() >= self.majority() {
             self.become_leader();
         }
     }
     pub(super) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
-        let majority = self.cfg.majority();
+        let majority = self.majority();
+        if !self.counts(from) {
+            return;
+        }
         let Role::Leader(l) = &mut self.role else { return };
         if l.ballot != ballot {
             return;
@@ -51,6 +63,7 @@ impl Paxos {
         let Some(p) = l.pending.get_mut(&slot) else { return };
         p.votes.insert(from);
         if p.votes.len() >= majority {
+            l.settled = true;
             let value = l.pending.remove(&slot).expect("present").value;
             // Our own acceptor normally holds this very value at this ballot;
             // then there is nothing to compare or copy.
@@ -71,11 +84,18 @@ impl Paxos {
         self.observe_leader(promised);
     }
     pub(super) fn stand(&mut self) {
-        if self.rejoin.is_some() {
+        let epoch = self.members.epoch;
+        if self.rejoin.is_some()
+            || !self.is_voter()
+            || self.promised.epoch > epoch
+            || self.election.highest_seen.epoch > epoch
+        {
+            // Not allowed to vote, not a voter, or behind a later
+            // configuration it has not learned yet: it must catch up first.
             return;
         }
         let round = self.max_round.max(self.promised.round).max(self.election.highest_seen.round) + 1;
-        let ballot = Ballot::new(round, self.cfg.id);
+        let ballot = Ballot::in_epoch(epoch, round, self.cfg.id);
         self.max_round = round;
         self.election.highest_seen = ballot;
         self.election.happy = true;
@@ -87,7 +107,7 @@ impl Paxos {
         // Promise to ourselves first: peers hear the ballot only once our own
         // promise is durable, so a restart can never reuse it.
         self.on_prepare(self.cfg.id, ballot, self.first_unchosen);
-        for peer in self.cfg.peers().collect::<Vec<_>>() {
+        for peer in self.voter_peers() {
             self.defer(peer, Message::Prepare { ballot, first_unchosen: self.first_unchosen });
         }
     }
@@ -111,8 +131,23 @@ impl Paxos {
                 }
             }
         }
+        // The first stop sign found ends this configuration's log: it is
+        // proposed again, and nothing after it (see membership.rs).
+        let stop = merged
+            .values()
+            .find(|e| matches!(&e.value, Value::Reconfig(m) if m.epoch > self.members.epoch))
+            .map(|e| e.slot);
+        if let Some(stop) = stop {
+            merged.retain(|&s, _| s <= stop);
+        }
         let next_slot = merged.keys().next_back().map_or(c.from, |s| s.next()).max(c.from);
-        self.role = Role::Leader(Leader { ballot: c.ballot, next_slot, pending: BTreeMap::new() });
+        self.role = Role::Leader(Leader {
+            ballot: c.ballot,
+            next_slot,
+            pending: BTreeMap::new(),
+            stop,
+            settled: false,
+        });
         self.stats.became_leader += 1;
         let mut slot = c.from;
         while slot < next_slot {
@@ -128,7 +163,7 @@ impl Paxos {
         let ballot = l.ballot;
         l.pending.insert(slot, Pending { value: value.clone(), votes: BTreeSet::new(), sent_at: self.now });
         let commit = self.first_unchosen;
-        for peer in self.cfg.peers().collect::<Vec<_>>() {
+        for peer in self.peers() {
             self.send(peer, Message::Accept { ballot, slot, value: value.clone(), commit });
         }
         if !self.cfg.eager_commit {

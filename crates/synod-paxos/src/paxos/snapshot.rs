@@ -23,7 +23,7 @@
 //! it forgot promising is known to its candidate. A replica with a lost disk
 //! therefore rejoins only while all its peers are up.
 
-use synod_wire::{Ballot, LogRecord, NodeId, Slot, Status};
+use synod_wire::{Ballot, LogRecord, Membership, NodeId, Slot, Status};
 
 use super::{Paxos, Role};
 use crate::action::Action;
@@ -84,9 +84,11 @@ impl Paxos {
     /// will, before it applies anything this call commits). The core jumps
     /// to `upto`: entries below go, every slot below counts as delivered,
     /// and `LogRecord::Snapshot { upto }` is logged. A leader or candidate
-    /// steps down first (someone chose slots it did not know of). Returns
-    /// false, changing nothing, if this replica already knows every slot below `upto`.
-    pub fn install_snapshot(&mut self, upto: Slot) -> bool {
+    /// steps down first (someone chose slots it did not know of).
+    /// `membership` is the configuration the snapshot holds (in force at
+    /// `upto`); if it is newer than this replica's, it takes force.
+    /// Returns false, changing nothing, if this replica already knows every slot below `upto`.
+    pub fn install_snapshot(&mut self, upto: Slot, membership: Option<Membership>) -> bool {
         if upto <= self.first_unchosen {
             return false;
         }
@@ -105,6 +107,9 @@ impl Paxos {
             self.pending_records.push(LogRecord::Promise { ballot: self.promised });
         }
         self.pending_records.push(LogRecord::Snapshot { upto });
+        if let Some(m) = membership {
+            self.adopt(m, upto);
+        }
         self.advance();
         self.check_rejoined();
         if self.first_unchosen < self.known_commit {
@@ -128,7 +133,28 @@ impl Paxos {
             return;
         }
         rejoin.heard.insert(from, status);
-        if rejoin.heard.len() < self.cfg.members.len() - 1 {
+        self.rejoin_decide();
+    }
+
+    /// The configuration changed while rejoining: the voters to hear are its own.
+    pub(super) fn rejoin_reconsider(&mut self) {
+        if self.rejoin.as_ref().is_some_and(|r| r.learn_to.is_none() && r.done_at.is_none()) {
+            self.rejoin_decide();
+        }
+    }
+
+    /// Decides how to rejoin once every other voter of the configuration in force was heard.
+    fn rejoin_decide(&mut self) {
+        let me = self.cfg.id;
+        let Some(rejoin) = &mut self.rejoin else { return };
+        if self.members.voters().any(|v| v != me && !rejoin.heard.contains_key(&v)) {
+            return;
+        }
+        let voters: Vec<NodeId> = self.members.voters().filter(|&v| v != me).collect();
+        rejoin.heard.retain(|n, _| voters.contains(n));
+        if rejoin.heard.is_empty() {
+            // No other voter: nothing to learn from (a joiner's contacts are
+            // voters, so it hears them first).
             return;
         }
         let pristine = |s: &Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);

@@ -48,7 +48,10 @@ impl Cluster {
                             assert_eq!(slot.0 as usize, self.committed[i].len(), "commits in order");
                             self.committed[i].push(value);
                         }
-                        Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
+                        Action::LeaderChanged { .. }
+                        | Action::SnapshotWanted { .. }
+                        | Action::Reconfigured { .. }
+                        | Action::Retire => {}
                     }
                 }
             }

@@ -398,7 +398,10 @@ impl PaxosModel {
                             seen.sort_by_key(key);
                         }
                     }
-                    Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
+                    Action::LeaderChanged { .. }
+                    | Action::SnapshotWanted { .. }
+                    | Action::Reconfigured { .. }
+                    | Action::Retire => {}
                 }
             }
             if let Some(token) = persisted {
@@ -699,6 +702,8 @@ impl Model for PaxosModel {
             Property::always("validity", |_, s: &State| {
                 s.history.commits.values().flatten().all(|v| match v {
                     Value::Noop => true,
+                    // The model proposes no membership change.
+                    Value::Reconfig(_) => false,
                     Value::Batch(b) => {
                         PROPOSALS.iter().zip(s.history.proposed).any(|(p, done)| done && &b[..] == *p)
                     }

@@ -73,7 +73,10 @@ impl Stepped {
                         self.decided.insert(slot, (NodeId(id), value));
                     }
                 },
-                Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
+                Action::LeaderChanged { .. }
+                | Action::SnapshotWanted { .. }
+                | Action::Reconfigured { .. }
+                | Action::Retire => {}
             }
         }
     }

@@ -51,7 +51,7 @@ impl Net {
                         Action::SnapshotWanted { to } => {
                             let upto = self.cores[i].snapshot_upto();
                             let t = to.0 as usize - 1;
-                            if self.cores[t].install_snapshot(upto) {
+                            if self.cores[t].install_snapshot(upto, None) {
                                 let from =
                                     self.applied[t].last_key_value().map_or(Slot(0), |(s, _)| s.next());
                                 for s in from.0..upto.0 {
@@ -59,7 +59,7 @@ impl Net {
                                 }
                             }
                         }
-                        Action::LeaderChanged { .. } => {}
+                        Action::LeaderChanged { .. } | Action::Reconfigured { .. } | Action::Retire => {}
                     }
                 }
             }

@@ -99,7 +99,11 @@ impl Cluster {
                     node.answers.extend(route_replies(apply.waiters, replies, apply.leader, apply.routing));
                 }
                 Effect::Reply { conn, reply } => node.answers.push((conn, reply)),
-                Effect::LeaderChanged { .. } | Effect::Proposed { .. } | Effect::TruncateLog { .. } => {}
+                Effect::LeaderChanged { .. }
+                | Effect::Proposed { .. }
+                | Effect::TruncateLog { .. }
+                | Effect::Reconfigured { .. }
+                | Effect::Retire => {}
                 Effect::TakeSnapshot { upto } => {
                     let mut bytes = Vec::new();
                     node.applier.snapshot_to(&mut bytes).unwrap();
@@ -129,7 +133,7 @@ impl Cluster {
                     got.extend_from_slice(&bytes);
                     if last {
                         node.snapshot = node.receiving.take();
-                        node.core.handle_snapshot_received(now, upto, true);
+                        node.core.handle_snapshot_received(now, upto, true, None);
                     }
                 }
                 Effect::InstallSnapshot { upto } => {

@@ -30,6 +30,7 @@ fn describe(v: &Value) -> String {
     match v {
         Value::Noop => "a no-op".to_owned(),
         Value::Batch(b) => format!("a batch of {} bytes (hash {:016x})", b.len(), hash(b)),
+        Value::Reconfig(m) => format!("the stop sign starting configuration {m}"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use synod_state_machine::{
     conformance, Applier, Origin, RestoreError, SessionConfig, SnapshotSource, StateMachine,
 };
-use synod_wire::{Batch, ClientId, Command, Outcome, Seq, Slot, Value, Wire};
+use synod_wire::{Batch, ClientId, Command, NodeId, Outcome, Seq, Slot, Value, Wire};
 
 /// Appends every command to a list; answers with the list's length.
 #[derive(Default, Debug)]
@@ -264,9 +264,9 @@ fn bad_streamed_snapshots_are_errors() {
     assert!(restore(&[]).is_err());
     assert!(restore(b"garbage, not a snapshot at all").is_err());
     let mut version = bytes.clone();
-    version[8] = 2;
+    version[8] = 3;
     let e = restore(&version).unwrap_err();
-    assert!(e.to_string().contains("version 2"), "{e}");
+    assert!(e.to_string().contains("version 3"), "{e}");
     let mut magic = bytes.clone();
     magic[0] ^= 1;
     assert!(restore(&magic).is_err());
@@ -281,10 +281,13 @@ fn bad_streamed_snapshots_are_errors() {
     trailing.push(0);
     let e = Applier::restore_from(Sum(1), SessionConfig::default(), &mut trailing.as_slice()).unwrap_err();
     assert!(e.to_string().contains("follow"), "{e}");
-    // A session table's length past the end of the input allocates nothing big.
-    let mut long = bytes.clone();
-    long[28..36].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(restore(&long).is_err());
+    // A configuration's or a session table's length past the end of the
+    // input allocates nothing big.
+    for at in [28, 36] {
+        let mut long = bytes.clone();
+        long[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(restore(&long).is_err());
+    }
     // Cut anywhere in the header or the session table.
     let machine_len = Journal::snapshot(applied(&history()).machine()).len();
     for cut in 0..bytes.len() - machine_len {
@@ -414,4 +417,22 @@ fn conformance_catches_a_snapshot_source_that_writes_other_bytes() {
     let commands: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 2]).collect();
     let verdict = conformance::check(BadSource::default, &commands);
     assert!(matches!(verdict, Err(conformance::Violation::SnapshotSource { at: 10, .. })), "{verdict:?}");
+}
+
+#[test]
+fn a_stop_sign_is_replicated_state_that_a_snapshot_carries() {
+    let mut applier = Applier::new(Sum(0), SessionConfig::default());
+    assert_eq!(applier.membership(), None, "configuration 0 until a stop sign applies");
+    let next =
+        synod_wire::Membership::initial([(NodeId(1), "a:1".to_owned()), (NodeId(4), "b:4".to_owned())]);
+    let before = applier.digest();
+    applier.apply(Slot(0), &Value::Reconfig(next.clone())).unwrap();
+    assert_eq!(applier.membership(), Some(&next));
+    assert_ne!(applier.digest(), before, "the digest covers configurations");
+    let mut bytes = Vec::new();
+    applier.snapshot_to(&mut bytes).unwrap();
+    assert_eq!(synod_state_machine::snapshot_membership(&mut bytes.as_slice()).unwrap(), Some(next.clone()));
+    let restored = Applier::restore_from(Sum(0), SessionConfig::default(), &mut bytes.as_slice()).unwrap();
+    assert_eq!(restored.membership(), Some(&next));
+    assert_eq!(restored.digest(), applier.digest());
 }

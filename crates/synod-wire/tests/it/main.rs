@@ -3,12 +3,12 @@
 use proptest::prelude::*;
 use synod_wire::{
     AdminQuery, AdminRequest, Ballot, Batch, ChosenEntry, ClientFrame, ClientId, ClientReply, ClientRequest,
-    Command, LogRecord, Message, NodeId, Outcome, PromiseEntry, ReplicaStatus, Role, Seq, Slot, Status,
-    Value, Wire,
+    Command, LogRecord, Member, MemberRole, Membership, Message, NodeId, Outcome, PromiseEntry,
+    ReplicaStatus, Role, Seq, Slot, Status, Value, Wire,
 };
 
 fn ballot() -> impl Strategy<Value = Ballot> {
-    (any::<u64>(), any::<u32>()).prop_map(|(r, n)| Ballot::new(r, NodeId(n)))
+    (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(e, r, n)| Ballot::in_epoch(e % 4, r, NodeId(n)))
 }
 
 fn slot() -> impl Strategy<Value = Slot> {
@@ -18,7 +18,19 @@ fn slot() -> impl Strategy<Value = Slot> {
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Noop),
-        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Value::Batch(b.into()))
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Value::Batch(b.into())),
+        (any::<u64>(), proptest::collection::vec((any::<u32>(), any::<bool>(), "[a-z0-9.:]{0,20}"), 0..6))
+            .prop_map(|(epoch, members)| Value::Reconfig(Membership {
+                epoch,
+                members: members
+                    .into_iter()
+                    .map(|(id, voter, addr)| Member {
+                        id: NodeId(id),
+                        addr,
+                        role: if voter { MemberRole::Voter } else { MemberRole::Learner },
+                    })
+                    .collect(),
+            })),
     ]
 }
 
@@ -62,6 +74,7 @@ fn message() -> impl Strategy<Value = Message> {
         (slot(), any::<u64>()).prop_map(|(upto, offset)| Message::SnapshotPull { upto, offset }),
         (slot(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
             .prop_map(|(upto, total, offset, bytes)| Message::SnapshotChunk { upto, total, offset, bytes }),
+        any::<u64>().prop_map(|epoch| Message::Handover { epoch }),
         (any::<u64>(), status()).prop_map(|(round, status)| Message::Ping { round, status }),
         (any::<u64>(), status()).prop_map(|(round, status)| Message::Pong { round, status }),
     ]
@@ -97,7 +110,10 @@ fn replica_status() -> impl Strategy<Value = ReplicaStatus> {
                 commit,
                 applied,
                 digest,
+                learners: members.iter().copied().filter(|m| m.0 % 2 == 0).collect(),
                 members,
+                epoch: sessions / 7,
+                removed: sessions % 3 == 0,
                 peers_reachable,
                 sessions,
                 log_bytes,

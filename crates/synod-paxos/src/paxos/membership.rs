@@ -1,0 +1,272 @@
+//! Membership changes: a stop sign ends one configuration's log, the next configuration starts after it.
+//!
+//! The protocol (docs/PROTOCOL.md, "Membership changes"; decision 0008):
+//!
+//! * A change is a `Value::Reconfig(next)` that the leader of configuration
+//!   `e` proposes like a batch, with `next.epoch == e + 1`: a *stop sign*.
+//!   The leader proposes it only once a slot of its own ballot has been
+//!   chosen (the rule Raft's author added in 2015), only one at a time, and
+//!   nothing after it: [`crate::Paxos::propose`] answers `Stopping` until the
+//!   next configuration has a leader.
+//! * A candidate whose Phase 1 finds a stop sign re-proposes it and nothing
+//!   after it (`proposer.rs`). So once a stop sign is chosen in slot `k`, no
+//!   slot after `k` is chosen in configuration `e`: any later ballot of `e`
+//!   finds it, and any earlier one was seen by the stop sign's own leader,
+//!   who placed it after everything it found.
+//! * Every replica switches configuration when it learns the stop sign is
+//!   chosen, in slot order (`learner.rs`, `advance`): from then on majorities
+//!   are counted among the new voters, and its candidacies use ballots of
+//!   epoch `e + 1`, which outrank every ballot of `e`. A value accepted in
+//!   `e` for a slot after `k` was never chosen; a leader of `e + 1` may find
+//!   it in Phase 1 and propose it again at its own ballot, which is safe for
+//!   an unchosen value.
+//! * Votes, promises and heartbeat replies count only from the voters of the
+//!   configuration in force. Learners accept and store what the leader sends
+//!   but answer nothing to quorums and never stand. A replica outside the
+//!   configuration (a removed one, or one waiting to be added) votes for
+//!   nothing, but its peers still answer it, so it catches up and learns
+//!   where it stands.
+//! * A leader that is a voter of the next configuration stands in it at once
+//!   (one round trip); one that is not hands over to the most caught-up
+//!   voter of it (`Message::Handover`) and stops.
+
+use synod_wire::{ChangeError, MemberChange, Membership, Message, NodeId, Slot, Value};
+
+use super::{Paxos, Role};
+use crate::action::Action;
+
+/// Ticks a removed replica keeps answering its peers at most, waiting for
+/// every member of the new configuration to know it (60 s at the runtime's 10 ms tick).
+pub const RETIRE_TICKS: u64 = 6000;
+
+/// Why a membership change was not proposed. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconfigError {
+    /// This replica is not the leader.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The replica this one believes leads, if any.
+        leader: Option<NodeId>,
+    },
+    /// Another change is proposed and not yet chosen.
+    #[error("another membership change is in flight; retry once it is done")]
+    InFlight,
+    /// No slot of this leader's ballot is chosen yet; it proposed one. Retry shortly.
+    #[error("the leader has not committed a slot of its own ballot yet; retry shortly")]
+    NotSettled,
+    /// The change itself is wrong (an id already a member, the last voter, ...).
+    #[error("{0}")]
+    Invalid(#[from] ChangeError),
+    /// Too few voters of the new configuration are up and caught up to make
+    /// a majority of it: the cluster would stop.
+    #[error(
+        "the new configuration needs {need} voters up and caught up, only {live} are ({voters:?}); \
+         bring members back, or add a learner and promote it once it has caught up"
+    )]
+    NoLiveQuorum {
+        /// A majority of the new configuration's voters.
+        need: usize,
+        /// How many of them are up and caught up.
+        live: usize,
+        /// Those voters.
+        voters: Vec<NodeId>,
+    },
+}
+
+impl Paxos {
+    /// The configuration in force (the newest this replica knows chosen).
+    pub fn membership(&self) -> &Membership {
+        &self.members
+    }
+
+    /// The first slot of the configuration in force.
+    pub fn config_start(&self) -> Slot {
+        self.config_start
+    }
+
+    /// Whether this replica was removed from the cluster: it takes no part any more.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Whether this replica votes in the configuration in force.
+    pub fn is_voter(&self) -> bool {
+        !self.removed && self.members.is_voter(self.cfg.id)
+    }
+
+    /// Whether this leader proposed a stop sign that is not yet chosen.
+    pub fn change_in_flight(&self) -> bool {
+        matches!(&self.role, Role::Leader(l) if l.stop.is_some())
+    }
+
+    /// Every slot below this one is chosen and known to `peer`, as it last
+    /// reported (this replica's own position for itself).
+    pub fn caught_up(&self, peer: NodeId) -> Option<Slot> {
+        if peer == self.cfg.id {
+            return Some(self.first_unchosen);
+        }
+        self.peer_status.get(&peer).map(|s| s.first_unchosen)
+    }
+
+    /// Proposes `change` to the configuration in force, as a stop sign in
+    /// the next free slot. Only a settled leader with no other change in
+    /// flight proposes; the change must be valid and leave a majority of the
+    /// new voters up and caught up (a new member counts only once it has
+    /// caught up as a learner). The new configuration is in force once
+    /// [`Action::Reconfigured`] comes out.
+    pub fn propose_reconfig(&mut self, change: &MemberChange) -> Result<Slot, ReconfigError> {
+        let leader = self.leader();
+        let next = self.members.changed(change)?;
+        let Role::Leader(l) = &mut self.role else { return Err(ReconfigError::NotLeader { leader }) };
+        if l.stop.is_some() {
+            return Err(ReconfigError::InFlight);
+        }
+        if !l.settled {
+            if l.pending.is_empty() {
+                // Nothing of ours is in flight to be chosen: propose a no-op.
+                let slot = l.next_slot;
+                l.next_slot = slot.next();
+                self.start_slot(slot, Value::Noop);
+                self.finish();
+            }
+            return Err(ReconfigError::NotSettled);
+        }
+        let voters: Vec<NodeId> = next.voters().filter(|&v| self.live_and_caught_up(v)).collect();
+        if voters.len() < next.majority() {
+            return Err(ReconfigError::NoLiveQuorum { need: next.majority(), live: voters.len(), voters });
+        }
+        let Role::Leader(l) = &mut self.role else { unreachable!("checked above") };
+        let slot = l.next_slot;
+        l.next_slot = slot.next();
+        l.stop = Some(slot);
+        self.stats.reconfigs_proposed += 1;
+        self.start_slot(slot, Value::Reconfig(next));
+        self.finish();
+        self.debug_assert_invariants();
+        Ok(slot)
+    }
+
+    /// Whether `node` is this replica, or answered within the last two
+    /// heartbeat rounds and knows nearly every slot this replica knows.
+    fn live_and_caught_up(&self, node: NodeId) -> bool {
+        if node == self.cfg.id {
+            return true;
+        }
+        let recent = self.heard_at.get(&node).is_some_and(|&t| t + 2 * self.cfg.heartbeat_ticks >= self.now);
+        let near = self
+            .peer_status
+            .get(&node)
+            .is_some_and(|s| s.first_unchosen.0 + self.cfg.catch_up_batch as u64 >= self.first_unchosen.0);
+        recent && near
+    }
+
+    /// Every replica this one talks to: the members of the configuration in
+    /// force but itself (all of them, if it is not one).
+    pub(super) fn peers(&self) -> Vec<NodeId> {
+        self.members.ids().filter(|&m| m != self.cfg.id).collect()
+    }
+
+    /// The voters of the configuration in force, but itself.
+    pub(super) fn voter_peers(&self) -> Vec<NodeId> {
+        self.members.voters().filter(|&m| m != self.cfg.id).collect()
+    }
+
+    /// How many voters of the configuration in force make a majority.
+    pub(super) fn majority(&self) -> usize {
+        self.members.majority()
+    }
+
+    /// Whether `node`'s votes and promises count in the configuration in force.
+    pub(super) fn counts(&self, node: NodeId) -> bool {
+        self.members.is_voter(node)
+    }
+
+    /// The stop sign of the configuration in force was chosen in `start - 1`
+    /// (or a snapshot at `start` holds `next`): `next` governs every slot
+    /// from `start` on.
+    pub(super) fn adopt(&mut self, next: Membership, start: Slot) {
+        if next.epoch <= self.members.epoch {
+            return;
+        }
+        let me = self.cfg.id;
+        let was_member = self.members.contains(me);
+        let was_leader = matches!(self.role, Role::Leader(_));
+        self.members = next;
+        self.config_start = start;
+        self.stats.reconfigs_adopted += 1;
+        // The old configuration's ballot leads nothing any more.
+        self.step_down();
+        self.election.replies.clear();
+        self.election.happy = false;
+        self.election.may_stand = false;
+        self.election.unhappy_since = Some(self.now);
+        self.election.timeout = self.rng.range(self.cfg.election_ticks.0, self.cfg.election_ticks.1);
+        if self.members.contains(me) {
+            // Added (again): a replica catching up through history may pass
+            // a configuration that removed an earlier incarnation of it.
+            self.removed = false;
+            self.removed_at = None;
+        } else if was_member {
+            self.removed = true;
+            self.removed_at = Some(self.now);
+        }
+        if self.is_voter() {
+            if was_leader || self.handover.is_some_and(|e| e <= self.members.epoch) {
+                self.handover = None;
+                self.stand();
+            }
+        } else if was_leader {
+            self.hand_over();
+        }
+        let epoch = self.members.epoch;
+        self.rejoin_reconsider();
+        self.actions.push_back(Action::Reconfigured {
+            membership: self.members.clone(),
+            from: start,
+            removed: self.removed,
+        });
+        debug_assert_eq!(epoch, self.members.epoch);
+    }
+
+    /// A removed replica retires once every member of the configuration
+    /// that removed it reported knowing every slot up to its start (or after
+    /// [`RETIRE_TICKS`]): until then it answers Pings and catch-up, since it
+    /// may be the only one that knows its stop sign was chosen.
+    pub(super) fn check_retire(&mut self) {
+        let Some(since) = self.removed_at else { return };
+        if self.first_unchosen < self.known_commit {
+            // Still catching up: a later configuration may add it again.
+            return;
+        }
+        let start = self.config_start;
+        let known =
+            self.members.ids().all(|m| self.peer_status.get(&m).is_some_and(|s| s.first_unchosen >= start));
+        if known || self.now >= since + RETIRE_TICKS {
+            self.removed_at = None;
+            self.actions.push_back(Action::Retire);
+        }
+    }
+
+    /// A leader leaving the configuration asks the most caught-up voter of the
+    /// new one to stand now, rather than let the cluster wait out an election timeout.
+    fn hand_over(&mut self) {
+        let epoch = self.members.epoch;
+        let target = self
+            .voter_peers()
+            .into_iter()
+            .max_by_key(|p| (self.peer_status.get(p).map(|s| s.first_unchosen), std::cmp::Reverse(*p)));
+        if let Some(to) = target {
+            self.stats.handovers += 1;
+            self.send(to, Message::Handover { epoch });
+        }
+    }
+
+    pub(super) fn on_handover(&mut self, epoch: u64) {
+        if epoch > self.members.epoch {
+            // Not there yet: stand once the stop sign is learned.
+            self.handover = Some(epoch);
+        } else if epoch == self.members.epoch && self.is_voter() && matches!(self.role, Role::Follower) {
+            self.stand();
+        }
+    }
+}
