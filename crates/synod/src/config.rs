@@ -31,8 +31,16 @@ pub struct NodeFile {
     pub metrics: Option<SocketAddr>,
     /// Certificates.
     pub tls: TlsFile,
-    /// Every replica's address, by id: `ip:port` or `host:port`.
+    /// Every replica's address, by id: `ip:port` or `host:port`. For a
+    /// replica of the cluster's first configuration, its members; for a
+    /// joining one (`join`), this replica and the members it learns the
+    /// cluster from. Later configurations come from the log.
     pub peers: BTreeMap<String, String>,
+    /// This replica is joining a running cluster: it is not a member yet
+    /// and waits, on an empty data directory, to be added with
+    /// `synod member add`. Leave it set once it has joined.
+    #[serde(default)]
+    pub join: bool,
     /// How the replica logs: `text` (the default) or `json`, one object per
     /// line; the environment's `SYNOD_LOG_FORMAT` overrides it. Read before
     /// logging starts, by [`LogFormat::choose`]; here it is checked.
@@ -188,9 +196,16 @@ impl NodeFile {
         file.tls.resolve(&base);
         let peers = address_book(path, "peers", &file.peers)?;
         if !peers.contains_key(&NodeId(file.id)) {
-            bail!("{}: peers has no address for this replica's id {}", path.display(), file.id);
+            bail!(
+                "{}: peers has no address for this replica's id {} (every replica lists its own address there; one joining a running cluster also sets join = true)",
+                path.display(),
+                file.id
+            );
         }
-        if peers.len() % 2 == 0 {
+        if file.join && peers.len() < 2 {
+            bail!("{}: join = true needs at least one member of the cluster among peers", path.display());
+        }
+        if !file.join && peers.len() % 2 == 0 {
             bail!("{}: peers lists {} replicas; a cluster needs an odd number", path.display(), peers.len());
         }
         let [lo, hi] = file.timing.election_ticks;
@@ -224,6 +239,7 @@ impl NodeFile {
                 .with_context(|| format!("cannot load the certificates for replica {}", self.id))?;
         let peers = address_book(&self.path, "peers", &self.peers)?;
         let mut config = ReplicaConfig::new(id, peers, credentials, &self.data_dir);
+        config.join = self.join;
         config.timing = Timing {
             tick: Duration::from_millis(self.timing.tick_ms),
             heartbeat_ticks: self.timing.heartbeat_ticks,

@@ -3,6 +3,7 @@
 mod client_cmd;
 mod config;
 mod health;
+mod member;
 mod status;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Cmd {
     Del(client_cmd::Del),
     /// Set `key` to `new` if it holds `expected`; `--absent` expects no value.
     Cas(client_cmd::Cas),
+    /// The cluster's membership: list it, add, promote or remove a replica (one change at a time).
+    Member(member::Member),
     /// The write-ahead log.
     #[command(subcommand)]
     Log(LogCmd),
@@ -221,6 +224,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Get(args) => client_cmd::get(args),
         Cmd::Del(args) => client_cmd::del(args),
         Cmd::Cas(args) => client_cmd::cas(args),
+        Cmd::Member(args) => member::run(args),
     }
 }
 

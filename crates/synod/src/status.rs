@@ -82,6 +82,12 @@ pub(crate) struct View {
     pub snapshot: u64,
     /// It started with nothing on disk and does not vote until it has rejoined.
     pub rejoining: bool,
+    /// The configuration it knows (its epoch).
+    pub epoch: u64,
+    /// The members of `members` that are learners.
+    pub learners: Vec<u32>,
+    /// It was removed from the cluster and is stopping.
+    pub removed: bool,
 }
 
 /// A ballot: its round and the replica that owns it.
@@ -104,6 +110,8 @@ impl View {
         let ids = |v: &[NodeId]| v.iter().map(|n| n.0).collect();
         View {
             role: match s.role {
+                _ if s.removed => "removed",
+                _ if s.learners.contains(&s.id) => "learner",
                 Role::Leader => "leader",
                 Role::Follower if s.rejoining => "rejoining",
                 Role::Follower => "follower",
@@ -120,6 +128,9 @@ impl View {
             uptime_ms: s.uptime_ms,
             snapshot: s.snapshot.0,
             rejoining: s.rejoining,
+            epoch: s.epoch,
+            learners: ids(&s.learners),
+            removed: s.removed,
         }
     }
 }
@@ -273,6 +284,9 @@ mod tests {
             uptime_ms: 65_000,
             snapshot: Slot(0),
             rejoining: false,
+            epoch: 0,
+            learners: Vec::new(),
+            removed: false,
         }
     }
 

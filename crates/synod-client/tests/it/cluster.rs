@@ -104,6 +104,9 @@ impl Shared {
             uptime_ms: 0,
             snapshot: synod_wire::Slot(0),
             rejoining: false,
+            epoch: 0,
+            learners: Vec::new(),
+            removed: false,
         };
         ClientReply { id: query.id, outcome: Outcome::Status(status) }
     }
@@ -255,6 +258,9 @@ fn serve(me: NodeId, rx: &mpsc::Receiver<Inbound>, slot: &Slot, shared: &Shared)
         let replies = match ClientFrame::decode(&frame) {
             Ok(ClientFrame::Request(request)) => shared.handle(me, request),
             Ok(ClientFrame::Admin(query)) => vec![shared.status(me, &query)],
+            Ok(ClientFrame::Change(change)) => {
+                vec![ClientReply { id: change.id, outcome: Outcome::Refused("no changes here".into()) }]
+            }
             Err(_) => continue,
         };
         for reply in replies {

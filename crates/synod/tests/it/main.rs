@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod cli;
+mod member;
 
 /// `synod args` in `dir`, without the environment's `SYNOD_CLIENT` and `SYNOD_LOG_FORMAT`.
 fn synod_cmd(args: &[&str], dir: &Path) -> Command {
