@@ -19,6 +19,12 @@
 //!     +---oneshot------+  +------------- reply frames <-----------+
 //! ```
 //!
+//! The core's replica ids are fixed; the driver's [`Book`] says which
+//! replica stands behind each, and learns the cluster's membership
+//! ([`AdminQuery::Members`](synod_wire::AdminQuery::Members), asked of every
+//! replica it knows) when a redirect names a leader it has no address for, or
+//! when a whole round of connection attempts failed.
+//!
 //! Time for the core is microseconds since the driver started, on tokio's clock.
 
 use std::collections::HashMap;
@@ -27,10 +33,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use synod_client_core::{CallError, CallId, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError};
 use synod_transport::{ClientEndpoint, ClientStream, Jitter, PeerAddr, RecvError, SendError};
-use synod_wire::{ClientFrame, ClientId, ClientReply, NodeId, Wire};
+use synod_wire::{ClientFrame, ClientId, ClientReply, MembersView, NodeId, Outcome, Wire};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::book::Book;
 use crate::{ClientConfig, ClientError, ConnectError, LinkError};
 
 /// One caller's request, handed to the driver.
@@ -66,6 +73,13 @@ pub(crate) struct Driver {
     waiters: HashMap<CallId, oneshot::Sender<Result<Vec<u8>, ClientError>>>,
     /// The last failed connection attempt, for [`ConnectError::Connect`].
     last_failure: Option<(PeerAddr, LinkError)>,
+    /// The replicas known, and which stands behind each of the core's ids.
+    book: Book,
+    /// A membership query is under way; its answer comes on `learned`.
+    learning: bool,
+    learned_tx: mpsc::UnboundedSender<Option<MembersView>>,
+    /// Connection attempts failed in a row.
+    failures_in_a_row: usize,
 }
 
 impl Driver {
@@ -77,6 +91,7 @@ impl Driver {
         registered: oneshot::Sender<Result<ClientId, ConnectError>>,
     ) {
         let (attempts_tx, attempts) = mpsc::unbounded_channel();
+        let (learned_tx, learned) = mpsc::unbounded_channel();
         // Seeded from the process's hash keys and the clock: nonces and jitter differ per client.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let seed = Jitter::new(now.as_nanos() as u64).next_u64();
@@ -96,9 +111,13 @@ impl Driver {
             registered: Some(registered),
             waiters: HashMap::new(),
             last_failure: None,
+            book: Book::new(&cfg.replicas),
+            learning: false,
+            learned_tx,
+            failures_in_a_row: 0,
             cfg,
         };
-        tokio::spawn(driver.run(attempts, calls));
+        tokio::spawn(driver.run(attempts, learned, calls));
     }
 
     fn now(&self) -> u64 {
@@ -109,6 +128,7 @@ impl Driver {
     async fn run(
         mut self,
         mut attempts: mpsc::UnboundedReceiver<Attempted>,
+        mut learned: mpsc::UnboundedReceiver<Option<MembersView>>,
         mut calls: mpsc::Receiver<Call>,
     ) {
         loop {
@@ -122,6 +142,13 @@ impl Driver {
             tokio::select! {
                 biased;
                 Some(a) = attempts.recv() => self.on_attempt(a),
+                Some(view) = learned.recv() => {
+                    self.learning = false;
+                    if let Some(view) = view {
+                        tracing::debug!(epoch = view.epoch, from = %view.from, "client learned the membership");
+                        self.book.learn(&view);
+                    }
+                }
                 reply = next_reply(&mut self.conn) => self.on_reply(reply),
                 call = calls.recv(), if admit => match call {
                     Some(call) => self.admit(call),
@@ -154,6 +181,7 @@ impl Driver {
         let now = self.now();
         match a.result {
             Ok(stream) => {
+                self.failures_in_a_row = 0;
                 self.core.handle_connected(now, a.epoch, a.node);
                 if self.core.connection() == Some((a.epoch, a.node)) {
                     tracing::debug!(node = a.node.0, epoch = a.epoch, "connected to replica");
@@ -166,6 +194,12 @@ impl Driver {
                 let addr = self.address(a.node);
                 tracing::debug!(%addr, error = %e, "cannot connect to replica");
                 self.last_failure = Some((addr, e));
+                self.failures_in_a_row += 1;
+                if self.failures_in_a_row >= self.book.len() {
+                    // No replica of the round answered: the members may have moved on.
+                    self.failures_in_a_row = 0;
+                    self.learn();
+                }
                 self.core.handle_connect_failed(now, a.epoch, a.node);
             }
         }
@@ -177,7 +211,17 @@ impl Driver {
         let now = self.now();
         match reply {
             Ok(frame) => match ClientReply::decode(&frame) {
-                Ok(reply) => self.core.handle_reply(now, epoch, reply),
+                Ok(mut reply) => {
+                    if let Outcome::Redirect { leader: Some(leader) } = reply.outcome {
+                        let current = self.core.connection().map(|(_, node)| node);
+                        match self.book.route(leader, current) {
+                            Some(core) => reply.outcome = Outcome::Redirect { leader: Some(core) },
+                            // A leader with no known address: ask the members; meanwhile the core tries the next.
+                            None => self.learn(),
+                        }
+                    }
+                    self.core.handle_reply(now, epoch, reply)
+                }
                 Err(e) => tracing::warn!(error = %e, "undecodable reply from replica; ignored"),
             },
             Err(e) => {
@@ -265,17 +309,29 @@ impl Driver {
     }
 
     fn address(&self, node: NodeId) -> PeerAddr {
-        let (_, addr) =
-            self.cfg.replicas.iter().find(|(n, _)| *n == node).expect("the core names book replicas");
-        addr.clone()
+        self.book.target(node).1
+    }
+
+    /// Asks every replica known for the membership, unless a query is under way.
+    fn learn(&mut self) {
+        if std::mem::replace(&mut self.learning, true) {
+            return;
+        }
+        let mut config = self.cfg.clone();
+        config.replicas = self.book.all();
+        let learned = self.learned_tx.clone();
+        tokio::spawn(async move {
+            let _ = learned.send(crate::admin::members(&config).await.ok());
+        });
     }
 
     fn start_connect(&mut self, Connect { epoch, node }: Connect) {
-        let addr = self.address(node);
+        // `node` is the core's id; the replica behind it may be another.
+        let (real, addr) = self.book.target(node);
         let (endpoint, attempts, timeout) =
             (self.endpoint.clone(), self.attempts_tx.clone(), self.cfg.request_timeout);
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout, endpoint.connect(addr, Some(node))).await {
+            let result = match tokio::time::timeout(timeout, endpoint.connect(addr, Some(real))).await {
                 Ok(Ok(stream)) => Ok(stream),
                 Ok(Err(e)) => Err(LinkError::Transport(e)),
                 Err(_) => Err(LinkError::Timeout(timeout)),

@@ -10,6 +10,11 @@
 //! replicas' session table applies each at most once and answers retries
 //! with the first answer. The application sees only latency.
 //!
+//! The replicas a client is configured with need not stay the cluster's
+//! members: when a redirect names a leader it has no address for, or no
+//! replica it knows can be reached, it asks the replicas it knows for the
+//! membership and follows it.
+//!
 //! [`admin::status`] asks one given replica for its view (role, leader,
 //! ballot, commit and applied slots, state digest, ...), with no session and
 //! without the log, so it works when there is no leader.
@@ -44,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod book;
 mod client;
 mod config;
 mod driver;

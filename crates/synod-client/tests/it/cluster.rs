@@ -17,8 +17,8 @@ use synod_kv::KvStore;
 use synod_state_machine::{Applier, ApplierStats, SessionConfig};
 use synod_transport::{certs, Credentials, Identity, Inbound, Node, NodeConfig, Settings};
 use synod_wire::{
-    AdminRequest, Ballot, Batch, ClientFrame, ClientReply, ClientRequest, Command, NodeId, Outcome,
-    ReplicaStatus, Role, Value, Wire,
+    AdminQuery, AdminRequest, Ballot, Batch, ClientFrame, ClientReply, ClientRequest, Command, MemberInfo,
+    MemberRole, MembersView, NodeId, Outcome, ReplicaStatus, Role, Value, Wire,
 };
 
 /// Long enough that only a hang reaches it; no assertion is about time.
@@ -55,6 +55,8 @@ pub struct Shared {
     /// Every replica sends an undecodable frame before each answer.
     pub garbage: AtomicBool,
     seen: Mutex<BTreeMap<u32, Seen>>,
+    /// The members every replica reports to `AdminQuery::Members`.
+    pub members: Mutex<BTreeMap<NodeId, SocketAddr>>,
 }
 
 impl Shared {
@@ -88,6 +90,22 @@ impl Shared {
     /// What replica `me` answers to a status query: its leader belief, and the shared applier's progress.
     fn status(&self, me: NodeId, query: &AdminRequest) -> ClientReply {
         let leader = self.leader();
+        if query.query == AdminQuery::Members {
+            let members = self
+                .members
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(&id, addr)| MemberInfo {
+                    id,
+                    addr: addr.to_string(),
+                    role: MemberRole::Voter,
+                    caught_up: synod_wire::Slot(0),
+                })
+                .collect();
+            let view = MembersView { from: me, epoch: 1, members, leader, change_in_flight: false };
+            return ClientReply { id: query.id, outcome: Outcome::Members(view) };
+        }
         let applier = self.applier.lock().unwrap();
         let status = ReplicaStatus {
             id: me,
@@ -183,6 +201,7 @@ impl TestCluster {
             duplicate_redirects: AtomicBool::new(false),
             garbage: AtomicBool::new(false),
             seen: Mutex::default(),
+            members: Mutex::new(book.clone()),
         });
         let mut nodes = BTreeMap::new();
         let mut threads = Vec::new();

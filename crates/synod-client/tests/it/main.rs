@@ -314,3 +314,59 @@ fn undecodable_replies_are_ignored() {
     });
     assert_eq!(shared.stats().applied, 2);
 }
+
+#[test]
+fn a_client_that_knows_only_old_members_learns_the_new_ones_from_the_cluster() {
+    let cluster = TestCluster::new(3);
+    let shared = cluster.shared.clone();
+    // The client's file names replicas 1 and 2; replica 3 leads, and only
+    // the membership the replicas report has its address.
+    shared.set_leader(Some(3));
+    let old: BTreeMap<NodeId, std::net::SocketAddr> =
+        cluster.book.iter().filter(|(&n, _)| n != NodeId(3)).map(|(&n, &a)| (n, a)).collect();
+    let config = ClientConfig::from_cert_dir(cluster.dir.path(), 1, old)
+        .unwrap()
+        .with_request_timeout(Duration::from_millis(300))
+        .with_deadline(PATIENCE);
+    runtime().block_on(async {
+        let client = Client::connect(config).await.unwrap();
+        client.put("a", "1").await.unwrap();
+        assert_eq!(client.get("a").await.unwrap(), Some(b"1".to_vec()));
+    });
+    assert_eq!(shared.seen(3).registers, 1);
+    assert_eq!(shared.seen(3).ops, 2);
+    assert_eq!(shared.stats().applied, 2);
+}
+
+#[test]
+fn a_client_whose_replicas_all_left_follows_the_membership_it_learned() {
+    let cluster = TestCluster::new(3);
+    let shared = cluster.shared.clone();
+    // The client knows replica 1 only, which leads at first.
+    let one: BTreeMap<NodeId, std::net::SocketAddr> = [(NodeId(1), cluster.book[&NodeId(1)])].into();
+    let config = ClientConfig::from_cert_dir(cluster.dir.path(), 1, one)
+        .unwrap()
+        .with_request_timeout(Duration::from_millis(300))
+        .with_deadline(PATIENCE);
+    let rt = runtime();
+    let client = rt.block_on(async {
+        let client = Client::connect(config).await.unwrap();
+        client.put("a", "1").await.unwrap();
+        client
+    });
+    // Replica 2 takes over and the membership says 1 left; replica 1 answers
+    // one redirect (to 2, whose address the client lacks), then goes away.
+    shared.members.lock().unwrap().remove(&NodeId(1));
+    shared.set_leader(Some(2));
+    rt.block_on(async {
+        client.put("b", "2").await.unwrap();
+    });
+    assert_eq!(shared.seen(2).ops, 1);
+    cluster.shutdown(1);
+    rt.block_on(async {
+        client.put("c", "3").await.unwrap();
+        assert_eq!(client.get("a").await.unwrap(), Some(b"1".to_vec()));
+    });
+    assert_eq!(shared.seen(2).ops, 3);
+    assert_eq!(shared.stats().duplicates, 0);
+}
