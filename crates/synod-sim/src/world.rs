@@ -152,6 +152,16 @@ pub fn run(cfg: &SimConfig) -> Report {
         }
     }
     w.checker.final_durability(w.now);
+    if cfg.trace {
+        for n in w.nodes.iter().flatten() {
+            let p = n.core.paxos();
+            let line = format!(
+                "END {}: known_commit {} first_unchosen {} delivered {} base {} rejoining {} removed {} voter {} leader {:?} epoch {} applied {}",
+                p.id(), p.known_commit(), p.first_unchosen(), p.delivered(), p.base(), p.is_rejoining(), p.is_removed(), p.is_voter(), p.leader(), p.membership().epoch, n.applier.next_slot()
+            );
+            w.trace.push(line);
+        }
+    }
     w.report()
 }
 
@@ -340,6 +350,18 @@ impl World {
                 // a replica that lost its votes cannot help choose the slots
                 // it must learn before it votes again.
                 let newest = self.newest();
+                // Nor while a configuration change is still spreading: the
+                // replicas still in the older one need a majority of its voters.
+                let epochs: Vec<u64> = self
+                    .nodes
+                    .iter()
+                    .zip(&self.life)
+                    .filter(|(_, l)| **l == Life::Member)
+                    .filter_map(|(n, _)| n.as_ref().map(|r| r.core.paxos().membership().epoch))
+                    .collect();
+                if epochs.iter().any(|&e| e != newest.epoch) {
+                    return;
+                }
                 let voters = newest.voters().count();
                 let others = voters - usize::from(newest.is_voter(self.ids[i]));
                 if self.life[i] != Life::Member || !newest.contains(self.ids[i]) || others < newest.majority()

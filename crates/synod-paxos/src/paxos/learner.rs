@@ -155,11 +155,15 @@ impl Paxos {
         }
         let me = self.cfg.id;
         let ahead = |s: &Status| s.first_unchosen > self.first_unchosen;
+        // Only peers heard lately: one that stopped (a retired replica, say)
+        // keeps its last status here and would be asked forever.
+        let recent =
+            |n: &NodeId| self.heard_at.get(n).is_some_and(|&t| t + 2 * self.cfg.heartbeat_ticks >= self.now);
         let peer = prefer
             .or_else(|| {
                 self.peer_status
                     .iter()
-                    .filter(|(_, s)| ahead(s))
+                    .filter(|(n, s)| ahead(s) && recent(n))
                     .max_by_key(|(_, s)| s.first_unchosen)
                     .map(|(&n, _)| n)
             })

@@ -234,8 +234,14 @@ impl Paxos {
     /// may be the only one that knows its stop sign was chosen.
     pub(super) fn check_retire(&mut self) {
         let Some(since) = self.removed_at else { return };
-        if self.first_unchosen < self.known_commit {
-            // Still catching up: a later configuration may add it again.
+        if self.first_unchosen < self.known_commit
+            || self.election.highest_seen.epoch > self.members.epoch
+            || self.now < since + 4 * self.cfg.heartbeat_ticks
+        {
+            // Still catching up, or a later configuration is known to exist
+            // (it may add this replica again: a replica that joins learns the
+            // configurations that removed an earlier incarnation of it on the
+            // way), or just removed: it lingers a few rounds first.
             return;
         }
         let start = self.config_start;

@@ -470,6 +470,12 @@ impl Paxos {
         self.first_unchosen
     }
 
+    /// Every slot below this one is chosen, as far as this replica has heard
+    /// (its own commit point, or a peer's): it catches up to here.
+    pub fn known_commit(&self) -> Slot {
+        self.known_commit
+    }
+
     /// Every slot below this one was committed to the driver.
     pub fn delivered(&self) -> Slot {
         self.delivered

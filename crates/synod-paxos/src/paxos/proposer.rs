@@ -84,16 +84,17 @@ impl Paxos {
         self.observe_leader(promised);
     }
     pub(super) fn stand(&mut self) {
-        let epoch = self.members.epoch;
-        if self.rejoin.is_some()
-            || !self.is_voter()
-            || self.promised.epoch > epoch
-            || self.election.highest_seen.epoch > epoch
-        {
-            // Not allowed to vote, not a voter, or behind a later
-            // configuration it has not learned yet: it must catch up first.
+        if self.rejoin.is_some() || !self.is_voter() {
+            // Not allowed to vote yet, or not a voter.
             return;
         }
+        // A ballot of its configuration, unless it has seen one of a later
+        // configuration: then it lags, and the later configuration's stop
+        // sign was chosen in its own. A Phase 1 among its own voters finds
+        // that stop sign and proposes it again, and nothing after it, so it
+        // learns it and catches up even if the only replicas that knew it
+        // was chosen are gone; its ballot must outrank what it has seen.
+        let epoch = self.members.epoch.max(self.promised.epoch).max(self.election.highest_seen.epoch);
         let round = self.max_round.max(self.promised.round).max(self.election.highest_seen.round) + 1;
         let ballot = Ballot::in_epoch(epoch, round, self.cfg.id);
         self.max_round = round;
