@@ -52,6 +52,12 @@ use crate::status::Status;
 /// answering clients with redirects before it stops.
 pub(crate) const REMOVED_GRACE: Duration = Duration::from_secs(2);
 
+/// Ticks a replica removed from the configuration stays in the address
+/// book, unless its link goes down first: it retires once every member told
+/// it what they know (synod-paxos's `RETIRE_TICKS`, 6000, at most), and only
+/// the link lets them tell it; a little more than that.
+const DROP_REMOVED_AFTER_TICKS: u64 = 6500;
+
 /// Everything the core reacts to besides the clock.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -112,6 +118,9 @@ struct Core {
     membership: Membership,
     /// Removed from the cluster (logged once).
     removed: bool,
+    /// Peers the configuration no longer names, and the tick at which they
+    /// leave the address book (or when their link goes down, if sooner).
+    leaving: Vec<(NodeId, u64)>,
     /// When the core retired this removed replica; it stops [`REMOVED_GRACE`] later.
     retired_at: Option<Instant>,
     published: Published,
@@ -297,6 +306,7 @@ impl Core {
             stopping: false,
             membership: Membership::default(),
             removed: false,
+            leaving: Vec::new(),
             retired_at: None,
             published: Published::default(),
             persisting: VecDeque::new(),
@@ -362,7 +372,14 @@ impl Core {
                     out.close.push(conn);
                 }
             },
-            Event::Net(Inbound::PeerUp { .. } | Inbound::PeerDown { .. }) => {}
+            Event::Net(Inbound::PeerDown { peer }) => {
+                // A removed replica that went away (it retired) leaves the address book now.
+                if let Some(i) = self.leaving.iter().position(|&(p, _)| p == peer) {
+                    self.leaving.swap_remove(i);
+                    self.transport.remove_peer(peer);
+                }
+            }
+            Event::Net(Inbound::PeerUp { .. }) => {}
             Event::Net(Inbound::ClientUp { .. }) => metrics::gauge!(names::CLIENT_CONNECTIONS).increment(1.0),
             Event::Net(Inbound::ClientDown { conn }) => {
                 metrics::gauge!(names::CLIENT_CONNECTIONS).decrement(1.0);
@@ -401,6 +418,14 @@ impl Core {
         let now = self.now();
         self.core.handle_tick(now);
         self.ticks += 1;
+        let ticks = self.ticks;
+        let transport = &self.transport;
+        self.leaving.retain(|&(peer, at)| {
+            if ticks >= at {
+                transport.remove_peer(peer);
+            }
+            ticks < at
+        });
         if self.ticks % self.core.paxos().config().heartbeat_ticks() == 0 {
             self.publish();
         }
@@ -488,8 +513,8 @@ impl Core {
 
     /// A new configuration is in force from slot `from`: the address book
     /// follows it (its new members are added and dialed, with the address
-    /// it carries; members it dropped are dropped), before any message of
-    /// this step is sent. A removed replica keeps answering its peers until
+    /// it carries; members it dropped leave once they retire), before any
+    /// message of this step is sent. A removed replica keeps answering its peers until
     /// the core retires it ([`Effect::Retire`]), then stops after [`REMOVED_GRACE`].
     fn reconfigured(&mut self, membership: Membership, from: Slot, removed: bool) {
         for member in membership.members.iter().filter(|m| m.id != self.id && !m.addr.is_empty()) {
@@ -504,9 +529,16 @@ impl Core {
                 }
             }
         }
+        // A replica the configuration dropped is told so over its link, so
+        // the link stays until it retires (its link goes down) or for
+        // `DROP_REMOVED_AFTER_TICKS`.
+        self.leaving.retain(|&(peer, _)| !membership.contains(peer));
         if !removed {
+            let at = self.ticks + DROP_REMOVED_AFTER_TICKS;
             for gone in self.membership.ids().filter(|&id| id != self.id && !membership.contains(id)) {
-                self.transport.remove_peer(gone);
+                if !self.leaving.iter().any(|&(p, _)| p == gone) {
+                    self.leaving.push((gone, at));
+                }
             }
         }
         if removed && !self.removed {

@@ -96,6 +96,30 @@ impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
         Ok(())
     }
 
+    /// Starts replica `id`, which is not a member, to join the running
+    /// cluster: a certificate of its own (as `synod certs add` makes it),
+    /// `join`, an empty data directory, the cluster's replicas as contacts.
+    /// Returns its address.
+    pub fn start_joining(&mut self, id: NodeId) -> SocketAddr {
+        certs::add(&self.certs, Identity::Node(id), 30, false).unwrap();
+        let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut peers = self.peers.clone();
+        peers.insert(id, addr);
+        let creds = Credentials::load(&self.certs, Identity::Node(id)).unwrap();
+        let mut config = ReplicaConfig::new(id, peers, creds, self.data_dir(id));
+        config.join = true;
+        config.segment_bytes = 1 << 20;
+        (self.tweak)(&mut config);
+        let replica = Replica::start(config, (self.make)()).unwrap();
+        self.replicas.insert(id, Some(replica));
+        addr
+    }
+
+    /// Replica `id`, if it runs.
+    pub fn replica(&self, id: NodeId) -> Option<&Replica> {
+        self.replicas.get(&id).and_then(Option::as_ref)
+    }
+
     /// Replica `id`'s data directory.
     pub fn data_dir(&self, id: NodeId) -> PathBuf {
         self.data.join(format!("node-{}", id.0))

@@ -1,6 +1,7 @@
 //! Integration tests of the runtime: real replicas over real QUIC on loopback, real logs on disk.
 
 mod cluster;
+mod membership;
 mod snapshots;
 
 use std::time::Duration;
