@@ -22,15 +22,26 @@ pub(crate) fn probe(
     }
 }
 
-/// The health of a replica with `status`, in a cluster of `members`.
+/// The health of a replica with `status`, in a cluster of `members` (its
+/// file's peers: used until the replica reports the configuration in force,
+/// whose voters count then).
 pub(crate) fn health(status: &Status, stopping: bool, members: usize) -> Health {
     if let Some(fatal) = &status.fatal {
         return Health::down(&format!("stopped: {fatal}"));
     }
+    if status.removed {
+        return Health::down("removed from the cluster");
+    }
     if stopping {
         return Health::down("stopping");
     }
-    let peers = status.peers_connected.iter().filter(|&&p| p != status.id).count();
+    let voters: Vec<_> = status.members.iter().filter(|m| !status.learners.contains(m)).copied().collect();
+    let members = if voters.is_empty() { members } else { voters.len() };
+    let peers = status
+        .peers_connected
+        .iter()
+        .filter(|&&p| p != status.id && (voters.is_empty() || voters.contains(&p)))
+        .count();
     let healthy = match status.leader {
         None => Check::fail("no leader"),
         Some(_) if status.is_leader => {
@@ -87,6 +98,27 @@ mod tests {
             Check::fail("leading without a majority: 1 of 3 replicas reachable")
         );
         assert_eq!(health(&follower_of(Some(1), &[1]), true, 3), Health::down("stopping"));
+        // After membership changes, the voters of the configuration in force count.
+        let mut grown = follower_of(Some(2), &[3, 4]);
+        grown.is_leader = true;
+        grown.members = [1, 2, 3, 4, 5].map(NodeId).to_vec();
+        assert_eq!(health(&grown, false, 3).healthy, Check::Pass, "3 of 5");
+        grown.peers_connected = vec![NodeId(4)];
+        assert_eq!(
+            health(&grown, false, 3).healthy,
+            Check::fail("leading without a majority: 2 of 5 replicas reachable")
+        );
+        // Learners are not counted: voters 1, 2 and 3, of which 2 and 3 are up.
+        grown.learners = vec![NodeId(4), NodeId(5)];
+        grown.peers_connected = vec![NodeId(3), NodeId(4), NodeId(5)];
+        assert_eq!(health(&grown, false, 3).healthy, Check::Pass);
+        grown.peers_connected = vec![NodeId(4), NodeId(5)];
+        assert_eq!(
+            health(&grown, false, 3).healthy,
+            Check::fail("leading without a majority: 1 of 3 replicas reachable")
+        );
+        grown.removed = true;
+        assert_eq!(health(&grown, false, 3), Health::down("removed from the cluster"));
         let mut fatal = follower_of(Some(1), &[1]);
         fatal.fatal = Some("fsync failed".to_owned());
         assert_eq!(health(&fatal, true, 3), Health::down("stopped: fsync failed"));
