@@ -21,6 +21,8 @@ pub struct Cluster<S = KvStore> {
     data: PathBuf,
     peers: BTreeMap<NodeId, SocketAddr>,
     replicas: BTreeMap<NodeId, Option<Replica>>,
+    /// Replicas started with `join`, and their addresses.
+    joined: BTreeMap<NodeId, SocketAddr>,
 }
 
 impl Cluster<KvStore> {
@@ -57,6 +59,7 @@ impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
             certs,
             peers,
             replicas: BTreeMap::new(),
+            joined: BTreeMap::new(),
         };
         for i in 1..=n {
             cluster.restart(NodeId(i));
@@ -99,10 +102,17 @@ impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
     /// Starts replica `id`, which is not a member, to join the running
     /// cluster: a certificate of its own (as `synod certs add` makes it),
     /// `join`, an empty data directory, the cluster's replicas as contacts.
-    /// Returns its address.
+    /// Returns its address. Again for the same id, it restarts it, with the
+    /// same address and data directory.
     pub fn start_joining(&mut self, id: NodeId) -> SocketAddr {
-        certs::add(&self.certs, Identity::Node(id), 30, false).unwrap();
-        let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = match self.joined.get(&id) {
+            Some(&addr) => addr,
+            None => {
+                certs::add(&self.certs, Identity::Node(id), 30, false).unwrap();
+                UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+            }
+        };
+        self.joined.insert(id, addr);
         let mut peers = self.peers.clone();
         peers.insert(id, addr);
         let creds = Credentials::load(&self.certs, Identity::Node(id)).unwrap();

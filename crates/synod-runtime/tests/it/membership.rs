@@ -65,6 +65,13 @@ fn replicas_join_by_snapshot_are_promoted_and_a_removed_leader_stops() {
         members().is_ok_and(|v| caught_up(&v, NodeId(4)))
     });
     assert_eq!(change(MemberChange::Promote { id: NodeId(4) }).unwrap().epoch, 2);
+    // A joined replica restarts from its log (`join` still set) in the configuration it knows.
+    cluster.stop(NodeId(4));
+    cluster.start_joining(NodeId(4));
+    wait("replica 4 back in configuration 2", Duration::from_secs(30), || {
+        let s = cluster.replica(NodeId(4)).unwrap().status();
+        s.epoch == 2 && s.learners.is_empty() && !s.rejoining && s.leader.is_some()
+    });
 
     // More writes: the snapshots now hold configuration 2, and replica 5 joins from one.
     put_many(300, 600);
