@@ -230,6 +230,8 @@ pub async fn change(config: &ClientConfig, change: MemberChange) -> Result<Membe
                 if !book.contains_key(&leader) {
                     learned = members_all(&with_book(config, &book)).await;
                 }
+                // Two replicas with stale beliefs could send it back and forth: not in a tight loop.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
             Ok(Outcome::Redirect { .. }) => last = format!("replica {node} knows no leader"),
