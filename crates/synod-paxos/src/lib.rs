@@ -154,4 +154,10 @@ pub struct PlantedBugs {
     pub reply_before_durable: bool,
     /// A new leader ignores the values peers report in their promises.
     pub ignore_promised_values: bool,
+    /// A leader proposes a second membership change while its first is in
+    /// flight (computed from the first's configuration), and goes on
+    /// proposing batches after its stop signs, counting their votes in the
+    /// configuration it is in: the later configurations are used before
+    /// the stop signs that make them are chosen.
+    pub second_change_in_flight: bool,
 }

@@ -75,4 +75,7 @@ pub struct PlantedBugs {
     /// its state has not reached, and the log behind it is compacted past
     /// what was applied.
     pub snapshot_before_apply: bool,
+    /// A leader takes a membership change while another is in flight (the
+    /// newer request replaces the older one's waiter).
+    pub concurrent_changes: bool,
 }

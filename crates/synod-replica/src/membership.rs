@@ -37,7 +37,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             self.reply(conn, request.id, Outcome::Redirect { leader });
             return;
         }
-        if self.change.is_some() {
+        if self.change.is_some() && !self.takes_concurrent_changes() {
             let why = ReconfigError::InFlight.to_string();
             self.reply(conn, request.id, Outcome::Refused(why));
             return;
@@ -51,6 +51,16 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
         });
         self.try_change();
         self.finish(now);
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    fn takes_concurrent_changes(&self) -> bool {
+        self.bugs.concurrent_changes
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    fn takes_concurrent_changes(&self) -> bool {
+        false
     }
 
     /// Proposes the waiting change, or answers it if it cannot be made.

@@ -49,6 +49,9 @@ pub struct SimConfig {
     /// Whether faults include membership changes: adding a learner or a
     /// voter, promoting a learner, removing a member.
     pub reconfigs: bool,
+    /// Ticks the operator waits for a change's answer before it may ask for
+    /// another (the planted-bug test for concurrent changes shortens it).
+    pub operator_patience: u64,
     /// Record a readable trace of events.
     pub trace: bool,
     /// Deliberately broken core behaviour (the simulator's own tests).
@@ -92,6 +95,7 @@ impl SimConfig {
             wipes: true,
             spares: 2,
             reconfigs: true,
+            operator_patience: 400,
             trace: false,
             #[cfg(feature = "planted-bugs")]
             bugs: synod_paxos::PlantedBugs::default(),

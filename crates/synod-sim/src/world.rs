@@ -23,8 +23,6 @@ const MAX_BATCH: usize = 8;
 const MAX_IN_FLIGHT: usize = 4;
 /// The connection id of the operator who asks for membership changes.
 const ADMIN: usize = usize::MAX;
-/// Ticks the operator waits for a change's answer before it asks for another.
-const ADMIN_PATIENCE: u64 = 400;
 
 /// What a run did and found.
 #[derive(Debug, Clone)]
@@ -720,7 +718,7 @@ impl World {
     /// learner or a voter, promote a learner, or remove a member; between 1
     /// and 5 voters. A replica to add starts first, empty, waiting to be added.
     fn reconfigure(&mut self) {
-        if self.asked.as_ref().is_some_and(|a| a.at + ADMIN_PATIENCE > self.now) {
+        if self.asked.as_ref().is_some_and(|a| a.at + self.cfg.operator_patience > self.now) {
             return;
         }
         let Some(leader) = (0..self.nodes.len())

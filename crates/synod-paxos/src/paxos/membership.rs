@@ -116,11 +116,12 @@ impl Paxos {
     /// [`Action::Reconfigured`] comes out.
     pub fn propose_reconfig(&mut self, change: &MemberChange) -> Result<Slot, ReconfigError> {
         let leader = self.leader();
-        let next = self.members.changed(change)?;
+        let passes = self.passes_stop_signs();
         let Role::Leader(l) = &mut self.role else { return Err(ReconfigError::NotLeader { leader }) };
-        if l.stop.is_some() {
+        if l.stop.is_some() && !passes {
             return Err(ReconfigError::InFlight);
         }
+        let next = l.stop_members.as_ref().unwrap_or(&self.members).changed(change)?;
         if !l.settled {
             if l.pending.is_empty() {
                 // Nothing of ours is in flight to be chosen: propose a no-op.
@@ -139,6 +140,7 @@ impl Paxos {
         let slot = l.next_slot;
         l.next_slot = slot.next();
         l.stop = Some(slot);
+        l.stop_members = Some(next.clone());
         self.stats.reconfigs_proposed += 1;
         self.start_slot(slot, Value::Reconfig(next));
         self.finish();

@@ -369,10 +369,11 @@ impl Paxos {
     /// nothing changed.
     pub fn propose(&mut self, batch: Vec<u8>) -> Result<Slot, ProposeError> {
         let leader_hint = self.leader();
+        let passes = self.passes_stop_signs();
         let Role::Leader(leader) = &mut self.role else {
             return Err(ProposeError::NotLeader { leader: leader_hint, batch });
         };
-        if leader.stop.is_some() {
+        if leader.stop.is_some() && !passes {
             return Err(ProposeError::Stopping { batch });
         }
         if leader.pending.len() >= self.cfg.window {
@@ -443,7 +444,8 @@ impl Paxos {
 
     /// Whether [`Paxos::propose`] would accept a batch now.
     pub fn can_propose(&self) -> bool {
-        matches!(&self.role, Role::Leader(l) if l.pending.len() < self.cfg.window && l.stop.is_none())
+        matches!(&self.role, Role::Leader(l)
+            if l.pending.len() < self.cfg.window && (l.stop.is_none() || self.passes_stop_signs()))
     }
 
     /// Slots this leader proposed that are not yet chosen (0 when not leading).

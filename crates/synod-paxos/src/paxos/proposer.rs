@@ -27,6 +27,8 @@ pub(super) struct Leader {
     /// A slot proposed at this leader's ballot was chosen: it may propose a
     /// membership change.
     pub(super) settled: bool,
+    /// The configuration the stop sign at `stop` starts, if this leader proposed it.
+    pub(super) stop_members: Option<synod_wire::Membership>,
 }
 
 /// A slot the leader proposed and has not yet seen chosen.
@@ -148,6 +150,7 @@ impl Paxos {
             pending: BTreeMap::new(),
             stop,
             settled: false,
+            stop_members: None,
         });
         self.stats.became_leader += 1;
         let mut slot = c.from;
@@ -189,6 +192,18 @@ impl Paxos {
             Role::Leader(l) => Some(l.ballot),
         }
     }
+    /// Whether the planted bug lets this leader change the membership again,
+    /// and propose batches, while a stop sign of its own is in flight.
+    #[cfg(feature = "planted-bugs")]
+    pub(super) fn passes_stop_signs(&self) -> bool {
+        self.cfg.bugs.second_change_in_flight
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    pub(super) fn passes_stop_signs(&self) -> bool {
+        false
+    }
+
     #[cfg(feature = "planted-bugs")]
     fn ignores_promise_from(&self, node: NodeId) -> bool {
         self.cfg.bugs.ignore_promised_values && node != self.cfg.id

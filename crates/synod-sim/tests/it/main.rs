@@ -78,6 +78,28 @@ mod planted {
     }
 
     #[test]
+    fn a_second_change_in_flight_is_caught() {
+        // A leader that changes the membership again before its first stop
+        // sign is chosen, and proposes past its stop signs, uses
+        // configurations before they are chosen: with two changes, the old
+        // and the newest configuration's majorities need not meet. Caught as
+        // a broken safety property, not only as a cluster that stalls.
+        let found = (0..5000).find_map(|seed| {
+            let mut cfg = SimConfig::new(seed);
+            cfg.bugs = PlantedBugs { second_change_in_flight: true, ..Default::default() };
+            cfg.replica_bugs = synod_replica::PlantedBugs { concurrent_changes: true, ..Default::default() };
+            cfg.operator_patience = 2;
+            cfg.fault_per_mille = 80;
+            let r = run(&cfg);
+            let safety: Vec<&str> =
+                r.violations.iter().map(|v| v.invariant).filter(|&i| i != "liveness").collect();
+            (!safety.is_empty()).then_some((seed, safety))
+        });
+        let (seed, invariants) = found.expect("no safety violation found in 5000 seeds");
+        eprintln!("second-change-in-flight: seed {seed} violates {invariants:?}");
+    }
+
+    #[test]
     fn routing_replies_by_position_is_caught() {
         let bugs = synod_replica::PlantedBugs { route_by_position: true, ..Default::default() };
         let (seed, invariants) = first_violation_with(500, |cfg| cfg.replica_bugs = bugs)
@@ -115,4 +137,17 @@ fn snapshots_transfers_and_lost_disks_happen() {
         snapshots > 200 && installs > 20 && wipes > 10,
         "snapshots {snapshots}, installs {installs}, wipes {wipes}"
     );
+}
+
+#[test]
+fn membership_changes_happen_and_runs_end_in_later_configurations() {
+    let (mut asked, mut done, mut changed) = (0, 0, 0);
+    for seed in 0..40 {
+        let r = run(&SimConfig::with_replicas(seed, 3 + 2 * (seed % 2) as u32));
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+        asked += r.changes.0;
+        done += r.changes.1;
+        changed += u64::from(r.epoch > 0);
+    }
+    assert!(asked > 40 && done > 20 && changed > 15, "asked {asked}, done {done}, runs changed {changed}");
 }
