@@ -93,6 +93,8 @@ pub(crate) struct View {
 /// A ballot: its round and the replica that owns it.
 #[derive(Debug, Serialize)]
 pub(crate) struct BallotView {
+    /// The configuration the ballot belongs to (0 until the first membership change).
+    pub epoch: u64,
     pub round: u64,
     pub node: u32,
 }
@@ -117,7 +119,7 @@ impl View {
                 Role::Follower => "follower",
             },
             leader: s.leader.map(|l| l.0),
-            ballot: BallotView { round: s.ballot.round, node: s.ballot.node.0 },
+            ballot: BallotView { epoch: s.ballot.epoch, round: s.ballot.round, node: s.ballot.node.0 },
             commit: s.commit.0,
             applied: s.applied.0,
             digest: format!("{:016x}", s.digest),
@@ -187,7 +189,10 @@ impl Report {
                 row.id,
                 v.role,
                 v.leader.map_or("-".to_owned(), |l| l.to_string()),
-                format!("{}.{}", v.ballot.round, v.ballot.node),
+                match v.ballot.epoch {
+                    0 => format!("{}.{}", v.ballot.round, v.ballot.node),
+                    e => format!("e{e}:{}.{}", v.ballot.round, v.ballot.node),
+                },
                 v.commit,
                 v.applied,
                 v.digest,
