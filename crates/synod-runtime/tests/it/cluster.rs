@@ -125,6 +125,14 @@ impl<S: synod_runtime::StateMachine + Send + 'static> Cluster<S> {
         addr
     }
 
+    /// Starts replica `id`, not among the cluster's peers, *without* `join`: refused.
+    pub fn start_outsider(&mut self, id: NodeId) -> Result<(), synod_runtime::StartError> {
+        let _ = certs::add(&self.certs, Identity::Node(id), 30, false);
+        let creds = Credentials::load(&self.certs, Identity::Node(id)).unwrap();
+        let config = ReplicaConfig::new(id, self.peers.clone(), creds, self.data_dir(id));
+        Replica::start(config, (self.make)()).map(drop)
+    }
+
     /// Replica `id`, if it runs.
     pub fn replica(&self, id: NodeId) -> Option<&Replica> {
         self.replicas.get(&id).and_then(Option::as_ref)

@@ -109,3 +109,11 @@ fn replicas_join_by_snapshot_are_promoted_and_a_removed_leader_stops() {
     let got = rt.block_on(client.get("key-3")).unwrap();
     assert_eq!(got, Some(vec![3u8; 200]));
 }
+
+#[test]
+fn a_replica_outside_its_peers_without_join_is_a_clear_configuration_error() {
+    let mut cluster = Cluster::start(3);
+    let err = cluster.start_outsider(NodeId(4)).unwrap_err();
+    assert!(matches!(err, synod_runtime::StartError::NotAPeer(NodeId(4))), "{err}");
+    assert!(err.to_string().contains("join = true"), "{err}");
+}
