@@ -1,5 +1,7 @@
 //! `cargo xtask cluster up|down|status [--dir D] [--replicas N] [--base-port P]`: real `synod`
-//! processes on loopback with fresh certificates, started in the background and stopped by `down`.
+//! processes on loopback with fresh certificates, started in the background and stopped by `down`;
+//! `cargo xtask cluster add [--learner] | remove N | replace N` changes its membership online
+//! (`crate::membership`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{cargo, run_cmd, target_dir};
+use crate::{cargo, membership, run_cmd, target_dir};
 
 /// A cluster laid out in a directory: certificates, one config, log and pid file per replica.
 #[derive(Debug, Clone)]
@@ -18,13 +20,20 @@ pub(crate) struct Cluster {
 }
 
 /// Real `synod` processes on loopback with fresh certificates: `up` builds and starts them in
-/// the background, `down` stops them, `status` asks them.
+/// the background, `down` stops them, `status` asks them; `add`, `remove N` and `replace N`
+/// change the membership of a running cluster.
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask cluster", bin_name = "cargo xtask cluster")]
 pub(crate) struct Args {
     /// What to do.
     #[arg(value_enum, default_value_t = Action::Status)]
     action: Action,
+    /// The replica to remove or replace (`remove N`, `replace N`).
+    #[arg(value_name = "N")]
+    id: Option<u32>,
+    /// `add`: add the new replica as a learner (it does not vote until promoted).
+    #[arg(long)]
+    learner: bool,
     /// The cluster's directory (certificates, configs, data, logs) [default: $CARGO_TARGET_DIR/cluster].
     #[arg(long, value_name = "D")]
     dir: Option<PathBuf>,
@@ -43,14 +52,23 @@ enum Action {
     Up,
     /// Stops the replicas.
     Down,
-    /// Shows each replica's status.
+    /// Shows each replica's status and the membership.
     Status,
+    /// Adds a replica (the next free id and port): its certificate, its node file with
+    /// `join = true`, starts it and adds it; without --learner waits until it has caught up.
+    Add,
+    /// Removes replica N and waits for its process to exit.
+    Remove,
+    /// Adds a new replica as a learner, waits until it has caught up, promotes it, removes N.
+    Replace,
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let Args { action, dir, replicas, base_port } = crate::parse_args("cluster", args)?;
+    let Args { action, id, learner, dir, replicas, base_port } = crate::parse_args("cluster", args)?;
+    check_action_args(action, id, learner)?;
     let dir = dir.unwrap_or_else(|| target_dir().join("cluster"));
     let cluster = Cluster { dir, replicas };
+    let steps = membership::Steps::new("cluster");
     match action {
         Action::Up => {
             build_release(&["synod"])?;
@@ -77,8 +95,61 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             cluster.replicas_on_disk()?;
             let mut cmd = Command::new(synod_bin());
             cmd.arg("status").arg("--client").arg(cluster.client_file());
+            run_cmd(&mut cmd)?;
+            let mut cmd = Command::new(synod_bin());
+            cmd.args(["member", "list", "--client"]).arg(cluster.client_file());
             run_cmd(&mut cmd)
         }
+        Action::Add => {
+            cluster.replicas_on_disk()?;
+            let id = steps.add(&cluster, learner)?;
+            if !learner {
+                steps.await_caught_up(&cluster, id, membership::CATCH_UP_TIMEOUT)?;
+            }
+            println!("cluster: replica {id} added{}", if learner { " as a learner" } else { "" });
+            Ok(())
+        }
+        Action::Remove => {
+            cluster.replicas_on_disk()?;
+            let id = id.context("remove needs the replica's id: `cargo xtask cluster remove N`")?;
+            steps.remove(&cluster, id)?;
+            println!("cluster: replica {id} removed");
+            Ok(())
+        }
+        Action::Replace => {
+            cluster.replicas_on_disk()?;
+            let id = id.context("replace needs the replica's id: `cargo xtask cluster replace N`")?;
+            let new = steps.replace(&cluster, id)?;
+            println!("cluster: replica {id} replaced by replica {new}");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses a replica id or `--learner` where the action takes none.
+fn check_action_args(action: Action, id: Option<u32>, learner: bool) -> Result<()> {
+    match (action, id) {
+        (Action::Remove | Action::Replace, None) => {
+            bail!("`cluster {}` needs the replica's id N", action_name(action))
+        }
+        (Action::Remove | Action::Replace, Some(_)) => {}
+        (_, Some(n)) => bail!("`cluster {}` takes no replica id (got {n})", action_name(action)),
+        (_, None) => {}
+    }
+    if learner && !matches!(action, Action::Add) {
+        bail!("--learner goes with `cluster add` only");
+    }
+    Ok(())
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Up => "up",
+        Action::Down => "down",
+        Action::Status => "status",
+        Action::Add => "add",
+        Action::Remove => "remove",
+        Action::Replace => "replace",
     }
 }
 
@@ -137,15 +208,28 @@ impl Cluster {
         self.dir.join(format!("node-{i}.pid"))
     }
 
-    fn replicas_on_disk(&self) -> Result<u32> {
-        let mut n = 0;
-        while self.node_file(n + 1).exists() {
-            n += 1;
-        }
-        if n == 0 {
+    /// Every replica with a node file, original or added (`node-<id>.toml`), in id order.
+    pub(crate) fn replicas_on_disk(&self) -> Result<Vec<u32>> {
+        let ids = self.ids_on_disk();
+        if ids.is_empty() {
             bail!("no cluster in {} (run `cargo xtask cluster up` first)", self.dir.display());
         }
-        Ok(n)
+        Ok(ids)
+    }
+
+    /// The ids of the node files in the cluster's directory (none if it does not exist).
+    pub(crate) fn ids_on_disk(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries.flatten().filter_map(|e| node_file_id(&e.file_name().to_string_lossy())).collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub(crate) fn log_file(&self, i: u32) -> PathBuf {
+        self.dir.join(format!("node-{i}.log"))
     }
 
     /// Fresh certificates, data directories and configuration files.
@@ -156,7 +240,7 @@ impl Cluster {
     /// As `create`; `quiet` keeps `synod certs init` from echoing unless it fails.
     pub(crate) fn create_with(&self, base_port: u16, quiet: bool) -> Result<()> {
         if self.dir.exists() {
-            if (1..=self.replicas).any(|i| self.pid_file(i).exists()) {
+            if self.ids_on_disk().into_iter().chain(1..=self.replicas).any(|i| self.pid_file(i).exists()) {
                 bail!("a cluster is running in {}; run `cargo xtask cluster down` first", self.dir.display());
             }
             std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
@@ -188,12 +272,15 @@ impl Cluster {
             );
             std::fs::write(self.node_file(i), text)?;
         }
-        let client = format!(
-            "# A client of the local synod cluster.\nclient = 1\n\n[tls]\nca = \"certs/ca.pem\"\n\
-             cert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n\n[replicas]\n{peers}"
-        );
-        std::fs::write(self.client_file(), client)?;
+        std::fs::write(self.client_file(), client_toml(&peers))?;
         Ok(())
+    }
+
+    /// Points client.toml at `members` (id, address), as a membership change leaves them.
+    pub(crate) fn write_client_file(&self, members: &[(u32, String)]) -> Result<()> {
+        let replicas: String = members.iter().map(|(id, addr)| format!("{id} = \"{addr}\"\n")).collect();
+        let path = self.client_file();
+        std::fs::write(&path, client_toml(&replicas)).with_context(|| format!("writing {}", path.display()))
     }
 
     pub(crate) fn start_all(&self) -> Result<()> {
@@ -207,7 +294,7 @@ impl Cluster {
     pub(crate) fn start(&self, i: u32) -> Result<()> {
         let mut cmd = Command::new(synod_bin());
         cmd.arg("start").arg("--config").arg(self.node_file(i));
-        let child = spawn_replica(cmd, &self.dir.join(format!("node-{i}.log")), i)?;
+        let child = spawn_replica(cmd, &self.log_file(i), i)?;
         std::fs::write(self.pid_file(i), child.id().to_string())?;
         Ok(())
     }
@@ -231,9 +318,11 @@ impl Cluster {
     }
 
     pub(crate) fn down(&self) -> Result<()> {
-        let n = self.replicas_on_disk()?;
-        for i in 1..=n {
+        let ids = self.replicas_on_disk()?;
+        let mut n = 0;
+        for &i in &ids {
             if let Some(pid) = self.pid(i) {
+                n += 1;
                 let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
                 if !wait_gone(pid, Duration::from_secs(5)) {
                     let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
@@ -249,7 +338,11 @@ impl Cluster {
     /// Each replica's view, from `synod status --json --client client.toml` (None: unreachable).
     /// Stops every replica still named by a pid file (a leftover of an earlier run too).
     pub(crate) fn stop_all(&self) {
-        for i in 1..=self.replicas {
+        let mut ids = self.ids_on_disk();
+        ids.extend(1..=self.replicas);
+        ids.sort_unstable();
+        ids.dedup();
+        for i in ids {
             crate::bench::stop_pid_file(&self.pid_file(i), "synod");
         }
     }
@@ -351,8 +444,7 @@ impl Cluster {
         loop {
             for i in 1..=self.replicas {
                 if self.pid(i).is_none_or(|pid| !alive(pid)) {
-                    let log = self.dir.join(format!("node-{i}.log"));
-                    bail!("replica {i} is not running: {}", last_words(&log));
+                    bail!("replica {i} is not running: {}", last_words(&self.log_file(i)));
                 }
             }
             if let Ok(views) = self.statuses() {
@@ -370,6 +462,19 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// client.toml for the local cluster, its `[replicas]` table being `replicas`.
+fn client_toml(replicas: &str) -> String {
+    format!(
+        "# A client of the local synod cluster.\nclient = 1\n\n[tls]\nca = \"certs/ca.pem\"\n\
+         cert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n\n[replicas]\n{replicas}"
+    )
+}
+
+/// The id in a node file's name, `node-<id>.toml`.
+fn node_file_id(name: &str) -> Option<u32> {
+    name.strip_prefix("node-")?.strip_suffix(".toml")?.parse().ok()
 }
 
 /// The replicas' entries of `synod status --json` output (`{"replicas": [...], ...}`), in the
@@ -418,12 +523,12 @@ pub(crate) fn ready(views: &[Option<Value>], replicas: u32) -> std::result::Resu
 }
 
 /// Whether process `pid` is running (a zombie child of ours is not).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
 /// The last line of a replica's log, without its colours.
-fn last_words(log: &Path) -> String {
+pub(crate) fn last_words(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("its log is empty");
     let mut plain = String::new();
@@ -488,6 +593,42 @@ mod tests {
         assert!(views[1].is_none());
         assert!(parse_statuses(b"").is_err());
         assert!(parse_statuses(b"{}").is_err());
+    }
+
+    #[test]
+    fn membership_actions_take_an_id_where_they_need_one() {
+        let parse = |s: &str| {
+            let args: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+            let a: Args = crate::parse_args("cluster", &args)?;
+            check_action_args(a.action, a.id, a.learner).map(|()| (a.id, a.learner))
+        };
+        assert_eq!(parse("add").unwrap(), (None, false));
+        assert_eq!(parse("add --learner").unwrap(), (None, true));
+        assert_eq!(parse("remove 3").unwrap(), (Some(3), false));
+        assert_eq!(parse("replace 1 --dir /tmp/x").unwrap(), (Some(1), false));
+        assert!(parse("remove").unwrap_err().to_string().contains("needs the replica's id"));
+        assert!(parse("add 4").unwrap_err().to_string().contains("takes no replica id"));
+        assert!(parse("up --learner").unwrap_err().to_string().contains("--learner goes with"));
+        assert!(parse("remove three").is_err());
+    }
+
+    #[test]
+    fn node_files_name_the_replicas_on_disk() {
+        assert_eq!(node_file_id("node-12.toml"), Some(12));
+        assert_eq!(node_file_id("node-1.log"), None);
+        assert_eq!(node_file_id("client.toml"), None);
+        let dir = std::env::temp_dir().join(format!("synod-ids-on-disk-{}", std::process::id()));
+        let cluster = Cluster { dir: dir.clone(), replicas: 3 };
+        assert!(cluster.ids_on_disk().is_empty());
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["node-2.toml", "node-10.toml", "node-1.toml", "node-4.log", "client.toml"] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        assert_eq!(cluster.replicas_on_disk().unwrap(), [1, 2, 10]);
+        cluster.write_client_file(&[(2, "127.0.0.1:7102".into()), (10, "127.0.0.1:7110".into())]).unwrap();
+        let text = std::fs::read_to_string(cluster.client_file()).unwrap();
+        assert!(text.ends_with("[replicas]\n2 = \"127.0.0.1:7102\"\n10 = \"127.0.0.1:7110\"\n"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

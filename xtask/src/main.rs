@@ -7,6 +7,7 @@ mod chaos;
 mod ci;
 mod cluster;
 mod demo;
+mod membership;
 mod sim;
 mod soak;
 mod tidy;
@@ -25,9 +26,11 @@ tasks:
           `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--warmup 2s]
           [--puts 100] [--sessions 16] [--load-threads 0] [--quick]` (docs/PERFORMANCE.md)
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]
-          [--base-port P]`
+          [--base-port P]`; membership changes on it: `cargo xtask cluster add [--learner]`,
+          `cargo xtask cluster remove N`, `cargo xtask cluster replace N`
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
-          (`--seconds 20`, `--clients 64`)
+          (`--seconds 20`, `--clients 64`); `--replace`: instead, replica 4 added as a learner,
+          promoted, replica 1 removed, and throughput over time shown
   chaos   real processes in network namespaces under faults (cuts, loss, SIGKILL, SIGSTOP, skewed
           clocks, a replica restarted with an emptied data directory), small snapshots throughout,
           histories checked: `cargo xtask chaos [--time S] [--seed N] [--quick]`
