@@ -1,6 +1,7 @@
 //! Integration tests of the Paxos core: small in-memory clusters, including
 //! the partial-connectivity scenarios of the OmniPaxos paper.
 
+mod membership;
 mod model;
 mod regressions;
 mod snapshot;
