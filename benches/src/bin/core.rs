@@ -112,7 +112,10 @@ impl Bench {
                                 applier.apply_unanswered(slot, &value).expect("in order");
                             }
                         }
-                        Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
+                        Action::LeaderChanged { .. }
+                        | Action::SnapshotWanted { .. }
+                        | Action::Reconfigured { .. }
+                        | Action::Retire => {}
                     }
                 }
             }
@@ -429,7 +432,10 @@ impl Node {
                 }
                 Action::Persist { token, .. } => self.replica.core.handle_persisted(token),
                 Action::Commit { slot, value } => commits.push((slot, value)),
-                Action::LeaderChanged { .. } | Action::SnapshotWanted { .. } => {}
+                Action::LeaderChanged { .. }
+                | Action::SnapshotWanted { .. }
+                | Action::Reconfigured { .. }
+                | Action::Retire => {}
             }
         }
         for (slot, value) in commits {

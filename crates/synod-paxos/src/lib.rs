@@ -143,7 +143,7 @@ mod stats;
 pub use action::{Action, PersistToken};
 pub use config::{Config, ConfigError};
 pub use durable::Durable;
-pub use paxos::{Paxos, ProposeError, ReconfigError};
+pub use paxos::{Paxos, ProposeError, ReconfigError, RETIRE_TICKS};
 pub use stats::Stats;
 
 /// Deliberately broken behaviours for the simulator's self-tests.

@@ -32,7 +32,7 @@ use output::Announced;
 use proposer::{Candidate, Leader};
 use snapshot::Rejoin;
 
-pub use membership::ReconfigError;
+pub use membership::{ReconfigError, RETIRE_TICKS};
 
 /// Why a proposal was refused. The batch comes back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -283,6 +283,15 @@ impl Paxos {
             stats: Stats::default(),
             cfg: config,
         };
+        if !paxos.members.contains(paxos.cfg.id)
+            && paxos.cfg.members.contains(&paxos.cfg.id)
+            && paxos.members.epoch > 0
+        {
+            // Started as a member (not joining), and the configuration its
+            // snapshot holds no longer names it: it was removed before the crash.
+            paxos.removed = true;
+            paxos.removed_at = Some(0);
+        }
         paxos.advance();
         paxos.last_commit_mark = paxos.first_unchosen;
         paxos.known_commit = paxos.first_unchosen;

@@ -125,3 +125,23 @@ fn a_learner_catches_up_is_promoted_and_the_removed_leader_hands_over() {
         assert!(!m.contains(leader) && m.voters().count() == 3);
     }
 }
+
+#[test]
+fn a_replica_restored_from_a_snapshot_that_no_longer_names_it_knows_it_was_removed() {
+    let ids = [1, 2, 3].map(NodeId);
+    let later = synod_wire::Membership {
+        epoch: 2,
+        ..synod_wire::Membership::initial([2, 3, 4].map(|i| (NodeId(i), String::new())))
+    };
+    let durable = synod_paxos::Durable {
+        snapshot_upto: Slot(40),
+        membership: Some(later.clone()),
+        ..Default::default()
+    };
+    let removed = Paxos::recover(Config::new(NodeId(1), ids).unwrap(), 1, durable.clone(), Slot(40));
+    assert!(removed.is_removed() && !removed.is_voter());
+    // A replica that joins is not "removed" for not being named yet.
+    let joining = Paxos::recover(Config::joining(NodeId(5), ids).unwrap(), 1, durable, Slot(40));
+    assert!(!joining.is_removed());
+    assert_eq!(joining.membership(), &later);
+}
