@@ -1,6 +1,8 @@
 //! `cargo xtask chaos [--time S] [--seed N] [--quick]`: real `synod` processes, each in its own
 //! network namespace behind a bridge, under a seeded schedule of faults (nftables cuts and loss,
-//! SIGKILL, SIGSTOP, a restart under a skewed clock, a restart from an emptied data directory);
+//! SIGKILL, SIGSTOP, a restart under a skewed clock, a restart from an emptied data directory)
+//! and membership changes (replacing a replica by a new one with a new address, certificate and
+//! empty disk; growing the cluster to 5 voters and shrinking it back to 3);
 //! concurrent clients record a history that is checked for linearizability; after everything heals
 //! the replicas must be identical. The replicas take small snapshots (`[snapshots] log_bytes =
 //! 65536`), so that snapshots, log truncation and snapshot transfers happen throughout a run.
@@ -19,7 +21,10 @@ use serde_json::Value;
 use crate::cluster::{build_release, spawn_replica, synod_bin};
 use crate::target_dir;
 
+/// The replicas the cluster starts with.
 const REPLICAS: u32 = 3;
+/// Namespaces (and so replica ids) the lab makes room for: replacements and growth take new ids.
+const SLOTS: u32 = 12;
 const NET: &str = "10.200.0";
 const SWITCH: &str = "synodsw";
 const CLIENT_NS: &str = "synodcl";
@@ -54,7 +59,7 @@ impl Lab {
         sh(&["ip", "-n", SWITCH, "link", "set", "lo", "up"])?;
         sh(&["ip", "-n", SWITCH, "link", "add", "br0", "type", "bridge"])?;
         sh(&["ip", "-n", SWITCH, "link", "set", "br0", "up"])?;
-        let hosts: Vec<(String, u32)> = (1..=REPLICAS)
+        let hosts: Vec<(String, u32)> = (1..=SLOTS)
             .map(|i| (ns(i), i))
             .chain(std::iter::once((CLIENT_NS.to_owned(), CLIENT_HOST)))
             .collect();
@@ -74,7 +79,7 @@ impl Lab {
         nft("add table bridge chaos")?;
         nft("add chain bridge chaos cut { type filter hook forward priority 0; policy accept; }")?;
         Lab::watchdog()?;
-        Ok(Lab { children: (0..REPLICAS).map(|_| None).collect() })
+        Ok(Lab { children: (0..SLOTS).map(|_| None).collect() })
     }
 
     /// A detached shell that tears the lab down once this process is gone,
@@ -82,7 +87,7 @@ impl Lab {
     /// finds nothing left to do.
     fn watchdog() -> Result<()> {
         let names: Vec<String> =
-            (1..=REPLICAS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
+            (1..=SLOTS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
         let script = format!(
             "for n in {names}; do \
              for p in $(ip netns pids $n 2>/dev/null); do kill -CONT $p; kill -KILL $p; done; \
@@ -95,7 +100,7 @@ impl Lab {
 
     /// Kills everything in the lab and deletes its namespaces (links and rules go with them).
     fn down() {
-        for name in (1..=REPLICAS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]) {
+        for name in (1..=SLOTS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]) {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-CONT", pid]).status();
@@ -130,8 +135,15 @@ impl Lab {
         Ok(())
     }
 
-    fn running(&self, i: u32) -> bool {
-        self.children[i as usize - 1].is_some()
+    fn running(&mut self, i: u32) -> bool {
+        let slot = &mut self.children[i as usize - 1];
+        // A replica that exited by itself (a removed one retires) is not running.
+        if let Some(child) = slot {
+            if child.try_wait().ok().flatten().is_some() {
+                *slot = None;
+            }
+        }
+        slot.is_some()
     }
 }
 
@@ -231,24 +243,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "--dir",
         dir.join("certs").to_str().context("path")?,
     ])?;
-    let peers: String = (1..=REPLICAS).map(|i| format!("{i} = \"{NET}.{i}:7000\"\n")).collect();
-    for i in 1..=REPLICAS {
-        std::fs::write(
-            dir.join(format!("node-{i}.toml")),
-            format!(
-                "id = {i}\ndata_dir = \"data/node-{i}\"\nmetrics = \"{NET}.{i}:9100\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{i}.pem\"\nkey = \"certs/node-{i}.key\"\n[peers]\n{peers}{SNAPSHOTS}"
-            ),
-        )?;
+    let initial: Vec<u32> = (1..=REPLICAS).collect();
+    for &i in &initial {
+        write_node_file(&dir, i, false, &initial)?;
     }
-    std::fs::write(
-        dir.join("client.toml"),
-        format!("client = 1\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n[replicas]\n{peers}"),
-    )?;
+    // The chaos client keeps the first replicas' addresses for the whole run: once they are
+    // replaced it must find the new members from the cluster, as any client must.
+    std::fs::write(dir.join("client.toml"), client_file(&initial))?;
+    let mut members = Members { voters: initial.clone(), next: REPLICAS + 1 };
+    members.write_admin(&dir)?;
     let mut lab = Lab::up()?;
-    for i in 1..=REPLICAS {
+    for &i in &initial {
         lab.start(&dir, i, None)?;
     }
-    await_all_up(&dir, Duration::from_secs(20))?;
+    await_all_up(&dir, &members, Duration::from_secs(20))?;
     let client = Command::new("ip")
         .args(["netns", "exec", CLIENT_NS])
         .arg(target_dir().join("release").join("chaos_client"))
@@ -260,11 +268,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting the chaos client")?;
-    let (faults, kinds, leaders) =
-        nemesis(&mut lab, &dir, seed, Duration::from_secs(seconds.saturating_sub(8)))?;
-    // Heal everything and bring every replica back.
+    let span = Duration::from_secs(seconds.saturating_sub(8));
+    let (faults, kinds, leaders) = nemesis(&mut lab, &dir, &mut members, seed, span, args.quick)?;
+    // Heal everything and bring every member back.
     nft("flush chain bridge chaos cut")?;
-    for i in 1..=REPLICAS {
+    for &i in &members.voters {
         if !lab.running(i) {
             lab.start(&dir, i, None)?;
         }
@@ -275,7 +283,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
         .context("the chaos client printed no summary")?;
-    let identical = await_identical(&dir, Duration::from_secs(30));
+    let identical = await_identical(&dir, &members, Duration::from_secs(30));
     let verdict = summary["verdict"].as_str().unwrap_or("missing").to_owned();
     let ops = summary["ok"].as_u64().unwrap_or(0)
         + summary["fail"].as_u64().unwrap_or(0)
@@ -283,6 +291,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     println!(
         "chaos: ops ok {} fail {} info {}; faults {kinds:?}; leader changes seen {leaders}; checker {:.2} s: {verdict}",
         summary["ok"], summary["fail"], summary["info"], summary["check_seconds"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "chaos: members at the end: {:?} (replicas {}..{} were added during the run)",
+        members.voters,
+        REPLICAS + 1,
+        members.next - 1
     );
     let mut violations = 0;
     if verdict.starts_with("illegal") {
@@ -315,8 +329,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 fn nemesis(
     lab: &mut Lab,
     dir: &std::path::Path,
+    members: &mut Members,
     seed: u64,
     span: Duration,
+    quick: bool,
 ) -> Result<(u64, std::collections::BTreeMap<&'static str, u64>, usize)> {
     let mut rng = Rng(seed | 1);
     let began = Instant::now();
@@ -325,24 +341,62 @@ fn nemesis(
     let mut leaders: Vec<u32> = Vec::new();
     std::thread::sleep(Duration::from_secs(2));
     while began.elapsed() + Duration::from_secs(6) < span {
-        let seen = leader(dir);
+        let seen = leader(dir, members);
         if let Some(l) = seen {
             if leaders.last() != Some(&l) {
                 leaders.push(l);
             }
         }
-        let leader = seen.unwrap_or(1 + rng.below(3) as u32);
-        let other = |rng: &mut Rng, not: u32| (not + rng.below(2) as u32) % REPLICAS + 1;
+        let ids = members.voters.clone();
+        let any = |rng: &mut Rng| ids[rng.below(ids.len() as u64) as usize];
+        let leader = seen.unwrap_or_else(|| any(&mut rng));
+        let other = |rng: &mut Rng, not: u32| {
+            let rest: Vec<u32> = ids.iter().copied().filter(|&i| i != not).collect();
+            rest[rng.below(rest.len() as u64) as usize]
+        };
         let hold = Duration::from_millis(1500 + rng.below(2500));
-        let kind = match rng.below(9) {
+        // The quick run (CI's) replaces a replica first, so that every run changes the membership.
+        let draw = if quick && faults == 0 { 9 } else { rng.below(12) };
+        let kind = match draw {
+            9 | 10 => {
+                // Replace a replica (the leader half the time) by a new one: a new id, address,
+                // certificate and empty disk, added as a learner, promoted once caught up; then
+                // the old one is removed and must stop.
+                let victim = if rng.below(2) == 0 { leader } else { other(&mut rng, leader) };
+                let new = add_replica(lab, dir, members)?;
+                member(dir, members, &["promote", &new.to_string()])?;
+                members.voters.push(new);
+                members.write_admin(dir)?;
+                remove_replica(lab, dir, members, victim)?;
+                println!("chaos:   replaced replica {victim} by replica {new}; members {:?}", members.voters);
+                "replace"
+            }
+            11 if members.voters.len() <= 3 => {
+                for _ in 0..2 {
+                    let new = add_replica(lab, dir, members)?;
+                    member(dir, members, &["promote", &new.to_string()])?;
+                    members.voters.push(new);
+                    members.write_admin(dir)?;
+                }
+                println!("chaos:   grew to {:?}", members.voters);
+                "grow-to-5"
+            }
+            11 => {
+                while members.voters.len() > 3 {
+                    let victim = members.voters[rng.below(members.voters.len() as u64) as usize];
+                    remove_replica(lab, dir, members, victim)?;
+                }
+                println!("chaos:   shrank to {:?}", members.voters);
+                "shrink-to-3"
+            }
             0 => {
                 nft(&format!("add rule bridge chaos cut ip saddr {NET}.{leader} drop"))?;
                 nft(&format!("add rule bridge chaos cut ip daddr {NET}.{leader} drop"))?;
                 "isolate-leader"
             }
             1 => {
-                let minority = 1 + rng.below(3) as u32;
-                for peer in (1..=REPLICAS).filter(|&p| p != minority) {
+                let minority = any(&mut rng);
+                for peer in ids.iter().copied().filter(|&p| p != minority) {
                     nft(&format!(
                         "add rule bridge chaos cut ip saddr {NET}.{minority} ip daddr {NET}.{peer} drop"
                     ))?;
@@ -359,21 +413,23 @@ fn nemesis(
             }
             3 => {
                 // Partial connectivity: two replicas cannot talk, the third hears both.
-                let a = 1 + rng.below(3) as u32;
+                let a = any(&mut rng);
                 let b = other(&mut rng, a);
                 nft(&format!("add rule bridge chaos cut ip saddr {NET}.{a} ip daddr {NET}.{b} drop"))?;
                 nft(&format!("add rule bridge chaos cut ip saddr {NET}.{b} ip daddr {NET}.{a} drop"))?;
                 "partial-connectivity"
             }
             4 => {
-                let n = 1 + rng.below(3) as u32;
+                let n = any(&mut rng);
                 nft(&format!(
                     "add rule bridge chaos cut ip saddr {NET}.{n} numgen random mod 100 < 30 drop"
                 ))?;
                 "loss-30%"
             }
             5 => {
-                lab.signal(leader, "KILL")?;
+                if lab.running(leader) {
+                    lab.signal(leader, "KILL")?;
+                }
                 std::thread::sleep(hold);
                 lab.start(dir, leader, None)?;
                 "kill-restart"
@@ -385,15 +441,17 @@ fn nemesis(
                 "stop-cont"
             }
             7 => {
-                let n = 1 + rng.below(3) as u32;
-                lab.signal(n, "KILL")?;
+                let n = any(&mut rng);
+                if lab.running(n) {
+                    lab.signal(n, "KILL")?;
+                }
                 lab.start(dir, n, Some("+30s"))?;
                 "restart-skewed-clock"
             }
             _ => {
                 // A replica whose disk is lost: it must rejoin from an empty data directory,
                 // by a snapshot from its peers.
-                let n = 1 + rng.below(3) as u32;
+                let n = any(&mut rng);
                 if lab.running(n) {
                     lab.signal(n, "KILL")?;
                 }
@@ -406,7 +464,16 @@ fn nemesis(
         faults += 1;
         *kinds.entry(kind).or_insert(0) += 1;
         println!("chaos: t={:>5.1}s {kind} (leader was {leader})", began.elapsed().as_secs_f64());
-        if !matches!(kind, "kill-restart" | "stop-cont" | "restart-skewed-clock" | "wipe-restart") {
+        if !matches!(
+            kind,
+            "kill-restart"
+                | "stop-cont"
+                | "restart-skewed-clock"
+                | "wipe-restart"
+                | "replace"
+                | "grow-to-5"
+                | "shrink-to-3"
+        ) {
             std::thread::sleep(hold);
             nft("flush chain bridge chaos cut")?;
         }
@@ -432,26 +499,34 @@ fn wipe(data: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Each replica's status, read from inside the client namespace.
+/// Each member's status, read from inside the client namespace (the admin file lists the members).
 fn statuses(dir: &std::path::Path) -> Vec<Option<Value>> {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", CLIENT_NS]).arg(synod_bin()).args(["status", "--json", "--client"]);
-    cmd.arg(dir.join("client.toml"));
+    cmd.arg(dir.join("admin.toml"));
     let Ok(out) = cmd.stderr(Stdio::null()).output() else { return Vec::new() };
     crate::cluster::parse_statuses(&out.stdout).unwrap_or_default()
 }
 
-fn leader(dir: &std::path::Path) -> Option<u32> {
-    statuses(dir).iter().position(|v| v.as_ref().is_some_and(crate::cluster::leads)).map(|i| i as u32 + 1)
+fn leader(dir: &std::path::Path, members: &Members) -> Option<u32> {
+    statuses(dir)
+        .iter()
+        .flatten()
+        .filter(|v| crate::cluster::leads(v))
+        .filter_map(|v| v["id"].as_u64().map(|id| id as u32))
+        .find(|id| members.voters.contains(id))
 }
 
-/// Waits until every replica answers, hears all its peers and one leads, so
+/// Waits until every member answers, hears all its peers and one leads, so
 /// that the faults start on a whole cluster.
-fn await_all_up(dir: &std::path::Path, timeout: Duration) -> Result<u32> {
+fn await_all_up(dir: &std::path::Path, members: &Members, timeout: Duration) -> Result<u32> {
     let until = Instant::now() + timeout;
     loop {
-        let why = match crate::cluster::ready(&statuses(dir), REPLICAS) {
-            Ok(leader) => return Ok(leader),
+        let why = match crate::cluster::ready(&statuses(dir), members.voters.len() as u32) {
+            Ok(_) => match leader(dir, members) {
+                Some(leader) => return Ok(leader),
+                None => "no leader yet".to_owned(),
+            },
             Err(why) => why,
         };
         if Instant::now() > until {
@@ -461,7 +536,7 @@ fn await_all_up(dir: &std::path::Path, timeout: Duration) -> Result<u32> {
     }
 }
 
-fn await_identical(dir: &std::path::Path, timeout: Duration) -> Result<String> {
+fn await_identical(dir: &std::path::Path, members: &Members, timeout: Duration) -> Result<String> {
     let until = Instant::now() + timeout;
     loop {
         let seen: Vec<(u64, String)> = statuses(dir)
@@ -469,14 +544,160 @@ fn await_identical(dir: &std::path::Path, timeout: Duration) -> Result<String> {
             .flatten()
             .map(|v| (v["applied"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_owned()))
             .collect();
-        if seen.len() == REPLICAS as usize && seen.windows(2).all(|w| w[0] == w[1]) {
-            return Ok(format!("{} slots, digest {}", seen[0].0, seen[0].1));
+        if seen.len() == members.voters.len() && seen.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(format!("{} slots, digest {} on replicas {:?}", seen[0].0, seen[0].1, members.voters));
         }
         if Instant::now() > until {
             bail!("after {timeout:?}: {seen:?}");
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// The cluster's members as the nemesis changed them: every one a voter
+/// between steps; `next` is the id the next new replica takes.
+struct Members {
+    voters: Vec<u32>,
+    next: u32,
+}
+
+impl Members {
+    /// Rewrites admin.toml, the client file the lab's own `synod status` and
+    /// `synod member` commands use, to list the current members.
+    fn write_admin(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::write(dir.join("admin.toml"), client_file(&self.voters))?;
+        Ok(())
+    }
+}
+
+/// A client file (client 1's certificate) listing replicas `ids`.
+fn client_file(ids: &[u32]) -> String {
+    let replicas: String = ids.iter().map(|i| format!("{i} = \"{NET}.{i}:7000\"\n")).collect();
+    format!(
+        "client = 1\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/client-1.pem\"\nkey = \"certs/client-1.key\"\n[replicas]\n{replicas}"
+    )
+}
+
+/// Replica `i`'s node file: the cluster's first members as its peers, or (joining) itself and
+/// the members it learns the cluster from.
+fn write_node_file(dir: &std::path::Path, i: u32, join: bool, peers: &[u32]) -> Result<()> {
+    let mut ids = peers.to_vec();
+    if !ids.contains(&i) {
+        ids.push(i);
+    }
+    ids.sort_unstable();
+    let peers: String = ids.iter().map(|p| format!("{p} = \"{NET}.{p}:7000\"\n")).collect();
+    let join = if join { "join = true\n" } else { "" };
+    std::fs::write(
+        dir.join(format!("node-{i}.toml")),
+        format!(
+            "id = {i}\n{join}data_dir = \"data/node-{i}\"\nmetrics = \"{NET}.{i}:9100\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{i}.pem\"\nkey = \"certs/node-{i}.key\"\n[peers]\n{peers}{SNAPSHOTS}"
+        ),
+    )
+    .with_context(|| format!("writing node-{i}.toml"))
+}
+
+/// Runs `synod member ARGS` from the client namespace against the members; retries a refusal a
+/// few times (a leader that has just been elected asks for a retry; a member may be catching up).
+fn member(dir: &std::path::Path, _members: &Members, args: &[&str]) -> Result<String> {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", CLIENT_NS])
+            .arg(synod_bin())
+            .arg("member")
+            .args(args)
+            .arg("--client")
+            .arg(dir.join("admin.toml"))
+            .output()
+            .context("running synod member")?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        // An earlier attempt whose answer was lost may have made the change already.
+        let done = ["is already a member", "is already a voter", "is not a member"];
+        if done.iter().any(|d| last.contains(d)) {
+            return Ok(last);
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    bail!("synod member {} failed: {last}", args.join(" "))
+}
+
+/// `synod member list --json`.
+fn member_view(dir: &std::path::Path) -> Option<Value> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", CLIENT_NS])
+        .arg(synod_bin())
+        .args(["member", "list", "--json", "--client"])
+        .arg(dir.join("admin.toml"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Starts a new replica (the next id: a new certificate, address and empty data directory) that
+/// joins, adds it as a learner, and waits until it has caught up with the leader.
+fn add_replica(lab: &mut Lab, dir: &std::path::Path, members: &mut Members) -> Result<u32> {
+    let id = members.next;
+    if id > SLOTS {
+        bail!("the lab has room for replicas 1..={SLOTS} only");
+    }
+    members.next += 1;
+    sh(&[
+        synod_bin().to_str().context("path")?,
+        "certs",
+        "add",
+        "--node",
+        &id.to_string(),
+        "--dir",
+        dir.join("certs").to_str().context("path")?,
+    ])?;
+    write_node_file(dir, id, true, &members.voters)?;
+    lab.start(dir, id, None)?;
+    member(
+        dir,
+        members,
+        &["add", "--id", &id.to_string(), "--addr", &format!("{NET}.{id}:7000"), "--learner"],
+    )?;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = member_view(dir);
+        let caught_up = |id: u32| {
+            view.as_ref()?["members"].as_array()?.iter().find(|m| m["id"] == id)?["caught_up"].as_u64()
+        };
+        let leader = view.as_ref().and_then(|v| v["leader"].as_u64()).map(|l| l as u32);
+        if let (Some(mine), Some(theirs)) = (caught_up(id), leader.and_then(caught_up)) {
+            if mine > 0 && mine + 64 >= theirs {
+                return Ok(id);
+            }
+        }
+        if Instant::now() > until {
+            bail!(
+                "replica {id} did not catch up within 30 s; its log: {}",
+                dir.join(format!("node-{id}.log")).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Removes member `victim` and waits for its process to stop by itself (it retires once the
+/// others know); a replica that is down is removed all the same.
+fn remove_replica(lab: &mut Lab, dir: &std::path::Path, members: &mut Members, victim: u32) -> Result<()> {
+    member(dir, members, &["remove", &victim.to_string()])?;
+    members.voters.retain(|&v| v != victim);
+    members.write_admin(dir)?;
+    let until = Instant::now() + Duration::from_secs(20);
+    while lab.running(victim) {
+        if Instant::now() > until {
+            bail!("replica {victim} was removed but did not stop within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
