@@ -10,6 +10,7 @@ mod demo;
 mod membership;
 mod sim;
 mod soak;
+mod throughput;
 mod tidy;
 
 use std::path::PathBuf;
