@@ -115,7 +115,9 @@ impl Bench {
                         Action::LeaderChanged { .. }
                         | Action::SnapshotWanted { .. }
                         | Action::Reconfigured { .. }
-                        | Action::Retire => {}
+                        | Action::Retire
+                        | Action::ReadReady { .. }
+                        | Action::ReadFailed { .. } => {}
                     }
                 }
             }
@@ -435,7 +437,9 @@ impl Node {
                 Action::LeaderChanged { .. }
                 | Action::SnapshotWanted { .. }
                 | Action::Reconfigured { .. }
-                | Action::Retire => {}
+                | Action::Retire
+                | Action::ReadReady { .. }
+                | Action::ReadFailed { .. } => {}
             }
         }
         for (slot, value) in commits {

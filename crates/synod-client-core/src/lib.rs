@@ -46,7 +46,7 @@ mod machine;
 
 use std::time::Duration;
 
-use synod_wire::{ClientId, ClientRequest, EncodeError, NodeId};
+use synod_wire::{ClientFrame, ClientId, ClientRequest, EncodeError, NodeId};
 
 pub use machine::ClientCore;
 
@@ -95,8 +95,29 @@ pub struct Transmit {
     pub epoch: u64,
     /// The replica at the other end of that connection.
     pub node: NodeId,
-    /// The request; a driver encodes it as a `ClientFrame::Request`.
-    pub request: ClientRequest,
+    /// What to send: a `ClientFrame::Request` (a command for the log) or a
+    /// `ClientFrame::Read` (a read outside the log).
+    pub frame: ClientFrame,
+}
+
+impl Transmit {
+    /// The command for the log this carries, if it is one.
+    pub fn request(&self) -> Option<&ClientRequest> {
+        match &self.frame {
+            ClientFrame::Request(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The id the answer will carry.
+    pub fn id(&self) -> u64 {
+        match &self.frame {
+            ClientFrame::Request(r) => r.id,
+            ClientFrame::Read(r) => r.id,
+            ClientFrame::Admin(a) => a.id,
+            ClientFrame::Change(c) => c.id,
+        }
+    }
 }
 
 /// Open a connection to `node`, and report how it went with `epoch`

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use synod_wire::{
-    ClientId, ClientReply, ClientRequest, Command, EncodeError, NodeId, Outcome, Seq, MAX_FRAME_LEN,
+    ClientFrame, ClientId, ClientReply, ClientRequest, Command, EncodeError, NodeId, Outcome, ReadMode,
+    ReadRequest, Seq, MAX_FRAME_LEN,
 };
 
 use crate::{CallError, CallId, ClientEvent, Connect, CoreConfig, RegisterError, Rejection, Transmit};
@@ -57,6 +58,19 @@ struct Pending {
     ids: Vec<u64>,
 }
 
+/// A read outside the log: it needs no session and may be sent again anywhere.
+#[derive(Debug)]
+struct PendingRead {
+    call: CallId,
+    query: Vec<u8>,
+    mode: ReadMode,
+    deadline: u64,
+    attempt: Option<Attempt>,
+    not_before: Option<u64>,
+    /// Answers `Unavailable` in a row, for the backoff.
+    unavailable: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
     /// Not connected; connect to the cursor's replica at `at`.
@@ -93,6 +107,9 @@ pub struct ClientCore {
     pending: BTreeMap<u64, Pending>,
     /// Request id -> key in `pending`, for every attempt of every outstanding request.
     ids: BTreeMap<u64, u64>,
+    /// Reads in flight, by call id, and the request ids of their attempts.
+    reads: BTreeMap<u64, PendingRead>,
+    read_ids: BTreeMap<u64, u64>,
     next_id: u64,
     /// Failovers since the last answer; drives the backoff.
     failovers: u32,
@@ -133,6 +150,8 @@ impl ClientCore {
             next_seq: 1,
             next_call: 0,
             pending: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            read_ids: BTreeMap::new(),
             ids: BTreeMap::new(),
             next_id: 1,
             failovers: 0,
@@ -207,6 +226,40 @@ impl ClientCore {
         call
     }
 
+    /// Starts a read outside the log of `query` (a state-machine query),
+    /// served as `mode` says by the replica the client is connected to, to
+    /// be answered by `deadline` at the latest. It needs no session and does
+    /// not count against [`ClientCore::can_call`]'s window. Its answer comes
+    /// as [`ClientEvent::Completed`]; a replica that cannot serve it as asked
+    /// (no leader to confirm it) is asked again after a pause, and one that
+    /// does not answer in time is left for another, as for calls.
+    pub fn handle_read(&mut self, now: u64, query: Vec<u8>, mode: ReadMode, deadline: u64) -> CallId {
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        let refused = if now >= deadline {
+            Some(CallError::Timeout)
+        } else if query.len() + ENVELOPE > MAX_FRAME_LEN {
+            Some(CallError::Encode(EncodeError::TooLarge {
+                what: "client read",
+                len: query.len() + ENVELOPE,
+                limit: MAX_FRAME_LEN,
+            }))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.events.push_back(ClientEvent::Completed { call, result: Err(error) });
+            return call;
+        }
+        self.reads.insert(
+            call.0,
+            PendingRead { call, query, mode, deadline, attempt: None, not_before: None, unavailable: 0 },
+        );
+        self.send_read(now, call.0);
+        self.progress(now);
+        call
+    }
+
     /// The connection of `epoch` to `node` (asked for by [`ClientCore::poll_connect`]) is up.
     ///
     /// A connection of an older epoch is not used: the driver closes it
@@ -223,6 +276,15 @@ impl ClientCore {
                 .collect();
             for key in keys {
                 self.send(now, key);
+            }
+            let reads: Vec<u64> = self
+                .reads
+                .iter()
+                .filter(|(_, r)| r.not_before.is_none_or(|t| t <= now))
+                .map(|(&k, _)| k)
+                .collect();
+            for key in reads {
+                self.send_read(now, key);
             }
         }
         self.progress(now);
@@ -320,7 +382,7 @@ impl ClientCore {
 
     /// When [`ClientCore::handle_timeout`] is due next (µs), if any time matters.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let tick = (!self.pending.is_empty()).then_some(self.tick_at);
+        let tick = (!self.pending.is_empty() || !self.reads.is_empty()).then_some(self.tick_at);
         let reconnect = match self.link {
             Link::Down { at } if at != u64::MAX => Some(at),
             _ => None,
@@ -365,7 +427,7 @@ impl ClientCore {
 
     /// Calls outstanding (not yet completed).
     pub fn outstanding(&self) -> usize {
-        self.pending.len() - usize::from(self.pending.contains_key(&REGISTER))
+        self.pending.len() - usize::from(self.pending.contains_key(&REGISTER)) + self.reads.len()
     }
 
     // -------------------------------------------------------------- internals
@@ -411,12 +473,57 @@ impl ClientCore {
         self.transmits.push_back(Transmit {
             epoch: self.epoch,
             node,
-            request: ClientRequest { id, command },
+            frame: ClientFrame::Request(ClientRequest { id, command }),
         });
+    }
+
+    /// Sends read `key` on the current connection as a new attempt.
+    fn send_read(&mut self, now: u64, key: u64) {
+        let Link::Up { node } = self.link else { return };
+        let Some(r) = self.reads.get_mut(&key) else { return };
+        let id = self.next_id;
+        self.next_id += 1;
+        r.attempt = Some(Attempt { id, epoch: self.epoch, sent_at: now });
+        r.not_before = None;
+        self.read_ids.insert(id, key);
+        let frame = ClientFrame::Read(ReadRequest { id, query: r.query.clone(), mode: r.mode });
+        self.transmits.push_back(Transmit { epoch: self.epoch, node, frame });
+    }
+
+    /// An answer to a read attempt.
+    fn on_read_reply(&mut self, now: u64, epoch: u64, key: u64, reply: ClientReply) {
+        let Some(r) = self.reads.get_mut(&key) else { return };
+        let current = r.attempt.is_some_and(|a| a.id == reply.id && a.epoch == epoch);
+        match reply.outcome {
+            Outcome::Applied { payload } => self.finish_read(key, Ok(payload)),
+            Outcome::Unavailable(_) | Outcome::Busy | Outcome::Redirect { .. } if current => {
+                // Not served as asked (no leader to confirm it yet): ask again after a pause.
+                let pause = BACKOFF_MIN.saturating_mul(1 << r.unavailable.min(6)).min(BACKOFF_MAX);
+                r.unavailable = r.unavailable.saturating_add(1);
+                r.attempt = None;
+                r.not_before = Some(now + self.rng.around(pause));
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_read(&mut self, key: u64, result: Result<Vec<u8>, CallError>) {
+        let Some(r) = self.reads.remove(&key) else { return };
+        self.read_ids.retain(|_, k| *k != key);
+        self.events.push_back(ClientEvent::Completed { call: r.call, result });
     }
 
     /// Sends every request not on the wire whose pause (if any) is over.
     fn send_due(&mut self, now: u64) {
+        let reads: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.attempt.is_none() && r.not_before.is_none_or(|t| t <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in reads {
+            self.send_read(now, key);
+        }
         let due: Vec<u64> = self
             .pending
             .iter()
@@ -429,6 +536,10 @@ impl ClientCore {
     }
 
     fn on_reply(&mut self, now: u64, epoch: u64, reply: ClientReply) {
+        if let Some(&key) = self.read_ids.get(&reply.id) {
+            self.on_read_reply(now, epoch, key, reply);
+            return;
+        }
         let Some(&key) = self.ids.get(&reply.id) else {
             // An answer to a request already answered, abandoned, or never sent.
             return;
@@ -478,6 +589,8 @@ impl ClientCore {
             // The client never asks a replica for its status or membership, nor
             // changes it (synod-client's `admin` does, apart).
             Outcome::Status(_) | Outcome::Members(_) | Outcome::Refused(_) => {}
+            // Only reads are answered `Unavailable`.
+            Outcome::Unavailable(_) => {}
         }
     }
 
@@ -485,6 +598,10 @@ impl ClientCore {
         // Deadlines: a request given up on no longer holds back the acknowledgement.
         let expired: Vec<u64> =
             self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(&k, _)| k).collect();
+        let late: Vec<u64> = self.reads.iter().filter(|(_, r)| r.deadline <= now).map(|(&k, _)| k).collect();
+        for key in late {
+            self.finish_read(key, Err(CallError::Timeout));
+        }
         for key in expired {
             if key == REGISTER {
                 let err = match self.last_failure.take() {
@@ -500,7 +617,8 @@ impl ClientCore {
             return;
         }
         let timeout = self.request_timeout;
-        if self.pending.values().any(|p| p.attempt.is_some_and(|a| a.sent_at + timeout <= now)) {
+        let late = |a: &Option<Attempt>| a.is_some_and(|a| a.sent_at + timeout <= now);
+        if self.pending.values().any(|p| late(&p.attempt)) || self.reads.values().any(|r| late(&r.attempt)) {
             // A request timed out: try another replica.
             self.failover(now, None);
             return;
@@ -532,6 +650,9 @@ impl ClientCore {
         self.failovers = self.failovers.saturating_add(1);
         for p in self.pending.values_mut() {
             p.attempt = None;
+        }
+        for r in self.reads.values_mut() {
+            r.attempt = None;
         }
         // Bumping the epoch now makes every event of the old connection stale.
         self.epoch += 1;

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use synod_client_core::{CallError, CallId, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError};
 use synod_transport::{ClientEndpoint, ClientStream, Jitter, PeerAddr, RecvError, SendError};
-use synod_wire::{ClientFrame, ClientId, ClientReply, MembersView, NodeId, Outcome, Wire};
+use synod_wire::{ClientId, ClientReply, MembersView, NodeId, Outcome, Wire};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -242,9 +242,9 @@ impl Driver {
             }
             while let Some(t) = self.core.poll_transmit() {
                 progress = true;
-                let id = t.request.id;
+                let id = t.id();
                 let refused = match &self.conn {
-                    Some(conn) if conn.epoch == t.epoch => match ClientFrame::Request(t.request).encode() {
+                    Some(conn) if conn.epoch == t.epoch => match t.frame.encode() {
                         Ok(bytes) => !push(&conn.stream, bytes),
                         Err(e) => {
                             let now = self.now();

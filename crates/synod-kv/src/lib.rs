@@ -449,6 +449,21 @@ impl StateMachine for KvStore {
         })
     }
 
+    /// A `get` outside the log, answered as applying it would; any other
+    /// command is not a read and is answered `Invalid`, changing nothing.
+    fn read(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let response = match with_archived::<KvCommand, _>(query, |c| match c {
+            ArchivedKvCommand::Get { key } => KvResponse::Value(self.get(key.as_slice()).map(<[u8]>::to_vec)),
+            _ => KvResponse::Invalid("only a get is served as a read outside the log".to_owned()),
+        }) {
+            Ok(response) => response,
+            Err(_) => KvResponse::Invalid(format!("undecodable query of {} bytes", query.len())),
+        };
+        Some(response.encode().unwrap_or_else(|_| {
+            KvResponse::Invalid("answer exceeds the frame limit".to_owned()).encode().unwrap_or_default()
+        }))
+    }
+
     /// The bytes [`KvStore::snapshot_to`] writes.
     fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -61,6 +61,20 @@ pub enum Action {
     /// it. Until then it keeps answering its peers, so that none of them is
     /// left without a way to learn the stop sign that removed it.
     Retire,
+    /// Read `id` ([`crate::Paxos::read`]) may be served from the state
+    /// machine once every slot below `index` is applied there.
+    ReadReady {
+        /// The read.
+        id: u64,
+        /// Its read index.
+        index: Slot,
+    },
+    /// Read `id` got no read index (no leader, a deposed leader, no answer
+    /// in time): answer it with an error, never with the state as it is.
+    ReadFailed {
+        /// The read.
+        id: u64,
+    },
     /// The replica this core believes leads changed (`None`: no leader known).
     LeaderChanged {
         /// The leader, or `None`.

@@ -67,7 +67,9 @@
 //!                     Action::LeaderChanged { .. }
 //!                     | Action::SnapshotWanted { .. }
 //!                     | Action::Reconfigured { .. }
-//!                     | Action::Retire => {}
+//!                     | Action::Retire
+//!                     | Action::ReadReady { .. }
+//!                     | Action::ReadFailed { .. } => {}
 //!                 }
 //!             }
 //!         }
@@ -143,7 +145,7 @@ mod stats;
 pub use action::{Action, PersistToken};
 pub use config::{Config, ConfigError};
 pub use durable::Durable;
-pub use paxos::{Paxos, ProposeError, ReconfigError, RETIRE_TICKS};
+pub use paxos::{Paxos, ProposeError, ReconfigError, READ_INDEX_TICKS, RETIRE_TICKS};
 pub use stats::Stats;
 
 /// Deliberately broken behaviours for the simulator's self-tests.

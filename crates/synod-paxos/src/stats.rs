@@ -39,4 +39,10 @@ pub struct Stats {
     pub reconfigs_adopted: u64,
     /// Times this replica, leaving as leader, asked a successor to stand.
     pub handovers: u64,
+    /// Reads this replica, as leader, registered for a read index (its own and its followers').
+    pub reads: u64,
+    /// Reads this replica asked the leader a read index for.
+    pub reads_forwarded: u64,
+    /// Confirmation rounds this replica ran as leader for reads.
+    pub read_rounds: u64,
 }

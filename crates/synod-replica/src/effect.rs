@@ -62,6 +62,19 @@ pub enum Effect<C> {
         /// This replica was removed.
         removed: bool,
     },
+    /// Serve a read: once every slot below `index` is applied (their
+    /// [`Effect::Apply`]s came before this effect), answer `id` on `conn`
+    /// with the state machine's answer to `query` (`StateMachine::read`).
+    Read {
+        /// The client's connection.
+        conn: C,
+        /// The client's request id.
+        id: u64,
+        /// The query.
+        query: Vec<u8>,
+        /// The read index: every slot below it must be applied first.
+        index: Slot,
+    },
     /// This replica was removed and every member of the configuration that
     /// removed it knows so (or long enough has passed): stop it. Until this
     /// effect it must keep running, answering its peers.

@@ -51,6 +51,7 @@
 
 mod effect;
 mod membership;
+mod read;
 mod replica;
 mod route;
 mod snapshot;

@@ -10,6 +10,7 @@ use synod_wire::{Batch, ClientReply, ClientRequest, Command, Message, NodeId, Ou
 
 use crate::effect::{Apply, Effect};
 use crate::membership::PendingChange;
+use crate::read::Reads;
 use crate::route::Routing;
 use crate::route::Waiter;
 use crate::snapshot::{value_bytes, SnapshotPolicy, Snapshots};
@@ -100,6 +101,14 @@ pub struct Stats {
     pub changes_proposed: u64,
     /// Membership changes refused (invalid, in flight, no live quorum).
     pub changes_refused: u64,
+    /// Reads handled (outside the log).
+    pub reads: u64,
+    /// Of those, stale reads.
+    pub reads_stale: u64,
+    /// Reads handed to the driver to serve.
+    pub reads_served: u64,
+    /// Reads that got no read index, answered `Unavailable`.
+    pub reads_failed: u64,
 }
 
 /// One replica's decisions around its Paxos core, sans IO; `C` names a client connection.
@@ -138,6 +147,8 @@ pub struct ReplicaCore<C> {
     pub(crate) snapshots: Snapshots,
     /// The membership change this leader is working on (one at a time).
     pub(crate) change: Option<PendingChange<C>>,
+    /// Reads waiting for a read index or for it to be applied.
+    pub(crate) reads: Reads<C>,
     #[cfg(feature = "planted-bugs")]
     pub(crate) bugs: crate::PlantedBugs,
 }
@@ -166,10 +177,12 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             routing: Routing::default(),
             snapshots: Snapshots::new(SnapshotPolicy::NEVER),
             change: None,
+            reads: Reads::default(),
             #[cfg(feature = "planted-bugs")]
             bugs: crate::PlantedBugs::default(),
         };
         core.drain_actions();
+        core.reads.emitted = core.paxos.delivered();
         core
     }
 
@@ -267,6 +280,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
         }
         self.proposed.retain(|_, waiters| !waiters.is_empty());
         self.stats.waiters_dropped += dropped as u64;
+        self.reads_gone(conn);
     }
 
     /// The next effect for the driver, in the order they must be carried out.
@@ -400,6 +414,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                         leader: self.paxos.leader(),
                         routing: self.routing,
                     }));
+                    self.release_reads(slot.next());
                 }
                 Action::SnapshotWanted { to } => self.offer_snapshot(to),
                 Action::LeaderChanged { leader, ballot, is_self } => {
@@ -419,6 +434,8 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                     self.change_done();
                 }
                 Action::Retire => self.effects.push_back(Effect::Retire),
+                Action::ReadReady { id, index } => self.read_ready(id, index),
+                Action::ReadFailed { id } => self.read_failed(id),
             }
         }
     }

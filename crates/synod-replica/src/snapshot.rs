@@ -168,6 +168,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             // Restore first: the Paxos core's next commits are slots from `upto` on.
             self.effects.push_back(Effect::InstallSnapshot { upto });
             self.paxos.install_snapshot(upto, membership);
+            self.release_reads(upto);
             self.stats.snapshots_installed += 1;
             self.snapshots.since = 0;
             self.forget_below(upto);

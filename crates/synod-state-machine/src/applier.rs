@@ -381,6 +381,12 @@ impl<S: StateMachine> Applier<S> {
         Ok(())
     }
 
+    /// Answers a read outside the log from the state as applied so far
+    /// ([`StateMachine::read`]); `None` if the machine serves none.
+    pub fn read(&self, query: &[u8]) -> Option<Vec<u8>> {
+        self.machine.read(query)
+    }
+
     /// The state machine.
     pub fn machine(&self) -> &S {
         &self.machine

@@ -111,6 +111,17 @@ pub trait StateMachine {
     /// Applies one command and returns the answer for the client.
     fn apply(&mut self, command: &[u8]) -> Vec<u8>;
 
+    /// Answers a query without changing anything: a read served outside
+    /// the log (ReadIndex, follower and stale reads; docs/OPERATIONS.md,
+    /// "Reads"). It must answer exactly as applying the same query as a
+    /// command would, and change nothing. `None` (the default): this
+    /// machine serves no reads outside the log, and such a read is answered
+    /// with an error; its clients read through the log instead.
+    fn read(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let _ = query;
+        None
+    }
+
     /// The whole state as bytes.
     fn snapshot(&self) -> Vec<u8>;
 

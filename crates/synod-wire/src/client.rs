@@ -47,10 +47,39 @@ pub enum ClientFrame {
     /// A question about the replica that receives it, answered by that
     /// replica alone, leader or not; it never enters the log.
     Admin(AdminRequest),
+    /// A read of the state machine that does not go through the log
+    /// (`StateMachine::read`): answered with [`Outcome::Applied`] holding
+    /// the machine's answer, or [`Outcome::Unavailable`] / a redirect.
+    Read(ReadRequest),
     /// A membership change, for the leader: answered with
     /// [`Outcome::Members`] once the new configuration is chosen, with
     /// [`Outcome::Refused`] if it cannot be made, or with a redirect.
     Change(ChangeRequest),
+}
+
+/// How a read is served (docs/OPERATIONS.md, "Reads").
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadMode {
+    /// Linearizable, by ReadIndex: the leader confirms it still leads with
+    /// one round to a majority and the read waits until the replica that
+    /// serves it has applied the leader's commit point. Any replica serves it.
+    Linearizable,
+    /// Linearizable only while clocks keep their documented bound: the
+    /// leader answers from its state without a round while it holds a lease.
+    Lease,
+    /// Whatever the replica that receives it has applied: not linearizable.
+    Stale,
+}
+
+/// A read, inside [`ClientFrame::Read`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Chosen by the client to match the reply, as [`ClientRequest::id`].
+    pub id: u64,
+    /// The query, opaque to everything but the state machine.
+    pub query: Vec<u8>,
+    /// How it is served.
+    pub mode: ReadMode,
 }
 
 /// A membership change, inside [`ClientFrame::Change`].
@@ -213,4 +242,8 @@ pub enum Outcome {
     Members(MembersView),
     /// A membership change that cannot be made, and why; nothing changed.
     Refused(String),
+    /// A read that could not be served as asked, and why (no leader to
+    /// confirm it, it timed out, the state machine serves no reads outside
+    /// the log); nothing was read. Never an old value in its place.
+    Unavailable(String),
 }

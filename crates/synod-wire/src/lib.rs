@@ -33,7 +33,7 @@ mod record;
 
 pub use client::{
     AdminQuery, AdminRequest, ArchivedBatch, ArchivedCommand, Batch, ChangeRequest, ClientFrame, ClientReply,
-    ClientRequest, Command, MemberInfo, MembersView, Outcome, ReplicaStatus, Role,
+    ClientRequest, Command, MemberInfo, MembersView, Outcome, ReadMode, ReadRequest, ReplicaStatus, Role,
 };
 pub use codec::{with_archived, DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
 pub use ids::{Ballot, ClientId, NodeId, Seq, Slot};

@@ -148,6 +148,42 @@ pub enum Message {
         /// The file's bytes from `offset` on.
         bytes: Vec<u8>,
     },
+    /// A follower asks the leader for a read index on behalf of read `id`:
+    /// the leader confirms it still leads (one `Confirm` round) and answers
+    /// with its commit point at the time of the request.
+    ReadIndex {
+        /// The follower's read id, echoed in the reply.
+        id: u64,
+    },
+    /// The leader's answer to [`Message::ReadIndex`]: once the follower has
+    /// applied every slot below `index` it may serve the read. `None`: the
+    /// sender cannot give one (it does not lead, or lost its leadership).
+    ReadIndexReply {
+        /// The follower's read id.
+        id: u64,
+        /// The read index, if confirmed.
+        index: Option<Slot>,
+        /// The leader's ballot: the follower learns as chosen what it
+        /// accepted at this ballot below the index, as from a `Commit`.
+        ballot: Ballot,
+    },
+    /// The leader asks the voters whether it still leads at `ballot`, for
+    /// the reads registered before this round (ReadIndex).
+    Confirm {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's confirmation round.
+        round: u64,
+        /// The leader's commit point, as in a `Commit`.
+        commit: Slot,
+    },
+    /// A voter's answer to [`Message::Confirm`]: it has promised no higher ballot.
+    Confirmed {
+        /// The ballot confirmed.
+        ballot: Ballot,
+        /// The round answered.
+        round: u64,
+    },
     /// A leader that is leaving (a configuration without it was chosen) asks
     /// a voter of configuration `epoch` to stand at once, instead of waiting
     /// out an election timeout.
@@ -186,6 +222,10 @@ impl Message {
             Message::SnapshotPull { .. } => "snapshot-pull",
             Message::SnapshotChunk { .. } => "snapshot-chunk",
             Message::Handover { .. } => "handover",
+            Message::ReadIndex { .. } => "read-index",
+            Message::ReadIndexReply { .. } => "read-index-reply",
+            Message::Confirm { .. } => "confirm",
+            Message::Confirmed { .. } => "confirmed",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
         }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use synod_client_core::{CallError, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError, Transmit};
-use synod_wire::{ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome};
+use synod_wire::{ClientFrame, ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome};
 
 const MS: u64 = 1_000;
 
@@ -23,7 +23,7 @@ fn events(core: &mut ClientCore) -> Vec<ClientEvent> {
 }
 
 fn reply(t: &Transmit, outcome: Outcome) -> ClientReply {
-    ClientReply { id: t.request.id, outcome }
+    ClientReply { id: t.id(), outcome }
 }
 
 /// A core connected to replica 1 with session 7.
@@ -35,7 +35,10 @@ fn registered(n: u32) -> (ClientCore, Connect) {
     let t = transmits(&mut core);
     assert!(matches!(
         t[..],
-        [Transmit { request: ClientRequest { command: Command::Register { .. }, .. }, .. }]
+        [Transmit {
+            frame: ClientFrame::Request(ClientRequest { command: Command::Register { .. }, .. }),
+            ..
+        }]
     ));
     core.handle_reply(MS, c.epoch, reply(&t[0], Outcome::Registered { client: ClientId(7) }));
     assert_eq!(events(&mut core), vec![ClientEvent::Registered(ClientId(7))]);
@@ -44,7 +47,7 @@ fn registered(n: u32) -> (ClientCore, Connect) {
 }
 
 fn seq_ack(t: &Transmit) -> (u64, u64) {
-    match &t.request.command {
+    match &t.request().expect("a command").command {
         Command::Op { seq, ack, .. } => (seq.0, ack.0),
         Command::Register { .. } => panic!("a registration"),
     }
@@ -99,7 +102,7 @@ fn a_redirect_moves_the_client_and_resends_under_a_new_id() {
     core.handle_connected(3 * MS, c2.epoch, c2.node);
     let again = transmits(&mut core).remove(0);
     assert_eq!(seq_ack(&again), (1, 0));
-    assert_ne!(again.request.id, first.request.id);
+    assert_ne!(again.id(), first.id());
     // The same redirect again, for the old attempt on the new connection: still nothing.
     core.handle_reply(4 * MS, c2.epoch, reply(&first, Outcome::Redirect { leader: Some(NodeId(2)) }));
     assert_eq!(core.connection(), Some((c2.epoch, NodeId(3))));
@@ -225,7 +228,7 @@ fn the_same_seed_and_inputs_give_the_same_outputs() {
         core.handle_connected(0, c.epoch, c.node);
         let t = transmits(&mut core);
         core.handle_reply(0, c.epoch, reply(&t[0], Outcome::Redirect { leader: None }));
-        (t[0].request.clone(), core.poll_timeout())
+        (t[0].request().expect("a command").clone(), core.poll_timeout())
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5).0, run(6).0, "the nonce comes from the seed");

@@ -187,5 +187,6 @@ impl Paxos {
             self.last_commit_mark = self.first_unchosen;
             self.pending_records.push(LogRecord::Commit { upto: self.first_unchosen });
         }
+        self.read_periodic();
     }
 }

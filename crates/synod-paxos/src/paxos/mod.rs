@@ -14,6 +14,7 @@ mod learner;
 mod membership;
 mod output;
 mod proposer;
+mod read;
 mod snapshot;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -33,6 +34,7 @@ use proposer::{Candidate, Leader};
 use snapshot::Rejoin;
 
 pub use membership::{ReconfigError, RETIRE_TICKS};
+pub use read::READ_INDEX_TICKS;
 
 /// Why a proposal was refused. The batch comes back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +126,9 @@ pub struct Paxos {
     /// A leaving leader asked this replica to stand once it is in this configuration.
     handover: Option<u64>,
 
+    /// Reads getting read indexes (see `read.rs`).
+    reads: read::Reads,
+
     // Persistence.
     last_token: u64,
     durable_token: u64,
@@ -171,6 +176,7 @@ impl Hash for Paxos {
             removed,
             removed_at,
             handover,
+            reads,
             last_token,
             durable_token,
             pending_records,
@@ -204,6 +210,7 @@ impl Hash for Paxos {
         removed.hash(state);
         removed_at.hash(state);
         handover.hash(state);
+        reads.hash(state);
         last_token.hash(state);
         durable_token.hash(state);
         pending_records.hash(state);
@@ -258,6 +265,7 @@ impl Paxos {
             removed: false,
             removed_at: None,
             handover: None,
+            reads: read::Reads::default(),
             last_token: 0,
             durable_token: 0,
             pending_records: Vec::new(),
@@ -638,6 +646,10 @@ impl Paxos {
             }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
             Message::Handover { epoch } => self.on_handover(epoch),
+            Message::ReadIndex { id } => self.on_read_index(from, id),
+            Message::ReadIndexReply { id, index, ballot } => self.on_read_index_reply(id, index, ballot),
+            Message::Confirm { ballot, round, commit } => self.on_confirm(from, ballot, round, commit),
+            Message::Confirmed { ballot, round } => self.on_confirmed(from, ballot, round),
             Message::CatchUp { from: lo, to } => self.on_catch_up(from, lo, to),
             Message::CatchUpReply { entries } => self.on_catch_up_reply(from, entries),
             // Snapshot transfer is the driver's (synod-replica's); the core never sees it.

@@ -65,6 +65,7 @@ impl Paxos {
         let Some(p) = l.pending.get_mut(&slot) else { return };
         p.votes.insert(from);
         if p.votes.len() >= majority {
+            let settles = !l.settled;
             l.settled = true;
             let value = l.pending.remove(&slot).expect("present").value;
             // Our own acceptor normally holds this very value at this ballot;
@@ -75,6 +76,9 @@ impl Paxos {
                 self.choose(slot, value);
             }
             self.commit_dirty = true;
+            if settles {
+                self.reads_settled();
+            }
         }
     }
 
@@ -178,6 +182,9 @@ impl Paxos {
     }
 
     pub(super) fn step_down(&mut self) {
+        if matches!(self.role, Role::Leader(_)) {
+            self.fail_leader_reads();
+        }
         if !matches!(self.role, Role::Follower) {
             self.role = Role::Follower;
             self.stats.step_downs += 1;

@@ -52,7 +52,9 @@ impl Cluster {
                         Action::LeaderChanged { .. }
                         | Action::SnapshotWanted { .. }
                         | Action::Reconfigured { .. }
-                        | Action::Retire => {}
+                        | Action::Retire
+                        | Action::ReadReady { .. }
+                        | Action::ReadFailed { .. } => {}
                     }
                 }
             }

@@ -401,7 +401,9 @@ impl PaxosModel {
                     Action::LeaderChanged { .. }
                     | Action::SnapshotWanted { .. }
                     | Action::Reconfigured { .. }
-                    | Action::Retire => {}
+                    | Action::Retire
+                    | Action::ReadReady { .. }
+                    | Action::ReadFailed { .. } => {}
                 }
             }
             if let Some(token) = persisted {

@@ -76,7 +76,9 @@ impl Stepped {
                 Action::LeaderChanged { .. }
                 | Action::SnapshotWanted { .. }
                 | Action::Reconfigured { .. }
-                | Action::Retire => {}
+                | Action::Retire
+                | Action::ReadReady { .. }
+                | Action::ReadFailed { .. } => {}
             }
         }
     }

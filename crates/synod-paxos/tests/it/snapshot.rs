@@ -59,7 +59,11 @@ impl Net {
                                 }
                             }
                         }
-                        Action::LeaderChanged { .. } | Action::Reconfigured { .. } | Action::Retire => {}
+                        Action::LeaderChanged { .. }
+                        | Action::Reconfigured { .. }
+                        | Action::Retire
+                        | Action::ReadReady { .. }
+                        | Action::ReadFailed { .. } => {}
                     }
                 }
             }

@@ -8,8 +8,8 @@ use synod_paxos::{Config, Paxos};
 use synod_replica::{route_replies, Effect, Limits, Now, ReplicaCore, Routing, SnapshotPolicy, Waiter};
 use synod_state_machine::{Applier, Origin, Reply, SessionConfig};
 use synod_wire::{
-    ClientId, ClientReply, ClientRequest, Command, KvCommand, KvResponse, Message, NodeId, Outcome, Seq,
-    Slot, Value, Wire,
+    ClientId, ClientReply, ClientRequest, Command, KvCommand, KvResponse, Message, NodeId, Outcome, ReadMode,
+    ReadRequest, Seq, Slot, Value, Wire,
 };
 
 /// One replica: its core, its state machine, and what it did.
@@ -99,6 +99,12 @@ impl Cluster {
                     node.answers.extend(route_replies(apply.waiters, replies, apply.leader, apply.routing));
                 }
                 Effect::Reply { conn, reply } => node.answers.push((conn, reply)),
+                Effect::Read { conn, id, query, index } => {
+                    // Every slot below the read index was applied before this effect.
+                    assert!(node.applier.next_slot() >= index, "a read served before its index was applied");
+                    let payload = node.applier.read(&query).expect("the store serves reads");
+                    node.answers.push((conn, ClientReply { id, outcome: Outcome::Applied { payload } }));
+                }
                 Effect::LeaderChanged { .. }
                 | Effect::Proposed { .. }
                 | Effect::TruncateLog { .. }
@@ -581,4 +587,69 @@ fn a_snapshot_chunk_out_of_order_or_malformed_is_ignored() {
     assert!(
         std::iter::from_fn(|| core.poll_effect()).all(|e| !matches!(e, Effect::StoreSnapshotChunk { .. }))
     );
+}
+
+fn get(key: &str) -> Vec<u8> {
+    KvCommand::Get { key: key.as_bytes().to_vec() }.encode().unwrap()
+}
+
+fn value(outcome: &Outcome) -> Option<Vec<u8>> {
+    let Outcome::Applied { payload } = outcome else { panic!("not a value: {outcome:?}") };
+    match KvResponse::decode(payload).unwrap() {
+        KvResponse::Value(v) => v,
+        other => panic!("not a value: {other:?}"),
+    }
+}
+
+#[test]
+fn reads_are_served_by_the_leader_and_followers_without_the_log_and_never_stale() {
+    let mut c = Cluster::new(Limits::default());
+    let leader = c.elect(None);
+    let follower = other(leader, leader);
+    c.request(leader, 1, 1, register(1));
+    let Outcome::Registered { client } = c.answers_to(leader, 1)[0] else { panic!() };
+    c.request(leader, 1, 2, put(client, 1, "k"));
+    let slots = c.node(leader).core.paxos().first_unchosen();
+    let now = c.now;
+    for (at, conn) in [(leader, 5), (follower, 6)] {
+        c.node(at).core.handle_read(
+            now,
+            conn,
+            ReadRequest { id: 9, query: get("k"), mode: ReadMode::Linearizable },
+        );
+        c.run();
+        let answers = c.answers_to(at, conn);
+        assert_eq!(answers.len(), 1, "replica {at}: {answers:?}");
+        assert_eq!(value(&answers[0]), Some(b"v".to_vec()), "replica {at} read the acknowledged put");
+    }
+    assert_eq!(c.node(leader).core.paxos().first_unchosen(), slots, "no read went through the log");
+    assert!(c.node(leader).core.paxos().stats().read_rounds >= 1);
+
+    // A leader cut off from the majority cannot confirm it leads: its reads get no answer from
+    // it while cut off, and fail (never an old value) once it steps down.
+    c.isolate(leader);
+    let now = c.now;
+    c.node(leader).core.handle_read(
+        now,
+        8,
+        ReadRequest { id: 10, query: get("k"), mode: ReadMode::Linearizable },
+    );
+    c.run();
+    assert!(c.answers_to(leader, 8).is_empty(), "answered without a majority");
+    let new = c.elect(Some(leader));
+    c.request(new, 2, 3, register(2));
+    let Outcome::Registered { client: second } = c.answers_to(new, 2)[0] else { panic!() };
+    let payload = KvCommand::Put { key: b"k".to_vec(), value: b"w".to_vec() }.encode().unwrap();
+    c.request(new, 2, 4, Command::Op { client: second, seq: Seq(1), ack: Seq(0), payload });
+    for _ in 0..200 {
+        c.tick();
+    }
+    for outcome in c.answers_to(leader, 8) {
+        assert!(matches!(outcome, Outcome::Unavailable(_)), "a deposed leader answered {outcome:?}");
+    }
+    // A stale read answers at once from whatever the replica applied.
+    let now = c.now;
+    c.node(leader).core.handle_read(now, 9, ReadRequest { id: 11, query: get("k"), mode: ReadMode::Stale });
+    c.run();
+    assert_eq!(value(&c.answers_to(leader, 9)[0]), Some(b"v".to_vec()), "the cut-off replica's own state");
 }

@@ -1,0 +1,224 @@
+//! Reads without the log: ReadIndex on the leader, and read indexes for followers.
+//!
+//! A read asks for a *read index*: a slot such that every write that
+//! completed before the read began is below it. The leader gives one by
+//! confirming that it still leads: it records its commit point, sends one
+//! `Confirm` round to the voters, and once a majority (itself included)
+//! answers that they promised no higher ballot, every read registered
+//! before the round gets that commit point. One round serves every read
+//! that arrived while the previous one was out. A write completed before
+//! the read began was chosen at this leader's ballot or an earlier one
+//! (this leader knows it: it committed a slot of its own ballot first, so
+//! everything before that is chosen and known here), or at a later one, for
+//! which a majority promised the later ballot before the read began, and
+//! one of them would then have refused to confirm.
+//!
+//! A follower asks the leader (`ReadIndex`), gets the index back
+//! (`ReadIndexReply`) and serves the read once it has applied that far. The
+//! driver serves a read once every slot below its index is applied
+//! ([`crate::Action::ReadReady`]); a read that cannot get an index (no leader,
+//! a deposed leader, no answer in time) fails ([`crate::Action::ReadFailed`]),
+//! never with an old value.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use synod_wire::{Ballot, Message, NodeId, Slot, Value};
+
+use super::{Paxos, Role};
+use crate::action::Action;
+
+/// Ticks a follower waits for the leader's read index before the read fails.
+pub const READ_INDEX_TICKS: u64 = 100;
+
+/// Whom a read index is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum ReadFor {
+    /// A read of this replica's driver.
+    Local(u64),
+    /// A follower's read.
+    Peer(NodeId, u64),
+}
+
+/// The reads this replica is getting read indexes for.
+#[derive(Debug, Clone, Default, Hash)]
+pub(super) struct Reads {
+    /// As leader: reads that arrived since the current round started.
+    waiting: Vec<ReadFor>,
+    /// As leader: the reads the round in flight will confirm, and its read index.
+    in_round: Vec<ReadFor>,
+    round_index: Slot,
+    /// As leader: the current round's number (0: none yet), and the voters that confirmed it.
+    round: u64,
+    acks: BTreeSet<NodeId>,
+    /// The ballot the round in flight confirms.
+    round_ballot: Ballot,
+    /// As follower: reads asked of the leader, with the tick they were asked at.
+    asked: BTreeMap<u64, u64>,
+}
+
+impl Paxos {
+    /// Asks for a read index for read `id` (chosen by the driver, unique among
+    /// its reads in flight): the answer comes as [`Action::ReadReady`] or
+    /// [`Action::ReadFailed`]. The leader confirms its leadership; a
+    /// follower asks the leader.
+    pub fn read(&mut self, id: u64) {
+        match &self.role {
+            Role::Leader(_) => {
+                self.reads.waiting.push(ReadFor::Local(id));
+                self.stats.reads += 1;
+                self.start_read_round();
+            }
+            _ => match self.leader().filter(|&l| l != self.cfg.id) {
+                Some(leader) if !self.removed && self.rejoin.is_none() => {
+                    self.reads.asked.insert(id, self.now);
+                    self.stats.reads_forwarded += 1;
+                    self.send(leader, Message::ReadIndex { id });
+                }
+                _ => self.actions.push_back(Action::ReadFailed { id }),
+            },
+        }
+        self.finish();
+        self.debug_assert_invariants();
+    }
+
+    pub(super) fn on_read_index(&mut self, from: NodeId, id: u64) {
+        if matches!(self.role, Role::Leader(_)) {
+            self.reads.waiting.push(ReadFor::Peer(from, id));
+            self.stats.reads += 1;
+            self.start_read_round();
+        } else {
+            let ballot = self.election.highest_seen;
+            self.send(from, Message::ReadIndexReply { id, index: None, ballot });
+        }
+    }
+
+    pub(super) fn on_read_index_reply(&mut self, id: u64, index: Option<Slot>, ballot: Ballot) {
+        if let Some(index) = index {
+            // The index is the leader's commit point: learn it as from a `Commit`,
+            // so that the read need not wait for the next one.
+            self.observe_leader(ballot);
+            self.learn_commit(ballot, index);
+        }
+        if self.reads.asked.remove(&id).is_some() {
+            self.actions.push_back(match index {
+                Some(index) => Action::ReadReady { id, index },
+                None => Action::ReadFailed { id },
+            });
+        }
+    }
+
+    pub(super) fn on_confirm(&mut self, from: NodeId, ballot: Ballot, round: u64, commit: Slot) {
+        // Confirms only a leader it has promised nothing higher than.
+        if self.is_voter() && self.rejoin.is_none() && ballot >= self.promised {
+            self.observe_leader(ballot);
+            self.send(from, Message::Confirmed { ballot, round });
+            self.learn_commit(ballot, commit);
+        }
+    }
+
+    pub(super) fn on_confirmed(&mut self, from: NodeId, ballot: Ballot, round: u64) {
+        if round != self.reads.round || ballot != self.reads.round_ballot || !self.counts(from) {
+            return;
+        }
+        if !matches!(&self.role, Role::Leader(l) if l.ballot == ballot) {
+            return;
+        }
+        self.reads.acks.insert(from);
+        self.complete_read_round();
+    }
+
+    /// Starts a confirmation round for the waiting reads, unless one is in
+    /// flight or this leader has not yet committed a slot of its own ballot
+    /// (it then proposes a no-op, if nothing of its own is in flight).
+    fn start_read_round(&mut self) {
+        if self.reads.waiting.is_empty() || !self.reads.in_round.is_empty() {
+            return;
+        }
+        let Role::Leader(l) = &mut self.role else { return };
+        if !l.settled {
+            if l.pending.is_empty() {
+                let slot = l.next_slot;
+                l.next_slot = slot.next();
+                self.start_slot(slot, Value::Noop);
+            }
+            return;
+        }
+        let ballot = l.ballot;
+        self.reads.round += 1;
+        self.reads.round_ballot = ballot;
+        self.reads.round_index = self.first_unchosen;
+        self.reads.in_round = std::mem::take(&mut self.reads.waiting);
+        self.reads.acks.clear();
+        self.stats.read_rounds += 1;
+        let (round, commit) = (self.reads.round, self.first_unchosen);
+        for peer in self.voter_peers() {
+            self.send(peer, Message::Confirm { ballot, round, commit });
+        }
+        self.complete_read_round();
+    }
+
+    /// Answers the round's reads once a majority, this leader included, confirmed it.
+    fn complete_read_round(&mut self) {
+        if self.reads.in_round.is_empty() || self.reads.acks.len() + 1 < self.majority() {
+            return;
+        }
+        let index = self.reads.round_index;
+        for read in std::mem::take(&mut self.reads.in_round) {
+            match read {
+                ReadFor::Local(id) => self.actions.push_back(Action::ReadReady { id, index }),
+                ReadFor::Peer(to, id) => {
+                    let ballot = self.reads.round_ballot;
+                    self.send(to, Message::ReadIndexReply { id, index: Some(index), ballot });
+                }
+            }
+        }
+        self.start_read_round();
+    }
+
+    /// A leader that settled starts the round its reads waited for.
+    pub(super) fn reads_settled(&mut self) {
+        self.start_read_round();
+    }
+
+    /// Once per heartbeat round: a leader asks again the voters that have
+    /// not confirmed its round; a follower's reads that got no index in
+    /// time fail.
+    pub(super) fn read_periodic(&mut self) {
+        if !self.reads.in_round.is_empty() {
+            let (ballot, round, commit) = (self.reads.round_ballot, self.reads.round, self.first_unchosen);
+            for peer in self.voter_peers() {
+                if !self.reads.acks.contains(&peer) {
+                    self.send(peer, Message::Confirm { ballot, round, commit });
+                }
+            }
+        }
+        let now = self.now;
+        let late: Vec<u64> = self
+            .reads
+            .asked
+            .iter()
+            .filter(|(_, &t)| t + READ_INDEX_TICKS <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            self.reads.asked.remove(&id);
+            self.actions.push_back(Action::ReadFailed { id });
+        }
+    }
+
+    /// This replica stopped leading: none of its reads gets an index from it.
+    pub(super) fn fail_leader_reads(&mut self) {
+        let reads: Vec<ReadFor> = std::mem::take(&mut self.reads.in_round)
+            .into_iter()
+            .chain(std::mem::take(&mut self.reads.waiting))
+            .collect();
+        self.reads.acks.clear();
+        let ballot = self.election.highest_seen;
+        for read in reads {
+            match read {
+                ReadFor::Local(id) => self.actions.push_back(Action::ReadFailed { id }),
+                ReadFor::Peer(to, id) => self.send(to, Message::ReadIndexReply { id, index: None, ballot }),
+            }
+        }
+    }
+}
