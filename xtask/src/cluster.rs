@@ -40,7 +40,8 @@ pub(crate) struct Args {
     /// How many replicas.
     #[arg(long, value_name = "N", default_value_t = 3)]
     replicas: u32,
-    /// Replica i listens on P + i, its metrics on P + 100 + i.
+    /// `up`: replica i listens on P + i, its metrics on P + 100 + i (`add` follows the layout
+    /// the members show).
     #[arg(long, value_name = "P", default_value_t = 7100)]
     base_port: u16,
 }

@@ -292,7 +292,11 @@ impl Steps {
             }
             let last = match self.members(cluster) {
                 Ok(view) => {
-                    if let Some((slot, leader)) = view.caught_up(id, CATCH_UP_SLACK) {
+                    let caught_up = view.caught_up(id, CATCH_UP_SLACK);
+                    let answering = if caught_up.is_some() { answering(cluster) } else { Vec::new() };
+                    let rejoining = caught_up.is_some()
+                        && answering.iter().find(|(i, _)| *i == id).is_none_or(|(_, rejoining)| *rejoining);
+                    if let (Some((slot, leader)), false) = (caught_up, rejoining) {
                         self.say(&format!(
                             "replica {id} caught up in {:.1} s: slot {slot}, the leader (replica {}) at {leader}",
                             began.elapsed().as_secs_f64(),
@@ -301,6 +305,29 @@ impl Steps {
                         return Ok(slot);
                     }
                     match (view.get(id), view.leader.and_then(|l| view.get(l))) {
+                        _ if rejoining => {
+                            let unheard: Vec<String> = view
+                                .members
+                                .iter()
+                                .filter(|m| m.id != id && m.role == "voter")
+                                .filter(|m| !answering.iter().any(|(i, _)| *i == m.id))
+                                .map(|m| m.id.to_string())
+                                .collect();
+                            if !unheard.is_empty() && began.elapsed() > STUCK_JOINING {
+                                bail!(
+                                    "replica {id} cannot finish joining while voter(s) {} do not answer: it \
+                                     votes for nothing until it has heard from every other voter, so promoting \
+                                     it now could leave no majority; bring them back, or remove them first \
+                                     (docs/OPERATIONS.md, \"Replacing a dead machine\")",
+                                    unheard.join(", ")
+                                );
+                            }
+                            format!(
+                                "replica {id} has the slots but is still joining: it votes for nothing until \
+                                 it has heard from every other voter (not answering: {})",
+                                if unheard.is_empty() { "none".to_owned() } else { unheard.join(", ") }
+                            )
+                        }
                         (None, _) => format!("replica {id} is not a member (epoch {})", view.epoch),
                         (Some(m), Some(l)) => {
                             format!("replica {id} at slot {}, the leader at {}", m.caught_up, l.caught_up)
@@ -352,12 +379,13 @@ impl Steps {
             Some(l) => self.say(&format!("removing replica {id}, a follower (replica {l} leads)")),
             None => self.say(&format!("removing replica {id} (no leader known right now)")),
         }
-        let pid = cluster.pid(id);
+        let pid = cluster.pid(id).filter(|&pid| alive(pid));
         self.member(cluster, &["remove", &id.to_string()])?;
         let removed = Instant::now();
         self.follow(cluster)?;
         let Some(pid) = pid else {
-            self.say(&format!("replica {id} has no pid file here; not waiting for it to exit"));
+            let _ = std::fs::remove_file(cluster.pid_file(id));
+            self.say(&format!("replica {id} was not running here; nothing to wait for"));
             return Ok(Duration::ZERO);
         };
         self.say(&format!("waiting for replica {id} (pid {pid}) to exit"));
@@ -389,16 +417,46 @@ impl Steps {
         if view.get(id).is_none() {
             bail!("replica {id} is not a member, so there is nothing to replace");
         }
+        // A new replica starts on an empty data directory, and such a replica does not vote
+        // until it has heard from every other voter; with `id` down it never would, so it is
+        // removed first, as docs/OPERATIONS.md says to replace a dead machine.
+        let answers = answering(cluster).iter().any(|(i, _)| *i == id);
+        let down = cluster.pid(id).is_none_or(|pid| !alive(pid)) || !answers;
+        if down {
+            self.say(&format!(
+                "replica {id} is down: removing it first, then adding its replacement (a new replica \
+                 cannot finish joining while a voter is unreachable)"
+            ));
+            self.remove(cluster, id)?;
+        }
         let new = self.add(cluster, true)?;
         self.await_caught_up(cluster, new, CATCH_UP_TIMEOUT)?;
         self.promote(cluster, new)?;
-        self.remove(cluster, id)?;
+        if !down {
+            self.remove(cluster, id)?;
+        }
         if let Ok(Some(l)) = self.leader(cluster) {
             self.say(&format!("replica {l} leads"));
         }
         Ok(new)
     }
 }
+
+/// The replicas of client.toml that answer `synod status --json`, each with whether it says it
+/// is still rejoining (started on an empty data directory and not yet caught up with every other
+/// voter).
+fn answering(cluster: &Cluster) -> Vec<(u32, bool)> {
+    let views = cluster.statuses().unwrap_or_default();
+    views
+        .iter()
+        .flatten()
+        .filter_map(|v| Some((u32::try_from(v["id"].as_u64()?).ok()?, v["rejoining"] != Value::Bool(false))))
+        .collect()
+}
+
+/// How long a new replica that has the slots may wait on a voter that does not answer before
+/// the wait gives up.
+const STUCK_JOINING: Duration = Duration::from_secs(10);
 
 /// Slots a new replica may trail the leader by and still count as caught up (one batch of
 /// slots in flight, plus the reports' lag under load).
