@@ -8,6 +8,10 @@
 //! or panicking state machine delays or stops answers, never consensus: the
 //! user's `apply` never runs under the core's lock or on the transport
 //! thread (decision 0007).
+//!
+//! Reads outside the log come on the same channel (`ApplyJob::Read`), after
+//! the applies of every slot below their read index, and are answered from
+//! the applier's state ([`Applier::read`]) between two applies.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,11 +20,12 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use synod_metrics::names;
 use synod_state_machine::{Applier, StateMachine};
-use synod_transport::Node;
-use synod_wire::Wire;
+use synod_transport::{ClientConnId, Node};
+use synod_wire::{ClientReply, Outcome, Slot, Wire};
 
 use crate::shell::ApplyJob;
 use crate::snapshot::SnapshotJob;
+use crate::stats;
 use crate::status::Status;
 
 /// What the apply thread needs besides its applier.
@@ -53,6 +58,11 @@ impl<S: StateMachine> ApplyThread<S> {
                     true
                 }
                 ApplyJob::Install { upto } => self.install(upto),
+                ApplyJob::Read { conn, id, query, index } => {
+                    self.read(conn, id, &query, index);
+                    // A read changes nothing: no status to update.
+                    continue;
+                }
             };
             if !ok {
                 return;
@@ -88,11 +98,7 @@ impl<S: StateMachine> ApplyThread<S> {
                 return false;
             }
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
+                let what = panic_message(&*panic);
                 self.stop(format!("the state machine panicked applying slot {}: {what}", job.slot));
                 return false;
             }
@@ -107,6 +113,53 @@ impl<S: StateMachine> ApplyThread<S> {
             }
         }
         true
+    }
+
+    /// Answers read `id` on `conn` from the state as applied so far: the
+    /// slots below its read `index` came first on the channel, so they are
+    /// applied (or covered by an installed snapshot) by now.
+    fn read(&mut self, conn: ClientConnId, id: u64, query: &[u8], index: Slot) {
+        let applied = self.applier.next_slot();
+        if applied < index {
+            // The core orders a read after the applies below its index; a
+            // read served early could return an old value: never answer it.
+            tracing::error!(%index, %applied, "a read arrived before its index was applied; not served");
+            self.answer(
+                conn,
+                id,
+                Outcome::Unavailable(format!("read index {index} not applied here yet; retry")),
+            );
+            metrics::counter!(stats::READS_FAILED).increment(1);
+            return;
+        }
+        let applier = &self.applier;
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| applier.read(query)));
+        let outcome = match answer {
+            Ok(Some(payload)) => {
+                metrics::counter!(stats::READS_SERVED).increment(1);
+                Outcome::Applied { payload }
+            }
+            Ok(None) => {
+                metrics::counter!(stats::READS_FAILED).increment(1);
+                Outcome::Unavailable("this state machine serves no reads outside the log".to_owned())
+            }
+            Err(panic) => {
+                // A read changes nothing, so the replica goes on; the client is told, not given a value.
+                let what = panic_message(&*panic);
+                tracing::error!(%what, "the state machine panicked serving a read");
+                metrics::counter!(stats::READS_FAILED).increment(1);
+                Outcome::Unavailable(format!("the state machine panicked serving the read: {what}"))
+            }
+        };
+        self.answer(conn, id, outcome);
+    }
+
+    fn answer(&self, conn: ClientConnId, id: u64, outcome: Outcome) {
+        match (ClientReply { id, outcome }).encode() {
+            // A client that went away simply misses its answer; it retries elsewhere.
+            Ok(frame) => drop(self.transport.reply(conn, frame)),
+            Err(e) => tracing::warn!(%e, "read answer too large"),
+        }
     }
 
     /// Replaces the state with the received snapshot `upto`, stored and checked by the snapshot thread.
@@ -140,4 +193,13 @@ impl<S: StateMachine> ApplyThread<S> {
         self.status.lock().fatal = Some(why);
         self.stop_replica.store(true, Ordering::Release);
     }
+}
+
+/// What a panic said, if it said it as a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }

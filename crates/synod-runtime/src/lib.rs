@@ -32,6 +32,13 @@
 //! * The **tick thread** turns wall time into the core's ticks and publishes
 //!   metrics; it is also where the replica stops.
 //!
+//! Reads outside the log (`ClientFrame::Read`) are served by whichever
+//! replica receives them: the core gets a read index (ReadIndex, one
+//! confirmation round shared by concurrent reads) or, for a stale read,
+//! takes what is applied, and the apply thread answers from the state
+//! machine ([`StateMachine::read`]) once every slot below that index is
+//! applied. Counted in [`read_metrics`].
+//!
 //! Client requests reach the leader: a follower answers `Redirect` with the
 //! leader it knows, and the client reconnects there (see
 //! `docs/decisions/0002-redirect-not-forward.md`). The leader batches
@@ -67,6 +74,11 @@ mod stats;
 mod status;
 
 pub use config::{ReplicaConfig, SnapshotSettings, Timing};
+
+/// The metrics of reads outside the log, beside those in `synod_metrics::names`.
+pub mod read_metrics {
+    pub use crate::stats::{mode_label, LABEL_MODE, READS, READS_FAILED, READS_SERVED};
+}
 pub use replica::{Replica, StartError};
 pub use status::{Status, StatusHandle};
 pub use synod_state_machine::{RestoreError, StateMachine};

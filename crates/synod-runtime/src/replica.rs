@@ -72,6 +72,7 @@ impl Replica {
         if !config.join && !config.peers.contains_key(&config.id) {
             return Err(StartError::NotAPeer(config.id));
         }
+        crate::stats::describe_reads();
         let members: Vec<NodeId> = config.peers.keys().copied().collect();
         let paxos_config = if config.join {
             // The other replicas it knows are contacts, not configuration 0 of its own.

@@ -74,6 +74,9 @@ pub(crate) enum ApplyJob {
     Snapshot { upto: Slot },
     /// Replace the state with the received snapshot `upto` before applying anything after.
     Install { upto: Slot },
+    /// Answer read `id` on `conn` from the state machine; every slot below
+    /// `index` was handed over before it, so it is applied by then.
+    Read { conn: ClientConnId, id: u64, query: Vec<u8>, index: Slot },
 }
 
 /// The core behind its lock, the transport its effects go to, and the flag that stops the replica.
@@ -349,6 +352,13 @@ impl Core {
             },
             Event::Net(Inbound::Client { conn, frame }) => match ClientFrame::decode(&frame) {
                 Ok(ClientFrame::Request(request)) => self.core.handle_client(now, conn, request),
+                // Outside the log: the core gets a read index (or serves a
+                // stale read at once) and hands it to the apply thread as
+                // `Effect::Read`, behind the applies it must follow.
+                Ok(ClientFrame::Read(read)) => {
+                    crate::stats::read_received(read.mode);
+                    self.core.handle_read(now, conn, read)
+                }
                 Ok(ClientFrame::Change(change)) => {
                     tracing::info!(?conn, change = ?change.change, "membership change requested");
                     self.core.handle_change(now, conn, change)
@@ -478,6 +488,11 @@ impl Core {
                 }
                 Effect::TakeSnapshot { upto } => drop(self.apply.send(ApplyJob::Snapshot { upto })),
                 Effect::InstallSnapshot { upto } => drop(self.apply.send(ApplyJob::Install { upto })),
+                // In order with the applies: the apply thread serves it once
+                // the slots below its index, handed over before, are applied.
+                Effect::Read { conn, id, query, index } => {
+                    drop(self.apply.send(ApplyJob::Read { conn, id, query, index }))
+                }
                 Effect::TruncateLog { below } => {
                     // In order with the appends: the snapshot record before it is durable first.
                     if let Err(e) = self.appender.truncate_prefix(below) {

@@ -2,6 +2,44 @@
 
 use synod_metrics::names;
 use synod_paxos::Stats;
+use synod_wire::ReadMode;
+
+/// Counter, labelled [`LABEL_MODE`]: reads outside the log received, by mode.
+pub const READS: &str = "synod_reads_total";
+/// Counter: reads outside the log answered with the state machine's answer.
+pub const READS_SERVED: &str = "synod_reads_served_total";
+/// Counter: reads outside the log answered `Unavailable` (no leader could
+/// confirm a read index, or the state machine serves no reads).
+pub const READS_FAILED: &str = "synod_reads_failed_total";
+/// The label naming a read's mode on [`READS`]: `linearizable`, `lease` or `stale`.
+pub const LABEL_MODE: &str = "mode";
+
+/// Registers the read metrics' descriptions (they are not in `synod_metrics::names` yet).
+pub(crate) fn describe_reads() {
+    metrics::describe_counter!(READS, "Reads outside the log received, by mode.");
+    metrics::describe_counter!(
+        READS_SERVED,
+        "Reads outside the log answered with the state machine's answer."
+    );
+    metrics::describe_counter!(
+        READS_FAILED,
+        "Reads outside the log answered Unavailable (no leader confirmed a read index, or the state machine serves no reads)."
+    );
+}
+
+/// The value of [`LABEL_MODE`] for `mode`.
+pub fn mode_label(mode: ReadMode) -> &'static str {
+    match mode {
+        ReadMode::Linearizable => "linearizable",
+        ReadMode::Lease => "lease",
+        ReadMode::Stale => "stale",
+    }
+}
+
+/// Counts a read received.
+pub(crate) fn read_received(mode: ReadMode) {
+    metrics::counter!(READS, LABEL_MODE => mode_label(mode)).increment(1);
+}
 
 /// The last counters published, so that each publish adds only the increase.
 #[derive(Debug, Default)]
@@ -32,6 +70,8 @@ impl Published {
             now.redirects + now.queued_redirected,
         );
         add(names::CLIENT_BUSY, was.busy, now.busy);
+        // Reads that got no read index; the apply thread counts the rest.
+        add(READS_FAILED, was.reads_failed, now.reads_failed);
         add(names::SNAPSHOTS_INSTALLED, was.snapshots_installed, now.snapshots_installed);
         add(names::SNAPSHOTS_REFUSED, was.snapshots_refused, now.snapshots_refused);
         add(names::SNAPSHOT_BYTES_RECEIVED, was.snapshot_bytes_received, now.snapshot_bytes_received);

@@ -10,7 +10,7 @@ use synod_runtime::{Replica, ReplicaConfig, Status};
 use synod_transport::{certs, ClientEndpoint, ClientStream, Credentials, Identity, Settings};
 use synod_wire::{
     AdminQuery, AdminRequest, ClientFrame, ClientId, ClientReply, ClientRequest, Command, KvCommand,
-    KvResponse, NodeId, Outcome, ReplicaStatus, Seq, Wire,
+    KvResponse, NodeId, Outcome, ReadMode, ReadRequest, ReplicaStatus, Seq, Wire,
 };
 
 pub struct Cluster<S = KvStore> {
@@ -234,6 +234,30 @@ impl RawClient {
             Outcome::Status(status) => status,
             other => panic!("status: {other:?}"),
         }
+    }
+
+    /// Reads `query` outside the log from the connected replica, as `mode` says.
+    pub fn read(&mut self, query: Vec<u8>, mode: ReadMode) -> Outcome {
+        self.seq += 1;
+        let id = self.seq + 9000;
+        self.exchange(ClientFrame::Read(ReadRequest { id, query, mode }), id)
+    }
+
+    /// Reads `key` of the key-value store outside the log, asking again
+    /// while the replica answers `Unavailable` (no leader yet to confirm it).
+    pub fn get(&mut self, key: &[u8], mode: ReadMode) -> Option<Vec<u8>> {
+        let query = KvCommand::Get { key: key.to_vec() }.encode().unwrap();
+        for _ in 0..100 {
+            match self.read(query.clone(), mode) {
+                Outcome::Applied { payload } => match KvResponse::decode(&payload).unwrap() {
+                    KvResponse::Value(v) => return v,
+                    other => panic!("a get answered {other:?}"),
+                },
+                Outcome::Unavailable(_) => std::thread::sleep(Duration::from_millis(50)),
+                other => panic!("a read answered {other:?}"),
+            }
+        }
+        panic!("no read served in 100 tries");
     }
 
     /// Sends `frame` and waits for the answer to request `id`.

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod membership;
+mod reads;
 mod snapshots;
 
 use std::time::Duration;

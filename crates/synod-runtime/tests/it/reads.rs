@@ -1,0 +1,117 @@
+//! Reads outside the log (`ClientFrame::Read`) on a real cluster: ReadIndex
+//! on the leader and on followers, stale reads, and what a read answers
+//! when it cannot be served as asked.
+
+use std::time::Duration;
+
+use synod_wire::{KvCommand, KvResponse, NodeId, Outcome, ReadMode, Wire};
+
+use crate::cluster::{Cluster, RawClient};
+
+fn put(client: &mut RawClient, key: &[u8], value: &[u8]) {
+    let answer = client.op(&KvCommand::Put { key: key.to_vec(), value: value.to_vec() });
+    assert_eq!(answer, KvResponse::Stored);
+}
+
+#[test]
+fn linearizable_and_stale_reads_are_served_by_every_replica() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut writer = RawClient::registered(&cluster, leader);
+    put(&mut writer, b"k", b"v1");
+    // Straight after the acknowledgement, before the followers need have
+    // applied it: a linearizable read waits for the leader's commit point.
+    for id in cluster.ids() {
+        let mut reader = RawClient::connect(&cluster, id);
+        assert_eq!(reader.get(b"k", ReadMode::Linearizable), Some(b"v1".to_vec()), "replica {id}");
+        assert_eq!(reader.get(b"missing", ReadMode::Linearizable), None, "replica {id}");
+        // Lease reads are served as linearizable ones today.
+        assert_eq!(reader.get(b"k", ReadMode::Lease), Some(b"v1".to_vec()), "replica {id}");
+    }
+    // A stale read is whatever the replica applied: once all applied the write, it is there.
+    cluster.await_identical(Duration::from_secs(10));
+    for id in cluster.ids() {
+        let mut reader = RawClient::connect(&cluster, id);
+        assert_eq!(reader.get(b"k", ReadMode::Stale), Some(b"v1".to_vec()), "replica {id}");
+    }
+    // None of those reads entered the log.
+    let before = cluster.await_identical(Duration::from_secs(10));
+    let mut reader = RawClient::connect(&cluster, leader);
+    for _ in 0..20 {
+        reader.get(b"k", ReadMode::Linearizable);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = cluster.await_identical(Duration::from_secs(10));
+    assert_eq!((after.applied, after.digest), (before.applied, before.digest));
+}
+
+#[test]
+fn a_read_never_returns_a_value_older_than_an_acknowledged_write() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut writer = RawClient::registered(&cluster, leader);
+    let mut readers: Vec<(NodeId, RawClient)> =
+        cluster.ids().into_iter().map(|id| (id, RawClient::connect(&cluster, id))).collect();
+    for i in 0..150u32 {
+        let value = i.to_string().into_bytes();
+        put(&mut writer, b"counter", &value);
+        // Each time on another replica, followers included, at once.
+        let (id, reader) = &mut readers[i as usize % 3];
+        let read = reader.get(b"counter", ReadMode::Linearizable);
+        assert_eq!(read, Some(value), "read {i} on replica {id} returned an older value");
+    }
+}
+
+#[test]
+fn a_replica_with_no_leader_answers_unavailable_never_a_value() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut writer = RawClient::registered(&cluster, leader);
+    put(&mut writer, b"k", b"v");
+    cluster.await_identical(Duration::from_secs(10));
+    let ids = cluster.ids();
+    let lone = ids.iter().copied().find(|&id| id != leader).expect("a follower");
+    let mut reader = RawClient::connect(&cluster, lone);
+    for id in ids.into_iter().filter(|&id| id != lone) {
+        cluster.stop(id);
+    }
+    let query = KvCommand::Get { key: b"k".to_vec() }.encode().unwrap();
+    // Reads asked of the stopped leader fail once they get no index in time;
+    // then the replica knows no leader at all. Never a value.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut unavailable = 0;
+    while unavailable < 3 {
+        match reader.read(query.clone(), ReadMode::Linearizable) {
+            Outcome::Unavailable(why) => {
+                assert!(why.contains("retry"), "{why}");
+                unavailable += 1;
+            }
+            other => panic!("a replica cut off from any majority answered {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline);
+    }
+    // A stale read is still served, from what it applied.
+    assert_eq!(reader.get(b"k", ReadMode::Stale), Some(b"v".to_vec()));
+}
+
+#[test]
+fn a_state_machine_without_reads_answers_unavailable() {
+    let cluster = Cluster::start_with(1, crate::Scripted::default);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut reader = RawClient::connect(&cluster, leader);
+    for mode in [ReadMode::Stale, ReadMode::Linearizable] {
+        let mut answer = reader.read(b"anything".to_vec(), mode);
+        for _ in 0..50 {
+            // A new leader serves no linearizable read before its first commit.
+            if !matches!(&answer, Outcome::Unavailable(why) if why.contains("retry")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            answer = reader.read(b"anything".to_vec(), mode);
+        }
+        match answer {
+            Outcome::Unavailable(why) => assert!(why.contains("serves no reads outside the log"), "{why}"),
+            other => panic!("{mode:?}: {other:?}"),
+        }
+    }
+}
