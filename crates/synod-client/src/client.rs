@@ -57,9 +57,35 @@ impl Client {
     /// keeps its session sequence number, so the replicas apply it at most
     /// once and answer every retry with the first answer.
     pub async fn call(&self, payload: impl Into<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
+        self.submit(payload.into(), None).await
+    }
+
+    /// Answers `query` (a query of the state machine, as
+    /// `StateMachine::read` takes it) as `mode` says and returns the
+    /// machine's answer.
+    ///
+    /// Outside the log ([`ReadMode::Linearizable`], [`ReadMode::Lease`],
+    /// [`ReadMode::Stale`]) the read needs no session and is served by the
+    /// replica this client is connected to. A replica that cannot serve it
+    /// as asked (no leader to confirm it) answers `Unavailable`, and the read
+    /// is asked again after a pause until the deadline, then fails with
+    /// [`ClientError::Timeout`]: never an old value in its place. A state
+    /// machine that serves no reads outside the log answers every such read
+    /// `Unavailable`, so they time out: read through the log instead.
+    /// [`ReadMode::ThroughLog`] applies `query` as a command through the
+    /// log, as [`Client::call`] does.
+    pub async fn read(&self, query: impl Into<Vec<u8>>, mode: ReadMode) -> Result<Vec<u8>, ClientError> {
+        self.submit(query.into(), mode.wire()).await
+    }
+
+    async fn submit(
+        &self,
+        payload: Vec<u8>,
+        read: Option<synod_wire::ReadMode>,
+    ) -> Result<Vec<u8>, ClientError> {
         let deadline = Instant::now() + self.deadline;
         let (reply, answer) = oneshot::channel();
-        let call = Call { payload: payload.into(), deadline, reply };
+        let call = Call { payload, read, deadline, reply };
         // Waiting for room (and arming a timer for it) only when the driver is behind.
         match self.calls.try_send(call) {
             Ok(()) => {}
@@ -80,9 +106,33 @@ impl Client {
         self.session
     }
 
-    /// Reads `key` from the bundled key-value store.
+    /// Reads `key` from the bundled key-value store: a linearizable read
+    /// outside the log ([`ReadMode::Linearizable`]), served by the replica
+    /// this client is connected to.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ClientError> {
-        match self.kv(KvCommand::Get { key: key.as_ref().to_vec() }).await? {
+        self.get_with(key, ReadMode::Linearizable).await
+    }
+
+    /// Reads `key` from whatever the connected replica has applied, at
+    /// once: not linearizable ([`ReadMode::Stale`]); it may miss writes
+    /// already acknowledged.
+    pub async fn get_stale(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ClientError> {
+        self.get_with(key, ReadMode::Stale).await
+    }
+
+    /// Reads `key` from the bundled key-value store as `mode` says
+    /// ([`ReadMode::ThroughLog`]: a get through the replicated log).
+    pub async fn get_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        mode: ReadMode,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let query = KvCommand::Get { key: key.as_ref().to_vec() };
+        let response = match mode {
+            ReadMode::ThroughLog => self.kv(query).await?,
+            _ => decode_kv(self.read(query.encode()?, mode).await?)?,
+        };
+        match response {
             KvResponse::Value(value) => Ok(value),
             other => Err(unexpected("get", &other)),
         }
@@ -125,11 +175,90 @@ impl Client {
     }
 
     async fn kv(&self, command: KvCommand) -> Result<KvResponse, ClientError> {
-        let answer = self.call(command.encode()?).await?;
-        match KvResponse::decode(&answer) {
-            Ok(KvResponse::Invalid(reason)) => Err(ClientError::Store(reason)),
-            Ok(response) => Ok(response),
-            Err(e) => Err(ClientError::UnexpectedAnswer(e.to_string())),
+        decode_kv(self.call(command.encode()?).await?)
+    }
+}
+
+fn decode_kv(answer: Vec<u8>) -> Result<KvResponse, ClientError> {
+    match KvResponse::decode(&answer) {
+        Ok(KvResponse::Invalid(reason)) => Err(ClientError::Store(reason)),
+        Ok(response) => Ok(response),
+        Err(e) => Err(ClientError::UnexpectedAnswer(e.to_string())),
+    }
+}
+
+/// How a read is served (docs/OPERATIONS.md, "Reads").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ReadMode {
+    /// Linearizable, outside the log (ReadIndex): the leader confirms it
+    /// still leads with one round to a majority, shared by the reads that
+    /// arrive meanwhile, and the replica serving the read waits until it has
+    /// applied the leader's commit point. The default.
+    #[default]
+    Linearizable,
+    /// Asks for a leader lease read; today the replicas serve it exactly as
+    /// [`ReadMode::Linearizable`].
+    Lease,
+    /// Whatever the connected replica has applied, at once: not
+    /// linearizable, it may miss acknowledged writes.
+    Stale,
+    /// Through the replicated log, as a command: linearizable, and costs a
+    /// slot, a durable write on a majority and a session.
+    ThroughLog,
+}
+
+impl ReadMode {
+    /// Every mode, in the order [`ReadMode::name`]s are listed.
+    pub const ALL: [ReadMode; 4] =
+        [ReadMode::Linearizable, ReadMode::Lease, ReadMode::Stale, ReadMode::ThroughLog];
+
+    /// How the mode is spelled on a command line: `linearizable`, `lease`, `stale`, `log`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMode::Linearizable => "linearizable",
+            ReadMode::Lease => "lease",
+            ReadMode::Stale => "stale",
+            ReadMode::ThroughLog => "log",
+        }
+    }
+
+    /// The wire's mode of a read outside the log; `None` for [`ReadMode::ThroughLog`].
+    pub fn wire(self) -> Option<synod_wire::ReadMode> {
+        match self {
+            ReadMode::Linearizable => Some(synod_wire::ReadMode::Linearizable),
+            ReadMode::Lease => Some(synod_wire::ReadMode::Lease),
+            ReadMode::Stale => Some(synod_wire::ReadMode::Stale),
+            ReadMode::ThroughLog => None,
+        }
+    }
+}
+
+impl From<synod_wire::ReadMode> for ReadMode {
+    fn from(mode: synod_wire::ReadMode) -> ReadMode {
+        match mode {
+            synod_wire::ReadMode::Linearizable => ReadMode::Linearizable,
+            synod_wire::ReadMode::Lease => ReadMode::Lease,
+            synod_wire::ReadMode::Stale => ReadMode::Stale,
+        }
+    }
+}
+
+impl std::fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+
+    /// `linearizable`, `lease`, `stale`, or `log` (also `through-log`).
+    fn from_str(s: &str) -> Result<ReadMode, String> {
+        match s {
+            "through-log" | "through_log" => Ok(ReadMode::ThroughLog),
+            _ => ReadMode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+                format!("unknown read mode {s:?}: expected linearizable, lease, stale or log")
+            }),
         }
     }
 }

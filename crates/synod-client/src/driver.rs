@@ -33,7 +33,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use synod_client_core::{CallError, CallId, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError};
 use synod_transport::{ClientEndpoint, ClientStream, Jitter, PeerAddr, RecvError, SendError};
-use synod_wire::{ClientId, ClientReply, MembersView, NodeId, Outcome, Wire};
+use synod_wire::{ClientId, ClientReply, MembersView, NodeId, Outcome, ReadMode, Wire};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -43,7 +43,10 @@ use crate::{ClientConfig, ClientError, ConnectError, LinkError};
 /// One caller's request, handed to the driver.
 #[derive(Debug)]
 pub(crate) struct Call {
+    /// A command for the log, or the query of a read outside the log.
     pub payload: Vec<u8>,
+    /// `Some`: a read outside the log, served as this says, with no session.
+    pub read: Option<ReadMode>,
     pub deadline: Instant,
     pub reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
 }
@@ -170,10 +173,14 @@ impl Driver {
     }
 
     fn admit(&mut self, call: Call) {
-        let Call { payload, deadline, reply } = call;
+        let Call { payload, read, deadline, reply } = call;
         let now = self.now();
         let deadline = micros(deadline.saturating_duration_since(self.base));
-        let id = self.core.handle_call(now, payload, deadline);
+        let id = match read {
+            // Sent to the replica the client is connected to, which serves it.
+            Some(mode) => self.core.handle_read(now, payload, mode, deadline),
+            None => self.core.handle_call(now, payload, deadline),
+        };
         self.waiters.insert(id, reply);
     }
 

@@ -23,6 +23,17 @@
 //! [`Client::get`], [`Client::put`], [`Client::delete`] and [`Client::cas`]
 //! speak the bundled key-value store.
 //!
+//! Reads need not go through the log: [`Client::read`] (any state machine
+//! that implements `StateMachine::read`) and [`Client::get`] are served,
+//! without a session, by the replica the client is connected to, as a
+//! [`ReadMode`] says: linearizable by default (ReadIndex: the leader
+//! confirms it still leads, and the replica waits until it has applied the
+//! leader's commit point), stale ([`Client::get_stale`]: what that replica
+//! applied, not linearizable), or through the log
+//! ([`Client::get_with`]`(key, ReadMode::ThroughLog)`). A read that cannot
+//! be confirmed is retried until the deadline, never answered with an old
+//! value (docs/OPERATIONS.md, "Reads").
+//!
 //! ```no_run
 //! use std::collections::BTreeMap;
 //! use std::time::Duration;
@@ -56,7 +67,7 @@ mod driver;
 mod error;
 pub mod file;
 
-pub use client::{CasOutcome, Client};
+pub use client::{CasOutcome, Client, ReadMode};
 pub use config::{ClientConfig, MAX_IN_FLIGHT};
 pub use error::{ClientError, ConfigError, ConnectError, LinkError, Rejection};
 pub use file::ClientFile;

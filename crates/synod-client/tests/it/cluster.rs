@@ -18,7 +18,7 @@ use synod_state_machine::{Applier, ApplierStats, SessionConfig};
 use synod_transport::{certs, Credentials, Identity, Inbound, Node, NodeConfig, Settings};
 use synod_wire::{
     AdminQuery, AdminRequest, Ballot, Batch, ClientFrame, ClientReply, ClientRequest, Command, MemberInfo,
-    MemberRole, MembersView, NodeId, Outcome, ReplicaStatus, Role, Value, Wire,
+    MemberRole, MembersView, NodeId, Outcome, ReadMode, ReadRequest, ReplicaStatus, Role, Value, Wire,
 };
 
 /// Long enough that only a hang reaches it; no assertion is about time.
@@ -35,6 +35,9 @@ pub struct Seen {
     pub registers: u64,
     /// Requests answered with a redirect.
     pub redirects: u64,
+    /// Reads outside the log received (any replica serves them), by mode:
+    /// linearizable, lease, stale.
+    pub reads: [u64; 3],
 }
 
 /// The replicated state and the test's switches.
@@ -54,6 +57,9 @@ pub struct Shared {
     pub duplicate_redirects: AtomicBool,
     /// Every replica sends an undecodable frame before each answer.
     pub garbage: AtomicBool,
+    /// Replicas answer the next N linearizable or lease reads `Unavailable`
+    /// (no leader to confirm them); stale reads are always served.
+    pub unavailable_reads: AtomicUsize,
     seen: Mutex<BTreeMap<u32, Seen>>,
     /// The members every replica reports to `AdminQuery::Members`.
     pub members: Mutex<BTreeMap<NodeId, SocketAddr>>,
@@ -129,6 +135,27 @@ impl Shared {
         ClientReply { id: query.id, outcome: Outcome::Status(status) }
     }
 
+    /// What replica `me`, leader or not, answers to a read outside the log:
+    /// the shared applier's answer (the state stands for every replica's, so
+    /// any replica may serve it), unless told to answer `Unavailable`.
+    fn read(&self, me: NodeId, read: ReadRequest) -> ClientReply {
+        let mode = match read.mode {
+            ReadMode::Linearizable => 0,
+            ReadMode::Lease => 1,
+            ReadMode::Stale => 2,
+        };
+        self.count(me.0, |s| s.reads[mode] += 1);
+        if read.mode != ReadMode::Stale && take_one(&self.unavailable_reads) {
+            let outcome = Outcome::Unavailable("no leader to confirm the read; retry".into());
+            return ClientReply { id: read.id, outcome };
+        }
+        let outcome = match self.applier.lock().unwrap().read(&read.query) {
+            Some(payload) => Outcome::Applied { payload },
+            None => Outcome::Unavailable("this state machine serves no reads outside the log".into()),
+        };
+        ClientReply { id: read.id, outcome }
+    }
+
     /// What replica `me` answers to `request`.
     fn handle(&self, me: NodeId, request: ClientRequest) -> Vec<ClientReply> {
         let leader = self.leader();
@@ -200,6 +227,7 @@ impl TestCluster {
             busy: AtomicUsize::new(0),
             duplicate_redirects: AtomicBool::new(false),
             garbage: AtomicBool::new(false),
+            unavailable_reads: AtomicUsize::new(0),
             seen: Mutex::default(),
             members: Mutex::new(book.clone()),
         });
@@ -277,6 +305,7 @@ fn serve(me: NodeId, rx: &mpsc::Receiver<Inbound>, slot: &Slot, shared: &Shared)
         let replies = match ClientFrame::decode(&frame) {
             Ok(ClientFrame::Request(request)) => shared.handle(me, request),
             Ok(ClientFrame::Admin(query)) => vec![shared.status(me, &query)],
+            Ok(ClientFrame::Read(read)) => vec![shared.read(me, read)],
             Ok(ClientFrame::Change(change)) => {
                 vec![ClientReply { id: change.id, outcome: Outcome::Refused("no changes here".into()) }]
             }
