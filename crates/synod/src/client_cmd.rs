@@ -9,6 +9,9 @@
 //!
 //! * `put KEY -` and `cas KEY ... -` read the value from stdin, every byte of
 //!   it (with `--hex`, stdin holds hex digits; surrounding whitespace is ignored).
+//! * `get` is a linearizable read outside the log; `--stale` reads what the
+//!   connected replica applied (not linearizable), `--through-log` reads
+//!   through the log as before (docs/OPERATIONS.md, "Reads").
 //! * `get` writes the value's bytes to stdout exactly; a newline follows only
 //!   when stdout is a terminal, so `synod get k > file` stores exactly the
 //!   value. An absent key prints nothing on stdout and `(absent)` on stderr
@@ -62,13 +65,34 @@ pub struct Put {
     value: String,
 }
 
-/// `synod get`.
+/// `synod get`: a linearizable read outside the log unless told otherwise
+/// (docs/OPERATIONS.md, "Reads").
 #[derive(Debug, Args)]
 pub struct Get {
     #[command(flatten)]
     common: Common,
+    /// Read whatever the replica the client is connected to has applied, at
+    /// once: not linearizable (it may miss acknowledged writes), but served
+    /// without a leader.
+    #[arg(long, conflicts_with = "through_log")]
+    stale: bool,
+    /// Read through the replicated log, as a command (linearizable; costs a
+    /// slot and a durable write on a majority).
+    #[arg(long)]
+    through_log: bool,
     /// The key.
     key: String,
+}
+
+impl Get {
+    /// How this get reads.
+    fn mode(&self) -> synod_client::ReadMode {
+        match (self.stale, self.through_log) {
+            (true, _) => synod_client::ReadMode::Stale,
+            (_, true) => synod_client::ReadMode::ThroughLog,
+            _ => synod_client::ReadMode::Linearizable,
+        }
+    }
 }
 
 /// `synod del`.
@@ -204,12 +228,14 @@ pub fn put(args: Put) -> Result<()> {
 
 /// `synod get`.
 pub fn get(args: Get) -> Result<()> {
-    let Get { common, key } = args;
+    let mode = args.mode();
+    let Get { common, key, .. } = args;
     let key = arg_bytes("key", &key, common.hex)?;
     with_client(&common.client, |c| async move {
-        let value = c.get(key.clone()).await?;
+        let value = c.get_with(key.clone(), mode).await?;
         match common.write_out {
             WriteOut::Json => print_json("get", &key, |o| {
+                o.insert("read".into(), json!(mode.name()));
                 o.insert("found".into(), json!(value.is_some()));
                 bytes_fields(o, "value", value.as_deref());
             }),

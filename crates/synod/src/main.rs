@@ -46,7 +46,7 @@ enum Cmd {
     },
     /// Write `key` = `value` (`-`: the value is stdin's bytes).
     Put(client_cmd::Put),
-    /// Read `key`: its bytes, exactly, on stdout.
+    /// Read `key`: its bytes, exactly, on stdout (linearizable, outside the log; `--stale`, `--through-log`).
     Get(client_cmd::Get),
     /// Delete `key`.
     Del(client_cmd::Del),

@@ -46,6 +46,14 @@ fn a_non_hex_argument_is_refused_before_anything_is_read_or_sent() {
 }
 
 #[test]
+fn get_takes_one_read_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = synod(&["get", "--client", "absent.toml", "--stale", "--through-log", "k"], dir.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
+}
+
+#[test]
 fn the_client_file_comes_from_the_flag_or_synod_client() {
     let dir = tempfile::tempdir().unwrap();
     let out = synod(&["get", "k"], dir.path());
@@ -183,6 +191,15 @@ fn client_commands_keep_bytes_exact_in_text_hex_and_json() {
     assert_eq!((v["swapped"].as_bool(), v["previous"].as_str()), (Some(true), Some("héllo")));
     let v = json(&synod(&["get", "--client", "client.toml", "-w", "json", "nothing"], d));
     assert_eq!((v["found"].as_bool(), &v["value"]), (Some(false), &serde_json::Value::Null));
+    // Every read mode reads the same bytes; JSON names the mode.
+    assert_eq!(v["read"], "linearizable");
+    for (flag, mode) in [("--stale", "stale"), ("--through-log", "log")] {
+        let out = synod(&["get", "--client", "client.toml", flag, "blob"], d);
+        assert!(out.status.success(), "{flag}: {}", stderr(&out));
+        assert_eq!(out.stdout, value, "{flag}");
+        let v = json(&synod(&["get", "--client", "client.toml", flag, "-w", "json", "blob"], d));
+        assert_eq!((v["read"].as_str(), v["found"].as_bool()), (Some(mode), Some(true)), "{flag}");
+    }
     // An absent key: nothing on stdout.
     let out = synod(&["get", "--client", "client.toml", "nothing"], d);
     assert!(out.status.success() && out.stdout.is_empty(), "{}", stderr(&out));
