@@ -5,6 +5,14 @@
 //!
 //! `load --help` prints the flags ([`Args`]).
 //! Both backends see the same keys, values, put/get mix and measurement.
+//! `--reads PERCENT` (or `--puts PERCENT`, its complement) sets the mix;
+//! `--read-mode` says how gets are served: `linearizable` (the default; a
+//! read outside the log, by ReadIndex), `lease` (served as linearizable
+//! today), `stale` (what the connected replica applied) or `log` (a get
+//! through the replicated log, as before reads outside the log existed).
+//! etcd's gets are linearizable by default and serializable for `stale`;
+//! it has no `log` mode. Reads and writes are measured apart as well as
+//! together: the summary line gives each one's count, ops/s, p50 and p99.
 //! `--sessions` is the number of connections the clients share round-robin:
 //! synod sessions (one QUIC connection and one pipelined stream each), or
 //! etcd `Client`s (one HTTP/2 connection to each endpoint each, requests
@@ -31,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use synod_client::Client;
+use synod_client::{Client, ReadMode};
 
 /// Which system the clients talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,6 +87,12 @@ struct Args {
     /// Percentage of operations that are puts (the rest are gets).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(0..=100))]
     puts: u64,
+    /// Percentage of operations that are gets (the rest are puts): the complement of --puts.
+    #[arg(long, conflicts_with = "puts", value_parser = clap::value_parser!(u64).range(0..=100))]
+    reads: Option<u64>,
+    /// How gets are served: linearizable (outside the log, ReadIndex), lease, stale, or log (through the log).
+    #[arg(long, default_value_t = ReadMode::Linearizable)]
+    read_mode: ReadMode,
     /// Distinct keys.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
@@ -109,14 +123,24 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args::parse();
+    checked(Args::parse())
+}
+
+/// The flags as given, with `--reads` turned into `--puts` and the combinations checked.
+fn checked(mut args: Args) -> Result<Args> {
     if args.clients == 0 || args.sessions == 0 {
         bail!("--clients and --sessions must be at least 1");
     }
     args.sessions = args.sessions.min(args.clients);
+    if let Some(reads) = args.reads {
+        args.puts = 100 - reads;
+    }
     if args.fill {
         args.warmup = 0.0;
         args.puts = 100;
+    }
+    if args.backend == Backend::Etcd && args.read_mode == ReadMode::ThroughLog && args.puts < 100 {
+        bail!("--read-mode log is synod's: etcd has no reads through its log (linearizable is its default)");
     }
     if args.backend == Backend::Etcd && args.endpoints.iter().all(|e| e.is_empty()) {
         bail!("--endpoints needs at least one URL for --backend etcd");
@@ -145,9 +169,70 @@ struct Shared {
     errors: AtomicU64,
 }
 
-struct TaskResult {
+/// Latencies and the count of one kind of operation, measured.
+struct Measure {
     hist: Histogram<u64>,
     ops: u64,
+}
+
+impl Measure {
+    fn new() -> Measure {
+        Measure { hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"), ops: 0 }
+    }
+
+    fn record(&mut self, micros: u64) {
+        let _ = self.hist.record(micros);
+        self.ops += 1;
+    }
+
+    fn add(&mut self, other: &Measure) -> Result<()> {
+        self.hist.add(&other.hist)?;
+        self.ops += other.ops;
+        Ok(())
+    }
+
+    /// Operations per second over `seconds`, and the p50, p99 and p99.9 in ms.
+    fn figures(&self, seconds: f64) -> Figures {
+        let ms = |q| self.hist.value_at_quantile(q) as f64 / 1000.0;
+        Figures {
+            ops: self.ops,
+            throughput: self.ops as f64 / seconds.max(1e-9),
+            p50: ms(0.50),
+            p99: ms(0.99),
+            p999: ms(0.999),
+        }
+    }
+}
+
+/// What the report says of one kind of operation (or of all).
+struct Figures {
+    ops: u64,
+    throughput: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+}
+
+impl Figures {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ops": self.ops, "throughput": self.throughput,
+            "p50_ms": self.p50, "p99_ms": self.p99, "p999_ms": self.p999,
+        })
+    }
+
+    /// `N ops, X ops/s, p50 A ms, p99 B ms`.
+    fn line(&self) -> String {
+        format!(
+            "{} ops, {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
+            self.ops, self.throughput, self.p50, self.p99
+        )
+    }
+}
+
+struct TaskResult {
+    reads: Measure,
+    writes: Measure,
     completions_ms: Vec<u64>,
     written: Vec<(Vec<u8>, Vec<u8>)>,
     /// (start, Unix µs; latency µs) of each measured operation, with `--samples`.
@@ -194,12 +279,15 @@ impl Conn {
         }
     }
 
-    async fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+    async fn get(&mut self, key: Vec<u8>, mode: ReadMode) -> Result<Option<Vec<u8>>> {
         match self {
-            Conn::Synod(c) => Ok(c.get(key).await?),
+            Conn::Synod(c) => Ok(c.get_with(key, mode).await?),
             #[cfg(feature = "etcd")]
             Conn::Etcd(c) => {
-                let reply = c.get(key, None).await?;
+                // etcd's gets are linearizable unless asked to be serializable (stale).
+                let options =
+                    (mode == ReadMode::Stale).then(|| etcd_client::GetOptions::new().with_serializable());
+                let reply = c.get(key, options).await?;
                 Ok(reply.kvs().first().map(|kv| kv.value().to_vec()))
             }
         }
@@ -213,7 +301,7 @@ fn value_for(key: &[u8], size: usize) -> Vec<u8> {
 }
 
 async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> TaskResult {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let (mut reads, mut writes) = (Measure::new(), Measure::new());
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (id as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     let mut next = || {
         rng ^= rng << 13;
@@ -221,7 +309,6 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
         rng ^= rng << 17;
         rng
     };
-    let mut ops = 0u64;
     let mut seq = 0u64;
     let mut completions_ms = Vec::new();
     let mut written = Vec::new();
@@ -265,15 +352,18 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
             }
         } else {
             let key = format!("key{:012}", next() % args.keys);
-            client.get(key.into_bytes()).await.map(|_| ())
+            client.get(key.into_bytes(), args.read_mode).await.map(|_| ())
         };
         match result {
             Ok(()) => {
                 completions_ms.push(unix_ms());
                 if shared.measuring.load(Ordering::Relaxed) {
                     let micros = start.elapsed().as_micros().max(1) as u64;
-                    let _ = hist.record(micros);
-                    ops += 1;
+                    if put {
+                        writes.record(micros);
+                    } else {
+                        reads.record(micros);
+                    }
                     if args.samples.is_some() {
                         let since = start.saturating_duration_since(shared.epoch.0).as_micros() as u64;
                         samples.push((shared.epoch.1 + since, micros));
@@ -287,7 +377,7 @@ async fn task(id: usize, mut client: Conn, args: Args, shared: Arc<Shared>) -> T
             }
         }
     }
-    TaskResult { hist, ops, completions_ms, written, samples }
+    TaskResult { reads, writes, completions_ms, written, samples }
 }
 
 /// Reads every acknowledged write back, as many at once as there were
@@ -303,7 +393,9 @@ async fn read_back(sessions: &[Conn], written: Arc<[(Vec<u8>, Vec<u8>)]>, client
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some((key, value)) = written.get(n) else { break };
-                    match conn.get(key.clone()).await {
+                    // Linearizable, whatever mode the run read with: a stale
+                    // read could miss an acknowledged write that is there.
+                    match conn.get(key.clone(), ReadMode::Linearizable).await {
                         Ok(Some(v)) if v == *value => {}
                         _ => drop(missing.fetch_add(1, Ordering::Relaxed)),
                     }
@@ -393,15 +485,14 @@ async fn run(args: Args) -> Result<()> {
     shared.stop.store(true, Ordering::Relaxed);
     let elapsed = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
     bar.finish_and_clear();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut ops = 0;
+    let (mut reads, mut writes) = (Measure::new(), Measure::new());
     let mut completions = Vec::new();
     let mut acknowledged = Vec::new();
     let mut samples = Vec::new();
     for t in tasks {
         let r = t.await?;
-        hist.add(&r.hist)?;
-        ops += r.ops;
+        reads.add(&r.reads)?;
+        writes.add(&r.writes)?;
         completions.extend(r.completions_ms);
         acknowledged.extend(r.written);
         samples.extend(r.samples);
@@ -420,18 +511,21 @@ async fn run(args: Args) -> Result<()> {
     }
     // Moved, not copied, into what the readers share.
     let written: Arc<[(Vec<u8>, Vec<u8>)]> = acknowledged.into();
-    let throughput = ops as f64 / elapsed.max(1e-9);
-    let (p50, p99, p999) = (
-        hist.value_at_quantile(0.50) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
-        hist.value_at_quantile(0.999) as f64 / 1000.0,
-    );
+    let mut all = Measure::new();
+    all.add(&reads)?;
+    all.add(&writes)?;
+    let (all, reads, writes) = (all.figures(elapsed), reads.figures(elapsed), writes.figures(elapsed));
+    let Figures { ops, throughput, p50, p99, p999 } = all;
     let errors = shared.errors.load(Ordering::Relaxed);
     println!(
-        "load: {}: {} clients on {} sessions, {ops} ops in {elapsed:.1} s: {throughput:.0} ops/s, p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, {errors} errors",
+        "load: {}: {} clients on {} sessions, {ops} ops in {elapsed:.1} s: {throughput:.0} ops/s, p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, {errors} errors; reads ({}, {} %): {}; writes: {}",
         args.backend.name(),
         args.clients,
-        args.sessions
+        args.sessions,
+        args.read_mode,
+        100 - args.puts,
+        reads.line(),
+        writes.line(),
     );
     let mut failover_ms = None;
     if let Some(path) = &args.kill_file {
@@ -455,6 +549,8 @@ async fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "backend": args.backend.name(), "puts_percent": args.puts, "warmup": args.warmup,
+            "reads_percent": 100 - args.puts, "read_mode": args.read_mode.name(),
+            "reads": reads.json(), "writes": writes.json(),
             "clients": args.clients, "sessions": args.sessions, "ops": ops, "seconds": elapsed,
             "throughput": throughput, "p50_ms": p50, "p99_ms": p99, "p999_ms": p999, "errors": errors,
             "failover_ms": failover_ms, "verified": written.len(), "missing": missing,
@@ -468,4 +564,49 @@ async fn run(args: Args) -> Result<()> {
         bail!("{missing} acknowledged writes are missing");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Args> {
+        let argv = ["load", "--client-config", "client.toml"].iter().chain(flags);
+        checked(Args::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn reads_is_the_complement_of_puts_and_gets_read_linearizably_by_default() {
+        let a = parse(&[]).unwrap();
+        assert_eq!((a.puts, a.read_mode), (90, ReadMode::Linearizable));
+        let a = parse(&["--reads", "95"]).unwrap();
+        assert_eq!(a.puts, 5);
+        let a = parse(&["--reads", "0", "--read-mode", "stale"]).unwrap();
+        assert_eq!((a.puts, a.read_mode), (100, ReadMode::Stale));
+        assert_eq!(parse(&["--puts", "30"]).unwrap().puts, 30);
+        for (name, mode) in [("log", ReadMode::ThroughLog), ("lease", ReadMode::Lease)] {
+            assert_eq!(parse(&["--read-mode", name]).unwrap().read_mode, mode);
+        }
+        assert!(parse(&["--reads", "50", "--puts", "50"]).is_err());
+        assert!(parse(&["--reads", "101"]).is_err());
+        assert!(parse(&["--read-mode", "fast"]).is_err());
+    }
+
+    #[test]
+    fn reads_and_writes_are_measured_apart_and_together() {
+        let (mut reads, mut writes) = (Measure::new(), Measure::new());
+        for micros in [1000, 2000, 3000] {
+            reads.record(micros);
+        }
+        writes.record(10_000);
+        let mut all = Measure::new();
+        all.add(&reads).unwrap();
+        all.add(&writes).unwrap();
+        let (r, w, a) = (reads.figures(2.0), writes.figures(2.0), all.figures(2.0));
+        assert_eq!((r.ops, w.ops, a.ops), (3, 1, 4));
+        assert_eq!(a.throughput, 2.0);
+        assert!((r.p50 - 2.0).abs() < 0.01 && (w.p99 - 10.0).abs() < 0.01, "{} {}", r.p50, w.p99);
+        assert_eq!(r.line(), "3 ops, 2 ops/s, p50 2.00 ms, p99 3.00 ms");
+        assert_eq!(w.json()["ops"], 1);
+    }
 }
