@@ -44,6 +44,10 @@ impl<S: StateMachine> ApplyThread<S> {
     /// Applies each slot in turn until the channel closes (the core stopped) or a slot fails.
     pub(crate) fn run(mut self, jobs: Receiver<ApplyJob>) {
         let applied_counter = metrics::counter!(names::COMMANDS_APPLIED);
+        let counters = ReadCounters {
+            served: metrics::counter!(stats::READS_SERVED),
+            failed: metrics::counter!(stats::READS_FAILED),
+        };
         while let Ok(job) = jobs.recv() {
             let applied_before = self.applier.stats().applied;
             let ok = match job {
@@ -59,7 +63,7 @@ impl<S: StateMachine> ApplyThread<S> {
                 }
                 ApplyJob::Install { upto } => self.install(upto),
                 ApplyJob::Read { conn, id, query, index } => {
-                    self.read(conn, id, &query, index);
+                    self.read(conn, id, &query, index, &counters);
                     // A read changes nothing: no status to update.
                     continue;
                 }
@@ -118,7 +122,7 @@ impl<S: StateMachine> ApplyThread<S> {
     /// Answers read `id` on `conn` from the state as applied so far: the
     /// slots below its read `index` came first on the channel, so they are
     /// applied (or covered by an installed snapshot) by now.
-    fn read(&mut self, conn: ClientConnId, id: u64, query: &[u8], index: Slot) {
+    fn read(&mut self, conn: ClientConnId, id: u64, query: &[u8], index: Slot, counters: &ReadCounters) {
         let applied = self.applier.next_slot();
         if applied < index {
             // The core orders a read after the applies below its index; a
@@ -129,25 +133,25 @@ impl<S: StateMachine> ApplyThread<S> {
                 id,
                 Outcome::Unavailable(format!("read index {index} not applied here yet; retry")),
             );
-            metrics::counter!(stats::READS_FAILED).increment(1);
+            counters.failed.increment(1);
             return;
         }
         let applier = &self.applier;
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| applier.read(query)));
         let outcome = match answer {
             Ok(Some(payload)) => {
-                metrics::counter!(stats::READS_SERVED).increment(1);
+                counters.served.increment(1);
                 Outcome::Applied { payload }
             }
             Ok(None) => {
-                metrics::counter!(stats::READS_FAILED).increment(1);
+                counters.failed.increment(1);
                 Outcome::Unavailable("this state machine serves no reads outside the log".to_owned())
             }
             Err(panic) => {
                 // A read changes nothing, so the replica goes on; the client is told, not given a value.
                 let what = panic_message(&*panic);
                 tracing::error!(%what, "the state machine panicked serving a read");
-                metrics::counter!(stats::READS_FAILED).increment(1);
+                counters.failed.increment(1);
                 Outcome::Unavailable(format!("the state machine panicked serving the read: {what}"))
             }
         };
@@ -193,6 +197,12 @@ impl<S: StateMachine> ApplyThread<S> {
         self.status.lock().fatal = Some(why);
         self.stop_replica.store(true, Ordering::Release);
     }
+}
+
+/// The apply thread's read counters, looked up once.
+struct ReadCounters {
+    served: metrics::Counter,
+    failed: metrics::Counter,
 }
 
 /// What a panic said, if it said it as a string.

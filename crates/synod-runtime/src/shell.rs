@@ -130,6 +130,7 @@ struct Core {
     /// Writes in flight: (token, when handed over), for the persist-latency histogram.
     persisting: VecDeque<(u64, Instant)>,
     histograms: Histograms,
+    reads_received: crate::stats::ReadsReceived,
 }
 
 struct Histograms {
@@ -318,6 +319,7 @@ impl Core {
                 batch_commands: metrics::histogram!(names::BATCH_COMMANDS),
                 commit_latency: metrics::histogram!(names::COMMIT_LATENCY),
             },
+            reads_received: crate::stats::ReadsReceived::new(),
         };
         // The recovered configuration may be a later one than the peers the
         // transport started with: the address book follows it from the start.
@@ -356,7 +358,7 @@ impl Core {
                 // stale read at once) and hands it to the apply thread as
                 // `Effect::Read`, behind the applies it must follow.
                 Ok(ClientFrame::Read(read)) => {
-                    crate::stats::read_received(read.mode);
+                    self.reads_received.count(read.mode);
                     self.core.handle_read(now, conn, read)
                 }
                 Ok(ClientFrame::Change(change)) => {

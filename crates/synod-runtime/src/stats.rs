@@ -36,9 +36,32 @@ pub fn mode_label(mode: ReadMode) -> &'static str {
     }
 }
 
-/// Counts a read received.
-pub(crate) fn read_received(mode: ReadMode) {
-    metrics::counter!(READS, LABEL_MODE => mode_label(mode)).increment(1);
+/// The counters of reads received, by mode, looked up once.
+pub(crate) struct ReadsReceived {
+    linearizable: metrics::Counter,
+    lease: metrics::Counter,
+    stale: metrics::Counter,
+}
+
+impl ReadsReceived {
+    pub(crate) fn new() -> ReadsReceived {
+        let counter = |mode| metrics::counter!(READS, LABEL_MODE => mode_label(mode));
+        ReadsReceived {
+            linearizable: counter(ReadMode::Linearizable),
+            lease: counter(ReadMode::Lease),
+            stale: counter(ReadMode::Stale),
+        }
+    }
+
+    /// Counts a read received.
+    pub(crate) fn count(&self, mode: ReadMode) {
+        match mode {
+            ReadMode::Linearizable => &self.linearizable,
+            ReadMode::Lease => &self.lease,
+            ReadMode::Stale => &self.stale,
+        }
+        .increment(1);
+    }
 }
 
 /// The last counters published, so that each publish adds only the increase.

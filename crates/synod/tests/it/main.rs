@@ -18,6 +18,14 @@ fn synod(args: &[&str], dir: &Path) -> Output {
     synod_cmd(args, dir).output().expect("synod runs")
 }
 
+/// The value of the sample `name` (with its labels, as exported) in a Prometheus text body; 0 if absent.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -307,6 +315,20 @@ fn status_shows_every_replica_over_the_transport_and_health_follows_reachability
         assert!(body.contains("synod_"), "{body}");
         assert_eq!(http_get(port, "/nothing-here").0, 404);
     }
+
+    // Reads outside the log are counted where they are served (the client sits on the leader).
+    for flag in ["--stale", "--through-log"] {
+        let out = synod(&["get", "--client", "client.toml", flag, "greeting"], d);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(out.stdout, b"hello");
+    }
+    let out = synod(&["get", "--client", "client.toml", "greeting"], d);
+    assert_eq!(out.stdout, b"hello", "{}", stderr(&out));
+    let bodies: Vec<String> = metrics.iter().map(|&port| http_get(port, "/metrics").1).collect();
+    let total = |line: &str| -> f64 { bodies.iter().map(|b| sample(b, line)).sum() };
+    assert_eq!(total("synod_reads_total{mode=\"linearizable\"}"), 1.0, "{bodies:?}");
+    assert_eq!(total("synod_reads_total{mode=\"stale\"}"), 1.0, "{bodies:?}");
+    assert_eq!(total("synod_reads_served_total"), 2.0, "{bodies:?}");
 
     // Stop both peers of replica 1: it can reach no leader (or no majority), so it is unhealthy.
     for n in [2, 3] {
