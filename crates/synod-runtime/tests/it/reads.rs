@@ -124,3 +124,38 @@ fn a_state_machine_without_reads_answers_unavailable() {
         }
     }
 }
+
+/// The real client reads its own writes back, linearizably and outside the
+/// log, while the leader it sits on is killed: every read returns the value
+/// just acknowledged, never an older one, and none fails.
+#[test]
+fn the_client_reads_its_writes_while_the_leader_is_killed() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = rt.block_on(synod_client::Client::connect(cluster.client_config(1))).unwrap();
+    let tasks: Vec<_> = (0..4u32)
+        .map(|t| {
+            let c = client.clone();
+            rt.spawn(async move {
+                let key = format!("r{t}");
+                for i in 0..60u32 {
+                    let value = i.to_string();
+                    c.put(&key, &value).await.unwrap_or_else(|e| panic!("put {key}={value}: {e}"));
+                    let read = c.get(&key).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+                    assert_eq!(read, Some(value.into_bytes()), "{key}: an older value after write {i}");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    cluster.stop(leader);
+    rt.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    cluster.restart(leader);
+    cluster.await_identical(Duration::from_secs(15));
+}
