@@ -6,7 +6,12 @@
 //! ```text
 //! chaos_client --client-config client.toml [--workers 6] [--keys 3] [--seconds 30]
 //!              [--op-timeout-ms 2000] [--history history.jsonl] [--budget-s 60 (per key)] [--pause-ms 5]
+//!              [--read-mode linearizable|lease|stale|log]
 //! ```
+//! Gets are linearizable reads outside the log by default (`--read-mode log`:
+//! through the log, as before; `stale` is not linearizable, and the check is
+//! expected to find it out under faults). The final reads after the heal
+//! are linearizable whatever the mode.
 //! Prints one JSON summary line last: ops ok/fail/info, the verdict, the checker's time.
 
 use std::path::PathBuf;
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use synod_check::{check_per_key, Input, Op, Output, Verdict};
-use synod_client::{Client, ClientError};
+use synod_client::{Client, ClientError, ReadMode};
 
 /// The chaos workload: concurrent clients doing get, put and cas on a few keys,
 /// then a linearizability check of the history.
@@ -46,6 +51,9 @@ struct Cli {
     /// A worker's pause between operations, in milliseconds.
     #[arg(long = "pause-ms", default_value_t = 5)]
     pause_ms: u64,
+    /// How gets are served: linearizable (outside the log), lease, stale, or log (through the log).
+    #[arg(long, default_value_t = ReadMode::Linearizable)]
+    read_mode: ReadMode,
 }
 
 struct Args {
@@ -57,6 +65,7 @@ struct Args {
     history: Option<PathBuf>,
     budget: Duration,
     pause: Duration,
+    read_mode: ReadMode,
 }
 
 fn parse() -> Result<Args> {
@@ -70,6 +79,7 @@ fn parse() -> Result<Args> {
         history: c.history,
         budget: Duration::from_secs(c.budget_s),
         pause: Duration::from_millis(c.pause_ms),
+        read_mode: c.read_mode,
     })
 }
 
@@ -102,9 +112,10 @@ async fn run(args: Args) -> Result<()> {
         let config = config.clone();
         let keys = args.keys;
         let workers = args.workers;
-        let pause = args.pause;
-        tasks
-            .push(tokio::spawn(async move { worker(w, workers, pause, config, keys, epoch, stop_at).await }));
+        let pacing = Pacing { pause: args.pause, mode: args.read_mode };
+        tasks.push(tokio::spawn(
+            async move { worker(w, workers, pacing, config, keys, epoch, stop_at).await },
+        ));
     }
     let mut records = Vec::new();
     for t in tasks {
@@ -170,16 +181,24 @@ async fn run(args: Args) -> Result<()> {
         "{}",
         serde_json::json!({
             "ok": ok, "fail": fail, "info": info, "verdict": verdict, "bad_keys": bad_keys,
+            "read_mode": args.read_mode.name(),
             "check_seconds": checking.elapsed().as_secs_f64(),
         })
     );
     Ok(())
 }
 
+/// What every worker does alike: its pause between operations and how it reads.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    pause: Duration,
+    mode: ReadMode,
+}
+
 async fn worker(
     w: u64,
     workers: u64,
-    pause: Duration,
+    Pacing { pause, mode }: Pacing,
     config: synod_client::ClientConfig,
     keys: u64,
     epoch: Instant,
@@ -220,7 +239,7 @@ async fn worker(
         };
         let call = epoch.elapsed().as_nanos() as u64;
         let outcome: std::result::Result<Output, ClientError> = match &input {
-            Input::Get => client.get(&key).await.map(Output::Value),
+            Input::Get => client.get_with(&key, mode).await.map(Output::Value),
             Input::Put(v) => client.put(&key, v).await.map(|_| Output::Stored),
             Input::Cas { expected, new } => client
                 .cas(&key, expected.as_deref(), new.as_deref())
