@@ -79,4 +79,8 @@ pub struct PlantedBugs {
     /// A leader takes a membership change while another is in flight (the
     /// newer request replaces the older one's waiter).
     pub concurrent_changes: bool,
+    /// A replica serves a linearizable read as soon as it has the read
+    /// index, from what it has applied so far, without waiting until it has
+    /// applied that far: a lagging follower answers with old values.
+    pub serve_reads_early: bool,
 }

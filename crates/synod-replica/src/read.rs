@@ -68,6 +68,11 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// The Paxos core gave read `rid` its index.
     pub(crate) fn read_ready(&mut self, rid: u64, index: Slot) {
         let Some(read) = self.reads.asked.remove(&rid) else { return };
+        if self.serves_reads_early() {
+            let now = self.reads.emitted;
+            self.serve(now, read);
+            return;
+        }
         if index <= self.reads.emitted {
             self.serve(index, read);
         } else {
@@ -102,6 +107,16 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     fn serve(&mut self, index: Slot, read: PendingRead<C>) {
         self.stats.reads_served += 1;
         self.effects.push_back(Effect::Read { conn: read.conn, id: read.id, query: read.query, index });
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    fn serves_reads_early(&self) -> bool {
+        self.bugs.serve_reads_early
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    fn serves_reads_early(&self) -> bool {
+        false
     }
 
     /// Forgets the reads of connection `conn`: it closed.

@@ -10,9 +10,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use synod_client_core::{ClientCore, ClientEvent, CoreConfig};
+use synod_client_core::{CallId, ClientCore, ClientEvent, CoreConfig};
 use synod_paxos::rng::Rng;
-use synod_wire::{ClientId, ClientReply, ClientRequest, Command, KvCommand, NodeId, Outcome, Seq, Wire};
+use synod_wire::{
+    ClientFrame, ClientId, ClientReply, ClientRequest, Command, KvCommand, NodeId, Outcome, ReadMode,
+    ReadRequest, Seq, Wire,
+};
 
 use crate::machine::Audited;
 
@@ -22,11 +25,23 @@ pub(crate) const TICK_US: u64 = 10_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(400);
 /// Calls a client keeps in flight at once, to exercise pipelining.
 const IN_FLIGHT: usize = 4;
+/// Percent of a client's operations that are reads outside the log.
+const READ_PERCENT: u64 = 30;
 
 /// What a client asks the world to do.
 #[derive(Debug)]
 pub(crate) enum Effect {
     Send(NodeId, ClientRequest),
+    SendRead(NodeId, ReadRequest),
+    /// A read outside the log begins: the world notes which writes it must see.
+    ReadBegins(CallId),
+    /// A read outside the log ended with `answer`.
+    ReadDone {
+        call: CallId,
+        query: Vec<u8>,
+        mode: ReadMode,
+        answer: Vec<u8>,
+    },
     Issued(Command),
     Answered(ClientId, Seq, Outcome),
     Unexpected(String),
@@ -51,6 +66,8 @@ pub(crate) struct SimClient {
     /// Request id -> seq, for every operation attempt sent (answers are checked by seq).
     seqs: BTreeMap<u64, Seq>,
     issued: u64,
+    /// Reads outside the log in flight: their query and mode.
+    reads: BTreeMap<CallId, (Vec<u8>, ReadMode)>,
     pub(crate) completed: u64,
     pub(crate) total: u64,
 }
@@ -74,6 +91,7 @@ impl SimClient {
             conn: None,
             seqs: BTreeMap::new(),
             issued: 0,
+            reads: BTreeMap::new(),
             completed: 0,
             total,
         }
@@ -95,10 +113,20 @@ impl SimClient {
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);
         }
-        while self.issued < self.total && self.core.can_call() {
+        while self.issued < self.total && self.core.can_call() && self.core.outstanding() < IN_FLIGHT {
+            self.issued += 1;
+            if rng.chance(READ_PERCENT) {
+                // A read outside the log: linearizable mostly, stale sometimes.
+                let key = vec![b'k', rng.range(0, 3) as u8];
+                let query = KvCommand::Get { key }.encode().expect("small commands encode");
+                let mode = if rng.chance(20) { ReadMode::Stale } else { ReadMode::Linearizable };
+                let call = self.core.handle_read(now, query.clone(), mode, u64::MAX);
+                self.reads.insert(call, (query, mode));
+                out.push(Effect::ReadBegins(call));
+                continue;
+            }
             let payload = self.next_command(rng);
             self.core.handle_call(now, payload, u64::MAX);
-            self.issued += 1;
         }
         self.drive(now, reach, rng, out);
     }
@@ -145,17 +173,28 @@ impl SimClient {
             }
             while let Some(t) = self.core.poll_transmit() {
                 progress = true;
-                if let Command::Op { seq, .. } = &t.request.command {
-                    self.seqs.insert(t.request.id, *seq);
+                match t.frame {
+                    ClientFrame::Request(request) => {
+                        if let Command::Op { seq, .. } = &request.command {
+                            self.seqs.insert(request.id, *seq);
+                        }
+                        out.push(Effect::Issued(request.command.clone()));
+                        out.push(Effect::Send(t.node, request));
+                    }
+                    ClientFrame::Read(read) => out.push(Effect::SendRead(t.node, read)),
+                    other => out.push(Effect::Unexpected(format!("client {} sent {other:?}", self.idx))),
                 }
-                out.push(Effect::Issued(t.request.command.clone()));
-                out.push(Effect::Send(t.node, t.request));
             }
             while let Some(event) = self.core.poll_event() {
                 progress = true;
                 match event {
                     ClientEvent::Registered(_) => {}
-                    ClientEvent::Completed { result: Ok(_), .. } => self.completed += 1,
+                    ClientEvent::Completed { call, result: Ok(answer) } => {
+                        self.completed += 1;
+                        if let Some((query, mode)) = self.reads.remove(&call) {
+                            out.push(Effect::ReadDone { call, query, mode, answer });
+                        }
+                    }
                     other => {
                         // No correct run fails a call or a registration; count it so the run ends.
                         self.completed += 1;

@@ -35,6 +35,11 @@ impl StateMachine for Audited {
         self.kv.apply(kv)
     }
 
+    /// Reads outside the log are the store's own (`get`s, without an operation id).
+    fn read(&self, query: &[u8]) -> Option<Vec<u8>> {
+        self.kv.read(query)
+    }
+
     /// The operation ids seen, then the store: a restored replica still catches a second apply.
     fn snapshot(&self) -> Vec<u8> {
         let mut out = (self.seen.len() as u64).to_le_bytes().to_vec();

@@ -63,6 +63,7 @@ fn main() -> ExitCode {
     let mut violations = 0u64;
     let (mut ops, mut slots, mut crashes, mut fsyncs, mut cuts, mut elections) = (0, 0, 0, 0, 0, 0);
     let (mut snapshots, mut installs, mut wipes) = (0, 0, 0);
+    let (mut reads, mut changes) = (0, 0);
     for seed in first..first + count {
         let mut cfg = SimConfig::with_replicas(seed, replicas);
         cfg.trace = trace;
@@ -79,6 +80,8 @@ fn main() -> ExitCode {
         snapshots += report.snapshots;
         installs += report.installs;
         wipes += report.wipes;
+        reads += report.reads;
+        changes += report.changes.1;
         if !report.violations.is_empty() {
             violations += 1;
             for v in &report.violations {
@@ -89,7 +92,7 @@ fn main() -> ExitCode {
     }
     let secs = began.elapsed().as_secs_f64();
     eprintln!(
-        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections, {snapshots} snapshots written, {installs} installed from peers, {wipes} disks lost, in {secs:.1} s ({:.1} seeds/s)",
+        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections, {snapshots} snapshots written, {installs} installed from peers, {wipes} disks lost, {changes} membership changes, {reads} reads outside the log checked, in {secs:.1} s ({:.1} seeds/s)",
         count as f64 / secs.max(1e-9)
     );
     println!("{count} seeds, {violations} violations");

@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
 use synod_paxos::rng::Rng;
-use synod_wire::{ClientReply, ClientRequest, Message, NodeId};
+use synod_wire::{ClientReply, ClientRequest, Message, NodeId, ReadRequest};
 
 /// An address: a replica or a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,6 +17,7 @@ pub(crate) enum Addr {
 pub(crate) enum Payload {
     Peer(Message),
     Request(ClientRequest),
+    Read(ReadRequest),
     Reply(ClientReply),
 }
 

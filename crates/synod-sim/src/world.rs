@@ -1,5 +1,8 @@
 //! The simulated world: replicas, disks, network and clients, stepped tick by tick from one seed.
 
+use std::collections::BTreeMap;
+
+use synod_client_core::CallId;
 use synod_paxos::rng::Rng;
 use synod_paxos::{Config, Durable, Paxos};
 use synod_replica::{route_replies, Apply, Limits, Now, ReplicaCore, SnapshotPolicy};
@@ -55,6 +58,8 @@ pub struct Report {
     pub wipes: u64,
     /// Membership changes asked for, and how many took effect.
     pub changes: (u64, u64),
+    /// Reads outside the log that finished (each checked against the chosen log).
+    pub reads: u64,
     /// The newest configuration's epoch at the end.
     pub epoch: u64,
     /// The readable trace, if asked for.
@@ -103,6 +108,8 @@ struct World {
     /// Per slot: the members a joining replica was told to learn from.
     contacts: Vec<Vec<NodeId>>,
     asked: Option<Asked>,
+    /// Reads outside the log in flight: the floor of writes each must see.
+    read_floors: BTreeMap<(usize, CallId), Slot>,
     next_ask: u64,
     changes_done: u64,
     nodes: Vec<Option<Replica>>,
@@ -150,6 +157,7 @@ pub fn run(cfg: &SimConfig) -> Report {
         }
     }
     w.checker.final_durability(w.now);
+    w.checker.final_reads();
     if cfg.trace {
         for n in w.nodes.iter().flatten() {
             let p = n.core.paxos();
@@ -183,6 +191,7 @@ impl World {
             life,
             contacts: vec![Vec::new(); n],
             asked: None,
+            read_floors: BTreeMap::new(),
             next_ask: 0,
             changes_done: 0,
             nodes: (0..n).map(|_| None).collect(),
@@ -448,6 +457,14 @@ impl World {
                     let Addr::Client(c) = packet.from else { continue };
                     self.on_request(to.0 as usize - 1, c, req);
                 }
+                (Addr::Node(to), Payload::Read(read)) => {
+                    let Addr::Client(c) = packet.from else { continue };
+                    let i = to.0 as usize - 1;
+                    if let Some(node) = &mut self.nodes[i] {
+                        node.core.handle_read(at(now), c, read);
+                        self.drain(i);
+                    }
+                }
                 (Addr::Client(c), Payload::Reply(reply)) => {
                     let Addr::Node(from) = packet.from else { continue };
                     let mut effects = Vec::new();
@@ -531,6 +548,23 @@ impl World {
                         Addr::Node(to),
                         Payload::Request(req),
                     );
+                }
+                Effect::SendRead(to, read) => {
+                    self.net.send(
+                        &mut self.rng,
+                        self.now,
+                        Addr::Client(c),
+                        Addr::Node(to),
+                        Payload::Read(read),
+                    );
+                }
+                Effect::ReadBegins(call) => {
+                    self.read_floors.insert((c, call), self.checker.read_floor());
+                }
+                Effect::ReadDone { call, query, mode, answer } => {
+                    let floor = self.read_floors.remove(&(c, call)).unwrap_or_default();
+                    self.log(|| format!("client {c} read ({mode:?}) done"));
+                    self.checker.read_done(self.now, format!("client {c}"), query, mode, floor, answer);
                 }
                 Effect::Issued(command) => self.checker.issued(&command),
                 Effect::Answered(client, seq, outcome) => {
@@ -665,6 +699,25 @@ impl World {
                             return;
                         }
                     }
+                }
+                Do::Read { conn, id: rid, query, index } => {
+                    // The runtime's apply thread serves a read after every slot below its index.
+                    if node.applier.next_slot() < index {
+                        let detail = format!(
+                            "{id} served a read at slot {} before its index {index}",
+                            node.applier.next_slot()
+                        );
+                        self.checker.unexpected(now, detail);
+                    }
+                    if self.cfg.trace {
+                        let at = node.applier.next_slot();
+                        self.trace.push(format!("t={now:>5} {id} serves a read for client {conn} at index {index} (applied to {at})"));
+                    }
+                    let outcome = match node.applier.read(&query) {
+                        Some(payload) => Outcome::Applied { payload },
+                        None => Outcome::Unavailable("no reads outside the log".to_owned()),
+                    };
+                    self.reply(id, conn, ClientReply { id: rid, outcome });
                 }
                 Do::Reply { conn: ADMIN, reply } => self.on_admin_reply(id, reply),
                 Do::Reply { conn, reply } => self.reply(id, conn, reply),
@@ -842,6 +895,7 @@ impl World {
             installs: self.installs,
             wipes: self.wipes,
             changes: (self.next_ask, self.changes_done),
+            reads: self.checker.reads_done() as u64,
             epoch: self.newest().epoch,
             trace: self.trace,
         }

@@ -29,7 +29,10 @@ pub(crate) const HEADER_LEN: usize = 32;
 /// A frame header's length in bytes.
 pub(crate) const FRAME_HEADER_LEN: usize = 24;
 const MAGIC: &[u8; 8] = b"SYNODWAL";
-const VERSION: u32 = 1;
+/// Version 2: log records carry ballots with their configuration's epoch and
+/// values that may be stop signs (membership changes); version 1 logs, from
+/// before, are refused with "unsupported segment version".
+const VERSION: u32 = 2;
 /// A frame claiming a batch this far beyond the last good one is not believed.
 const MAX_BATCH_JUMP: u64 = 1 << 32;
 

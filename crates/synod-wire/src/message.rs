@@ -62,6 +62,12 @@ pub struct Status {
     pub first_unchosen: Slot,
     /// One past the highest slot this replica holds anything for (accepted or chosen).
     pub log_end: Slot,
+    /// The newest configuration this replica knows, durably, is in force:
+    /// its log records that configuration's stop sign as chosen.
+    pub epoch: u64,
+    /// It started with nothing on disk and may not vote yet (it has not
+    /// heard every voter and learned what they hold).
+    pub rejoining: bool,
 }
 
 /// A message between replicas.
@@ -163,9 +169,11 @@ pub enum Message {
         id: u64,
         /// The read index, if confirmed.
         index: Option<Slot>,
-        /// The leader's ballot: the follower learns as chosen what it
-        /// accepted at this ballot below the index, as from a `Commit`.
+        /// The leader's ballot and commit point: the follower learns as
+        /// chosen what it accepted at this ballot below `commit`, as from a `Commit`.
         ballot: Ballot,
+        /// The leader's commit point (at most `index`).
+        commit: Slot,
     },
     /// The leader asks the voters whether it still leads at `ballot`, for
     /// the reads registered before this round (ReadIndex).

@@ -51,6 +51,8 @@ impl Paxos {
                 .log
                 .last_key_value()
                 .map_or(self.first_unchosen, |(s, _)| s.next().max(self.first_unchosen)),
+            epoch: self.epoch_durable,
+            rejoining: self.rejoin.is_some(),
         }
     }
 

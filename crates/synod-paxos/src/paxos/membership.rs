@@ -149,16 +149,17 @@ impl Paxos {
     }
 
     /// Whether `node` is this replica, or answered within the last two
-    /// heartbeat rounds and knows nearly every slot this replica knows.
+    /// heartbeat rounds, knows nearly every slot this replica knows, and may
+    /// vote (it is not rejoining after starting on an empty disk).
     fn live_and_caught_up(&self, node: NodeId) -> bool {
         if node == self.cfg.id {
             return true;
         }
         let recent = self.heard_at.get(&node).is_some_and(|&t| t + 2 * self.cfg.heartbeat_ticks >= self.now);
-        let near = self
-            .peer_status
-            .get(&node)
-            .is_some_and(|s| s.first_unchosen.0 + self.cfg.catch_up_batch as u64 >= self.first_unchosen.0);
+        // A replica still rejoining (an empty disk) votes for nothing yet: it does not count.
+        let near = self.peer_status.get(&node).is_some_and(|s| {
+            !s.rejoining && s.first_unchosen.0 + self.cfg.catch_up_batch as u64 >= self.first_unchosen.0
+        });
         recent && near
     }
 
@@ -195,6 +196,13 @@ impl Paxos {
         let was_leader = matches!(self.role, Role::Leader(_));
         self.members = next;
         self.config_start = start;
+        // Record at once that the stop sign is chosen: a removed replica
+        // retires only once every new member holds this durably (`Status::epoch`).
+        if self.first_unchosen > self.last_commit_mark {
+            self.last_commit_mark = self.first_unchosen;
+            self.pending_records.push(synod_wire::LogRecord::Commit { upto: self.first_unchosen });
+        }
+        self.epoch_pending = Some((self.members.epoch, self.last_token + 1));
         self.stats.reconfigs_adopted += 1;
         // The old configuration's ballot leads nothing any more.
         self.step_down();
@@ -231,7 +239,7 @@ impl Paxos {
     }
 
     /// A removed replica retires once every member of the configuration
-    /// that removed it reported knowing every slot up to its start (or after
+    /// that removed it reported holding it durably (`Status::epoch`; or after
     /// [`RETIRE_TICKS`]): until then it answers Pings and catch-up, since it
     /// may be the only one that knows its stop sign was chosen.
     pub(super) fn check_retire(&mut self) {
@@ -246,9 +254,8 @@ impl Paxos {
             // way), or just removed: it lingers a few rounds first.
             return;
         }
-        let start = self.config_start;
-        let known =
-            self.members.ids().all(|m| self.peer_status.get(&m).is_some_and(|s| s.first_unchosen >= start));
+        let epoch = self.members.epoch;
+        let known = self.members.ids().all(|m| self.peer_status.get(&m).is_some_and(|s| s.epoch >= epoch));
         if known || self.now >= since + RETIRE_TICKS {
             self.removed_at = None;
             self.actions.push_back(Action::Retire);

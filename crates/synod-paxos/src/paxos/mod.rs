@@ -125,6 +125,10 @@ pub struct Paxos {
     removed_at: Option<u64>,
     /// A leaving leader asked this replica to stand once it is in this configuration.
     handover: Option<u64>,
+    /// The newest configuration this replica's log durably shows in force,
+    /// and the one waiting for its records to be durable (epoch, token).
+    epoch_durable: u64,
+    epoch_pending: Option<(u64, u64)>,
 
     /// Reads getting read indexes (see `read.rs`).
     reads: read::Reads,
@@ -176,6 +180,8 @@ impl Hash for Paxos {
             removed,
             removed_at,
             handover,
+            epoch_durable,
+            epoch_pending,
             reads,
             last_token,
             durable_token,
@@ -210,6 +216,8 @@ impl Hash for Paxos {
         removed.hash(state);
         removed_at.hash(state);
         handover.hash(state);
+        epoch_durable.hash(state);
+        epoch_pending.hash(state);
         reads.hash(state);
         last_token.hash(state);
         durable_token.hash(state);
@@ -265,6 +273,8 @@ impl Paxos {
             removed: false,
             removed_at: None,
             handover: None,
+            epoch_durable: 0,
+            epoch_pending: None,
             reads: read::Reads::default(),
             last_token: 0,
             durable_token: 0,
@@ -303,6 +313,9 @@ impl Paxos {
         paxos.advance();
         paxos.last_commit_mark = paxos.first_unchosen;
         paxos.known_commit = paxos.first_unchosen;
+        // What recovery found is in the log: durable.
+        paxos.epoch_durable = paxos.members.epoch;
+        paxos.epoch_pending = None;
         paxos.delivered = paxos.delivered.min(paxos.first_unchosen).max(base);
         paxos.deliver();
         if paxos.members.members.len() == 1 && paxos.is_voter() {
@@ -370,6 +383,12 @@ impl Paxos {
         }
         self.durable_token = token.0.min(self.last_token);
         self.rejoin_persisted();
+        if let Some((epoch, t)) = self.epoch_pending {
+            if t <= self.durable_token {
+                self.epoch_durable = self.epoch_durable.max(epoch);
+                self.epoch_pending = None;
+            }
+        }
         while let Some((t, _, _)) = self.deferred.front() {
             if *t > self.durable_token {
                 break;
@@ -647,7 +666,9 @@ impl Paxos {
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
             Message::Handover { epoch } => self.on_handover(epoch),
             Message::ReadIndex { id } => self.on_read_index(from, id),
-            Message::ReadIndexReply { id, index, ballot } => self.on_read_index_reply(id, index, ballot),
+            Message::ReadIndexReply { id, index, ballot, commit } => {
+                self.on_read_index_reply(id, index, ballot, commit)
+            }
             Message::Confirm { ballot, round, commit } => self.on_confirm(from, ballot, round, commit),
             Message::Confirmed { ballot, round } => self.on_confirmed(from, ballot, round),
             Message::CatchUp { from: lo, to } => self.on_catch_up(from, lo, to),

@@ -29,6 +29,9 @@ pub(super) struct Leader {
     pub(super) settled: bool,
     /// The configuration the stop sign at `stop` starts, if this leader proposed it.
     pub(super) stop_members: Option<synod_wire::Membership>,
+    /// One past the last slot Phase 1 found anything in: every slot chosen
+    /// before this leader lies below it (a read index is never lower).
+    pub(super) recovered_to: Slot,
 }
 
 /// A slot the leader proposed and has not yet seen chosen.
@@ -155,6 +158,7 @@ impl Paxos {
             stop,
             settled: false,
             stop_members: None,
+            recovered_to: next_slot,
         });
         self.stats.became_leader += 1;
         let mut slot = c.from;

@@ -87,17 +87,17 @@ impl Paxos {
             self.stats.reads += 1;
             self.start_read_round();
         } else {
-            let ballot = self.election.highest_seen;
-            self.send(from, Message::ReadIndexReply { id, index: None, ballot });
+            let (ballot, commit) = (self.election.highest_seen, Slot(0));
+            self.send(from, Message::ReadIndexReply { id, index: None, ballot, commit });
         }
     }
 
-    pub(super) fn on_read_index_reply(&mut self, id: u64, index: Option<Slot>, ballot: Ballot) {
-        if let Some(index) = index {
-            // The index is the leader's commit point: learn it as from a `Commit`,
-            // so that the read need not wait for the next one.
+    pub(super) fn on_read_index_reply(&mut self, id: u64, index: Option<Slot>, ballot: Ballot, commit: Slot) {
+        if index.is_some() {
+            // Learn the leader's commit point as from a `Commit`, so that the
+            // read need not wait for the next one.
             self.observe_leader(ballot);
-            self.learn_commit(ballot, index);
+            self.learn_commit(ballot, commit);
         }
         if self.reads.asked.remove(&id).is_some() {
             self.actions.push_back(match index {
@@ -143,10 +143,13 @@ impl Paxos {
             }
             return;
         }
-        let ballot = l.ballot;
+        let (ballot, recovered_to) = (l.ballot, l.recovered_to);
         self.reads.round += 1;
         self.reads.round_ballot = ballot;
-        self.reads.round_index = self.first_unchosen;
+        // Slots this leader found in Phase 1 and proposes again may be chosen
+        // out of order: the index covers them all even before they are known
+        // chosen here (the read then waits until they are applied).
+        self.reads.round_index = self.first_unchosen.max(recovered_to);
         self.reads.in_round = std::mem::take(&mut self.reads.waiting);
         self.reads.acks.clear();
         self.stats.read_rounds += 1;
@@ -167,8 +170,8 @@ impl Paxos {
             match read {
                 ReadFor::Local(id) => self.actions.push_back(Action::ReadReady { id, index }),
                 ReadFor::Peer(to, id) => {
-                    let ballot = self.reads.round_ballot;
-                    self.send(to, Message::ReadIndexReply { id, index: Some(index), ballot });
+                    let (ballot, commit) = (self.reads.round_ballot, self.first_unchosen);
+                    self.send(to, Message::ReadIndexReply { id, index: Some(index), ballot, commit });
                 }
             }
         }
@@ -217,7 +220,9 @@ impl Paxos {
         for read in reads {
             match read {
                 ReadFor::Local(id) => self.actions.push_back(Action::ReadFailed { id }),
-                ReadFor::Peer(to, id) => self.send(to, Message::ReadIndexReply { id, index: None, ballot }),
+                ReadFor::Peer(to, id) => {
+                    self.send(to, Message::ReadIndexReply { id, index: None, ballot, commit: Slot(0) })
+                }
             }
         }
     }

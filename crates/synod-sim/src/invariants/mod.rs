@@ -9,12 +9,13 @@ mod durability;
 mod exactly_once;
 mod liveness;
 mod order;
+mod reads;
 mod validity;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use synod_wire::{ClientId, Command, LogRecord, NodeId, Outcome, Seq, Slot, Value};
+use synod_wire::{ClientId, Command, LogRecord, NodeId, Outcome, ReadMode, Seq, Slot, Value};
 
 pub(crate) use liveness::Convergence;
 
@@ -47,6 +48,8 @@ pub(crate) struct Checker {
     issued: BTreeSet<Command>,
     /// Every operation a client got an `Applied` answer for, with that answer.
     answers: BTreeMap<(ClientId, Seq), Vec<u8>>,
+    /// Reads outside the log, checked against the chosen log at the end.
+    reads: reads::Reads,
     pub(crate) violations: Vec<Violation>,
 }
 
@@ -66,6 +69,9 @@ impl Checker {
 
     /// A replica committed `value` in `slot` and its applier reached `digest`.
     pub(crate) fn committed(&mut self, tick: u64, node: NodeId, slot: Slot, value: &Value, digest: u64) {
+        if !self.chosen.contains_key(&slot) {
+            self.reads.chosen(slot, value);
+        }
         let found = agreement::check(&mut self.chosen, node, slot, value);
         self.report("agreement", tick, found);
         let found = validity::check(&self.issued, slot, value);
@@ -82,6 +88,9 @@ impl Checker {
 
     /// A client got `outcome` for `(client, seq)`.
     pub(crate) fn answered(&mut self, tick: u64, client: ClientId, seq: Seq, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Applied { .. }) {
+            self.reads.acknowledged((client, seq));
+        }
         let found = exactly_once::check_same_answer(&mut self.answers, client, seq, outcome);
         self.report("exactly-once", tick, found);
     }
@@ -89,6 +98,41 @@ impl Checker {
     /// An answer no correct run produces (an expired session, a stale request).
     pub(crate) fn unexpected(&mut self, tick: u64, detail: String) {
         self.report("exactly-once", tick, Some(detail));
+    }
+
+    /// Every write acknowledged so far lies below this slot: a read that
+    /// begins now must see all of them.
+    pub(crate) fn read_floor(&self) -> Slot {
+        self.reads.floor
+    }
+
+    /// A read outside the log began when the floor was `floor` and ended now
+    /// with `answer`; it is checked at the end of the run.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read_done(
+        &mut self,
+        tick: u64,
+        who: String,
+        query: Vec<u8>,
+        mode: ReadMode,
+        floor: Slot,
+        answer: Vec<u8>,
+    ) {
+        let ceiling = self.log_len();
+        self.reads.done.push(reads::Read { who, query, mode, floor, ceiling, answer, tick });
+    }
+
+    /// End of the run: every read returned a value its key held when it could have been served.
+    pub(crate) fn final_reads(&mut self) {
+        let chosen: BTreeMap<Slot, Value> = self.chosen.iter().map(|(&s, (_, v))| (s, v.clone())).collect();
+        if let Some((tick, detail)) = self.reads.check(&chosen) {
+            self.report("linearizable reads", tick, Some(detail));
+        }
+    }
+
+    /// How many reads outside the log finished.
+    pub(crate) fn reads_done(&self) -> usize {
+        self.reads.done.len()
     }
 
     /// End of the run: every acknowledged operation is in the chosen log.

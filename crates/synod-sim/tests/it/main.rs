@@ -100,6 +100,20 @@ mod planted {
     }
 
     #[test]
+    fn a_follower_serving_a_read_before_it_applied_the_read_index_is_caught() {
+        let bugs = synod_replica::PlantedBugs { serve_reads_early: true, ..Default::default() };
+        let found = (0..3000).find_map(|seed| {
+            let mut cfg = SimConfig::new(seed);
+            cfg.replica_bugs = bugs;
+            let r = run(&cfg);
+            let invariants: Vec<&str> = r.violations.iter().map(|v| v.invariant).collect();
+            invariants.contains(&"linearizable reads").then_some((seed, invariants))
+        });
+        let (seed, invariants) = found.expect("no stale read found in 3000 seeds");
+        eprintln!("serve-reads-early: seed {seed} violates {invariants:?}");
+    }
+
+    #[test]
     fn routing_replies_by_position_is_caught() {
         let bugs = synod_replica::PlantedBugs { route_by_position: true, ..Default::default() };
         let (seed, invariants) = first_violation_with(500, |cfg| cfg.replica_bugs = bugs)

@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 use synod_wire::{
     AdminQuery, AdminRequest, Ballot, Batch, ChosenEntry, ClientFrame, ClientId, ClientReply, ClientRequest,
-    Command, LogRecord, Member, MemberRole, Membership, Message, NodeId, Outcome, PromiseEntry,
-    ReplicaStatus, Role, Seq, Slot, Status, Value, Wire,
+    Command, LogRecord, Member, MemberRole, Membership, Message, NodeId, Outcome, PromiseEntry, ReadMode,
+    ReadRequest, ReplicaStatus, Role, Seq, Slot, Status, Value, Wire,
 };
 
 fn ballot() -> impl Strategy<Value = Ballot> {
@@ -35,13 +35,15 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn status() -> impl Strategy<Value = Status> {
-    (ballot(), any::<bool>(), any::<bool>(), slot(), slot()).prop_map(
-        |(leader, quorum_connected, happy, first_unchosen, log_end)| Status {
+    (ballot(), any::<bool>(), any::<bool>(), slot(), slot(), any::<u64>()).prop_map(
+        |(leader, quorum_connected, happy, first_unchosen, log_end, epoch)| Status {
             leader,
             quorum_connected,
             happy,
             first_unchosen,
             log_end,
+            epoch: epoch >> 1,
+            rejoining: epoch % 2 == 0,
         },
     )
 }
@@ -75,6 +77,15 @@ fn message() -> impl Strategy<Value = Message> {
         (slot(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
             .prop_map(|(upto, total, offset, bytes)| Message::SnapshotChunk { upto, total, offset, bytes }),
         any::<u64>().prop_map(|epoch| Message::Handover { epoch }),
+        any::<u64>().prop_map(|id| Message::ReadIndex { id }),
+        (any::<u64>(), proptest::option::of(slot()), ballot(), slot())
+            .prop_map(|(id, index, ballot, commit)| Message::ReadIndexReply { id, index, ballot, commit }),
+        (ballot(), any::<u64>(), slot()).prop_map(|(ballot, round, commit)| Message::Confirm {
+            ballot,
+            round,
+            commit
+        }),
+        (ballot(), any::<u64>()).prop_map(|(ballot, round)| Message::Confirmed { ballot, round }),
         (any::<u64>(), status()).prop_map(|(round, status)| Message::Ping { round, status }),
         (any::<u64>(), status()).prop_map(|(round, status)| Message::Pong { round, status }),
     ]
@@ -178,6 +189,12 @@ proptest! {
         }
         let reply = ClientReply { id, outcome: Outcome::Applied { payload: vec![1, 2, 3] } };
         prop_assert_eq!(ClientReply::decode(&reply.encode().unwrap()).unwrap(), reply);
+        for mode in [ReadMode::Linearizable, ReadMode::Lease, ReadMode::Stale] {
+            let read = ClientFrame::Read(ReadRequest { id, query: vec![7; (ts % 40) as usize], mode });
+            prop_assert_eq!(ClientFrame::decode(&read.encode().unwrap()).unwrap(), read);
+        }
+        let unavailable = ClientReply { id, outcome: Outcome::Unavailable("no leader".into()) };
+        prop_assert_eq!(ClientReply::decode(&unavailable.encode().unwrap()).unwrap(), unavailable);
     }
 
     #[test]
@@ -246,10 +263,12 @@ mod legacy {
     use rkyv::{Archive, Deserialize, Serialize};
     use synod_wire::{Ballot, Slot};
 
+    /// `synod_wire::Value` with its batch as a `Vec<u8>`, as it was before batches were shared.
     #[derive(Archive, Serialize, Deserialize, Debug, PartialEq)]
     pub enum Value {
         Noop,
         Batch(Vec<u8>),
+        Reconfig(synod_wire::Membership),
     }
 
     #[derive(Archive, Serialize, Deserialize, Debug, PartialEq)]
