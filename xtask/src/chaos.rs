@@ -2,7 +2,9 @@
 //! network namespace behind a bridge, under a seeded schedule of faults (nftables cuts and loss,
 //! SIGKILL, SIGSTOP, a restart under a skewed clock, a restart from an emptied data directory)
 //! and membership changes (replacing a replica by a new one with a new address, certificate and
-//! empty disk; growing the cluster to 5 voters and shrinking it back to 3);
+//! empty disk; growing the cluster to 5 voters and shrinking it back to 3); one fault cuts the
+//! leader off from the other replicas while its clients still reach it, so that reads sent to a
+//! deposed leader are in the history;
 //! concurrent clients record a history that is checked for linearizability; after everything heals
 //! the replicas must be identical. The replicas take small snapshots (`[snapshots] log_bytes =
 //! 65536`), so that snapshots, log truncation and snapshot transfers happen throughout a run.
@@ -356,8 +358,21 @@ fn nemesis(
         };
         let hold = Duration::from_millis(1500 + rng.below(2500));
         // The quick run (CI's) replaces a replica first, so that every run changes the membership.
-        let draw = if quick && faults == 0 { 9 } else { rng.below(12) };
+        let draw = if quick && faults == 0 { 9 } else { rng.below(13) };
         let kind = match draw {
+            12 => {
+                // The leader loses its peers but not its clients: reads sent to it must stall
+                // or fail until it steps down, never answer with what it had.
+                for peer in ids.iter().copied().filter(|&p| p != leader) {
+                    nft(&format!(
+                        "add rule bridge chaos cut ip saddr {NET}.{leader} ip daddr {NET}.{peer} drop"
+                    ))?;
+                    nft(&format!(
+                        "add rule bridge chaos cut ip saddr {NET}.{peer} ip daddr {NET}.{leader} drop"
+                    ))?;
+                }
+                "leader-cut-from-replicas"
+            }
             9 | 10 => {
                 // Replace a replica (the leader half the time) by a new one: a new id, address,
                 // certificate and empty disk, added as a learner, promoted once caught up; then

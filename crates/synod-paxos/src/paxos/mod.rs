@@ -311,6 +311,9 @@ impl Paxos {
             paxos.removed_at = Some(0);
         }
         paxos.advance();
+        // Switching configurations on the way logged commit marks (`adopt`) for
+        // what the log already holds as chosen: nothing new to write.
+        paxos.pending_records.clear();
         paxos.last_commit_mark = paxos.first_unchosen;
         paxos.known_commit = paxos.first_unchosen;
         // What recovery found is in the log: durable.

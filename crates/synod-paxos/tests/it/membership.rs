@@ -145,3 +145,30 @@ fn a_replica_restored_from_a_snapshot_that_no_longer_names_it_knows_it_was_remov
     assert!(!joining.is_removed());
     assert_eq!(joining.membership(), &later);
 }
+
+#[test]
+fn a_replica_recovering_a_log_that_crosses_a_change_takes_the_configuration_and_writes_nothing() {
+    use synod_wire::{Ballot, LogRecord, Value};
+    let ids = [1, 2, 3].map(NodeId);
+    let next = synod_wire::Membership {
+        epoch: 1,
+        ..synod_wire::Membership::initial([1, 2].map(|i| (NodeId(i), String::new())))
+    };
+    let b = Ballot::new(1, NodeId(1));
+    let durable = synod_paxos::Durable::replay([
+        LogRecord::Promise { ballot: b },
+        LogRecord::Accept { slot: Slot(0), ballot: b, value: Value::Batch(vec![1].into()) },
+        LogRecord::Accept { slot: Slot(1), ballot: b, value: Value::Reconfig(next.clone()) },
+        LogRecord::Commit { upto: Slot(2) },
+    ]);
+    // Debug builds check at the end of `recover` that no record is left unwritten.
+    let mut p = Paxos::recover(Config::new(NodeId(2), ids).unwrap(), 1, durable, Slot(0));
+    assert_eq!(p.membership(), &next);
+    assert_eq!(p.config_start(), Slot(2));
+    let mut actions = Vec::new();
+    while let Some(a) = p.poll_action() {
+        actions.push(a);
+    }
+    assert!(!actions.iter().any(|a| matches!(a, synod_paxos::Action::Persist { .. })), "{actions:?}");
+    assert!(actions.iter().any(|a| matches!(a, synod_paxos::Action::Reconfigured { .. })));
+}
