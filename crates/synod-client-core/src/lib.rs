@@ -36,7 +36,7 @@
 //! assert_eq!(connect.node, NodeId(1));
 //! core.handle_connected(10, connect.epoch, connect.node);
 //! let register = core.poll_transmit().expect("it registers first");
-//! let reply = ClientReply { id: register.request.id, outcome: Outcome::Registered { client: ClientId(3) } };
+//! let reply = ClientReply { id: register.id(), outcome: Outcome::Registered { client: ClientId(3) } };
 //! core.handle_reply(20, register.epoch, reply);
 //! assert_eq!(core.poll_event(), Some(ClientEvent::Registered(ClientId(3))));
 //! ```

@@ -32,6 +32,8 @@ const BACKOFF_MAX: u64 = 1_000_000;
 const ENVELOPE: usize = 256;
 /// The key of the registration in the table of outstanding requests; operations use their seq (from 1).
 const REGISTER: u64 = 0;
+/// A read refused this many times in a row by the connected replica is taken elsewhere.
+const UNAVAILABLE_BEFORE_FAILOVER: u32 = 3;
 
 /// The attempt of a request currently on the wire.
 #[derive(Debug, Clone, Copy)]
@@ -497,11 +499,16 @@ impl ClientCore {
         match reply.outcome {
             Outcome::Applied { payload } => self.finish_read(key, Ok(payload)),
             Outcome::Unavailable(_) | Outcome::Busy | Outcome::Redirect { .. } if current => {
-                // Not served as asked (no leader to confirm it yet): ask again after a pause.
+                // Not served as asked (no leader to confirm it yet): ask again after a pause,
+                // and after a few refusals in a row ask another replica (this one may be
+                // cut off, or still rejoining).
                 let pause = BACKOFF_MIN.saturating_mul(1 << r.unavailable.min(6)).min(BACKOFF_MAX);
                 r.unavailable = r.unavailable.saturating_add(1);
                 r.attempt = None;
                 r.not_before = Some(now + self.rng.around(pause));
+                if r.unavailable % UNAVAILABLE_BEFORE_FAILOVER == 0 {
+                    self.failover(now, None);
+                }
             }
             _ => {}
         }

@@ -245,6 +245,28 @@ impl World {
         let id = self.ids[i];
         self.checker.recovered(self.now, id, &disk.written, disk.reported, &disk.records, disk.truncated);
         let (records, torn) = (disk.records.len(), disk.torn.map_or(0, |t| t.bytes_dropped));
+        if self.cfg.trace {
+            let rejoins: Vec<bool> = disk
+                .records
+                .iter()
+                .filter_map(|r| match r {
+                    synod_wire::LogRecord::Rejoin { done } => Some(*done),
+                    _ => None,
+                })
+                .collect();
+            let written: Vec<bool> = disk
+                .written
+                .iter()
+                .filter_map(|r| match r {
+                    synod_wire::LogRecord::Rejoin { done } => Some(*done),
+                    _ => None,
+                })
+                .collect();
+            self.trace.push(format!(
+                "t={:>5} {} recovers Rejoin records {rejoins:?} (written {written:?}, reported durable {})",
+                self.now, self.ids[i], disk.reported
+            ));
+        }
         let mut durable = Durable::replay(disk.records);
         let fresh = || {
             let applier = Applier::new(Audited::default(), SessionConfig::default());

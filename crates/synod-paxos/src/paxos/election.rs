@@ -178,6 +178,7 @@ impl Paxos {
                     self.send(peer, Message::Commit { ballot, commit });
                 }
                 self.commit_dirty = false;
+                self.fill_stale_tail();
             }
         }
         if self.first_unchosen < self.known_commit

@@ -216,7 +216,10 @@ impl Paxos {
             // a configuration that removed an earlier incarnation of it.
             self.removed = false;
             self.removed_at = None;
-        } else if was_member {
+            if self.first_unchosen >= self.known_commit {
+                self.joined = true;
+            }
+        } else if was_member && self.joined {
             self.removed = true;
             self.removed_at = Some(self.now);
         }

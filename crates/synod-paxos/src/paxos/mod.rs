@@ -123,6 +123,11 @@ pub struct Paxos {
     removed: bool,
     /// Since when it was removed, until it retires (`Action::Retire`).
     removed_at: Option<u64>,
+    /// It has been a member while caught up, in this incarnation: only then
+    /// does a configuration without it remove it. A replica that joins on an
+    /// empty disk passes, catching up, configurations that removed an earlier
+    /// incarnation of the same id, before the one that adds it.
+    joined: bool,
     /// A leaving leader asked this replica to stand once it is in this configuration.
     handover: Option<u64>,
     /// The newest configuration this replica's log durably shows in force,
@@ -179,6 +184,7 @@ impl Hash for Paxos {
             config_start,
             removed,
             removed_at,
+            joined,
             handover,
             epoch_durable,
             epoch_pending,
@@ -215,6 +221,7 @@ impl Hash for Paxos {
         config_start.hash(state);
         removed.hash(state);
         removed_at.hash(state);
+        joined.hash(state);
         handover.hash(state);
         epoch_durable.hash(state);
         epoch_pending.hash(state);
@@ -252,7 +259,7 @@ impl Paxos {
             .collect();
         let base = durable.snapshot_upto;
         let members = durable.membership.unwrap_or_else(|| config.initial_membership());
-        let rejoining = durable.rejoining && members.members.len() > 1;
+        let rejoining = durable.rejoining;
         let mut paxos = Paxos {
             rng,
             now: 0,
@@ -272,6 +279,7 @@ impl Paxos {
             config_start: base,
             removed: false,
             removed_at: None,
+            joined: config.members.contains(&config.id),
             handover: None,
             epoch_durable: 0,
             epoch_pending: None,
@@ -314,6 +322,9 @@ impl Paxos {
         // Switching configurations on the way logged commit marks (`adopt`) for
         // what the log already holds as chosen: nothing new to write.
         paxos.pending_records.clear();
+        // A replica that was rejoining and is now its configuration's only voter
+        // ends its rejoin at once (`rejoin_decide`); that record is new.
+        paxos.rejoin_reconsider();
         paxos.last_commit_mark = paxos.first_unchosen;
         paxos.known_commit = paxos.first_unchosen;
         // What recovery found is in the log: durable.
@@ -324,8 +335,8 @@ impl Paxos {
         if paxos.members.members.len() == 1 && paxos.is_voter() {
             // A cluster of one needs no heartbeat round to elect itself.
             paxos.stand();
-            paxos.finish();
         }
+        paxos.finish();
         paxos.debug_assert_invariants();
         paxos
     }

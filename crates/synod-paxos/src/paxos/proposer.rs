@@ -185,6 +185,23 @@ impl Paxos {
         self.send(self.cfg.id, Message::Accept { ballot, slot, value, commit });
     }
 
+    /// An idle leader whose voters report entries beyond its own log (values
+    /// accepted at older ballots that its Phase 1 majority did not hold, so
+    /// never chosen) proposes a no-op over the next of them, one per round:
+    /// a replica rejoining after a lost disk learns up to the end of the
+    /// longest log, and would otherwise wait for client writes to cover it.
+    pub(super) fn fill_stale_tail(&mut self) {
+        let voters = self.voter_peers();
+        let longest = voters.iter().filter_map(|p| self.peer_status.get(p)).map(|s| s.log_end).max();
+        let Role::Leader(l) = &mut self.role else { return };
+        if !l.pending.is_empty() || l.stop.is_some() || longest.is_none_or(|end| end <= l.next_slot) {
+            return;
+        }
+        let slot = l.next_slot;
+        l.next_slot = slot.next();
+        self.start_slot(slot, Value::Noop);
+    }
+
     pub(super) fn step_down(&mut self) {
         if matches!(self.role, Role::Leader(_)) {
             self.fail_leader_reads();

@@ -153,8 +153,13 @@ impl Paxos {
         let voters: Vec<NodeId> = self.members.voters().filter(|&v| v != me).collect();
         rejoin.heard.retain(|n, _| voters.contains(n));
         if rejoin.heard.is_empty() {
-            // No other voter: nothing to learn from (a joiner's contacts are
-            // voters, so it hears them first).
+            if self.members.is_voter(me) {
+                // The only voter: nobody holds anything it could have
+                // forgotten that it could learn, and nobody could outvote it.
+                rejoin.done_at = Some(self.last_token + 1);
+                self.pending_records.push(LogRecord::Rejoin { done: true });
+            }
+            // Otherwise (a replica waiting to join) it hears the voters first.
             return;
         }
         let pristine = |s: &Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
