@@ -17,6 +17,7 @@ pub struct Config {
     pub(crate) window: usize,
     pub(crate) catch_up_batch: usize,
     pub(crate) eager_commit: bool,
+    pub(crate) leases: bool,
     #[cfg(feature = "planted-bugs")]
     pub(crate) bugs: crate::PlantedBugs,
 }
@@ -102,6 +103,7 @@ impl Config {
             window: 64,
             catch_up_batch: 256,
             eager_commit: false,
+            leases: false,
             #[cfg(feature = "planted-bugs")]
             bugs: crate::PlantedBugs::default(),
         }
@@ -158,6 +160,26 @@ impl Config {
     pub fn with_eager_commit(mut self, eager: bool) -> Config {
         self.eager_commit = eager;
         self
+    }
+
+    /// Leader leases, for lease reads (off by default; docs/OPERATIONS.md,
+    /// "Reads"). With them a voter that heard a content leader's heartbeat
+    /// promises no other candidate of the same configuration for an election
+    /// timeout's minimum (`election_ticks.0`) of its own ticks, and the leader
+    /// serves `Paxos::read_lease` reads without a round for
+    /// [`Config::lease_ticks`] of its ticks after a heartbeat round a majority
+    /// answered. Safe while no replica's clock runs more than a third faster
+    /// than the leader's over that span; elections after a leader's crash
+    /// may take up to that minimum longer.
+    pub fn with_leases(mut self, leases: bool) -> Config {
+        self.leases = leases;
+        self
+    }
+
+    /// How long a lease lasts, in the leader's ticks: two thirds of the
+    /// shortest election timeout, which leaves a third for clock drift.
+    pub fn lease_ticks(&self) -> u64 {
+        self.election_ticks.0 - self.election_ticks.0 / 3
     }
 
     /// Plants a deliberate bug (simulator self-tests only).

@@ -45,4 +45,6 @@ pub struct Stats {
     pub reads_forwarded: u64,
     /// Confirmation rounds this replica ran as leader for reads.
     pub read_rounds: u64,
+    /// Lease reads this replica answered as leader without a round.
+    pub lease_reads: u64,
 }

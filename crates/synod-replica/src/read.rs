@@ -41,10 +41,12 @@ impl<C> Default for Reads<C> {
 
 impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     /// A read from a client on `conn`, served without the log
-    /// (docs/OPERATIONS.md, "Reads"). `Linearizable` (and, today, `Lease`)
-    /// gets a read index from the leader, or as leader confirms it still
-    /// leads, and is served as [`Effect::Read`] once that index is applied
-    /// here; a read that gets no index is answered [`Outcome::Unavailable`].
+    /// (docs/OPERATIONS.md, "Reads"). `Linearizable` gets a read index from
+    /// the leader, or as leader confirms it still leads, and is served as
+    /// [`Effect::Read`] once that index is applied here; a read that gets no
+    /// index is answered [`Outcome::Unavailable`]. `Lease` is served by a
+    /// leader holding its lease without a round (leases on:
+    /// `synod_paxos::Config::with_leases`), and as `Linearizable` otherwise.
     /// `Stale` is served from what this replica has applied, at once.
     pub fn handle_read(&mut self, now: Now, conn: C, request: ReadRequest) {
         self.stats.reads += 1;
@@ -59,7 +61,11 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                 let rid = self.reads.next;
                 self.reads.next += 1;
                 self.reads.asked.insert(rid, read);
-                self.paxos.read(rid);
+                if request.mode == ReadMode::Lease {
+                    self.paxos.read_lease(rid);
+                } else {
+                    self.paxos.read(rid);
+                }
             }
         }
         self.finish(now);

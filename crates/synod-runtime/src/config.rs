@@ -62,6 +62,9 @@ pub struct ReplicaConfig {
     pub segment_bytes: u64,
     /// When to snapshot and how much log to keep and send.
     pub snapshots: SnapshotSettings,
+    /// Leader leases for lease reads (`synod_paxos::Config::with_leases`);
+    /// off by default. Every replica of a cluster must agree.
+    pub leases: bool,
 }
 
 /// When a replica snapshots its state, how much log it keeps behind the
@@ -109,6 +112,7 @@ impl ReplicaConfig {
             transport: Settings::default(),
             segment_bytes: 64 << 20,
             snapshots: SnapshotSettings::default(),
+            leases: false,
         }
     }
 }

@@ -83,7 +83,8 @@ impl Replica {
         let paxos_config = paxos_config
             .with_addresses(config.peers.iter().map(|(&id, addr)| (id, addr.to_string())))
             .with_timing(config.timing.heartbeat_ticks, config.timing.election_ticks)?
-            .with_window(config.max_in_flight.max(1))?;
+            .with_window(config.max_in_flight.max(1))?
+            .with_leases(config.leases);
         let dir = config.data_dir.display().to_string();
         let options = Options::new().segment_size(config.segment_bytes).preallocate(ThreadPreallocate);
         let (wal, recovery) = Wal::open(&config.data_dir, options)

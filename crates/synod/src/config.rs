@@ -58,6 +58,9 @@ pub struct NodeFile {
     /// When to snapshot, and how much log to keep behind a snapshot.
     #[serde(default)]
     pub snapshots: SnapshotsFile,
+    /// Reads outside the log.
+    #[serde(default)]
+    pub reads: ReadsFile,
     /// Where the file was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -178,6 +181,15 @@ pub struct SnapshotsFile {
     pub chunk_bytes: Option<u32>,
 }
 
+/// Reads outside the log.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadsFile {
+    /// Leader leases for `lease` reads (docs/OPERATIONS.md, "Reads"): off by
+    /// default; every replica of a cluster must agree.
+    pub leases: bool,
+}
+
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     Ok(synod_client::file::read_toml(path)?)
 }
@@ -254,6 +266,7 @@ impl NodeFile {
         if let Some(n) = self.batching.max_batch_bytes {
             config.max_batch_bytes = n;
         }
+        config.leases = self.reads.leases;
         if let Some(n) = self.snapshots.log_bytes {
             config.snapshots.log_bytes = n;
         }

@@ -17,6 +17,11 @@ impl Paxos {
             self.reject(from, ballot);
             return;
         }
+        if from != self.cfg.id && self.lease_refuses(ballot) {
+            // It granted the current leader a lease (`Config::with_leases`):
+            // no promise to another candidate until it runs out.
+            return;
+        }
         if first_unchosen < self.base {
             // Slots the candidate lacks were compacted here; it must catch up
             // from a snapshot first, and a promise without them would be unsafe.

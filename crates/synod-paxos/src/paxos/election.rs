@@ -124,6 +124,7 @@ impl Paxos {
                 self.stand();
             }
         }
+        self.lease_acks.clear();
         self.periodic();
         let status = self.status();
         let round = self.election.round;

@@ -137,6 +137,13 @@ pub struct Paxos {
 
     /// Reads getting read indexes (see `read.rs`).
     reads: read::Reads,
+    /// Leases (`Config::with_leases`): as leader, lease reads are served
+    /// without a round until this tick; as voter, no other candidate of the
+    /// configuration gets a promise until this tick.
+    lease_until: u64,
+    granted_until: u64,
+    /// The voters that answered this heartbeat round following this leader.
+    lease_acks: std::collections::BTreeSet<NodeId>,
 
     // Persistence.
     last_token: u64,
@@ -189,6 +196,9 @@ impl Hash for Paxos {
             epoch_durable,
             epoch_pending,
             reads,
+            lease_until,
+            granted_until,
+            lease_acks,
             last_token,
             durable_token,
             pending_records,
@@ -226,6 +236,9 @@ impl Hash for Paxos {
         epoch_durable.hash(state);
         epoch_pending.hash(state);
         reads.hash(state);
+        lease_until.hash(state);
+        granted_until.hash(state);
+        lease_acks.hash(state);
         last_token.hash(state);
         durable_token.hash(state);
         pending_records.hash(state);
@@ -284,6 +297,9 @@ impl Paxos {
             epoch_durable: 0,
             epoch_pending: None,
             reads: read::Reads::default(),
+            lease_until: 0,
+            granted_until: 0,
+            lease_acks: std::collections::BTreeSet::new(),
             last_token: 0,
             durable_token: 0,
             pending_records: Vec::new(),
@@ -691,12 +707,14 @@ impl Paxos {
             Message::SnapshotPull { .. } | Message::SnapshotChunk { .. } => {}
             Message::Ping { round, status } => {
                 self.observe_status(from, status);
+                self.grant_lease(from, status);
                 let status = self.status();
                 self.send(from, Message::Pong { round, status });
             }
             Message::Pong { round, status } => {
                 self.observe_status(from, status);
                 if round == self.election.round && self.members.contains(from) {
+                    self.lease_ack(from, status);
                     self.election.replies.insert(from, status);
                 }
             }

@@ -206,6 +206,7 @@ impl Paxos {
         if matches!(self.role, Role::Leader(_)) {
             self.fail_leader_reads();
         }
+        self.lease_until = 0;
         if !matches!(self.role, Role::Follower) {
             self.role = Role::Follower;
             self.stats.step_downs += 1;

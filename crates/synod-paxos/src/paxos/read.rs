@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use synod_wire::{Ballot, Message, NodeId, Slot, Value};
+use synod_wire::{Ballot, Message, NodeId, Slot, Status, Value};
 
 use super::{Paxos, Role};
 use crate::action::Action;
@@ -79,6 +79,70 @@ impl Paxos {
         }
         self.finish();
         self.debug_assert_invariants();
+    }
+
+    /// Like [`Paxos::read`], but with leases on (`Config::with_leases`) a
+    /// leader that holds its lease and has committed a slot of its own
+    /// ballot answers at once, without a confirmation round. Otherwise it is
+    /// a ReadIndex read. Linearizable only while clocks keep the bound
+    /// `Config::with_leases` states.
+    pub fn read_lease(&mut self, id: u64) {
+        let serves = self.cfg.leases
+            && self.now < self.lease_until
+            && matches!(&self.role, Role::Leader(l) if l.settled && l.stop.is_none());
+        if !serves {
+            self.read(id);
+            return;
+        }
+        let Role::Leader(l) = &self.role else { return };
+        let index = self.first_unchosen.max(l.recovered_to);
+        self.stats.lease_reads += 1;
+        self.actions.push_back(Action::ReadReady { id, index });
+        self.finish();
+        self.debug_assert_invariants();
+    }
+
+    /// A voter heard a content leader's heartbeat: with leases on, it
+    /// promises no other candidate of this configuration for the shortest
+    /// election timeout, counted from now on its own ticks.
+    pub(super) fn grant_lease(&mut self, from: NodeId, status: Status) {
+        if self.cfg.leases
+            && self.is_voter()
+            && status.happy
+            && status.leader.node == from
+            && status.leader >= self.promised
+            && status.leader == self.election.highest_seen
+        {
+            self.granted_until = self.now + self.cfg.election_ticks.0;
+        }
+    }
+
+    /// Whether a voter refuses to promise `ballot` because it granted the
+    /// current leader a lease (a later configuration's candidate, and the
+    /// leader itself, are never refused).
+    pub(super) fn lease_refuses(&self, ballot: Ballot) -> bool {
+        let leader = self.election.highest_seen;
+        self.cfg.leases
+            && self.now < self.granted_until
+            && ballot.node != leader.node
+            && ballot.epoch <= leader.epoch
+    }
+
+    /// A voter answered this heartbeat round following this leader: a
+    /// majority of them renews the lease from the round's start.
+    pub(super) fn lease_ack(&mut self, from: NodeId, status: Status) {
+        if !self.cfg.leases || !self.counts(from) {
+            return;
+        }
+        let Role::Leader(l) = &self.role else { return };
+        if status.leader != l.ballot {
+            return;
+        }
+        self.lease_acks.insert(from);
+        if self.lease_acks.len() + 1 >= self.majority() {
+            let started = self.election.round_ends.saturating_sub(self.cfg.heartbeat_ticks);
+            self.lease_until = self.lease_until.max(started + self.cfg.lease_ticks());
+        }
     }
 
     pub(super) fn on_read_index(&mut self, from: NodeId, id: u64) {

@@ -286,3 +286,106 @@ fn recovery_from_a_snapshot_starts_at_its_base() {
         assert!(core.chosen(Slot(1)).is_none() && core.chosen(Slot(2)).is_some());
     }
 }
+
+#[test]
+fn with_leases_a_leader_reads_without_a_round_and_its_lease_ends_before_another_can_lead() {
+    use synod_paxos::Action;
+    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let mut c = Cluster::new(3, 21);
+    c.cores = ids
+        .iter()
+        .map(|&id| Paxos::new(Config::new(id, ids.clone()).unwrap().with_leases(true), 21))
+        .collect();
+    let leader = c.await_leader(300);
+    c.commit_through(leader, b"x", &[1, 2, 3], 50);
+    // A heartbeat round or two gives the lease.
+    c.tick(12);
+    let l = Cluster::idx(leader);
+    let rounds = c.cores[l].stats().read_rounds;
+    c.cores[l].read_lease(7);
+    let mut ready = false;
+    while let Some(a) = c.cores[l].poll_action() {
+        ready |= matches!(a, Action::ReadReady { id: 7, .. });
+    }
+    assert!(ready, "a leader holding its lease answers at once");
+    assert_eq!(c.cores[l].stats().read_rounds, rounds, "without a confirmation round");
+    assert_eq!(c.cores[l].stats().lease_reads, 1);
+    // Cut the leader off: its lease must run out (in its ticks) before the others
+    // elect anyone, and then it answers lease reads only through a round, which fails.
+    for other in 1..=3 {
+        if other != leader.0 {
+            c.cut_both(leader.0, other);
+        }
+    }
+    let lease = c.cores[l].config().lease_ticks();
+    let mut lease_ended_at = None;
+    for t in 0..400 {
+        c.tick(1);
+        c.cores[l].read_lease(100 + t);
+        let mut served = false;
+        while let Some(a) = c.cores[l].poll_action() {
+            served |= matches!(a, Action::ReadReady { .. });
+        }
+        if !served && lease_ended_at.is_none() {
+            lease_ended_at = Some(t);
+        }
+        let others: Vec<NodeId> = c.leaders().into_iter().filter(|&n| n != leader).collect();
+        if !others.is_empty() {
+            let ended = lease_ended_at.expect("a new leader while the old one still served lease reads");
+            assert!(ended <= t, "lease ended at {ended}, new leader at {t}");
+            assert!(t >= lease, "the others waited out their grant");
+            return;
+        }
+    }
+    panic!("no new leader after the old one was cut off");
+}
+
+#[test]
+fn with_leases_a_voter_that_granted_the_leader_a_lease_promises_no_other_candidate_until_it_runs_out() {
+    use synod_paxos::Action;
+    use synod_wire::Ballot;
+    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let mut c = Cluster::new(3, 5);
+    c.cores = ids
+        .iter()
+        .map(|&id| Paxos::new(Config::new(id, ids.clone()).unwrap().with_leases(true), 5))
+        .collect();
+    let leader = c.await_leader(300);
+    c.tick(12);
+    let f = (Cluster::idx(leader) + 1) % 3;
+    let candidate = (1..=3).map(NodeId).find(|&n| n != leader && n != c.cores[f].id()).unwrap();
+    let promised = |core: &mut Paxos| {
+        let mut yes = false;
+        while let Some(a) = core.poll_action() {
+            yes |= matches!(a, Action::Send { msg: Message::Promise { .. }, .. });
+            if let Action::Persist { token, .. } = a {
+                core.handle_persisted(token);
+            }
+        }
+        yes
+    };
+    let prepare = |round| Message::Prepare { ballot: Ballot::new(round, candidate), first_unchosen: Slot(0) };
+    c.cores[f].handle_message(candidate, prepare(50));
+    assert!(!promised(&mut c.cores[f]), "promised another candidate while the leader's lease stands");
+    // Without the leader's heartbeats the grant runs out after the shortest election timeout.
+    let leader_id = leader.0;
+    let me = c.cores[f].id().0;
+    c.cut_both(leader_id, me);
+    for _ in 0..40 {
+        c.cores[f].handle_tick();
+        let _ = promised(&mut c.cores[f]);
+    }
+    c.cores[f].handle_message(candidate, prepare(60));
+    assert!(promised(&mut c.cores[f]), "no promise once the grant ran out");
+    // Without leases, the same Prepare is promised at once.
+    let mut plain = Cluster::new(3, 5);
+    let leader = plain.await_leader(300);
+    plain.tick(12);
+    let f = (Cluster::idx(leader) + 1) % 3;
+    let candidate = (1..=3).map(NodeId).find(|&n| n != leader && n != plain.cores[f].id()).unwrap();
+    plain.cores[f].handle_message(
+        candidate,
+        Message::Prepare { ballot: Ballot::new(50, candidate), first_unchosen: Slot(0) },
+    );
+    assert!(promised(&mut plain.cores[f]));
+}

@@ -25,7 +25,7 @@ fn linearizable_and_stale_reads_are_served_by_every_replica() {
         let mut reader = RawClient::connect(&cluster, id);
         assert_eq!(reader.get(b"k", ReadMode::Linearizable), Some(b"v1".to_vec()), "replica {id}");
         assert_eq!(reader.get(b"missing", ReadMode::Linearizable), None, "replica {id}");
-        // Lease reads are served as linearizable ones today.
+        // Without leases, lease reads are served as linearizable ones.
         assert_eq!(reader.get(b"k", ReadMode::Lease), Some(b"v1".to_vec()), "replica {id}");
     }
     // A stale read is whatever the replica applied: once all applied the write, it is there.
@@ -158,4 +158,21 @@ fn the_client_reads_its_writes_while_the_leader_is_killed() {
     });
     cluster.restart(leader);
     cluster.await_identical(Duration::from_secs(15));
+}
+
+#[test]
+fn with_leases_lease_reads_see_every_acknowledged_write() {
+    let cluster = Cluster::start_configured(3, synod_kv::KvStore::default, |c| c.leases = true);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut writer = RawClient::registered(&cluster, leader);
+    // The leader serves them from its lease; the followers by ReadIndex.
+    let mut readers: Vec<RawClient> =
+        cluster.ids().into_iter().map(|id| RawClient::connect(&cluster, id)).collect();
+    for i in 0..100u32 {
+        let value = i.to_le_bytes();
+        put(&mut writer, b"k", &value);
+        for reader in &mut readers {
+            assert_eq!(reader.get(b"k", ReadMode::Lease), Some(value.to_vec()), "write {i}");
+        }
+    }
 }
