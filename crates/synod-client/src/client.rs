@@ -269,6 +269,10 @@ fn unexpected(what: &str, response: &KvResponse) -> ClientError {
         KvResponse::Stored => "stored",
         KvResponse::Cas { .. } => "a compare-and-swap result",
         KvResponse::Invalid(_) => "invalid",
+        KvResponse::Values(_) => "values",
+        KvResponse::Integer(_) => "an integer",
+        KvResponse::Set { .. } => "a set result",
+        KvResponse::Failed(_) => "a refusal",
     };
     ClientError::UnexpectedAnswer(format!("{kind} in answer to {what}"))
 }

@@ -54,7 +54,7 @@ use triomphe::Arc;
 use synod_state_machine::wire::{with_archived, ArchivedKvCommand, Wire};
 use synod_state_machine::{RestoreError, SnapshotSource, StateMachine};
 
-pub use synod_state_machine::wire::{KvCommand, KvResponse};
+pub use synod_state_machine::wire::{KvCommand, KvFailure, KvPair, KvResponse, SetCondition};
 
 /// A hasher with fixed keys: the same on every replica and every run, and
 /// never seeded from the OS. Iteration order is never observed (snapshots
@@ -286,6 +286,65 @@ impl KvStore {
                 }
                 KvResponse::Cas { swapped, current }
             }
+            KvCommand::MultiGet { keys } => {
+                KvResponse::Values(keys.iter().map(|k| self.get(k).map(<[u8]>::to_vec)).collect())
+            }
+            KvCommand::MultiPut { pairs } => {
+                for p in pairs {
+                    self.insert(&p.key, &p.value);
+                }
+                KvResponse::Stored
+            }
+            KvCommand::MultiPutIfAbsent { pairs } => {
+                if pairs.iter().any(|p| self.get(&p.key).is_some()) {
+                    return KvResponse::Integer(0);
+                }
+                for p in pairs {
+                    self.insert(&p.key, &p.value);
+                }
+                KvResponse::Integer(1)
+            }
+            KvCommand::Incr { key, by } => {
+                let current = match self.get(key) {
+                    None => 0,
+                    Some(v) => match parse_i64(v) {
+                        Some(n) => n,
+                        None => return KvResponse::Failed(KvFailure::NotAnInteger),
+                    },
+                };
+                match current.checked_add(*by) {
+                    Some(n) => {
+                        self.insert(key, n.to_string().as_bytes());
+                        KvResponse::Integer(n)
+                    }
+                    None => KvResponse::Failed(KvFailure::Overflow),
+                }
+            }
+            KvCommand::Append { key, value } => {
+                let mut new = self.get(key).map(<[u8]>::to_vec).unwrap_or_default();
+                new.extend_from_slice(value);
+                self.insert(key, &new);
+                KvResponse::Integer(new.len() as i64)
+            }
+            KvCommand::Strlen { key } => KvResponse::Integer(self.get(key).map_or(0, <[u8]>::len) as i64),
+            KvCommand::Exists { keys } => {
+                KvResponse::Integer(keys.iter().filter(|k| self.get(k).is_some()).count() as i64)
+            }
+            KvCommand::Set { key, value, condition } => {
+                let previous = self.get(key).map(<[u8]>::to_vec);
+                let stored = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => previous.is_none(),
+                    SetCondition::IfPresent => previous.is_some(),
+                };
+                if stored {
+                    self.insert(key, value);
+                }
+                KvResponse::Set { stored, previous }
+            }
+            KvCommand::DeleteMany { keys } => {
+                KvResponse::Integer(keys.iter().filter(|k| self.remove(k).is_some()).count() as i64)
+            }
         }
     }
 
@@ -420,8 +479,26 @@ impl KvStore {
                 }
                 KvResponse::Cas { swapped, current }
             }
+            // The rarer commands: decoded, then executed.
+            other => match rkyv::deserialize::<KvCommand, rkyv::rancor::Error>(other) {
+                Ok(command) => self.execute(&command),
+                Err(_) => KvResponse::Invalid("undecodable command".to_owned()),
+            },
         }
     }
+}
+
+/// A value as Redis's INCR reads it: base-10, an optional `-`, no `+`, no
+/// spaces, no leading zeros (except `0` itself), within `i64`.
+fn parse_i64(v: &[u8]) -> Option<i64> {
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits[0] == b'0' && (digits.len() > 1 || v.len() > digits.len()) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 fn opt(v: &ArchivedOption<ArchivedVec<u8>>) -> Option<&[u8]> {
@@ -454,7 +531,18 @@ impl StateMachine for KvStore {
     fn read(&self, query: &[u8]) -> Option<Vec<u8>> {
         let response = match with_archived::<KvCommand, _>(query, |c| match c {
             ArchivedKvCommand::Get { key } => KvResponse::Value(self.get(key.as_slice()).map(<[u8]>::to_vec)),
-            _ => KvResponse::Invalid("only a get is served as a read outside the log".to_owned()),
+            ArchivedKvCommand::MultiGet { keys } => {
+                KvResponse::Values(keys.iter().map(|k| self.get(k.as_slice()).map(<[u8]>::to_vec)).collect())
+            }
+            ArchivedKvCommand::Exists { keys } => {
+                KvResponse::Integer(keys.iter().filter(|k| self.get(k.as_slice()).is_some()).count() as i64)
+            }
+            ArchivedKvCommand::Strlen { key } => {
+                KvResponse::Integer(self.get(key.as_slice()).map_or(0, <[u8]>::len) as i64)
+            }
+            _ => KvResponse::Invalid(
+                "only get, multi-get, exists and strlen are served as reads outside the log".to_owned(),
+            ),
         }) {
             Ok(response) => response,
             Err(_) => KvResponse::Invalid(format!("undecodable query of {} bytes", query.len())),

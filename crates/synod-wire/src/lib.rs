@@ -37,7 +37,7 @@ pub use client::{
 };
 pub use codec::{with_archived, DecodeError, EncodeError, Wire, MAX_FRAME_LEN};
 pub use ids::{Ballot, ClientId, NodeId, Seq, Slot};
-pub use kv::{ArchivedKvCommand, ArchivedKvResponse, KvCommand, KvResponse};
+pub use kv::{ArchivedKvCommand, ArchivedKvResponse, KvCommand, KvFailure, KvPair, KvResponse, SetCondition};
 pub use member::{ChangeError, Member, MemberChange, MemberRole, Membership};
 pub use message::{ChosenEntry, Message, PromiseEntry, Status, Value};
 pub use record::LogRecord;

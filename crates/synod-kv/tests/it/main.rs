@@ -1,7 +1,7 @@
 //! Tests of the key-value store: semantics, and the StateMachine conformance suite.
 
 use proptest::prelude::*;
-use synod_kv::{KvCommand, KvResponse, KvStore};
+use synod_kv::{KvCommand, KvFailure, KvPair, KvResponse, KvStore, SetCondition};
 use synod_state_machine::wire::Wire;
 use synod_state_machine::{conformance, StateMachine};
 
@@ -58,6 +58,146 @@ fn command() -> impl Strategy<Value = KvCommand> {
     ]
 }
 
+/// Every command, the Redis-shaped ones too, over few keys (so they meet).
+fn any_command() -> impl Strategy<Value = KvCommand> {
+    let key = (0u8..4).prop_map(|k| vec![b'k', k]);
+    let keys = proptest::collection::vec(key.clone(), 0..4);
+    let val = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..4),
+        (-3i64..3).prop_map(|n| n.to_string().into_bytes()),
+        Just(i64::MAX.to_string().into_bytes()),
+    ];
+    let pairs = proptest::collection::vec(
+        (key.clone(), val.clone()).prop_map(|(key, value)| KvPair { key, value }),
+        0..4,
+    );
+    let condition =
+        prop_oneof![Just(SetCondition::Always), Just(SetCondition::IfAbsent), Just(SetCondition::IfPresent)];
+    prop_oneof![
+        command(),
+        keys.clone().prop_map(|keys| KvCommand::MultiGet { keys }),
+        pairs.clone().prop_map(|pairs| KvCommand::MultiPut { pairs }),
+        pairs.prop_map(|pairs| KvCommand::MultiPutIfAbsent { pairs }),
+        (key.clone(), prop_oneof![-2i64..3, Just(i64::MAX), Just(i64::MIN)])
+            .prop_map(|(key, by)| KvCommand::Incr { key, by }),
+        (key.clone(), val.clone()).prop_map(|(key, value)| KvCommand::Append { key, value }),
+        key.clone().prop_map(|key| KvCommand::Strlen { key }),
+        keys.clone().prop_map(|keys| KvCommand::Exists { keys }),
+        (key, val, condition).prop_map(|(key, value, condition)| KvCommand::Set { key, value, condition }),
+        keys.prop_map(|keys| KvCommand::DeleteMany { keys }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn the_store_passes_the_conformance_suite_with_every_command(
+        commands in proptest::collection::vec(any_command(), 0..80),
+    ) {
+        let mut bytes: Vec<Vec<u8>> = commands.iter().map(|c| c.encode().unwrap()).collect();
+        bytes.push(b"garbage".to_vec());
+        prop_assert_eq!(conformance::check(KvStore::default, &bytes), Ok(()));
+    }
+
+    /// The decoded and the in-place paths agree, and every query served
+    /// outside the log answers as applying it would.
+    #[test]
+    fn every_command_answers_alike_decoded_in_place_and_as_a_read(
+        commands in proptest::collection::vec(any_command(), 0..120),
+    ) {
+        let (mut decoded, mut in_place) = (KvStore::default(), KvStore::default());
+        for c in &commands {
+            let bytes = c.encode().unwrap();
+            let read = in_place.read(&bytes).unwrap();
+            let answer = in_place.apply(&bytes);
+            let want = decoded.execute(c);
+            prop_assert_eq!(KvResponse::decode(&answer).unwrap(), want.clone());
+            let read = KvResponse::decode(&read).unwrap();
+            match c {
+                KvCommand::Get { .. } | KvCommand::MultiGet { .. } | KvCommand::Exists { .. }
+                | KvCommand::Strlen { .. } => prop_assert_eq!(read, want),
+                _ => prop_assert!(matches!(read, KvResponse::Invalid(_)), "{:?}", read),
+            }
+        }
+        prop_assert_eq!(decoded.snapshot(), in_place.snapshot());
+    }
+}
+
+#[test]
+fn redis_shaped_commands_answer_as_redis_does() {
+    let mut kv = KvStore::default();
+    let b = |s: &str| s.as_bytes().to_vec();
+    let pair = |k: &str, v: &str| KvPair { key: b(k), value: b(v) };
+    let mut run = |c: KvCommand| kv.execute(&c);
+    // MSET, MGET (a missing key is nil), EXISTS counts repeats, DEL counts removals.
+    assert_eq!(
+        run(KvCommand::MultiPut { pairs: vec![pair("a", "1"), pair("b", "2"), pair("a", "3")] }),
+        KvResponse::Stored
+    );
+    assert_eq!(
+        run(KvCommand::MultiGet { keys: vec![b("a"), b("x"), b("b")] }),
+        KvResponse::Values(vec![Some(b("3")), None, Some(b("2"))])
+    );
+    assert_eq!(run(KvCommand::Exists { keys: vec![b("a"), b("a"), b("x")] }), KvResponse::Integer(2));
+    // MSETNX: all or nothing.
+    assert_eq!(
+        run(KvCommand::MultiPutIfAbsent { pairs: vec![pair("c", "1"), pair("a", "9")] }),
+        KvResponse::Integer(0)
+    );
+    assert_eq!(run(KvCommand::Exists { keys: vec![b("c")] }), KvResponse::Integer(0));
+    assert_eq!(
+        run(KvCommand::MultiPutIfAbsent { pairs: vec![pair("c", "1"), pair("d", "2")] }),
+        KvResponse::Integer(1)
+    );
+    assert_eq!(
+        run(KvCommand::DeleteMany { keys: vec![b("c"), b("d"), b("c"), b("x")] }),
+        KvResponse::Integer(2)
+    );
+    // INCR: absent is 0; only canonical base-10 i64 strings; overflow changes nothing.
+    assert_eq!(run(KvCommand::Incr { key: b("n"), by: 5 }), KvResponse::Integer(5));
+    assert_eq!(run(KvCommand::Incr { key: b("n"), by: -7 }), KvResponse::Integer(-2));
+    assert_eq!(run(KvCommand::Get { key: b("n") }), KvResponse::Value(Some(b("-2"))));
+    for bad in ["", " 1", "1 ", "+1", "01", "-0", "1.5", "abc", "9223372036854775808", "-"] {
+        run(KvCommand::Put { key: b("s"), value: b(bad) });
+        assert_eq!(
+            run(KvCommand::Incr { key: b("s"), by: 1 }),
+            KvResponse::Failed(KvFailure::NotAnInteger),
+            "{bad:?}"
+        );
+        assert_eq!(run(KvCommand::Get { key: b("s") }), KvResponse::Value(Some(b(bad))));
+    }
+    run(KvCommand::Put { key: b("m"), value: b("9223372036854775807") });
+    assert_eq!(run(KvCommand::Incr { key: b("m"), by: 1 }), KvResponse::Failed(KvFailure::Overflow));
+    assert_eq!(run(KvCommand::Incr { key: b("m"), by: -1 }), KvResponse::Integer(i64::MAX - 1));
+    run(KvCommand::Put { key: b("m"), value: b("-9223372036854775808") });
+    assert_eq!(run(KvCommand::Incr { key: b("m"), by: -1 }), KvResponse::Failed(KvFailure::Overflow));
+    assert_eq!(run(KvCommand::Incr { key: b("m"), by: 0 }), KvResponse::Integer(i64::MIN));
+    // APPEND and STRLEN.
+    assert_eq!(run(KvCommand::Append { key: b("t"), value: b("ab") }), KvResponse::Integer(2));
+    assert_eq!(run(KvCommand::Append { key: b("t"), value: b("cde") }), KvResponse::Integer(5));
+    assert_eq!(run(KvCommand::Strlen { key: b("t") }), KvResponse::Integer(5));
+    assert_eq!(run(KvCommand::Strlen { key: b("none") }), KvResponse::Integer(0));
+    // SET NX / XX, with the previous value for GET.
+    let set = |k: &str, v: &str, condition| KvCommand::Set { key: b(k), value: b(v), condition };
+    assert_eq!(
+        run(set("s2", "1", SetCondition::IfPresent)),
+        KvResponse::Set { stored: false, previous: None }
+    );
+    assert_eq!(run(set("s2", "1", SetCondition::IfAbsent)), KvResponse::Set { stored: true, previous: None });
+    assert_eq!(
+        run(set("s2", "2", SetCondition::IfAbsent)),
+        KvResponse::Set { stored: false, previous: Some(b("1")) }
+    );
+    assert_eq!(
+        run(set("s2", "3", SetCondition::IfPresent)),
+        KvResponse::Set { stored: true, previous: Some(b("1")) }
+    );
+    assert_eq!(
+        run(set("s2", "4", SetCondition::Always)),
+        KvResponse::Set { stored: true, previous: Some(b("3")) }
+    );
+    assert_eq!(run(KvCommand::Get { key: b("s2") }), KvResponse::Value(Some(b("4"))));
+}
+
 proptest! {
     #[test]
     fn the_store_passes_the_conformance_suite(commands in proptest::collection::vec(command(), 0..80)) {
@@ -93,6 +233,7 @@ proptest! {
                     }
                     KvResponse::Cas { swapped, current }
                 }
+                other => unreachable!("command() makes no {other:?}"),
             };
             prop_assert_eq!(&decoded.execute(c), &want);
             let answer = in_place.apply(&c.encode().unwrap());
