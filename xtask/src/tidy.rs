@@ -80,11 +80,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("synod-client-core", &["synod-wire"]),
     ("synod-client", &["synod-client-core", "synod-transport", "synod-wire"]),
+    ("synod-resp", &["synod-client", "synod-wire"]),
     (
         "synod",
         &[
             "synod-runtime",
             "synod-client",
+            "synod-resp",
             "synod-kv",
             "synod-state-machine",
             "synod-log",

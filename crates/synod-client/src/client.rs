@@ -22,6 +22,19 @@ pub struct Client {
     deadline: std::time::Duration,
 }
 
+/// A request handed over by [`Client::hand_over`]: its answer, to await.
+#[derive(Debug)]
+pub struct Pending {
+    answer: oneshot::Receiver<Result<Vec<u8>, ClientError>>,
+}
+
+impl Pending {
+    /// The state machine's answer, as [`Client::call`] or [`Client::read`] returns it.
+    pub async fn answer(self) -> Result<Vec<u8>, ClientError> {
+        self.answer.await.map_err(|_| ClientError::Closed)?
+    }
+}
+
 /// The result of [`Client::cas`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CasOutcome {
@@ -83,9 +96,28 @@ impl Client {
         payload: Vec<u8>,
         read: Option<synod_wire::ReadMode>,
     ) -> Result<Vec<u8>, ClientError> {
+        self.hand_over(payload, read.map(ReadMode::from)).await?.answer().await
+    }
+
+    /// Hands `payload` to the session now and returns its answer to await
+    /// later: a command through the log (`mode` `None` or
+    /// [`ReadMode::ThroughLog`], as [`Client::call`]) or a read outside it
+    /// (as [`Client::read`]).
+    ///
+    /// Returns once the request is queued (waiting only for room among the
+    /// requests in flight), so requests handed over one after another from
+    /// one task are numbered, and sent, in that order: a front end that must
+    /// keep a connection's commands in order (synod-resp) hands them over in
+    /// order and awaits their answers concurrently.
+    pub async fn hand_over(
+        &self,
+        payload: impl Into<Vec<u8>>,
+        mode: Option<ReadMode>,
+    ) -> Result<Pending, ClientError> {
+        let read = mode.and_then(ReadMode::wire);
         let deadline = Instant::now() + self.deadline;
         let (reply, answer) = oneshot::channel();
-        let call = Call { payload, read, deadline, reply };
+        let call = Call { payload: payload.into(), read, deadline, reply };
         // Waiting for room (and arming a timer for it) only when the driver is behind.
         match self.calls.try_send(call) {
             Ok(()) => {}
@@ -98,7 +130,7 @@ impl Client {
                 }
             }
         }
-        answer.await.map_err(|_| ClientError::Closed)?
+        Ok(Pending { answer })
     }
 
     /// The session's id, assigned by the replicas when it was registered.

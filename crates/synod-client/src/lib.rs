@@ -67,7 +67,7 @@ mod driver;
 mod error;
 pub mod file;
 
-pub use client::{CasOutcome, Client, ReadMode};
+pub use client::{CasOutcome, Client, Pending, ReadMode};
 pub use config::{ClientConfig, MAX_IN_FLIGHT};
 pub use error::{ClientError, ConfigError, ConnectError, LinkError, Rejection};
 pub use file::ClientFile;
