@@ -19,4 +19,4 @@ mod reply;
 mod server;
 
 pub use reply::Reply;
-pub use server::{bind, RespConfig, RespServer, StartError};
+pub use server::{bind, check_listen, RespConfig, RespServer, StartError};

@@ -66,11 +66,19 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Binds `config.listen`, refusing a non-loopback address.
-pub async fn bind(config: &RespConfig) -> Result<TcpListener, StartError> {
-    if !config.listen.ip().is_loopback() {
-        return Err(StartError::NotLoopback(config.listen));
+/// Refuses a listening address that is not loopback: without TLS (not
+/// implemented yet), RESP must not leave the host.
+pub fn check_listen(listen: SocketAddr) -> Result<(), StartError> {
+    if listen.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(StartError::NotLoopback(listen))
     }
+}
+
+/// Binds `config.listen`, refusing a non-loopback address ([`check_listen`]).
+pub async fn bind(config: &RespConfig) -> Result<TcpListener, StartError> {
+    check_listen(config.listen)?;
     TcpListener::bind(config.listen).await.map_err(|e| StartError::Bind(config.listen, e))
 }
 

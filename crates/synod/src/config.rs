@@ -61,6 +61,9 @@ pub struct NodeFile {
     /// Reads outside the log.
     #[serde(default)]
     pub reads: ReadsFile,
+    /// A RESP (Redis protocol) listener in this replica's process
+    /// (docs/RESP.md): a `[resp]` table.
+    pub resp: Option<RespTable>,
     /// Where the file was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -190,6 +193,31 @@ pub struct ReadsFile {
     pub leases: bool,
 }
 
+/// The `[resp]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespTable {
+    /// Where to listen: a loopback `ip:port` (no TLS for RESP yet).
+    pub listen: String,
+    /// A password Redis clients must give with AUTH first.
+    pub password: Option<String>,
+    /// The client file (`synod` client commands' format) whose identity
+    /// and address book the listener's session uses. Required: replicas
+    /// take sessions only from client certificates.
+    pub client: PathBuf,
+}
+
+/// The RESP listener's settings, checked.
+#[derive(Debug)]
+pub struct RespSettings {
+    /// The address, loopback.
+    pub listen: SocketAddr,
+    /// AUTH's password.
+    pub password: Option<String>,
+    /// The client file, resolved against node.toml's directory.
+    pub client: PathBuf,
+}
+
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     Ok(synod_client::file::read_toml(path)?)
 }
@@ -240,7 +268,28 @@ impl NodeFile {
         if file.transport.threads == Some(0) {
             bail!("{}: transport: threads must be at least 1", path.display());
         }
+        file.resp_settings()?;
         Ok(file)
+    }
+
+    /// The RESP listener's settings, if it has one: its address is an IP
+    /// literal, loopback (RESP has no TLS yet).
+    pub fn resp_settings(&self) -> Result<Option<RespSettings>> {
+        let Some(resp) = &self.resp else { return Ok(None) };
+        let at = || format!("{}: resp", self.path.display());
+        let listen = &resp.listen;
+        let listen: SocketAddr =
+            listen.parse().with_context(|| format!("{}: listen {listen:?} is not an ip:port", at()))?;
+        synod_resp::check_listen(listen).with_context(at)?;
+        let client = base(&self.path).join(&resp.client);
+        Ok(Some(RespSettings { listen, password: resp.password.clone(), client }))
+    }
+
+    /// The session the RESP listener speaks to the cluster with: the `[resp]` client file's.
+    pub fn resp_client_config(&self, settings: &RespSettings) -> Result<synod_client::ClientConfig> {
+        synod_client::ClientFile::load(&settings.client).and_then(|f| f.client_config()).with_context(|| {
+            format!("{}: resp: client file {}", self.path.display(), settings.client.display())
+        })
     }
 
     /// The runtime configuration this file describes (loads the certificates).

@@ -231,6 +231,17 @@ fn run(cli: Cli) -> Result<()> {
 fn start(path: &std::path::Path) -> Result<()> {
     let file = NodeFile::load(path)?;
     let config = file.replica_config()?;
+    // The RESP port is bound before the replica starts, so a port in use stops the start.
+    let resp = match file.resp_settings()? {
+        Some(settings) => {
+            let client = file.resp_client_config(&settings)?;
+            let listener = std::net::TcpListener::bind(settings.listen)
+                .with_context(|| format!("cannot listen for RESP on {}", settings.listen))?;
+            listener.set_nonblocking(true)?;
+            Some((settings, client, listener))
+        }
+        None => None,
+    };
     // `/health` and `/readyz` say "starting" until the replica is set.
     let replica_status = std::sync::Arc::new(std::sync::OnceLock::new());
     if let Some(addr) = file.metrics {
@@ -244,6 +255,13 @@ fn start(path: &std::path::Path) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let fatal = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
+        if let Some((settings, client, listener)) = resp {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let mut resp_config = synod_resp::RespConfig::new(settings.listen);
+            resp_config.password = settings.password;
+            resp_config.node = Some(synod_wire::NodeId(file.id));
+            tokio::spawn(serve_resp(listener, client, resp_config));
+        }
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
@@ -266,6 +284,26 @@ fn start(path: &std::path::Path) -> Result<()> {
         bail!("replica {} stopped: {e}", file.id);
     }
     Ok(())
+}
+
+/// Registers the RESP listener's session (retrying until the cluster has a
+/// leader), then serves RESP; connections wait in the backlog until then.
+async fn serve_resp(
+    listener: tokio::net::TcpListener,
+    client: synod_client::ClientConfig,
+    config: synod_resp::RespConfig,
+) {
+    let session = loop {
+        match synod_client::Client::connect(client.clone()).await {
+            Ok(session) => break session,
+            Err(e) => {
+                tracing::warn!(error = %e, "RESP: cannot register a session yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    };
+    tracing::info!(listen = %config.listen, "serving RESP");
+    synod_resp::RespServer::serve(listener, session, client, config).await;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 mod cli;
 mod member;
+mod resp;
 
 /// `synod args` in `dir`, without the environment's `SYNOD_CLIENT` and `SYNOD_LOG_FORMAT`.
 fn synod_cmd(args: &[&str], dir: &Path) -> Command {
