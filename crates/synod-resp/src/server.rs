@@ -343,17 +343,17 @@ async fn info(shared: &Shared, section: Option<String>) -> Reply {
         // Every replica takes writes (they go to the leader), so each is a "master" to Redis clients.
         text.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n");
         if let Some(node) = shared.config.node {
-            text.push_str(&format!("synod_node:{node}\r\n"));
+            text.push_str(&format!("synod_node:{}\r\n", node.0));
             match admin::status(&shared.client_config, node).await {
                 Ok(s) => text.push_str(&format!(
-                    "synod_role:{:?}\r\nsynod_leader:{}\r\nsynod_ballot:{:?}\r\nsynod_commit_slot:{}\r\n\
+                    "synod_role:{}\r\nsynod_leader:{}\r\nsynod_ballot:{}\r\nsynod_commit_slot:{}\r\n\
                      synod_applied_slot:{}\r\nsynod_members:{}\r\n",
-                    s.role,
-                    s.leader.map_or_else(|| "none".to_owned(), |l| l.to_string()),
+                    format!("{:?}", s.role).to_lowercase(),
+                    s.leader.map_or_else(|| "none".to_owned(), |l| l.0.to_string()),
                     s.ballot,
-                    s.commit,
-                    s.applied,
-                    s.members.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    s.commit.0,
+                    s.applied.0,
+                    s.members.iter().map(|m| m.0.to_string()).collect::<Vec<_>>().join(","),
                 )),
                 Err(e) => text.push_str(&format!(
                     "synod_status_error:{}\r\n",
