@@ -81,13 +81,13 @@ impl Conn {
     }
 }
 
-/// Starts three replicas, the first two with a RESP listener; returns their RESP ports.
-fn cluster(d: &Path) -> (Nodes, [u16; 2]) {
+/// Starts three replicas, each with a RESP listener (replica 2's with a password); returns their RESP ports.
+fn cluster(d: &Path) -> (Nodes, [u16; 3]) {
     assert!(synod(&["certs", "init", "--dir", "certs", "--nodes", "3", "--clients", "1"], d)
         .status
         .success());
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
-    let resp = [free_tcp(), free_tcp()];
+    let resp = [free_tcp(), free_tcp(), free_tcp()];
     write_cluster_files(
         d,
         "127.0.0.1",
@@ -98,7 +98,7 @@ fn cluster(d: &Path) -> (Nodes, [u16; 2]) {
                 "[resp]\nlisten = \"127.0.0.1:{}\"\nclient = \"client.toml\"\npassword = \"sesame\"\n",
                 resp[1]
             ),
-            _ => String::new(),
+            _ => format!("[resp]\nlisten = \"127.0.0.1:{}\"\nclient = \"client.toml\"\n", resp[2]),
         },
         "",
     );
@@ -106,9 +106,16 @@ fn cluster(d: &Path) -> (Nodes, [u16; 2]) {
     // to the next table, so that is valid TOML as it stands.
     let nodes = Nodes((1..=3).map(|n| Some(start_replica(d, n, std::process::Stdio::null()))).collect());
     // Ready when PING answers (the listener registers its session first).
+    for port in [resp[0], resp[2]] {
+        wait_for_pong(port);
+    }
+    (nodes, resp)
+}
+
+fn wait_for_pong(port: u16) {
     let start = Instant::now();
     loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", resp[0])) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
             if s.write_all(b"PING\r\n").is_ok() {
                 let mut b = [0; 7];
@@ -120,14 +127,13 @@ fn cluster(d: &Path) -> (Nodes, [u16; 2]) {
         assert!(start.elapsed() < Duration::from_secs(30), "the RESP listener never answered");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (nodes, resp)
 }
 
 #[test]
 fn a_resp_listener_serves_redis_commands_through_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (_nodes, [port, port2]) = cluster(d);
+    let (_nodes, [port, port2, _]) = cluster(d);
     let mut c = Conn::open(port);
     assert_eq!(c.call(&["SET", "k", "v"]), R::Simple("OK".into()));
     assert_eq!(c.call(&["GET", "k"]), bulk("v"));
@@ -216,6 +222,54 @@ fn a_resp_listener_serves_redis_commands_through_the_cluster() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&piped.stdout), "OK\n2\n2\n");
+}
+
+/// The leader INFO names, through the listener on `port` (waiting for one).
+fn leader_of(port: u16) -> usize {
+    let start = Instant::now();
+    loop {
+        let R::Bulk(Some(info)) = Conn::open(port).call(&["INFO", "replication"]) else { panic!("INFO") };
+        let info = String::from_utf8(info).unwrap();
+        let leader = info.lines().find_map(|l| l.strip_prefix("synod_leader:")).expect("a synod_leader line");
+        if let Ok(n) = leader.parse() {
+            return n;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no leader: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pipelined_writes_survive_the_leader_being_killed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut nodes, ports) = cluster(d);
+    let leader = leader_of(ports[0]);
+    // A listener on a follower without a password (replica 2's has one).
+    let follower = [1, 3].into_iter().find(|&n| n != leader).unwrap();
+    let mut c = Conn::open(ports[follower - 1]);
+    assert_eq!(c.call(&["SET", "before", "kill"]), R::Simple("OK".into()));
+    // 200 INCRs in flight, then the leader is killed.
+    let incrs: Vec<u8> = (0..200).flat_map(|_| cmd(&["INCR", "n"])).collect();
+    c.w.write_all(&incrs).unwrap();
+    let mut victim = nodes.0[leader - 1].take().unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let mut seen: Vec<i64> = (0..200)
+        .map(|_| match read_reply(&mut c.r) {
+            R::Int(n) => n,
+            other => panic!("an INCR answered {other:?}"),
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=200).collect::<Vec<_>>(), "every INCR applied exactly once");
+    assert_eq!(c.call(&["GET", "n"]), bulk("200"));
+    assert_eq!(c.call(&["GET", "before"]), bulk("kill"));
+    // The killed replica's listener is gone; the other listeners serve.
+    assert!(TcpStream::connect(("127.0.0.1", ports[leader - 1])).is_err());
+    for n in (1..=3).filter(|&n| n != leader && n != 2) {
+        assert_eq!(Conn::open(ports[n - 1]).call(&["GET", "n"]), bulk("200"));
+    }
 }
 
 #[test]
