@@ -222,6 +222,24 @@ fn a_resp_listener_serves_redis_commands_through_the_cluster() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&piped.stdout), "OK\n2\n2\n");
+    // redis-benchmark (also in redis-tools): its start-up questions and the
+    // four workloads, plain and pipelined, finish with no error.
+    for pipeline in ["1", "16"] {
+        let out = Command::new("redis-benchmark")
+            .args(["-p", &port.to_string(), "-t", "set,get,incr,mset", "-n", "400", "-c", "4", "-q"])
+            .args(["-P", pipeline])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+        assert!(out.status.success(), "redis-benchmark -P {pipeline}: {text}");
+        for test in ["SET:", "GET:", "INCR:", "MSET (10 keys):"] {
+            assert!(
+                text.lines().any(|l| l.starts_with(test) && l.contains("requests per second")),
+                "redis-benchmark -P {pipeline} has no {test} result: {text}"
+            );
+        }
+        assert!(!text.contains("ERR"), "redis-benchmark -P {pipeline} saw an error: {text}");
+    }
 }
 
 /// The leader INFO names, through the listener on `port` (waiting for one).
