@@ -25,7 +25,9 @@ tasks:
   bench   benchmarks in release mode: `cargo xtask bench` (micro-benchmarks, then synod against
           etcd, quick), `cargo xtask bench micro|core|wire|log|transport|snapshots`,
           `cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] [--warmup 2s]
-          [--puts 100] [--sessions 16] [--load-threads 0] [--quick]` (docs/PERFORMANCE.md)
+          [--puts 100] [--sessions 16] [--load-threads 0] [--quick]`, `cargo xtask bench --peer
+          redis [-c 50] [-n 1000000] [-P 1,16] [-d 100] [-r 100000] [-t set,get] [--quick]`
+          (redis-benchmark against synod's RESP port and a durable redis-server; docs/PERFORMANCE.md)
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]
           [--base-port P]`; membership changes on it: `cargo xtask cluster add [--learner]`,
           `cargo xtask cluster remove N`, `cargo xtask cluster replace N`

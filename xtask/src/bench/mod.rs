@@ -3,11 +3,14 @@
 //! With no argument (or `all`): the micro-benchmarks, then the comparison with etcd in its
 //! quick form. `micro`: the micro-benchmarks only. `core`, `wire`, `log`, `transport`: one
 //! of them (further arguments go to it). `--peer etcd [...]`: the comparison (`peer.rs`).
+//! `--peer redis [...]`: redis-benchmark against synod's RESP port and a durable
+//! redis-server (`redis.rs`).
 //! `snapshots [...]`: client latency while replicas write snapshots, and an emptied replica's
 //! rejoin time (`snapshots.rs`).
 
 mod etcd;
 mod peer;
+mod redis;
 mod snapshots;
 pub(crate) mod svg;
 
@@ -26,7 +29,9 @@ const MICRO: &str = "core wire log transport";
 /// With no argument (or `all`): the micro-benchmarks, then the comparison with etcd in its
 /// quick form. `micro`: the micro-benchmarks only. `core`, `wire`, `log`, `transport`: one of
 /// them (further arguments go to it). `--peer etcd [...]`: synod and etcd side by side under
-/// the same load generator (docs/PERFORMANCE.md).
+/// the same load generator (docs/PERFORMANCE.md). `--peer redis [-c 50] [-n 1000000] [-P 1,16]
+/// [-d 100] [-r 100000] [-t set,get] [--quick]`: the same redis-benchmark command line against
+/// synod's RESP port and a redis-server with appendfsync always.
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask bench", bin_name = "cargo xtask bench", args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
@@ -70,6 +75,10 @@ struct Extra {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
+    // `--peer redis` takes redis-benchmark's flags, which the etcd comparison does not know.
+    if redis::wanted(args) {
+        return redis::run(args);
+    }
     let parsed: Args = crate::parse_args("bench", args)?;
     let micros = MICRO.split(' ').collect::<Vec<_>>();
     match parsed.what {

@@ -51,7 +51,7 @@ const USAGE: &str = "cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--
 /// The flags of `cargo xtask bench --peer etcd`, as given; [`PeerArgs::options`] checks them.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PeerArgs {
-    /// The system to compare synod with: etcd.
+    /// The system to compare synod with: etcd, or redis (`--peer redis --help` for its flags).
     #[arg(long, value_name = "SYSTEM")]
     peer: Option<String>,
     /// The client counts to measure, comma-separated.
@@ -83,7 +83,7 @@ impl PeerArgs {
         let PeerArgs { peer, clients, duration, warmup, puts, sessions, load_threads, quick } = self;
         match peer.as_deref() {
             Some("etcd") => {}
-            Some(other) => bail!("unknown peer {other:?}: only etcd is supported"),
+            Some(other) => bail!("unknown peer {other:?}: only etcd and redis are supported"),
             None => bail!("name the system to compare with: --peer etcd\nusage: {USAGE}"),
         }
         let clients = parse_clients(&clients)?;
@@ -601,7 +601,7 @@ fn report(
 }
 
 /// Cores, CPU model, memory and kernel, as Linux reports them.
-fn machine() -> Value {
+pub(super) fn machine() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu = cpuinfo
@@ -616,7 +616,7 @@ fn machine() -> Value {
     })
 }
 
-fn git_revision() -> Option<String> {
+pub(super) fn git_revision() -> Option<String> {
     let out = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(project_root())
@@ -626,7 +626,7 @@ fn git_revision() -> Option<String> {
 }
 
 /// `2026-11-26T20:16:03Z` for Unix time `secs`.
-fn utc_date(secs: u64) -> String {
+pub(super) fn utc_date(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
