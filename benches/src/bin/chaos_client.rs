@@ -118,12 +118,20 @@ async fn run(args: Args) -> Result<()> {
         ));
     }
     let mut records = Vec::new();
+    let mut clients = Vec::new();
     for t in tasks {
-        records.extend(t.await??);
+        let (mut worker_records, client) = t.await??;
+        records.append(&mut worker_records);
+        clients.push(client);
     }
     // Final reads, after the faults healed: with them in the history, an
-    // acknowledged write that was lost cannot hide at the end.
-    let reader = Client::connect(config.clone()).await.context("connecting for the final reads")?;
+    // acknowledged write that was lost cannot hide at the end. They go
+    // through a worker's client, which has learned the members along the way:
+    // the client file may name only replicas that membership changes replaced.
+    let reader = match clients.into_iter().next() {
+        Some(client) => client,
+        None => Client::connect(config.clone()).await.context("connecting for the final reads")?,
+    };
     for k in 0..args.keys {
         let key = format!("k{k}").into_bytes();
         let call = epoch.elapsed().as_nanos() as u64;
@@ -203,7 +211,7 @@ async fn worker(
     keys: u64,
     epoch: Instant,
     stop_at: Instant,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, Client)> {
     let mut records = Vec::new();
     // Connecting itself may meet a fault; retry until the run ends.
     let client = loop {
@@ -269,7 +277,7 @@ async fn worker(
             process += workers;
         }
     }
-    Ok(records)
+    Ok((records, client))
 }
 
 fn history_line(r: &Record) -> String {
