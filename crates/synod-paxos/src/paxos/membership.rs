@@ -247,14 +247,14 @@ impl Paxos {
     /// may be the only one that knows its stop sign was chosen.
     pub(super) fn check_retire(&mut self) {
         let Some(since) = self.removed_at else { return };
-        if self.first_unchosen < self.known_commit
-            || self.election.highest_seen.epoch > self.members.epoch
+        if self.election.highest_seen.epoch > self.members.epoch
             || self.now < since + 4 * self.cfg.heartbeat_ticks
         {
-            // Still catching up, or a later configuration is known to exist
-            // (it may add this replica again: a replica that joins learns the
-            // configurations that removed an earlier incarnation of it on the
-            // way), or just removed: it lingers a few rounds first.
+            // A later configuration is known to exist (it may add this
+            // replica again), or it was just removed: it lingers a few rounds
+            // first. (It need not catch up: no longer a member, it gets no
+            // more accepts and falls behind; and a replica that joins is not
+            // removed by the configurations it passes catching up, `joined`.)
             return;
         }
         let epoch = self.members.epoch;
