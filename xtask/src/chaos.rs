@@ -403,27 +403,13 @@ fn nemesis(
                     lab.start(dir, peer, Some("+0 x1.5"))?;
                 }
                 std::thread::sleep(Duration::from_millis(1500));
-                for peer in ids.iter().copied().filter(|&p| p != leader) {
-                    nft(&format!(
-                        "add rule bridge chaos cut ip saddr {NET}.{leader} ip daddr {NET}.{peer} drop"
-                    ))?;
-                    nft(&format!(
-                        "add rule bridge chaos cut ip saddr {NET}.{peer} ip daddr {NET}.{leader} drop"
-                    ))?;
-                }
+                cut_from_peers(leader, &ids)?;
                 "fast-follower-clocks-and-leader-cut"
             }
             12 => {
                 // The leader loses its peers but not its clients: reads sent to it must stall
                 // or fail until it steps down, never answer with what it had.
-                for peer in ids.iter().copied().filter(|&p| p != leader) {
-                    nft(&format!(
-                        "add rule bridge chaos cut ip saddr {NET}.{leader} ip daddr {NET}.{peer} drop"
-                    ))?;
-                    nft(&format!(
-                        "add rule bridge chaos cut ip saddr {NET}.{peer} ip daddr {NET}.{leader} drop"
-                    ))?;
-                }
+                cut_from_peers(leader, &ids)?;
                 "leader-cut-from-replicas"
             }
             9 | 10 => {
@@ -549,6 +535,16 @@ fn nemesis(
     }
     // Leader changes seen between fault rounds (a lower bound: fast changes go unseen).
     Ok((faults, kinds, leaders.len().saturating_sub(1)))
+}
+
+/// Drops all traffic between replica `cut` and the other replicas of `ids`, both ways (not
+/// its clients': the client namespace stays reachable).
+fn cut_from_peers(cut: u32, ids: &[u32]) -> Result<()> {
+    for peer in ids.iter().copied().filter(|&p| p != cut) {
+        nft(&format!("add rule bridge chaos cut ip saddr {NET}.{cut} ip daddr {NET}.{peer} drop"))?;
+        nft(&format!("add rule bridge chaos cut ip saddr {NET}.{peer} ip daddr {NET}.{cut} drop"))?;
+    }
+    Ok(())
 }
 
 /// Replica `i`'s data directory, as its node file names it.

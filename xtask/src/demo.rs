@@ -77,20 +77,27 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
 }
 
+/// The demo's load: `clients` clients on 16 sessions for `seconds`, every
+/// acknowledged write verified at the end, the report written to `json`.
+fn load_command(cluster: &Cluster, clients: usize, seconds: u64, json: &std::path::Path) -> Command {
+    let mut load = Command::new(target_dir().join("release").join("load"));
+    load.arg("--client-config")
+        .arg(cluster.client_file())
+        .args(["--clients", &clients.to_string(), "--sessions", "16", "--warmup", "0"])
+        .args(["--duration", &seconds.to_string(), "--verify", "--json"])
+        .arg(json)
+        .stdin(Stdio::null());
+    load
+}
+
 fn drive(cluster: &Cluster, seconds: u64, clients: usize) -> Result<String> {
     let leader = cluster.await_all_up(Duration::from_secs(20))?;
     eprintln!("demo: 3 replicas up, replica {leader} leads; {clients} clients for {seconds} s");
     let kill_file = cluster.dir.join("killed_at_ms");
     let json = cluster.dir.join("load.json");
-    let mut load = Command::new(target_dir().join("release").join("load"))
-        .arg("--client-config")
-        .arg(cluster.client_file())
-        .args(["--clients", &clients.to_string(), "--sessions", "16", "--warmup", "0"])
-        .args(["--duration", &seconds.to_string(), "--verify", "--kill-file"])
+    let mut load = load_command(cluster, clients, seconds, &json)
+        .arg("--kill-file")
         .arg(&kill_file)
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
         .spawn()
         .context("starting the load generator")?;
     let started = Instant::now();
@@ -151,15 +158,9 @@ fn drive_replace(cluster: &Cluster, seconds: u64, clients: usize) -> Result<Stri
     let samples = cluster.dir.join("samples.txt");
     // Times are counted from here, as the progress lines count them.
     let spawned_us = unix_us();
-    let mut load = Command::new(target_dir().join("release").join("load"))
-        .arg("--client-config")
-        .arg(cluster.client_file())
-        .args(["--clients", &clients.to_string(), "--sessions", "16", "--warmup", "0"])
-        .args(["--duration", &seconds.to_string(), "--verify", "--samples"])
+    let mut load = load_command(cluster, clients, seconds, &json)
+        .arg("--samples")
         .arg(&samples)
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
         .spawn()
         .context("starting the load generator")?;
     let started = Instant::now();

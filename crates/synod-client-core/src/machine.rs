@@ -194,16 +194,8 @@ impl ClientCore {
         self.next_call += 1;
         let refused = if self.expired {
             Some(CallError::SessionExpired)
-        } else if now >= deadline {
-            Some(CallError::Timeout)
-        } else if payload.len() + ENVELOPE > MAX_FRAME_LEN {
-            Some(CallError::Encode(EncodeError::TooLarge {
-                what: "client request",
-                len: payload.len() + ENVELOPE,
-                limit: MAX_FRAME_LEN,
-            }))
         } else {
-            None
+            refusal(now, deadline, payload.len(), "client request")
         };
         if let Some(error) = refused {
             self.events.push_back(ClientEvent::Completed { call, result: Err(error) });
@@ -238,17 +230,7 @@ impl ClientCore {
     pub fn handle_read(&mut self, now: u64, query: Vec<u8>, mode: ReadMode, deadline: u64) -> CallId {
         let call = CallId(self.next_call);
         self.next_call += 1;
-        let refused = if now >= deadline {
-            Some(CallError::Timeout)
-        } else if query.len() + ENVELOPE > MAX_FRAME_LEN {
-            Some(CallError::Encode(EncodeError::TooLarge {
-                what: "client read",
-                len: query.len() + ENVELOPE,
-                limit: MAX_FRAME_LEN,
-            }))
-        } else {
-            None
-        };
+        let refused = refusal(now, deadline, query.len(), "client read");
         if let Some(error) = refused {
             self.events.push_back(ClientEvent::Completed { call, result: Err(error) });
             return call;
@@ -705,6 +687,18 @@ impl ClientCore {
             Ok(client) => ClientEvent::Registered(client),
             Err(e) => ClientEvent::RegisterFailed(e),
         });
+    }
+}
+
+/// Why a call or read of `len` bytes made at `now` is refused before it is
+/// sent: its deadline has passed, or it cannot fit in a frame.
+fn refusal(now: u64, deadline: u64, len: usize, what: &'static str) -> Option<CallError> {
+    if now >= deadline {
+        Some(CallError::Timeout)
+    } else if len + ENVELOPE > MAX_FRAME_LEN {
+        Some(CallError::Encode(EncodeError::TooLarge { what, len: len + ENVELOPE, limit: MAX_FRAME_LEN }))
+    } else {
+        None
     }
 }
 
