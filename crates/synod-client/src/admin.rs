@@ -76,42 +76,14 @@ pub async fn status(config: &ClientConfig, node: NodeId) -> Result<ReplicaStatus
 /// configuration it knows, and returns the answers in address-book order;
 /// each gets `config`'s request timeout.
 pub async fn members_all(config: &ClientConfig) -> Vec<(NodeId, Result<MembersView, StatusError>)> {
-    let endpoint = match endpoint(config) {
-        Ok(e) => std::sync::Arc::new(e),
-        Err(e) => {
-            let why = e.to_string();
-            return config
-                .replicas
-                .iter()
-                .map(|&(node, _)| (node, Err(StatusError::Lost(format!("no endpoint: {why}")))))
-                .collect();
+    ask_all(config, |endpoint, node, addr, timeout| async move {
+        let answer = exchange(endpoint.connect(addr, Some(node)), members_query(), MEMBERS_ID, timeout).await;
+        match answer? {
+            Outcome::Members(view) => Ok(view),
+            other => Err(StatusError::Unexpected(format!("{other:?}"))),
         }
-    };
-    let timeout = config.request_timeout;
-    let tasks: Vec<_> = config
-        .replicas
-        .iter()
-        .cloned()
-        .map(|(node, addr)| {
-            let endpoint = endpoint.clone();
-            let task = tokio::spawn(async move {
-                let answer =
-                    exchange(endpoint.connect(addr, Some(node)), members_query(), MEMBERS_ID, timeout).await;
-                match answer? {
-                    Outcome::Members(view) => Ok(view),
-                    other => Err(StatusError::Unexpected(format!("{other:?}"))),
-                }
-            });
-            (node, task)
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(tasks.len());
-    for (node, task) in tasks {
-        let answer = task.await.unwrap_or_else(|e| Err(StatusError::Lost(format!("task failed: {e}"))));
-        answers.push((node, answer));
-    }
-    endpoint.close();
-    answers
+    })
+    .await
 }
 
 /// The configuration as the cluster knows it: of the answers of
@@ -272,6 +244,21 @@ fn members_query() -> Vec<u8> {
 /// once, and returns the answers in address-book order; each gets `config`'s
 /// request timeout, so the call takes at most about that long.
 pub async fn status_all(config: &ClientConfig) -> Vec<(NodeId, Result<ReplicaStatus, StatusError>)> {
+    ask_all(config, |endpoint, node, addr, timeout| async move {
+        ask(endpoint.connect(addr, Some(node)), timeout).await
+    })
+    .await
+}
+
+/// Runs `query` against every replica of `config`'s address book at once,
+/// each with `config`'s request timeout on one shared endpoint, and returns
+/// the answers in address-book order.
+async fn ask_all<T, F, Fut>(config: &ClientConfig, query: F) -> Vec<(NodeId, Result<T, StatusError>)>
+where
+    T: Send + 'static,
+    F: Fn(std::sync::Arc<ClientEndpoint>, NodeId, PeerAddr, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StatusError>> + Send + 'static,
+{
     let endpoint = match endpoint(config) {
         Ok(e) => std::sync::Arc::new(e),
         Err(e) => {
@@ -288,10 +275,7 @@ pub async fn status_all(config: &ClientConfig) -> Vec<(NodeId, Result<ReplicaSta
         .replicas
         .iter()
         .cloned()
-        .map(|(node, addr)| {
-            let endpoint = endpoint.clone();
-            (node, tokio::spawn(async move { ask(endpoint.connect(addr, Some(node)), timeout).await }))
-        })
+        .map(|(node, addr)| (node, tokio::spawn(query(endpoint.clone(), node, addr, timeout))))
         .collect();
     let mut answers = Vec::with_capacity(tasks.len());
     for (node, task) in tasks {
