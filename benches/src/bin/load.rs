@@ -11,7 +11,10 @@
 //! today), `stale` (what the connected replica applied) or `log` (a get
 //! through the replicated log, as before reads outside the log existed).
 //! etcd's gets are linearizable by default and serializable for `stale`;
-//! it has no `log` mode. Reads and writes are measured apart as well as
+//! it has no `log` mode. `--reads-from spread` has synod connection i
+//! read from replica i mod n, on a connection of its own (followers serve
+//! linearizable reads by asking the leader for a read index), instead of
+//! on the session's connection at the leader. Reads and writes are measured apart as well as
 //! together: the summary line gives each one's count, ops/s, p50 and p99.
 //! `--sessions` is the number of connections the clients share round-robin:
 //! synod sessions (one QUIC connection and one pipelined stream each), or
@@ -39,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use synod_client::{Client, ReadMode};
+use synod_client::{Client, ReadMode, ReadsFrom};
 
 /// Which system the clients talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +60,15 @@ impl Backend {
             Backend::Etcd => "etcd",
         }
     }
+}
+
+/// Where synod's gets are served (`--reads-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReadsFromArg {
+    /// On the session's connection, at the leader.
+    Leader,
+    /// Connection i on a connection of its own to replica i mod n.
+    Spread,
 }
 
 /// Closed-loop (or fixed-rate) clients against a synod or an etcd cluster.
@@ -93,6 +105,10 @@ struct Args {
     /// How gets are served: linearizable (outside the log, ReadIndex), lease, stale, or log (through the log).
     #[arg(long, default_value_t = ReadMode::Linearizable)]
     read_mode: ReadMode,
+    /// Where synod serves linearizable and stale gets: on each connection's
+    /// session, at the leader, or spread, connection i reading from replica i mod n.
+    #[arg(long, value_enum, default_value_t = ReadsFromArg::Leader)]
+    reads_from: ReadsFromArg,
     /// Distinct keys.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
@@ -248,11 +264,18 @@ enum Conn {
 }
 
 impl Conn {
-    async fn connect(args: &Args) -> Result<Conn> {
+    /// The `index`th connection.
+    async fn connect(args: &Args, index: usize) -> Result<Conn> {
         match args.backend {
             Backend::Synod => {
                 let path = args.client_config.as_deref().context("--client-config FILE is required")?;
-                let config = synod_bench::client_config(path)?;
+                let mut config = synod_bench::client_config(path)?;
+                if args.reads_from == ReadsFromArg::Spread {
+                    // Connection i reads from the i-th replica (mod n): an even spread.
+                    let book = config.replicas();
+                    let node = book[index % book.len()].0;
+                    config = config.with_reads_from(ReadsFrom::Replica(node));
+                }
                 Ok(Conn::Synod(Client::connect(config).await.context("cannot reach the synod cluster")?))
             }
             #[cfg(feature = "etcd")]
@@ -435,8 +458,8 @@ fn main() -> Result<()> {
 
 async fn run(args: Args) -> Result<()> {
     let mut sessions = Vec::new();
-    for _ in 0..args.sessions {
-        sessions.push(Conn::connect(&args).await?);
+    for i in 0..args.sessions {
+        sessions.push(Conn::connect(&args, i).await?);
     }
     let epoch_unix_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
     let shared = Arc::new(Shared {

@@ -25,6 +25,12 @@
 //! between the two modes is what QUIC costs per put, and synod's own cost is
 //! what `load --clients 1` takes beyond the QUIC mode. Ports 7611-7613, and
 //! 7604 for the servers' ready messages.
+//!
+//! With `--quic --read` it is the floor of a one-client linearizable read
+//! (ReadIndex) instead: the same four processes and messages, but no one
+//! writes or syncs anything; the leader answers once one follower has
+//! answered its forwarded request (with its own vote, a majority), which is
+//! the one round a leader's read waits for.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -53,11 +59,14 @@ const REQUEST_LEN: usize = 128;
 /// The floor of a one-client replicated put on this machine, without synod
 /// (see the module documentation).
 #[derive(Debug, Parser)]
-#[command(name = "put_skeleton", override_usage = "put_skeleton [--quic] [SECONDS] [DIR]")]
+#[command(name = "put_skeleton", override_usage = "put_skeleton [--quic [--read]] [SECONDS] [DIR]")]
 struct Cli {
     /// Talk as synod's processes do: QUIC with synod's TLS and transport settings.
     #[arg(long)]
     quic: bool,
+    /// The floor of a read instead of a put: nothing is written or synced (needs --quic).
+    #[arg(long, requires = "quic")]
+    read: bool,
     /// How long the client runs, in seconds (default 5).
     seconds: Option<String>,
     /// Where the logs (and with --quic the certificates) go (default `$CARGO_TARGET_DIR` or `target`).
@@ -75,9 +84,9 @@ const ROLES: [&str; 3] = ["leader", "follower-1", "follower-2"];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let quic = cli.quic;
+    let (quic, read) = (cli.quic, cli.read);
     if let (Some(role), Some(dir)) = (&cli.serve, &cli.serve_dir) {
-        return if quic { quic::serve(role, dir) } else { serve(role, dir) };
+        return if quic { quic::serve(role, dir, read) } else { serve(role, dir) };
     }
     let seconds: f64 = match &cli.seconds {
         Some(s) => s.parse().with_context(|| format!("SECONDS must be a number, not {s:?}"))?,
@@ -104,6 +113,9 @@ fn main() -> Result<()> {
         if quic {
             command.arg("--quic");
         }
+        if read {
+            command.arg("--read");
+        }
         servers.0.push(command.spawn()?);
     }
     wait_ready(&socket)?;
@@ -126,8 +138,12 @@ fn main() -> Result<()> {
         std::fs::remove_dir_all(quic::cert_dir(&dir))?;
     }
     let (puts, p50, p99) = summary(latencies, length)?;
-    let mode = if quic { "put-skeleton (QUIC)" } else { "put-skeleton" };
-    println!("{mode}: {puts} puts in {seconds} s, p50 {:.2} ms, p99 {:.2} ms", ms(p50), ms(p99));
+    let (mode, what) = match (quic, read) {
+        (true, true) => ("read-skeleton (QUIC)", "reads"),
+        (true, false) => ("put-skeleton (QUIC)", "puts"),
+        _ => ("put-skeleton", "puts"),
+    };
+    println!("{mode}: {puts} {what} in {seconds} s, p50 {:.2} ms, p99 {:.2} ms", ms(p50), ms(p99));
     Ok(())
 }
 
@@ -385,16 +401,17 @@ mod quic {
         Ok(())
     }
 
-    pub(super) fn serve(role: &str, dir: &Path) -> Result<()> {
+    /// Runs server `role`; with `read`, it writes nothing (the read skeleton).
+    pub(super) fn serve(role: &str, dir: &Path, read: bool) -> Result<()> {
         match role {
-            "leader" => runtime()?.block_on(leader(dir)),
-            "follower-1" => runtime()?.block_on(follower(dir, 0)),
-            "follower-2" => runtime()?.block_on(follower(dir, 1)),
+            "leader" => runtime()?.block_on(leader(dir, read)),
+            "follower-1" => runtime()?.block_on(follower(dir, 0, read)),
+            "follower-2" => runtime()?.block_on(follower(dir, 1, read)),
             other => bail!("unknown role {other:?}"),
         }
     }
 
-    async fn follower(dir: &Path, i: usize) -> Result<()> {
+    async fn follower(dir: &Path, i: usize, read: bool) -> Result<()> {
         let (endpoint, _) = endpoint(dir, Identity::Node(NodeId(i as u32 + 2)), QUIC_FOLLOWERS[i])?;
         let mut log = Log::create(dir, &format!("quic-follower-{}", i + 1))?;
         ready()?;
@@ -403,8 +420,11 @@ mod quic {
         let mut request = [0u8; REQUEST_LEN];
         // Until the leader finishes its stream.
         while recv.read_exact(&mut request).await.is_ok() {
-            // Written and synced inline, on the runtime's thread, as a follower does.
-            log.append()?;
+            // Written and synced inline, on the runtime's thread, as a follower does;
+            // a read's confirmation round writes nothing.
+            if !read {
+                log.append()?;
+            }
             send.write_all(&request[..8]).await?;
         }
         conn.close(0u32.into(), b"done");
@@ -438,7 +458,7 @@ mod quic {
         }
     }
 
-    async fn leader(dir: &Path) -> Result<()> {
+    async fn leader(dir: &Path, read: bool) -> Result<()> {
         let (endpoint, creds) = endpoint(dir, Identity::Node(NodeId(1)), QUIC_LEADER)?;
         let log = Log::create(dir, "quic-leader")?;
         let (mut conns, mut sends, mut acks) = (Vec::new(), Vec::new(), Vec::new());
@@ -481,11 +501,14 @@ mod quic {
         let mut request = [0u8; REQUEST_LEN];
         while requests.read_exact(&mut request).await.is_ok() {
             let seq: [u8; 8] = request[..8].try_into().expect("8 bytes");
-            votes.open.lock().expect("not poisoned").insert(seq, 0);
+            // A read: the leader's own vote is there at once, nothing is written.
+            votes.open.lock().expect("not poisoned").insert(seq, u8::from(read));
             for send in &mut sends {
                 send.write_all(&request).await?;
             }
-            writes.send(seq)?;
+            if !read {
+                writes.send(seq)?;
+            }
         }
         drop(writes);
         for send in &mut sends {

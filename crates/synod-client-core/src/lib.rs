@@ -67,6 +67,13 @@ pub struct CoreConfig {
     /// failed to connect before any session existed
     /// ([`RegisterError::Unreachable`]), rather than at the deadline.
     pub give_up_unreachable: bool,
+    /// Register a session, for calls through the log. A core without one
+    /// (`false`) serves reads outside the log only, which need none: it
+    /// connects to the first replica of `replicas` at once, keeps to it while
+    /// it answers, and refuses calls with [`CallError::NoSession`]. A client
+    /// that spreads its reads over the replicas runs one such core beside
+    /// its session's.
+    pub session: bool,
 }
 
 impl CoreConfig {
@@ -80,6 +87,7 @@ impl CoreConfig {
             register_deadline: Duration::from_secs(30),
             max_in_flight: 4096,
             give_up_unreachable: true,
+            session: true,
         }
     }
 }
@@ -195,4 +203,8 @@ pub enum CallError {
     /// The request could not be encoded (it exceeds the frame limit).
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A call made of a core that registers no session
+    /// ([`CoreConfig::session`] `false`): it serves reads only.
+    #[error("this client serves reads only: it has no session for commands")]
+    NoSession,
 }

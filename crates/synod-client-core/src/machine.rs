@@ -93,6 +93,8 @@ pub struct ClientCore {
     request_timeout: u64,
     max_in_flight: u64,
     give_up_unreachable: bool,
+    /// Registers no session: serves reads only ([`CoreConfig::session`]).
+    reads_only: bool,
     /// How often deadlines and attempt timeouts are checked while requests are outstanding, µs.
     period: u64,
     /// The next such check.
@@ -141,6 +143,7 @@ impl ClientCore {
             request_timeout,
             max_in_flight: config.max_in_flight.max(1) as u64,
             give_up_unreachable: config.give_up_unreachable,
+            reads_only: !config.session,
             period: (request_timeout / 4).clamp(2_000, 50_000),
             tick_at: now,
             epoch: 0,
@@ -164,6 +167,10 @@ impl ClientCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
+        if core.reads_only {
+            core.progress(now);
+            return core;
+        }
         core.pending.insert(
             REGISTER,
             Pending {
@@ -192,7 +199,9 @@ impl ClientCore {
     pub fn handle_call(&mut self, now: u64, payload: Vec<u8>, deadline: u64) -> CallId {
         let call = CallId(self.next_call);
         self.next_call += 1;
-        let refused = if self.expired {
+        let refused = if self.reads_only {
+            Some(CallError::NoSession)
+        } else if self.expired {
             Some(CallError::SessionExpired)
         } else {
             refusal(now, deadline, payload.len(), "client request")
@@ -390,6 +399,12 @@ impl ClientCore {
         self.session.is_some() && self.span() < self.max_in_flight
     }
 
+    /// Whether a read would be admitted now: fewer than `max_in_flight`
+    /// reads are outstanding. Reads need no session.
+    pub fn can_read(&self) -> bool {
+        (self.reads.len() as u64) < self.max_in_flight
+    }
+
     /// The session, once registered.
     pub fn session(&self) -> Option<ClientId> {
         self.session
@@ -405,8 +420,9 @@ impl ClientCore {
     }
 
     /// Whether the core gave up: no session, and no registration under way.
+    /// A core that serves reads only never gives up.
     pub fn is_dead(&self) -> bool {
-        self.session.is_none() && !self.pending.contains_key(&REGISTER)
+        !self.reads_only && self.session.is_none() && !self.pending.contains_key(&REGISTER)
     }
 
     /// Calls outstanding (not yet completed).

@@ -7,7 +7,7 @@ use synod_transport::ClientEndpoint;
 use synod_wire::{ClientId, KvCommand, KvResponse, Wire};
 
 use crate::driver::{Call, Driver};
-use crate::{ClientConfig, ClientError, ConnectError};
+use crate::{ClientConfig, ClientError, ConnectError, ReadsFrom};
 
 /// A session with a synod cluster.
 ///
@@ -18,6 +18,8 @@ use crate::{ClientConfig, ClientError, ConnectError};
 #[derive(Debug, Clone)]
 pub struct Client {
     calls: mpsc::Sender<Call>,
+    /// The reader's calls, when reads outside the log have a connection of their own.
+    reads: Option<mpsc::Sender<Call>>,
     session: ClientId,
     deadline: std::time::Duration,
 }
@@ -55,12 +57,18 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
         let endpoint = ClientEndpoint::new(config.bind, config.credentials.clone(), config.transport.clone())
             .map_err(ConnectError::Endpoint)?;
+        let endpoint = std::sync::Arc::new(endpoint);
         let deadline = config.deadline;
         let (calls_tx, calls_rx) = mpsc::channel(config.max_in_flight);
+        let reads = (config.reads_from != ReadsFrom::Session).then(|| {
+            let (reads_tx, reads_rx) = mpsc::channel(config.max_in_flight);
+            Driver::spawn(config.clone(), endpoint.clone(), reads_rx, None);
+            reads_tx
+        });
         let (registered_tx, registered_rx) = oneshot::channel();
-        Driver::spawn(config, endpoint, calls_rx, registered_tx);
+        Driver::spawn(config, endpoint, calls_rx, Some(registered_tx));
         let session = registered_rx.await.map_err(|_| ConnectError::Timeout(deadline))??;
-        Ok(Client { calls: calls_tx, session, deadline })
+        Ok(Client { calls: calls_tx, reads, session, deadline })
     }
 
     /// Applies `payload` to the replicated state machine, exactly once, and
@@ -78,8 +86,10 @@ impl Client {
     /// machine's answer.
     ///
     /// Outside the log ([`ReadMode::Linearizable`], [`ReadMode::Lease`],
-    /// [`ReadMode::Stale`]) the read needs no session and is served by the
-    /// replica this client is connected to. A replica that cannot serve it
+    /// [`ReadMode::Stale`]) the read needs no session. It is served by the
+    /// replica this client's session is connected to (the leader), or by
+    /// the one [`ClientConfig::with_reads_from`](crate::ClientConfig::with_reads_from)
+    /// chose for linearizable and stale reads; lease reads always go to the leader. A replica that cannot serve it
     /// as asked (no leader to confirm it) answers `Unavailable`, and the read
     /// is asked again after a pause until the deadline, then fails with
     /// [`ClientError::Timeout`]: never an old value in its place. A state
@@ -118,12 +128,17 @@ impl Client {
         let deadline = Instant::now() + self.deadline;
         let (reply, answer) = oneshot::channel();
         let call = Call { payload: payload.into(), read, deadline, reply };
+        // Linearizable and stale reads go to the reader, if there is one; lease reads need the leader.
+        let calls = match (&self.reads, read) {
+            (Some(reads), Some(synod_wire::ReadMode::Linearizable | synod_wire::ReadMode::Stale)) => reads,
+            _ => &self.calls,
+        };
         // Waiting for room (and arming a timer for it) only when the driver is behind.
-        match self.calls.try_send(call) {
+        match calls.try_send(call) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(ClientError::Closed),
             Err(mpsc::error::TrySendError::Full(call)) => {
-                match tokio::time::timeout_at(deadline, self.calls.send(call)).await {
+                match tokio::time::timeout_at(deadline, calls.send(call)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(ClientError::Closed),
                     Err(_) => return Err(ClientError::Timeout),

@@ -25,6 +25,31 @@ pub struct ClientConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) transport: Settings,
     pub(crate) bind: SocketAddr,
+    pub(crate) reads_from: ReadsFrom,
+}
+
+/// Which replica serves a client's reads outside the log
+/// ([`crate::ReadMode::Linearizable`] and [`crate::ReadMode::Stale`]).
+///
+/// Every replica serves linearizable reads: a follower asks the leader for
+/// its commit point (ReadIndex, one request shared by every read that
+/// arrived meanwhile), waits until it has applied that far, and answers
+/// from its own state. Reading from followers spreads the read load over
+/// every replica instead of putting it all on the leader. Lease reads and
+/// commands always go to the leader, on the session's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadsFrom {
+    /// On the session's connection, which follows the leader (the default).
+    /// A read issued after a command's answer is served after it, in order,
+    /// on one connection.
+    #[default]
+    Session,
+    /// On a connection of their own to this replica, kept while it answers
+    /// (then the next replica of the address book, as for commands).
+    Replica(NodeId),
+    /// On a connection of their own to a replica drawn at random when the
+    /// client connects: many clients spread their reads over every replica.
+    Spread,
 }
 
 impl ClientConfig {
@@ -58,6 +83,7 @@ impl ClientConfig {
             max_in_flight: MAX_IN_FLIGHT,
             transport: Settings::default(),
             bind,
+            reads_from: ReadsFrom::Session,
         })
     }
 
@@ -110,6 +136,26 @@ impl ClientConfig {
     pub fn with_bind(mut self, bind: SocketAddr) -> ClientConfig {
         self.bind = bind;
         self
+    }
+
+    /// Which replica serves this client's reads outside the log (default:
+    /// [`ReadsFrom::Session`], the leader). With another choice the client
+    /// keeps a second connection, for reads, which needs no session.
+    ///
+    /// Reads stay linearizable wherever they are served. Only the order
+    /// between requests in flight at once changes: a read handed over
+    /// before an earlier command's answer came may be served before that
+    /// command, as any two concurrent requests may (a Redis-style pipeline
+    /// that needs its reads after its writes keeps the default).
+    #[must_use]
+    pub fn with_reads_from(mut self, reads_from: ReadsFrom) -> ClientConfig {
+        self.reads_from = reads_from;
+        self
+    }
+
+    /// Which replica serves this client's reads outside the log.
+    pub fn reads_from(&self) -> ReadsFrom {
+        self.reads_from
     }
 
     /// The address book, in replica order.

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::book::Book;
-use crate::{ClientConfig, ClientError, ConnectError, LinkError};
+use crate::{ClientConfig, ClientError, ConnectError, LinkError, ReadsFrom};
 
 /// One caller's request, handed to the driver.
 #[derive(Debug)]
@@ -67,6 +67,8 @@ struct Conn {
 pub(crate) struct Driver {
     cfg: ClientConfig,
     endpoint: Arc<ClientEndpoint>,
+    /// The session's driver (else a reader's, which shares its endpoint).
+    session: bool,
     core: ClientCore,
     /// Time zero of the core's clock.
     base: Instant,
@@ -86,32 +88,50 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Starts the driver task: it registers a session, reports it on `registered`, then serves `calls`.
+    /// Starts the driver task. With `registered` (the session's driver) it
+    /// registers a session, reports it there, then serves `calls`; without
+    /// (a reader, for [`ReadsFrom`] other than the session), it serves the
+    /// reads of `calls` with no session, from the replica `cfg` names.
     pub(crate) fn spawn(
         cfg: ClientConfig,
-        endpoint: ClientEndpoint,
+        endpoint: Arc<ClientEndpoint>,
         calls: mpsc::Receiver<Call>,
-        registered: oneshot::Sender<Result<ClientId, ConnectError>>,
+        registered: Option<oneshot::Sender<Result<ClientId, ConnectError>>>,
     ) {
         let (attempts_tx, attempts) = mpsc::unbounded_channel();
         let (learned_tx, learned) = mpsc::unbounded_channel();
         // Seeded from the process's hash keys and the clock: nonces and jitter differ per client.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let seed = Jitter::new(now.as_nanos() as u64).next_u64();
+        let mut jitter = Jitter::new(now.as_nanos() as u64);
+        let seed = jitter.next_u64();
+        let mut replicas: Vec<NodeId> = cfg.replicas.iter().map(|(n, _)| *n).collect();
+        let session = registered.is_some();
+        if !session {
+            // The reader starts with its replica and goes on in address-book order.
+            let first = match cfg.reads_from {
+                ReadsFrom::Replica(node) => replicas.iter().position(|&n| n == node).unwrap_or(0),
+                ReadsFrom::Spread | ReadsFrom::Session => {
+                    (jitter.next_u64() % replicas.len() as u64) as usize
+                }
+            };
+            replicas.rotate_left(first);
+        }
         let core_config = CoreConfig {
-            replicas: cfg.replicas.iter().map(|(n, _)| *n).collect(),
+            replicas,
             request_timeout: cfg.request_timeout,
             register_deadline: cfg.deadline,
             max_in_flight: cfg.max_in_flight,
             give_up_unreachable: true,
+            session,
         };
         let driver = Driver {
             core: ClientCore::new(core_config, 0, seed),
             base: Instant::now(),
-            endpoint: Arc::new(endpoint),
+            endpoint,
+            session,
             attempts_tx,
             conn: None,
-            registered: Some(registered),
+            registered,
             waiters: HashMap::new(),
             last_failure: None,
             book: Book::new(&cfg.replicas),
@@ -140,7 +160,7 @@ impl Driver {
                 // Registration failed.
                 break;
             }
-            let admit = self.core.can_call();
+            let admit = if self.session { self.core.can_call() } else { self.core.can_read() };
             let wake = self.core.poll_timeout().map(|t| self.base + std::time::Duration::from_micros(t));
             tokio::select! {
                 biased;
@@ -168,7 +188,10 @@ impl Driver {
             conn.stream.sender().finish();
         }
         self.conn = None;
-        self.endpoint.close();
+        if self.session {
+            // The reader, if any, shares the endpoint and stops with the same last handle.
+            self.endpoint.close();
+        }
         tracing::debug!(session = ?self.core.session(), "client driver stopped");
     }
 
@@ -309,6 +332,8 @@ impl Driver {
                         CallError::SessionExpired => ClientError::SessionExpired,
                         CallError::Rejected(r) => ClientError::Rejected(r),
                         CallError::Encode(e) => ClientError::Encode(e),
+                        // The client hands a reader reads only.
+                        CallError::NoSession => ClientError::Closed,
                     }));
                 }
             }

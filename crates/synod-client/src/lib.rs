@@ -68,6 +68,6 @@ mod error;
 pub mod file;
 
 pub use client::{CasOutcome, Client, Pending, ReadMode};
-pub use config::{ClientConfig, MAX_IN_FLIGHT};
+pub use config::{ClientConfig, ReadsFrom, MAX_IN_FLIGHT};
 pub use error::{ClientError, ConfigError, ConnectError, LinkError, Rejection};
 pub use file::ClientFile;

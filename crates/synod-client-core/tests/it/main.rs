@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use synod_client_core::{CallError, ClientCore, ClientEvent, Connect, CoreConfig, RegisterError, Transmit};
-use synod_wire::{ClientFrame, ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome};
+use synod_wire::{ClientFrame, ClientId, ClientReply, ClientRequest, Command, NodeId, Outcome, ReadMode};
 
 const MS: u64 = 1_000;
 
@@ -245,4 +245,32 @@ fn oversized_and_late_calls_fail_at_once() {
     );
     assert_eq!(ev[1], ClientEvent::Completed { call: late, result: Err(CallError::Timeout) });
     assert!(transmits(&mut core).is_empty());
+}
+
+#[test]
+fn a_core_without_a_session_serves_reads_and_refuses_calls() {
+    let config = CoreConfig { session: false, ..config(3) };
+    let mut core = ClientCore::new(config, 0, 1);
+    // It connects at once, to the first replica, and registers nothing.
+    let c = core.poll_connect().unwrap();
+    assert_eq!(c.node, NodeId(1));
+    core.handle_connected(0, c.epoch, c.node);
+    assert!(transmits(&mut core).is_empty());
+    assert!(!core.is_dead() && core.can_read() && !core.can_call());
+    let call = core.handle_call(MS, b"put".to_vec(), 10 * MS);
+    assert_eq!(events(&mut core), [ClientEvent::Completed { call, result: Err(CallError::NoSession) }]);
+    let read = core.handle_read(MS, b"get".to_vec(), ReadMode::Linearizable, 1_000 * MS);
+    let t = transmits(&mut core);
+    assert!(matches!(t[..], [Transmit { frame: ClientFrame::Read(_), node: NodeId(1), .. }]), "{t:?}");
+    // A replica that goes away: the read goes to the next, and is served there.
+    core.handle_disconnected(2 * MS, c.epoch);
+    core.handle_timeout(20 * MS);
+    let c = core.poll_connect().unwrap();
+    assert_eq!(c.node, NodeId(2));
+    core.handle_connected(21 * MS, c.epoch, c.node);
+    let t = transmits(&mut core);
+    assert_eq!(t.len(), 1);
+    core.handle_reply(22 * MS, c.epoch, reply(&t[0], Outcome::Applied { payload: b"v".to_vec() }));
+    assert_eq!(events(&mut core), [ClientEvent::Completed { call: read, result: Ok(b"v".to_vec()) }]);
+    assert_eq!(core.outstanding(), 0);
 }

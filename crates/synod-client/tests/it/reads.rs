@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use synod_client::{Client, ClientError, ReadMode};
+use synod_client::{Client, ClientError, ReadMode, ReadsFrom};
+use synod_wire::NodeId;
 use synod_wire::{KvCommand, KvResponse, Wire};
 
 use crate::cluster::{runtime, TestCluster};
@@ -58,6 +59,79 @@ fn reads_go_to_the_connected_replica_even_when_it_does_not_lead() {
     });
     assert_eq!(shared.seen(1).reads, [10, 0, 1]);
     assert_eq!(shared.seen(2).reads, [1, 0, 0]);
+}
+
+#[test]
+fn reads_from_a_replica_go_there_while_commands_and_lease_reads_go_to_the_leader() {
+    let cluster = TestCluster::new(3);
+    let shared = cluster.shared.clone();
+    runtime().block_on(async {
+        let config = cluster.client_config().with_reads_from(ReadsFrom::Replica(NodeId(3)));
+        let client = Client::connect(config).await.unwrap();
+        client.put("k", "v").await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+        }
+        assert_eq!(client.get_stale("k").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(client.get_with("k", ReadMode::Lease).await.unwrap(), Some(b"v".to_vec()));
+        // Many reads at once, on the reader's one stream.
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let client = client.clone();
+            reads.spawn(async move { client.get("k").await });
+        }
+        while let Some(r) = reads.join_next().await {
+            assert_eq!(r.unwrap().unwrap(), Some(b"v".to_vec()));
+        }
+    });
+    // Replica 1 leads: it has the session, the put (the one command applied) and the lease
+    // read; replica 3 the rest.
+    assert_eq!(shared.seen(3).reads, [55, 0, 1]);
+    assert_eq!(shared.seen(1).reads, [0, 1, 0]);
+    assert_eq!(shared.seen(2).reads, [0, 0, 0]);
+    assert_eq!(shared.stats().applied, 1);
+}
+
+#[test]
+fn a_reader_whose_replica_goes_away_reads_from_the_next() {
+    let cluster = TestCluster::new(3);
+    let shared = cluster.shared.clone();
+    runtime().block_on(async {
+        let config = cluster
+            .client_config()
+            .with_request_timeout(Duration::from_millis(200))
+            .with_reads_from(ReadsFrom::Replica(NodeId(2)));
+        let client = Client::connect(config).await.unwrap();
+        client.put("k", "v").await.unwrap();
+        assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+        cluster.shutdown(2);
+        for _ in 0..3 {
+            assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+        }
+    });
+    assert_eq!(shared.seen(2).reads, [1, 0, 0]);
+    assert_eq!(shared.seen(3).reads, [3, 0, 0]);
+}
+
+#[test]
+fn spread_readers_use_every_replica() {
+    let cluster = TestCluster::new(3);
+    let shared = cluster.shared.clone();
+    runtime().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..24 {
+            let config = cluster.client_config().with_reads_from(ReadsFrom::Spread);
+            clients.push(Client::connect(config).await.unwrap());
+        }
+        clients[0].put("k", "v").await.unwrap();
+        for client in &clients {
+            assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+        }
+    });
+    // 24 clients on 3 replicas drawn at random: each replica has some (all on one: 3^-23).
+    for node in 1..=3 {
+        assert!(shared.seen(node).reads[0] > 0, "replica {node} served no read");
+    }
 }
 
 #[test]
