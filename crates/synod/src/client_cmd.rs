@@ -11,7 +11,8 @@
 //!   it (with `--hex`, stdin holds hex digits; surrounding whitespace is ignored).
 //! * `get` is a linearizable read outside the log; `--stale` reads what the
 //!   connected replica applied (not linearizable), `--through-log` reads
-//!   through the log as before (docs/OPERATIONS.md, "Reads").
+//!   through the log as before (docs/OPERATIONS.md, "Reads"); `--from N`
+//!   asks replica N, a follower too, rather than the leader.
 //! * `get` writes the value's bytes to stdout exactly; a newline follows only
 //!   when stdout is a terminal, so `synod get k > file` stores exactly the
 //!   value. An absent key prints nothing on stdout and `(absent)` on stderr
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value};
+use synod_client::ReadsFrom;
 
 /// How a command reports its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +82,10 @@ pub struct Get {
     /// slot and a durable write on a majority).
     #[arg(long)]
     through_log: bool,
+    /// Ask replica N (a follower too: it gets the read index from the
+    /// leader) rather than the leader the session follows.
+    #[arg(long, value_name = "N", conflicts_with = "through_log")]
+    from: Option<u32>,
     /// The key.
     key: String,
 }
@@ -229,9 +235,10 @@ pub fn put(args: Put) -> Result<()> {
 /// `synod get`.
 pub fn get(args: Get) -> Result<()> {
     let mode = args.mode();
-    let Get { common, key, .. } = args;
+    let Get { common, key, from, .. } = args;
     let key = arg_bytes("key", &key, common.hex)?;
-    with_client(&common.client, |c| async move {
+    let reads_from = from.map_or(ReadsFrom::Session, |n| ReadsFrom::Replica(synod_wire::NodeId(n)));
+    with_client_reading(&common.client, reads_from, |c| async move {
         let value = c.get_with(key.clone(), mode).await?;
         match common.write_out {
             WriteOut::Json => print_json("get", &key, |o| {
@@ -312,7 +319,21 @@ where
     F: FnOnce(synod_client::Client) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let config = synod_client::ClientConfig::load(path)?;
+    with_client_reading(path, ReadsFrom::Session, f)
+}
+
+/// [`with_client`], with reads served as `reads_from` says.
+fn with_client_reading<F, Fut>(path: &Path, reads_from: ReadsFrom, f: F) -> Result<()>
+where
+    F: FnOnce(synod_client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let config = synod_client::ClientConfig::load(path)?.with_reads_from(reads_from);
+    if let ReadsFrom::Replica(n) = reads_from {
+        if !config.replicas().iter().any(|(id, _)| *id == n) {
+            anyhow::bail!("--from {}: the client file {} names no replica {}", n.0, path.display(), n.0);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async move {
         let client = synod_client::Client::connect(config).await.context("cannot reach the cluster")?;

@@ -330,6 +330,16 @@ fn status_shows_every_replica_over_the_transport_and_health_follows_reachability
     assert_eq!(total("synod_reads_total{mode=\"linearizable\"}"), 1.0, "{bodies:?}");
     assert_eq!(total("synod_reads_total{mode=\"stale\"}"), 1.0, "{bodies:?}");
     assert_eq!(total("synod_reads_served_total"), 2.0, "{bodies:?}");
+    // `--from N` asks replica N, follower or leader: each serves one more linearizable read.
+    for n in ["1", "2", "3"] {
+        let out = synod(&["get", "--client", "client.toml", "--from", n, "greeting"], d);
+        assert_eq!(out.stdout, b"hello", "{}", stderr(&out));
+    }
+    let after: Vec<String> = metrics.iter().map(|&port| http_get(port, "/metrics").1).collect();
+    for (i, (before, after)) in bodies.iter().zip(&after).enumerate() {
+        let line = "synod_reads_total{mode=\"linearizable\"}";
+        assert_eq!(sample(after, line) - sample(before, line), 1.0, "replica {}: {after}", i + 1);
+    }
 
     // Stop both peers of replica 1: it can reach no leader (or no majority), so it is unhealthy.
     for n in [2, 3] {
