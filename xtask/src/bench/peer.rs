@@ -9,7 +9,13 @@
 //! `synod/etcd throughput at <N> clients: <R>x` for the client count where synod is fastest.
 //! Before the one-client runs, `put_skeleton` measures what a one-client put costs here
 //! without synod, over UDP and over QUIC, and the table is followed by that floor: the
-//! machine's speed drifts, and a one-client latency means little without it.
+//! machine's speed drifts, and a one-client latency means little without it. The same
+//! skeleton with `--read` gives the floor of a one-client linearizable read (one round,
+//! nothing written). With gets in the mix (`--puts` below 100), a last synod run at the
+//! largest client count reads only, stale (`--read-mode stale`: no check, no round), the
+//! ceiling of any read on this machine, for the mix's figures to be read against.
+//! `--reads-from spread` has synod's connections read from every replica
+//! (`load --reads-from spread`) instead of the leader.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -42,11 +48,13 @@ pub(crate) struct Options {
     pub(crate) sessions: usize,
     /// The load generator's runtime: 0 for one current-thread runtime, N for N workers.
     pub(crate) load_threads: usize,
+    /// synod's gets from the leader (`false`) or spread over the replicas.
+    pub(crate) spread: bool,
     pub(crate) quick: bool,
 }
 
 const USAGE: &str = "cargo xtask bench --peer etcd [--clients 1,16,100,1000] [--duration 10s] \
-                     [--warmup 2s] [--puts 100] [--sessions 16] [--load-threads 0] [--quick]";
+                     [--warmup 2s] [--puts 100] [--sessions 16] [--load-threads 0] [--reads-from leader|spread] [--quick]";
 
 /// The flags of `cargo xtask bench --peer etcd`, as given; [`PeerArgs::options`] checks them.
 #[derive(Debug, clap::Args)]
@@ -72,6 +80,9 @@ pub(crate) struct PeerArgs {
     /// The load generator's worker threads (0: one current-thread runtime).
     #[arg(long, value_name = "N", default_value = "0")]
     load_threads: String,
+    /// Where synod's gets are served: leader, or spread (connection i reads from replica i mod 3).
+    #[arg(long, value_name = "WHERE", default_value = "leader")]
+    reads_from: String,
     /// Shorter runs: 1 s warm-up and 3 s measured, unless --warmup or --duration say otherwise.
     #[arg(long)]
     quick: bool,
@@ -80,7 +91,8 @@ pub(crate) struct PeerArgs {
 impl PeerArgs {
     /// What to run, or why these flags do not say.
     pub(crate) fn options(self) -> Result<Options> {
-        let PeerArgs { peer, clients, duration, warmup, puts, sessions, load_threads, quick } = self;
+        let PeerArgs { peer, clients, duration, warmup, puts, sessions, load_threads, reads_from, quick } =
+            self;
         match peer.as_deref() {
             Some("etcd") => {}
             Some(other) => bail!("unknown peer {other:?}: only etcd and redis are supported"),
@@ -100,12 +112,17 @@ impl PeerArgs {
         let load_threads = load_threads.parse().with_context(|| {
             format!("--load-threads takes the load generator's worker threads (0: one current-thread runtime), not {load_threads:?}")
         })?;
+        let spread = match reads_from.as_str() {
+            "leader" => false,
+            "spread" => true,
+            other => bail!("--reads-from takes leader or spread, not {other:?}"),
+        };
         let duration = duration.unwrap_or(if quick { 3.0 } else { 10.0 });
         if duration <= 0.0 {
             bail!("--duration must be longer than zero");
         }
         let warmup = warmup.unwrap_or(if quick { 1.0 } else { 2.0 });
-        Ok(Options { clients, warmup, duration, puts, sessions, load_threads, quick })
+        Ok(Options { clients, warmup, duration, puts, sessions, load_threads, spread, quick })
     }
 }
 
@@ -272,7 +289,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 system.name(),
                 began.elapsed().as_secs_f64()
             );
-            match measure(&lab, system, clients, &opts) {
+            match measure(&lab, system, clients, &opts, &[]) {
                 Ok(m) => {
                     if m.errors > 0 {
                         failures.push(format!(
@@ -294,17 +311,50 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         rows.push(row);
     }
+    // With gets in the mix: what synod's reads cost at most here, on the same machine minutes.
+    let ceiling = match (opts.puts < 100, opts.clients.last()) {
+        (true, Some(&clients)) => {
+            eprintln!("bench: [ceiling] synod, {clients} clients, stale reads only (no round, no check)");
+            match measure(&lab, System::Synod, clients, &opts, &["--puts", "0", "--read-mode", "stale"]) {
+                Ok(m) => Some((clients, m)),
+                Err(e) => {
+                    eprintln!("bench: the read ceiling could not be measured: {e:#}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let wall = began.elapsed().as_secs_f64();
 
     print!("{}", table(&rows));
     if let Some(f) = &floor {
         println!("{}", f.line());
     }
+    if let Some((clients, m)) = &ceiling {
+        let mix = rows.iter().find(|r| r.clients == *clients).and_then(|r| r.synod.as_ref());
+        let share = mix.map_or(String::new(), |x| {
+            format!(
+                "; the {} % get mix reached {:.0} ops/s, {:.0} % of it",
+                100 - opts.puts,
+                x.throughput,
+                100.0 * x.throughput / m.throughput
+            )
+        });
+        println!(
+            "ceiling of any read here: synod, {clients} clients, stale reads only (no round, no check): {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms{share}",
+            m.throughput, m.p50_ms, m.p99_ms
+        );
+    }
     for f in &failures {
         println!("failed: {f}");
     }
     let date = utc_date(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    let report = report(&rows, floor.as_ref(), &opts, &command, &date, &etcd_version, wall);
+    let mut report = report(&rows, floor.as_ref(), &opts, &command, &date, &etcd_version, wall);
+    if let Some((clients, m)) = &ceiling {
+        report["read_ceiling"] =
+            json!({"clients": clients, "load": "--puts 0 --read-mode stale", "synod": m.raw});
+    }
     let json_path = out.join("etcd-compare.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     let svg_path = out.join("etcd-compare.svg");
@@ -323,8 +373,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 /// One system at one client count, on a fresh cluster that is stopped and removed after.
-fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<Measured> {
-    let json = lab.raw.join(format!("{}-{clients}.json", system.name()));
+///
+/// `extra` goes to the load generator after the usual flags (a later flag wins), and names
+/// the run's files apart.
+fn measure(lab: &Lab, system: System, clients: usize, opts: &Options, extra: &[&str]) -> Result<Measured> {
+    let tag = if extra.is_empty() { String::new() } else { format!("-{}", extra.join("").replace('-', "")) };
+    let json = lab.raw.join(format!("{}-{clients}{tag}.json", system.name()));
     match system {
         System::Synod => {
             let cluster = &lab.synod;
@@ -333,13 +387,16 @@ fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<
             let result = cluster.start_all().and_then(|()| {
                 let leader = cluster.await_all_up(Duration::from_secs(20))?;
                 eprintln!("bench: synod up in {:.1} s, replica {leader} leads", t.elapsed().as_secs_f64());
-                let backend = [
+                let mut backend: Vec<OsString> = vec![
                     "--backend".into(),
                     "synod".into(),
                     "--client-config".into(),
                     cluster.client_file().into(),
                 ];
-                load(&backend, clients, opts, &json)
+                if opts.spread {
+                    backend.extend(["--reads-from".into(), "spread".into()]);
+                }
+                load(&backend, clients, opts, &json, extra)
             });
             let t = Instant::now();
             stop_synod(cluster);
@@ -358,7 +415,7 @@ fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<
                 eprintln!("bench: etcd up in {:.1} s, every member healthy", t.elapsed().as_secs_f64());
                 let backend =
                     ["--backend".into(), "etcd".into(), "--endpoints".into(), lab.etcd.endpoints().into()];
-                load(&backend, clients, opts, &json)
+                load(&backend, clients, opts, &json, extra)
             });
             let t = Instant::now();
             lab.etcd.stop();
@@ -379,6 +436,8 @@ fn measure(lab: &Lab, system: System, clients: usize, opts: &Options) -> Result<
 struct Floor {
     udp: (f64, f64),
     quic: (f64, f64),
+    /// `put_skeleton --quic --read`: a one-client read's round, nothing written.
+    read: (f64, f64),
 }
 
 /// How long each skeleton runs.
@@ -386,14 +445,22 @@ const FLOOR_SECONDS: &str = "3";
 
 impl Floor {
     fn measure() -> Result<Floor> {
-        eprintln!("bench: the floor of a one-client put: put_skeleton over UDP, then over QUIC ({FLOOR_SECONDS} s each)");
-        Ok(Floor { udp: skeleton(&[])?, quic: skeleton(&["--quic"])? })
+        eprintln!(
+            "bench: the floor of a one-client put: put_skeleton over UDP, then over QUIC, then a read's \
+             over QUIC ({FLOOR_SECONDS} s each)"
+        );
+        Ok(Floor {
+            udp: skeleton(&[])?,
+            quic: skeleton(&["--quic"])?,
+            read: skeleton(&["--quic", "--read"])?,
+        })
     }
 
     fn line(&self) -> String {
         format!(
-            "floor of a one-client put here, without synod (put_skeleton, p50/p99 ms): UDP {:.2}/{:.2}, QUIC {:.2}/{:.2}",
-            self.udp.0, self.udp.1, self.quic.0, self.quic.1
+            "floor of a one-client put here, without synod (put_skeleton, p50/p99 ms): UDP {:.2}/{:.2}, QUIC {:.2}/{:.2}; \
+             of a one-client read (put_skeleton --quic --read: one round, nothing written): {:.2}/{:.2}",
+            self.udp.0, self.udp.1, self.quic.0, self.quic.1, self.read.0, self.read.1
         )
     }
 
@@ -401,6 +468,7 @@ impl Floor {
         json!({
             "udp": {"p50_ms": self.udp.0, "p99_ms": self.udp.1},
             "quic": {"p50_ms": self.quic.0, "p99_ms": self.quic.1},
+            "quic_read": {"p50_ms": self.read.0, "p99_ms": self.read.1},
             "seconds": FLOOR_SECONDS.parse::<f64>().unwrap_or(0.0),
         })
     }
@@ -433,7 +501,13 @@ fn parse_skeleton(text: &str) -> Option<(f64, f64)> {
 }
 
 /// Runs the load generator and reads its report.
-fn load(backend: &[OsString], clients: usize, opts: &Options, json: &Path) -> Result<Measured> {
+fn load(
+    backend: &[OsString],
+    clients: usize,
+    opts: &Options,
+    json: &Path,
+    extra: &[&str],
+) -> Result<Measured> {
     let mut child = Command::new(target_dir().join("release").join("load"))
         .args(backend)
         .args(["--clients", &clients.to_string()])
@@ -442,6 +516,7 @@ fn load(backend: &[OsString], clients: usize, opts: &Options, json: &Path) -> Re
         .args(["--puts", &opts.puts.to_string(), "--keys", &KEYS.to_string()])
         .args(["--value-size", &VALUE_BYTES.to_string()])
         .args(["--threads", &opts.load_threads.to_string()])
+        .args(extra)
         .arg("--json")
         .arg(json)
         .stdin(Stdio::null())
@@ -590,7 +665,7 @@ fn report(
         "etcd": {"version": etcd_version, "members": REPLICAS, "fsync": true},
         "settings": {
             "clients": opts.clients, "warmup_s": opts.warmup, "duration_s": opts.duration,
-            "puts_percent": opts.puts, "connections": opts.sessions, "load_threads": opts.load_threads, "keys": KEYS, "value_bytes": VALUE_BYTES,
+            "puts_percent": opts.puts, "reads_from": if opts.spread { "spread" } else { "leader" }, "connections": opts.sessions, "load_threads": opts.load_threads, "keys": KEYS, "value_bytes": VALUE_BYTES,
             "fresh_cluster_per_run": true, "order": "alternating, synod first at the first client count",
         },
         "results": results,
@@ -718,7 +793,9 @@ mod tests {
             (vec![1, 16, 100, 1000], 2.0, 10.0, 100, 16)
         );
         let q = parse(&args("--peer etcd --quick")).unwrap();
-        assert_eq!((q.warmup, q.duration, q.quick), (1.0, 3.0, true));
+        assert_eq!((q.warmup, q.duration, q.quick, q.spread), (1.0, 3.0, true, false));
+        assert!(parse(&args("--peer etcd --reads-from spread")).unwrap().spread);
+        assert!(err("--peer etcd --reads-from followers").contains("--reads-from takes leader or spread"));
         let o = parse(&args("--duration 5s --peer etcd --quick --clients 100,1 --warmup 500ms --puts 50"))
             .unwrap();
         assert_eq!(
@@ -791,8 +868,11 @@ mod tests {
         let line = "put-skeleton (QUIC): 6398 puts in 3 s, p50 0.46 ms, p99 0.80 ms\n";
         assert_eq!(parse_skeleton(line), Some((0.46, 0.80)));
         assert_eq!(parse_skeleton("put-skeleton: 10 puts in 3 s\n"), None);
-        let floor = Floor { udp: (0.40, 0.61), quic: (0.53, 0.95) };
-        assert!(floor.line().ends_with("UDP 0.40/0.61, QUIC 0.53/0.95"), "{}", floor.line());
+        let line = "read-skeleton (QUIC): 29469 reads in 3 s, p50 0.10 ms, p99 0.23 ms\n";
+        assert_eq!(parse_skeleton(line), Some((0.10, 0.23)));
+        let floor = Floor { udp: (0.40, 0.61), quic: (0.53, 0.95), read: (0.10, 0.23) };
+        assert!(floor.line().contains("UDP 0.40/0.61, QUIC 0.53/0.95;"), "{}", floor.line());
+        assert!(floor.line().ends_with("nothing written): 0.10/0.23"), "{}", floor.line());
     }
 
     #[test]
