@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
+use tokio_rustls::rustls;
 
 use synod_client::{admin, Client, ClientConfig, ClientError, ReadMode};
 use synod_wire::{KvResponse, NodeId, Wire, MAX_FRAME_LEN};
@@ -18,6 +19,9 @@ use synod_wire::{KvResponse, NodeId, Wire, MAX_FRAME_LEN};
 use crate::command::{answer, plan, Action, ConnState, REDIS_VERSION};
 use crate::parse::parse;
 use crate::Reply;
+
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The most replies a connection keeps pending before it stops reading.
 const PIPELINE_DEPTH: usize = 1024;
@@ -33,19 +37,24 @@ pub struct RespConfig {
     pub node: Option<NodeId>,
     /// The largest command accepted, in bytes (at most the wire's frame limit).
     pub max_frame: usize,
+    /// TLS for every connection (as `redis-cli --tls --cacert --cert --key`
+    /// speaks it): required to listen on an address that is not loopback.
+    /// Build it with `synod_transport::tls::tcp_server_config`, which asks
+    /// for a client certificate of the cluster's CA.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl RespConfig {
     /// A listener on `listen`, no password, no replica for INFO, the wire's frame limit.
     pub fn new(listen: SocketAddr) -> RespConfig {
-        RespConfig { listen, password: None, node: None, max_frame: MAX_FRAME_LEN }
+        RespConfig { listen, password: None, node: None, max_frame: MAX_FRAME_LEN, tls: None }
     }
 }
 
 /// Why the listener did not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// The address is not a loopback address and TLS is not available yet.
+    /// The address is not a loopback address, and the listener has no TLS.
     NotLoopback(SocketAddr),
     /// The address could not be bound.
     Bind(SocketAddr, std::io::Error),
@@ -56,8 +65,10 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::NotLoopback(a) => write!(
                 f,
-                "the RESP listener may only bind a loopback address ({a} is not): RESP has no TLS in synod yet, \
-                 and plain-text Redis traffic off this host would bypass the cluster's mutual TLS"
+                "the RESP listener binds {a}, which is not a loopback address, without TLS: plain-text Redis \
+                 traffic off this host would bypass the cluster's mutual TLS. Set tls = true in [resp] \
+                 (clients then connect with redis-cli --tls --cacert ca.pem --cert client-N.pem --key client-N.key), \
+                 or listen on 127.0.0.1"
             ),
             StartError::Bind(a, e) => write!(f, "cannot listen for RESP on {a}: {e}"),
         }
@@ -66,19 +77,19 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Refuses a listening address that is not loopback: without TLS (not
-/// implemented yet), RESP must not leave the host.
-pub fn check_listen(listen: SocketAddr) -> Result<(), StartError> {
-    if listen.ip().is_loopback() {
+/// Refuses a listening address that is not loopback unless the listener
+/// has TLS (`tls`): plain-text RESP must not leave the host.
+pub fn check_listen(listen: SocketAddr, tls: bool) -> Result<(), StartError> {
+    if tls || listen.ip().is_loopback() {
         Ok(())
     } else {
         Err(StartError::NotLoopback(listen))
     }
 }
 
-/// Binds `config.listen`, refusing a non-loopback address ([`check_listen`]).
+/// Binds `config.listen`, refusing a non-loopback address without TLS ([`check_listen`]).
 pub async fn bind(config: &RespConfig) -> Result<TcpListener, StartError> {
-    check_listen(config.listen)?;
+    check_listen(config.listen, config.tls.is_some())?;
     TcpListener::bind(config.listen).await.map_err(|e| StartError::Bind(config.listen, e))
 }
 
@@ -122,9 +133,24 @@ impl RespServer {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let shared = server.shared.clone();
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(async move {
                         tracing::debug!(%peer, "RESP connection");
-                        connection(stream, shared).await;
+                        match shared.config.tls.clone() {
+                            None => connection(stream, shared).await,
+                            Some(tls) => {
+                                let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                                match tokio::time::timeout(TLS_HANDSHAKE, accept).await {
+                                    Ok(Ok(stream)) => connection(stream, shared).await,
+                                    Ok(Err(e)) => {
+                                        tracing::info!(%peer, error = %e, "RESP: TLS handshake failed")
+                                    }
+                                    Err(_) => {
+                                        tracing::info!(%peer, "RESP: no TLS handshake within {TLS_HANDSHAKE:?}")
+                                    }
+                                }
+                            }
+                        }
                     });
                 }
                 Err(e) => {
@@ -165,9 +191,11 @@ struct InFlight {
     reads_done: Notify,
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+async fn connection<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Slot>(PIPELINE_DEPTH);
     let flight = Arc::new(InFlight::default());
     let writer = tokio::spawn(write_replies(wr, rx, flight.clone()));
@@ -280,8 +308,8 @@ fn client_error(e: &ClientError, kind: Kind) -> Reply {
     }
 }
 
-async fn write_replies(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_replies<S: AsyncWrite>(
+    mut wr: WriteHalf<S>,
     mut rx: mpsc::Receiver<Slot>,
     flight: Arc<InFlight>,
 ) {
@@ -364,4 +392,19 @@ async fn info(shared: &Shared, section: Option<String>) -> Reply {
         text.push_str("\r\n");
     }
     Reply::bulk(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_loopback_needs_tls() {
+        let any: SocketAddr = "0.0.0.0:6379".parse().unwrap();
+        let err = check_listen(any, false).unwrap_err().to_string();
+        assert!(err.contains("not a loopback address") && err.contains("tls = true"), "{err}");
+        assert!(check_listen(any, true).is_ok());
+        assert!(check_listen("127.0.0.1:6379".parse().unwrap(), false).is_ok());
+        assert!(check_listen("[::1]:6379".parse().unwrap(), false).is_ok());
+    }
 }

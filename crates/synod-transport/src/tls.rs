@@ -71,14 +71,21 @@ pub fn transport_config(idle_timeout: Duration, keep_alive: Duration) -> Arc<qui
 
 /// The server side of a replica: requires a client certificate signed by the cluster CA.
 pub fn server_config(creds: &Credentials) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(creds)?, provider.clone()).build()?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![creds.cert().clone()], creds.key())?;
+    let mut cfg = tcp_server_config(creds)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     Ok(cfg)
+}
+
+/// A TLS server over TCP beside a replica (the RESP listener, for `redis-cli
+/// --tls`): presents `creds`, requires a client certificate signed by the
+/// cluster CA, TLS 1.3, and no ALPN.
+pub fn tcp_server_config(creds: &Credentials) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(creds)?, provider.clone()).build()?;
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![creds.cert().clone()], creds.key())?)
 }
 
 /// The dialing side: presents `creds` and accepts only a replica certificate

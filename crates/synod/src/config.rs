@@ -197,8 +197,14 @@ pub struct ReadsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RespTable {
-    /// Where to listen: a loopback `ip:port` (no TLS for RESP yet).
+    /// Where to listen: an `ip:port`, loopback unless `tls` is on.
     pub listen: String,
+    /// TLS on the RESP port with this replica's certificate ([tls] cert and
+    /// key), asking every client for a certificate of the cluster's CA (as
+    /// `redis-cli --tls --cacert ca.pem --cert client-N.pem --key
+    /// client-N.key` presents one). Required off loopback.
+    #[serde(default)]
+    pub tls: bool,
     /// A password Redis clients must give with AUTH first.
     pub password: Option<String>,
     /// The client file (`synod` client commands' format) whose identity
@@ -210,8 +216,10 @@ pub struct RespTable {
 /// The RESP listener's settings, checked.
 #[derive(Debug)]
 pub struct RespSettings {
-    /// The address, loopback.
+    /// The address: loopback, or any with `tls`.
     pub listen: SocketAddr,
+    /// TLS with the replica's certificate and the cluster's CA.
+    pub tls: bool,
     /// AUTH's password.
     pub password: Option<String>,
     /// The client file, resolved against node.toml's directory.
@@ -273,16 +281,33 @@ impl NodeFile {
     }
 
     /// The RESP listener's settings, if it has one: its address is an IP
-    /// literal, loopback (RESP has no TLS yet).
+    /// literal, loopback unless the listener has TLS.
     pub fn resp_settings(&self) -> Result<Option<RespSettings>> {
         let Some(resp) = &self.resp else { return Ok(None) };
         let at = || format!("{}: resp", self.path.display());
         let listen = &resp.listen;
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("{}: listen {listen:?} is not an ip:port", at()))?;
-        synod_resp::check_listen(listen).with_context(at)?;
+        synod_resp::check_listen(listen, resp.tls).with_context(at)?;
         let client = base(&self.path).join(&resp.client);
-        Ok(Some(RespSettings { listen, password: resp.password.clone(), client }))
+        Ok(Some(RespSettings { listen, tls: resp.tls, password: resp.password.clone(), client }))
+    }
+
+    /// The RESP listener's TLS: this replica's certificate, and client
+    /// certificates of the cluster's CA required.
+    pub fn resp_tls(&self) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+        let credentials = Credentials::load_files(
+            &self.tls.ca,
+            &self.tls.cert,
+            &self.tls.key,
+            Identity::Node(NodeId(self.id)),
+        )
+        .with_context(|| {
+            format!("{}: resp: tls: cannot load this replica's certificates", self.path.display())
+        })?;
+        let config = synod_transport::tls::tcp_server_config(&credentials)
+            .with_context(|| format!("{}: resp: tls", self.path.display()))?;
+        Ok(std::sync::Arc::new(config))
     }
 
     /// The session the RESP listener speaks to the cluster with: the `[resp]` client file's.

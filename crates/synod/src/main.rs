@@ -235,10 +235,11 @@ fn start(path: &std::path::Path) -> Result<()> {
     let resp = match file.resp_settings()? {
         Some(settings) => {
             let client = file.resp_client_config(&settings)?;
+            let tls = if settings.tls { Some(file.resp_tls()?) } else { None };
             let listener = std::net::TcpListener::bind(settings.listen)
                 .with_context(|| format!("cannot listen for RESP on {}", settings.listen))?;
             listener.set_nonblocking(true)?;
-            Some((settings, client, listener))
+            Some((settings, client, listener, tls))
         }
         None => None,
     };
@@ -255,16 +256,20 @@ fn start(path: &std::path::Path) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let fatal = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Some((settings, client, listener)) = resp {
+        if let Some((settings, client, listener, tls)) = resp {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let mut resp_config = synod_resp::RespConfig::new(settings.listen);
             resp_config.password = settings.password;
+            resp_config.tls = tls;
             resp_config.node = Some(synod_wire::NodeId(file.id));
             tokio::spawn(serve_resp(listener, client, resp_config));
         }
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
+        // The data directory's sizes and newest snapshot (`synod_log_bytes`, `synod_data_dir_bytes`,
+        // `synod_snapshot_slot`, `synod_snapshot_bytes`) every 5 s.
+        let mut sizes = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -274,6 +279,7 @@ fn start(path: &std::path::Path) -> Result<()> {
                         return Ok::<_, anyhow::Error>(replica.status().fatal);
                     }
                 }
+                _ = sizes.tick(), if file.metrics.is_some() => synod_metrics::record_data_dir(&file.data_dir),
             }
         }
         Ok(None)

@@ -300,3 +300,73 @@ fn a_resp_listener_off_loopback_is_refused_at_start() {
     let err = start_with(&with("listen = \"127.0.0.1:6379\""));
     assert!(err.contains("client"), "{err}");
 }
+
+#[test]
+fn a_tls_listener_takes_redis_cli_with_a_cluster_certificate_and_nothing_else() {
+    if Command::new("redis-cli").arg("--version").output().is_err() {
+        eprintln!("redis-cli is not installed: skipping this test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let init = |to: &str| {
+        assert!(synod(&["certs", "init", "--dir", to, "--nodes", "3", "--clients", "1"], d).status.success());
+    };
+    init("certs");
+    // Certificates of another cluster: a CA this one does not trust.
+    init("other");
+    let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
+    let port = free_tcp();
+    write_cluster_files(
+        d,
+        "127.0.0.1",
+        &ports,
+        |n| match n {
+            1 => format!("[resp]\nlisten = \"127.0.0.1:{port}\"\nclient = \"client.toml\"\ntls = true\n"),
+            _ => String::new(),
+        },
+        "",
+    );
+    let _nodes = Nodes((1..=3).map(|n| Some(start_replica(d, n, std::process::Stdio::null()))).collect());
+    let cli = |certs: &str, client_cert: bool, args: &[&str]| {
+        let mut c = Command::new("redis-cli");
+        c.current_dir(d).args(["--tls", "--cacert", "certs/ca.pem", "-p", &port.to_string()]);
+        if client_cert {
+            c.args(["--cert", &format!("{certs}/client-1.pem"), "--key", &format!("{certs}/client-1.key")]);
+        }
+        let out = c.args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Ready when PING answers over TLS (the listener registers its session first).
+    let start = Instant::now();
+    while cli("certs", true, &["PING"]).1 != "PONG\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no PONG over TLS: {:?}",
+            cli("certs", true, &["PING"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cli("certs", true, &["SET", "k", "v"]).1, "OK\n");
+    assert_eq!(cli("certs", true, &["GET", "k"]).1, "v\n");
+    // A certificate of another CA, or none, gets nothing.
+    for (certs, client_cert) in [("other", true), ("certs", false)] {
+        let (_, out) = cli(certs, client_cert, &["GET", "k"]);
+        assert!(
+            out.contains("Server closed the connection"),
+            "{certs}, client certificate {client_cert}: {out}"
+        );
+    }
+    // Plain text on the TLS port gets no answer: the handshake fails and the connection closes.
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    plain.write_all(b"PING\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(!got.starts_with(b"+PONG"), "{got:?}");
+    // And the listener still serves.
+    assert_eq!(cli("certs", true, &["GET", "k"]).1, "v\n");
+}
