@@ -119,6 +119,11 @@ pub fn install(
     let server = http::Server::serve(listener, http::Routes::new(Some(handle.clone()), health))
         .map_err(MetricsError::Runtime)?;
     describe();
+    // Every counter is exported from the start, at 0: a dashboard's rate() or an alert's
+    // increase() then sees its first event (Busy replies, failed snapshots) as a change.
+    for metric in ALL.iter().filter(|m| m.kind == Kind::Counter) {
+        metrics::counter!(metric.name).increment(0);
+    }
     Ok(Exporter { handle, addr: server.local_addr() })
 }
 
@@ -131,6 +136,57 @@ pub fn set_state_digest(digest: u64) {
     metrics::gauge!(names::STATE_DIGEST_LO).set(lo);
 }
 
+/// Sets [`names::LOG_BYTES`] and [`names::DATA_DIR_BYTES`] from the files in
+/// a replica's data directory `dir` (a handful of files: cheap to list every
+/// few seconds), and [`names::SNAPSHOT_SLOT`] and [`names::SNAPSHOT_BYTES`]
+/// from its newest snapshot file (0 and 0 before the first: so a restarted
+/// replica shows the snapshot it restarted from). A directory that cannot be
+/// read leaves them as they were.
+pub fn record_data_dir(dir: &std::path::Path) {
+    if let Some(sizes) = data_dir_sizes(dir) {
+        metrics::gauge!(names::LOG_BYTES).set(sizes.log as f64);
+        metrics::gauge!(names::DATA_DIR_BYTES).set(sizes.total as f64);
+        let (slot, bytes) = sizes.snapshot.unwrap_or((0, 0));
+        metrics::gauge!(names::SNAPSHOT_SLOT).set(slot as f64);
+        metrics::gauge!(names::SNAPSHOT_BYTES).set(bytes as f64);
+    }
+}
+
+/// What [`record_data_dir`] exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataDirSizes {
+    /// Bytes of the log's segment files (`segment-*.wal`).
+    pub log: u64,
+    /// Bytes of every file directly in the directory, snapshots included.
+    pub total: u64,
+    /// The newest snapshot file (`snapshot-<slot>.snap`): its slot and bytes.
+    pub snapshot: Option<(u64, u64)>,
+}
+
+/// The sizes of the files in `dir`, or `None` if it cannot be read.
+pub fn data_dir_sizes(dir: &std::path::Path) -> Option<DataDirSizes> {
+    let mut sizes = DataDirSizes { log: 0, total: 0, snapshot: None };
+    for entry in std::fs::read_dir(dir).ok().into_iter().flatten().filter_map(Result::ok) {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        sizes.total += meta.len();
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or("");
+        if name.starts_with("segment-") && name.ends_with(".wal") {
+            sizes.log += meta.len();
+        }
+        let slot = name.strip_prefix("snapshot-").and_then(|n| n.strip_suffix(".snap"));
+        if let Some(slot) = slot.and_then(|s| s.parse::<u64>().ok()) {
+            if sizes.snapshot.is_none_or(|(newest, _)| slot > newest) {
+                sizes.snapshot = Some((slot, meta.len()));
+            }
+        }
+    }
+    std::fs::metadata(dir).ok().filter(std::fs::Metadata::is_dir).map(|_| sizes)
+}
+
 /// The two halves of `digest` as gauge values (high 32 bits, low 32 bits).
 pub fn split_digest(digest: u64) -> (f64, f64) {
     (f64::from((digest >> 32) as u32), f64::from(digest as u32))
@@ -141,4 +197,28 @@ pub fn split_digest(digest: u64) -> (f64, f64) {
 pub fn join_digest(hi: f64, lo: f64) -> Option<u64> {
     let half = |v: f64| (v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v)).then_some(v as u64);
     Some(half(hi)? << 32 | half(lo)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_sizes_count_segments_as_log_and_every_file_in_total() {
+        let dir = std::env::temp_dir().join(format!("synod-metrics-datadir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(data_dir_sizes(&dir), None);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(data_dir_sizes(&dir), Some(DataDirSizes { log: 0, total: 0, snapshot: None }));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("segment-00000000000000000000.wal"), [0u8; 100]).unwrap();
+        std::fs::write(dir.join("segment-00000000000000000100.wal"), [0u8; 20]).unwrap();
+        std::fs::write(dir.join("snapshot-00000000000000000050.snap"), [0u8; 7]).unwrap();
+        std::fs::write(dir.join("snapshot-00000000000000000040.snap"), [0u8; 5]).unwrap();
+        std::fs::write(dir.join("snapshot-00000000000000000060.tmp"), [0u8; 3]).unwrap();
+        std::fs::write(dir.join("sub").join("ignored"), [0u8; 1000]).unwrap();
+        let sizes = DataDirSizes { log: 120, total: 135, snapshot: Some((50, 7)) };
+        assert_eq!(data_dir_sizes(&dir), Some(sizes));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

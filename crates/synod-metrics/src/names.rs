@@ -117,6 +117,10 @@ metrics_table! {
     STATE_DIGEST_LO = "synod_state_digest_lo", Gauge, "Low 32 bits of the applied-state digest.";
     /// Gauge.
     CERT_EXPIRY_SECONDS = "synod_cert_expiry_seconds", Gauge, "Seconds until this replica's certificate expires (negative once expired).";
+    /// Gauge, set by the `synod` binary from its data directory every few seconds.
+    LOG_BYTES = "synod_log_bytes", Gauge, "Bytes of the write-ahead log's segment files in the data directory.";
+    /// Gauge, set by the `synod` binary from its data directory every few seconds.
+    DATA_DIR_BYTES = "synod_data_dir_bytes", Gauge, "Bytes of every file in the data directory (log segments and snapshots).";
 }
 
 /// The label naming a peer replica by number, on [`PEER_CONNECTED`].

@@ -59,7 +59,10 @@ fn the_exporter_serves_what_was_recorded() {
     assert_eq!(scraped.get(names::IS_LEADER), Some(1.0));
     assert_eq!(scraped.get_labeled(names::PEER_CONNECTED, names::LABEL_PEER, "2"), Some(1.0));
     assert_eq!(scraped.get_labeled(names::PEER_CONNECTED, names::LABEL_PEER, "3"), Some(0.0));
-    assert_eq!(scraped.get(names::ELECTIONS), None, "never recorded");
+    // Every counter is exported from the start; a gauge once it is set.
+    assert_eq!(scraped.get(names::ELECTIONS), Some(0.0), "a counter never incremented");
+    assert_eq!(scraped.get(names::CLIENT_BUSY), Some(0.0), "a counter never incremented");
+    assert_eq!(scraped.get(names::CLIENT_CONNECTIONS), None, "a gauge never set");
     // Histograms are exported with buckets, so they can be aggregated across replicas.
     let count = format!("{}_count", names::COMMIT_LATENCY);
     let bucket = format!("{}_bucket", names::COMMIT_LATENCY);
