@@ -6,7 +6,8 @@ use crate::{cargo, run_cmd};
 
 /// What CI runs: the format check, clippy with -D warnings, the tests, the docs with
 /// -D warnings, the embedding example, the planted bugs the simulator and the model check must
-/// find, the simulator with 3 and 5 replicas, and the chaos lab's quick run.
+/// find, the simulator with 3 and 5 replicas, the chaos lab's quick run, and the deployment guide
+/// run as written (`deploy-test`).
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask ci", bin_name = "cargo xtask ci")]
 pub(crate) struct Args {
@@ -63,6 +64,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     crate::sim::run(&["--seeds".to_owned(), seeds, "--replicas".to_owned(), "5".to_owned()])?;
     // Real processes, real network faults, the history checked for linearizability.
     crate::chaos::run(&["--quick".to_owned()])?;
+    // docs/DEPLOY.md run as written on four pretend hosts; the dashboard's and alerts' metrics.
+    crate::deploy::run(&[])?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

@@ -7,6 +7,7 @@ mod chaos;
 mod ci;
 mod cluster;
 mod demo;
+mod deploy;
 mod membership;
 mod sim;
 mod soak;
@@ -31,6 +32,9 @@ tasks:
   cluster local replicas on loopback: `cargo xtask cluster up|down|status [--dir D] [--replicas N]
           [--base-port P]`; membership changes on it: `cargo xtask cluster add [--learner]`,
           `cargo xtask cluster remove N`, `cargo xtask cluster replace N`
+  deploy-test  docs/DEPLOY.md run as written: its marked blocks on four hosts (network
+          namespaces, names in /etc/hosts), the systemd unit's ExecStart, systemd-analyze verify,
+          promtool check rules, the dashboard's and alerts' metrics against live replicas (root)
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
           (`--seconds 20`, `--clients 64`); `--replace`: instead, replica 4 added as a learner,
           promoted, replica 1 removed, and throughput over time shown
@@ -69,6 +73,7 @@ fn run() -> Result<()> {
         "ci" => ci::run(&rest),
         "cluster" => cluster::run(&rest),
         "demo" => demo::run(&rest),
+        "deploy-test" => deploy::run(&rest),
         "sim" => sim::run(&rest),
         "soak" => soak::run(&rest),
         "tidy" => {
@@ -107,6 +112,7 @@ fn command_of(task: &str) -> Option<clap::Command> {
         "ci" => ci::Args::command(),
         "cluster" => cluster::Args::command(),
         "demo" => demo::Args::command(),
+        "deploy-test" => deploy::Args::command(),
         "sim" => sim::Args::command(),
         "soak" => soak::Args::command(),
         "tidy" => TidyArgs::command(),
@@ -367,7 +373,7 @@ mod tests {
 
     #[test]
     fn every_task_has_its_own_usage() {
-        for task in ["bench", "chaos", "ci", "cluster", "demo", "sim", "soak", "tidy"] {
+        for task in ["bench", "chaos", "ci", "cluster", "demo", "deploy-test", "sim", "soak", "tidy"] {
             // The overview names the task on a line of its own.
             assert!(HELP.lines().any(|l| l.starts_with(&format!("  {task} "))), "{task} is not in HELP");
             let mut command = command_of(task).unwrap_or_else(|| panic!("no parser for {task}"));
@@ -397,5 +403,7 @@ mod tests {
         assert!(e.contains("possible values: up, down, status"), "{e}");
         assert!(parse_args::<TidyArgs>("tidy", &args("--fix")).is_err());
         assert!(parse_args::<ci::Args>("ci", &args("--sim-seeds 10")).is_ok());
+        assert!(parse_args::<deploy::Args>("deploy-test", &args("")).is_ok());
+        assert!(parse_args::<deploy::Args>("deploy-test", &args("--quick")).is_err());
     }
 }
