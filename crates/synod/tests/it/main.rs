@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 mod cli;
 mod member;
+mod redis_crate;
 mod resp;
 
 /// `synod args` in `dir`, without the environment's `SYNOD_CLIENT` and `SYNOD_LOG_FORMAT`.

@@ -82,7 +82,7 @@ impl Conn {
 }
 
 /// Starts three replicas, each with a RESP listener (replica 2's with a password); returns their RESP ports.
-fn cluster(d: &Path) -> (Nodes, [u16; 3]) {
+pub(crate) fn cluster(d: &Path) -> (Nodes, [u16; 3]) {
     assert!(synod(&["certs", "init", "--dir", "certs", "--nodes", "3", "--clients", "1"], d)
         .status
         .success());
@@ -243,7 +243,7 @@ fn a_resp_listener_serves_redis_commands_through_the_cluster() {
 }
 
 /// The leader INFO names, through the listener on `port` (waiting for one).
-fn leader_of(port: u16) -> usize {
+pub(crate) fn leader_of(port: u16) -> usize {
     let start = Instant::now();
     loop {
         let R::Bulk(Some(info)) = Conn::open(port).call(&["INFO", "replication"]) else { panic!("INFO") };
