@@ -11,8 +11,9 @@
 //! `LimitNOFILE=`, `Environment=`, `StateDirectory=`); `service=stop` sends it SIGTERM.
 //!
 //! Before the guide: `systemd-analyze verify` of the unit (when installed; `ExecStart=` pointed at
-//! the built binary) and `promtool check rules deploy/prometheus/alerts.yml` (installed with apt
-//! when missing). After it: every `synod_` metric that deploy/grafana/synod.json and the rules use
+//! the built binary), `promtool check rules deploy/prometheus/alerts.yml`, `promtool test rules`
+//! on its unit tests (alerts_test.yml) and `promtool check rules` on the dashboard's queries
+//! (promtool installed with apt when missing). After it: every `synod_` metric that deploy/grafana/synod.json and the rules use
 //! must appear in the `/metrics` of the replicas the guide left running.
 //!
 //! A failing step stops the run with `docs/DEPLOY.md:LINE`, its host, its commands and their
@@ -41,6 +42,8 @@ const GUIDE: &str = "docs/DEPLOY.md";
 const UNIT: &str = "deploy/synod.service";
 const DASHBOARD: &str = "deploy/grafana/synod.json";
 const ALERTS: &str = "deploy/prometheus/alerts.yml";
+/// promtool's unit tests of the alerting rules.
+const ALERTS_TEST: &str = "deploy/prometheus/alerts_test.yml";
 /// Everything the lab makes lives here (outside the directories the hosts' mounts hide).
 const LAB_DIR: &str = "/tmp/synod-deploy-test";
 const NET: &str = "10.201.0";
@@ -249,23 +252,66 @@ fn verify_unit() -> Result<()> {
     Ok(())
 }
 
-/// `promtool check rules` on the alerting rules; promtool comes with Debian's `prometheus`.
+/// `promtool check rules` on the alerting rules and `promtool test rules` on their unit tests;
+/// the dashboard's queries are checked the same way, as the expressions of alerting rules.
+/// promtool comes with Debian's `prometheus`.
 fn check_rules() -> Result<()> {
     if which("promtool").is_none() {
         eprintln!("deploy-test: promtool is missing; installing Debian's prometheus package");
         crate::apt_install("prometheus")?;
     }
+    promtool(&["check", "rules", ALERTS])?;
+    promtool(&["test", "rules", ALERTS_TEST])?;
+    let dashboard = std::fs::read_to_string(project_root().join(DASHBOARD))
+        .with_context(|| format!("reading {DASHBOARD}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&dashboard).with_context(|| format!("{DASHBOARD} is not JSON"))?;
+    let rules = target_dir().join("deploy-test").join("dashboard-queries.yml");
+    std::fs::create_dir_all(rules.parent().expect("a file in a directory"))?;
+    std::fs::write(&rules, dashboard_as_rules(&json)?)?;
+    promtool(&["check", "rules", &rules.display().to_string()])
+}
+
+fn promtool(args: &[&str]) -> Result<()> {
     let out = Command::new("promtool")
-        .args(["check", "rules", ALERTS])
+        .args(args)
         .current_dir(project_root())
         .output()
         .context("running promtool")?;
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("deploy-test: promtool check rules {ALERTS}:\n{}", indent(said.trim()));
+    eprintln!("deploy-test: promtool {}:\n{}", args.join(" "), indent(said.trim()));
     if !out.status.success() {
-        bail!("promtool check rules {ALERTS} failed ({})", out.status);
+        bail!("promtool {} failed ({})", args.join(" "), out.status);
     }
     Ok(())
+}
+
+/// The dashboard's PromQL (every target's `expr`) as a rules file, Grafana's variables replaced
+/// by values, so that promtool parses each query.
+fn dashboard_as_rules(dashboard: &serde_json::Value) -> Result<String> {
+    let mut queries = Vec::new();
+    dashboard_queries(dashboard, &mut queries);
+    let exprs: Vec<&String> = queries.iter().filter(|q| !q.starts_with("label_values(")).collect();
+    if exprs.is_empty() {
+        bail!("{DASHBOARD} has no queries");
+    }
+    let mut out = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let expr = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$__interval", "1m")
+            .replace("$job", "synod")
+            .replace("$instance", ".*");
+        if expr.contains('$') {
+            bail!("{DASHBOARD}: a variable the test does not know in {expr}");
+        }
+        out.push_str(&format!(
+            "      - alert: DashboardQuery{}\n        expr: {}\n",
+            i + 1,
+            serde_json::to_string(&expr)?
+        ));
+    }
+    Ok(out)
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -737,6 +783,22 @@ mod tests {
         assert_eq!(unit.restart.as_deref(), Some("on-failure"));
         assert_eq!((unit.user.as_str(), unit.state_directory.as_deref()), ("synod", Some("synod")));
         assert!(unit.limit_nofile.is_some());
+    }
+
+    #[test]
+    fn the_dashboards_queries_become_rules_with_its_variables_replaced() {
+        let dashboard = serde_json::json!({
+            "panels": [{"targets": [{"expr": "rate(synod_x_total{job=\"$job\", instance=~\"$instance\"}[$__rate_interval])"}]}],
+            "templating": {"list": [{"query": {"query": "label_values(synod_is_leader, instance)"}}]},
+        });
+        let rules = dashboard_as_rules(&dashboard).unwrap();
+        assert!(
+            rules.contains(r#"expr: "rate(synod_x_total{job=\"synod\", instance=~\".*\"}[1m])""#),
+            "{rules}"
+        );
+        assert!(!rules.contains("label_values"), "{rules}");
+        let unknown = serde_json::json!({"panels": [{"targets": [{"expr": "x[$range]"}]}]});
+        assert!(dashboard_as_rules(&unknown).is_err());
     }
 
     #[test]
