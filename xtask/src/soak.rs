@@ -400,7 +400,12 @@ fn watch(cluster: &Cluster, seconds: f64, loads: &mut [&mut Child]) -> Result<Ve
 
 /// `replica <i> died: <its log's last line>` for the first replica that is not running.
 fn dead_replica(cluster: &Cluster) -> Option<String> {
-    (1..=REPLICAS).find_map(|i| {
+    dead_replica_of(cluster, REPLICAS)
+}
+
+/// [`dead_replica`] for replicas `1..=replicas`.
+pub(crate) fn dead_replica_of(cluster: &Cluster, replicas: u32) -> Option<String> {
+    (1..=replicas).find_map(|i| {
         let alive = cluster.pid(i).is_some_and(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
         });
@@ -413,7 +418,7 @@ fn dead_replica(cluster: &Cluster) -> Option<String> {
 }
 
 /// A process's resident memory (`VmRSS`), in bytes.
-fn rss_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     parse_vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
@@ -439,7 +444,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// The unlabelled sample `name` from the metrics endpoint on 127.0.0.1:`port`.
-fn scrape(port: u16, name: &str) -> Option<f64> {
+pub(crate) fn scrape(port: u16, name: &str) -> Option<f64> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;

@@ -6,9 +6,11 @@
 //! `--peer redis [...]`: redis-benchmark against synod's RESP port and a durable
 //! redis-server (`redis.rs`).
 //! `snapshots [...]`: client latency while replicas write snapshots, and an emptied replica's
-//! rejoin time (`snapshots.rs`).
+//! rejoin time (`snapshots.rs`). `overload [...]`: ten times more clients than the cluster
+//! serves: memory, Busy answers, p99 and leadership under it (`overload.rs`).
 
 mod etcd;
+mod overload;
 mod peer;
 mod redis;
 mod snapshots;
@@ -64,6 +66,9 @@ enum What {
     /// Client latency while replicas write snapshots (a 3-replica cluster preloaded with
     /// --keys), then how long an emptied replica takes to rejoin.
     Snapshots(snapshots::SnapshotArgs),
+    /// Ten times more clients than the cluster serves (10,000 by default): replica memory over
+    /// the run, Busy answers, throughput and p99 against a saturating run, leader changes.
+    Overload(overload::OverloadArgs),
 }
 
 /// What a micro-benchmark's binary is given.
@@ -92,6 +97,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some(What::Log(extra)) => micro(&["log"], &extra.args),
         Some(What::Transport(extra)) => micro(&["transport"], &extra.args),
         Some(What::Snapshots(a)) => snapshots::run(a),
+        Some(What::Overload(a)) => overload::run(a),
     }
 }
 
