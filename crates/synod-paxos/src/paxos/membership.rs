@@ -241,10 +241,14 @@ impl Paxos {
         debug_assert_eq!(epoch, self.members.epoch);
     }
 
-    /// A removed replica retires once every member of the configuration
-    /// that removed it reported holding it durably (`Status::epoch`; or after
-    /// [`RETIRE_TICKS`]): until then it answers Pings and catch-up, since it
-    /// may be the only one that knows its stop sign was chosen.
+    /// A removed replica retires once a majority of the voters of the
+    /// configuration that removed it reported holding it durably
+    /// (`Status::epoch`; or after [`RETIRE_TICKS`]): until then it answers
+    /// Pings and catch-up, since it may be the only one that knows its stop
+    /// sign was chosen. A majority of the new voters is enough: they can
+    /// elect a leader of the new configuration, and every other member
+    /// learns it from them. Waiting for every member would keep it running
+    /// for [`RETIRE_TICKS`] whenever one of them is down.
     pub(super) fn check_retire(&mut self) {
         let Some(since) = self.removed_at else { return };
         if self.election.highest_seen.epoch > self.members.epoch
@@ -258,7 +262,12 @@ impl Paxos {
             return;
         }
         let epoch = self.members.epoch;
-        let known = self.members.ids().all(|m| self.peer_status.get(&m).is_some_and(|s| s.epoch >= epoch));
+        let holding = self
+            .members
+            .voters()
+            .filter(|m| self.peer_status.get(m).is_some_and(|s| s.epoch >= epoch))
+            .count();
+        let known = holding >= self.members.majority();
         if known || self.now >= since + RETIRE_TICKS {
             self.removed_at = None;
             self.actions.push_back(Action::Retire);
