@@ -203,8 +203,15 @@ pub(crate) fn analyze(fs: &dyn Fs, dir: &Path) -> Result<Analysis, InspectError>
             match LogRecord::decode(&bytes[frame.payload.clone()]) {
                 Ok(record) => records.push((frame, record)),
                 Err(e) => {
-                    out.problem
-                        .get_or_insert(corrupt(frame.offset as usize, format!("undecodable record: {e}")));
+                    // A record whose checksum holds but that does not decode is corruption, not a
+                    // torn write: it comes before any torn tail this segment has, so it is the
+                    // problem (found by the `wal` fuzz target: the first open cut the tail and
+                    // went on over the record, the next one refused it).
+                    let undecodable = corrupt(frame.offset as usize, format!("undecodable record: {e}"));
+                    match out.problem {
+                        None | Some(Problem::TornTail(_)) => out.problem = Some(undecodable),
+                        Some(Problem::Corrupt { .. }) => {}
+                    }
                     used = frame.offset as usize;
                     break;
                 }
