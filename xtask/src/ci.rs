@@ -5,8 +5,8 @@ use anyhow::Result;
 use crate::{cargo, run_cmd};
 
 /// What CI runs: the format check, clippy with -D warnings, the tests, the docs with
-/// -D warnings, the embedding example, the planted bugs the simulator and the model check must
-/// find, the simulator with 3 and 5 replicas, the chaos lab's quick run, and the deployment guide
+/// -D warnings, the packaging check, the standalone consumer's test, the embedding example, the
+/// planted bugs the simulator and the model check must find, the simulator with 3 and 5 replicas, the chaos lab's quick run, and the deployment guide
 /// run as written (`deploy-test`).
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask ci", bin_name = "cargo xtask ci")]
@@ -33,6 +33,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     run_cmd(
         cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // Every published crate packs and builds from its package alone.
+    crate::package::run(&[])?;
+    // A crate outside the workspace uses the published crates as a user would: its own
+    // manifest and lockfile, the synod crates by version (and path), three replicas and a client.
+    let standalone = ["--manifest-path", "examples/standalone/Cargo.toml"];
+    run_cmd(cargo().args(["fmt", "--check"]).args(standalone))?;
+    run_cmd(cargo().args(["test", "--locked"]).args(standalone))?;
     // The embedding example must run, not just build.
     run_cmd(cargo().args(["run", "--locked", "--quiet", "-p", "synod-examples", "--example", "ledger"]))?;
     // The simulator must be able to fail: planted bugs must be found.

@@ -9,6 +9,7 @@ mod cluster;
 mod demo;
 mod deploy;
 mod membership;
+mod package;
 mod sim;
 mod soak;
 mod throughput;
@@ -42,7 +43,10 @@ tasks:
           clocks, a replica restarted with an emptied data directory), small snapshots throughout,
           histories checked: `cargo xtask chaos [--time S] [--seed N] [--quick]`
           (root; iproute2, nftables, faketime)
-  ci      fmt check, clippy -D warnings, tests, docs -D warnings (what CI runs; `--sim-seeds N`)
+  ci      fmt check, clippy -D warnings, tests, docs -D warnings, packaging, the standalone consumer
+          (what CI runs; `--sim-seeds N`)
+  package every published crate packed and built on its own (`cargo package --workspace`), each
+          .crate's size listed; fails on one over 2 MiB or packing a file from outside its directory
   sim     deterministic simulation: `cargo xtask sim --seeds N [--start S] [--replicas R]`,
           `cargo xtask sim --seed S --trace` replays one seed
   soak    a 3-replica cluster under the 1000-client put load for minutes, each replica's memory
@@ -73,6 +77,7 @@ fn run() -> Result<()> {
         "ci" => ci::run(&rest),
         "cluster" => cluster::run(&rest),
         "demo" => demo::run(&rest),
+        "package" => package::run(&rest),
         "deploy-test" => deploy::run(&rest),
         "sim" => sim::run(&rest),
         "soak" => soak::run(&rest),
@@ -112,6 +117,7 @@ fn command_of(task: &str) -> Option<clap::Command> {
         "ci" => ci::Args::command(),
         "cluster" => cluster::Args::command(),
         "demo" => demo::Args::command(),
+        "package" => package::Args::command(),
         "deploy-test" => deploy::Args::command(),
         "sim" => sim::Args::command(),
         "soak" => soak::Args::command(),
@@ -373,7 +379,9 @@ mod tests {
 
     #[test]
     fn every_task_has_its_own_usage() {
-        for task in ["bench", "chaos", "ci", "cluster", "demo", "deploy-test", "sim", "soak", "tidy"] {
+        for task in
+            ["bench", "chaos", "ci", "cluster", "demo", "deploy-test", "package", "sim", "soak", "tidy"]
+        {
             // The overview names the task on a line of its own.
             assert!(HELP.lines().any(|l| l.starts_with(&format!("  {task} "))), "{task} is not in HELP");
             let mut command = command_of(task).unwrap_or_else(|| panic!("no parser for {task}"));
@@ -402,6 +410,8 @@ mod tests {
         let e = parse_args::<cluster::Args>("cluster", &args("sideways")).unwrap_err().to_string();
         assert!(e.contains("possible values: up, down, status"), "{e}");
         assert!(parse_args::<TidyArgs>("tidy", &args("--fix")).is_err());
+        assert!(parse_args::<package::Args>("package", &args("")).is_ok());
+        assert!(parse_args::<package::Args>("package", &args("--no-verify")).is_err());
         assert!(parse_args::<ci::Args>("ci", &args("--sim-seeds 10")).is_ok());
         assert!(parse_args::<deploy::Args>("deploy-test", &args("")).is_ok());
         assert!(parse_args::<deploy::Args>("deploy-test", &args("--quick")).is_err());

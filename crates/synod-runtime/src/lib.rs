@@ -82,3 +82,9 @@ pub mod read_metrics {
 pub use replica::{Replica, StartError};
 pub use status::{Status, StatusHandle};
 pub use synod_state_machine::{RestoreError, StateMachine};
+// What starting a replica takes from the transport and the wire types: certificates
+// (`certs::init` writes a cluster's), the identity they name, peer addresses and replica
+// ids; re-exported so that an application needs no direct dependency on synod-transport
+// or synod-wire to start one.
+pub use synod_transport::{certs, Credentials, Identity, PeerAddr};
+pub use synod_wire::NodeId;
