@@ -67,6 +67,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "it",
         "model::planted",
     ]))?;
+    // Every fuzz target for 30 seconds (libFuzzer needs a nightly toolchain; CI machines have one).
+    match crate::fuzz::nightly() {
+        Ok(()) => crate::fuzz::run(&["--seconds".to_owned(), "30".to_owned()])?,
+        Err(why) => eprintln!("ci: fuzzing skipped: {why} (`rustup toolchain install nightly` enables it)"),
+    }
     crate::sim::run(&["--seeds".to_owned(), seeds.clone()])?;
     crate::sim::run(&["--seeds".to_owned(), seeds, "--replicas".to_owned(), "5".to_owned()])?;
     // Real processes, real network faults, the history checked for linearizability.

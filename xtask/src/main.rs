@@ -8,6 +8,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod deploy;
+mod fuzz;
 mod membership;
 mod package;
 mod sim;
@@ -43,6 +44,10 @@ tasks:
           clocks, a replica restarted with an emptied data directory), small snapshots throughout,
           histories checked: `cargo xtask chaos [--time S] [--seed N] [--quick]`
           (root; iproute2, nftables, faketime)
+  fuzz    the libFuzzer targets in fuzz/ (nightly), one after another on the committed corpus:
+          `cargo xtask fuzz [--minutes M] [--seconds S] [TARGET...]`, each one's executions, exec/s,
+          CPU seconds and coverage; a crash fails and names its input; `--seed-corpus` writes
+          fuzz/corpus/ from real data, `--merge` shrinks it to what adds coverage
   ci      fmt check, clippy -D warnings, tests, docs -D warnings, packaging, the standalone consumer
           (what CI runs; `--sim-seeds N`)
   package every published crate packed and built on its own (`cargo package --workspace`), each
@@ -79,6 +84,7 @@ fn run() -> Result<()> {
         "demo" => demo::run(&rest),
         "package" => package::run(&rest),
         "deploy-test" => deploy::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "sim" => sim::run(&rest),
         "soak" => soak::run(&rest),
         "tidy" => {
@@ -119,6 +125,7 @@ fn command_of(task: &str) -> Option<clap::Command> {
         "demo" => demo::Args::command(),
         "package" => package::Args::command(),
         "deploy-test" => deploy::Args::command(),
+        "fuzz" => fuzz::Args::command(),
         "sim" => sim::Args::command(),
         "soak" => soak::Args::command(),
         "tidy" => TidyArgs::command(),
@@ -379,9 +386,19 @@ mod tests {
 
     #[test]
     fn every_task_has_its_own_usage() {
-        for task in
-            ["bench", "chaos", "ci", "cluster", "demo", "deploy-test", "package", "sim", "soak", "tidy"]
-        {
+        for task in [
+            "bench",
+            "chaos",
+            "ci",
+            "cluster",
+            "demo",
+            "deploy-test",
+            "fuzz",
+            "package",
+            "sim",
+            "soak",
+            "tidy",
+        ] {
             // The overview names the task on a line of its own.
             assert!(HELP.lines().any(|l| l.starts_with(&format!("  {task} "))), "{task} is not in HELP");
             let mut command = command_of(task).unwrap_or_else(|| panic!("no parser for {task}"));
@@ -415,5 +432,10 @@ mod tests {
         assert!(parse_args::<ci::Args>("ci", &args("--sim-seeds 10")).is_ok());
         assert!(parse_args::<deploy::Args>("deploy-test", &args("")).is_ok());
         assert!(parse_args::<deploy::Args>("deploy-test", &args("--quick")).is_err());
+        assert!(parse_args::<fuzz::Args>("fuzz", &args("--seconds 30")).is_ok());
+        assert!(parse_args::<fuzz::Args>("fuzz", &args("--minutes 10 wal snapshot")).is_ok());
+        assert!(parse_args::<fuzz::Args>("fuzz", &args("--seed-corpus")).is_ok());
+        assert!(parse_args::<fuzz::Args>("fuzz", &args("--seed-corpus --seconds 5")).is_err());
+        assert!(parse_args::<fuzz::Args>("fuzz", &args("--seconds soon")).is_err());
     }
 }
