@@ -48,12 +48,12 @@ use crate::snapshot::{SnapshotEvent, SnapshotJob};
 use crate::stats::Published;
 use crate::status::Status;
 
-/// How long a retired replica (removed, and every member knows it) goes on
+/// How long a retired replica (removed, and a majority of the new voters know it) goes on
 /// answering clients with redirects before it stops.
 pub(crate) const REMOVED_GRACE: Duration = Duration::from_secs(2);
 
 /// Ticks a replica removed from the configuration stays in the address
-/// book, unless its link goes down first: it retires once every member told
+/// book, unless its link goes down first: it retires once a majority of the new voters told
 /// it what they know (synod-paxos's `RETIRE_TICKS`, 6000, at most), and only
 /// the link lets them tell it; a little more than that.
 const DROP_REMOVED_AFTER_TICKS: u64 = 6500;

@@ -36,8 +36,12 @@ use super::{Paxos, Role};
 use crate::action::Action;
 
 /// Ticks a removed replica keeps answering its peers at most, waiting for
-/// every member of the new configuration to know it (60 s at the runtime's 10 ms tick).
+/// a majority of the new configuration's voters to know it (60 s at the runtime's 10 ms tick).
 pub const RETIRE_TICKS: u64 = 6000;
+
+/// Ticks a removed replica that knows a later configuration exists tries to
+/// learn it (it may be added again) before it retires as any removed one does.
+pub const LATER_EPOCH_TICKS: u64 = 500;
 
 /// Why a membership change was not proposed. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,14 +255,17 @@ impl Paxos {
     /// for [`RETIRE_TICKS`] whenever one of them is down.
     pub(super) fn check_retire(&mut self) {
         let Some(since) = self.removed_at else { return };
-        if self.election.highest_seen.epoch > self.members.epoch
-            || self.now < since + 4 * self.cfg.heartbeat_ticks
+        if self.now < since + 4 * self.cfg.heartbeat_ticks
+            || (self.election.highest_seen.epoch > self.members.epoch && self.now < since + LATER_EPOCH_TICKS)
         {
-            // A later configuration is known to exist (it may add this
-            // replica again), or it was just removed: it lingers a few rounds
-            // first. (It need not catch up: no longer a member, it gets no
-            // more accepts and falls behind; and a replica that joins is not
-            // removed by the configurations it passes catching up, `joined`.)
+            // It was just removed, so it lingers a few rounds first; or a
+            // later configuration is known to exist, which may add this
+            // replica again, so it tries for a while to learn it. Not for
+            // ever: no longer a member, it gets no more accepts and falls
+            // behind, and where peers compact their logs often it may only
+            // ever catch up to their newest snapshot, never to the slot that
+            // holds the later configuration. (A replica that joins is not
+            // removed by the configurations it passes catching up: `joined`.)
             return;
         }
         let epoch = self.members.epoch;
