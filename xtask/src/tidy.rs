@@ -136,6 +136,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("synod-check", &[]),
+    ("synod-faultfs", &[]),
     ("xtask", &[]),
 ];
 
