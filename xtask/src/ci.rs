@@ -7,7 +7,7 @@ use crate::{cargo, run_cmd};
 /// What CI runs: the format check, clippy with -D warnings, the tests, the docs with
 /// -D warnings, the packaging check, the standalone consumer's test, the embedding example, the
 /// planted bugs the simulator and the model check must find, the simulator with 3 and 5 replicas, the chaos lab's quick run, and the deployment guide
-/// run as written (`deploy-test`).
+/// run as written (`deploy-test`), and a replica's slow and failing fsyncs (`disk-faults --quick`).
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask ci", bin_name = "cargo xtask ci")]
 pub(crate) struct Args {
@@ -78,6 +78,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     crate::chaos::run(&["--quick".to_owned()])?;
     // docs/DEPLOY.md run as written on four pretend hosts; the dashboard's and alerts' metrics.
     crate::deploy::run(&[])?;
+    // Slow and failing disks under real replicas (faultfs over FUSE; skipped without /dev/fuse).
+    crate::disk_faults::run(&["--quick".to_owned()])?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

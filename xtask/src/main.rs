@@ -8,6 +8,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod deploy;
+mod disk_faults;
 mod fuzz;
 mod membership;
 mod package;
@@ -37,6 +38,10 @@ tasks:
   deploy-test  docs/DEPLOY.md run as written: its marked blocks on four hosts (network
           namespaces, names in /etc/hosts), the systemd unit's ExecStart, systemd-analyze verify,
           promtool check rules, the dashboard's and alerts' metrics against live replicas (root)
+  disk-faults  three replicas with their data directories on faultfs (FUSE) under put load: fsync
+          100 ms late on a follower, then on the leader (the cluster stays available), then
+          failing on the leader (it stops, naming the fsync; the others go on; no acknowledged
+          write lost): `cargo xtask disk-faults [--seconds S] [--delay-ms D] [--quick]` (root)
   demo    the main job: a 3-replica cluster under load, its leader killed and restarted
           (`--seconds 20`, `--clients 64`); `--replace`: instead, replica 4 added as a learner,
           promoted, replica 1 removed, and throughput over time shown
@@ -84,6 +89,7 @@ fn run() -> Result<()> {
         "demo" => demo::run(&rest),
         "package" => package::run(&rest),
         "deploy-test" => deploy::run(&rest),
+        "disk-faults" => disk_faults::run(&rest),
         "fuzz" => fuzz::run(&rest),
         "sim" => sim::run(&rest),
         "soak" => soak::run(&rest),
@@ -125,6 +131,7 @@ fn command_of(task: &str) -> Option<clap::Command> {
         "demo" => demo::Args::command(),
         "package" => package::Args::command(),
         "deploy-test" => deploy::Args::command(),
+        "disk-faults" => disk_faults::Args::command(),
         "fuzz" => fuzz::Args::command(),
         "sim" => sim::Args::command(),
         "soak" => soak::Args::command(),
@@ -393,6 +400,7 @@ mod tests {
             "cluster",
             "demo",
             "deploy-test",
+            "disk-faults",
             "fuzz",
             "package",
             "sim",
@@ -437,5 +445,7 @@ mod tests {
         assert!(parse_args::<fuzz::Args>("fuzz", &args("--seed-corpus")).is_ok());
         assert!(parse_args::<fuzz::Args>("fuzz", &args("--seed-corpus --seconds 5")).is_err());
         assert!(parse_args::<fuzz::Args>("fuzz", &args("--seconds soon")).is_err());
+        assert!(parse_args::<disk_faults::Args>("disk-faults", &args("--quick")).is_ok());
+        assert!(parse_args::<disk_faults::Args>("disk-faults", &args("--delay-ms soon")).is_err());
     }
 }
