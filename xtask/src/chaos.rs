@@ -666,7 +666,10 @@ fn write_node_file(dir: &std::path::Path, i: u32, join: bool, peers: &[u32]) -> 
 /// few times (a leader that has just been elected asks for a retry; a member may be catching up).
 fn member(dir: &std::path::Path, _members: &Members, args: &[&str]) -> Result<String> {
     let mut last = String::new();
-    for _ in 0..10 {
+    // A change the cluster cannot make yet (members still restarting or catching up after
+    // the previous fault: too few voters up and caught up) is asked again for up to a minute.
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
         let out = Command::new("ip")
             .args(["netns", "exec", CLIENT_NS])
             .arg(synod_bin())
