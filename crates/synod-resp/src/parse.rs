@@ -69,6 +69,11 @@ fn multibulk(buf: &[u8], max_frame: usize) -> Result<Option<Parsed>, ProtocolErr
         Some(n) if (0..=MAX_ARGS).contains(&n) => n as usize,
         _ => return err("invalid multibulk length"),
     };
+    // The header alone may pass the limit (`*0` padded with zeros): a command of no arguments, or
+    // whose first argument's check would come too late.
+    if pos > max_frame {
+        return err(format!("command larger than the frame limit of {max_frame} bytes"));
+    }
     let mut args = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
         match buf.get(pos) {
@@ -258,6 +263,12 @@ mod tests {
         // Past the frame limit: refused from the header, before the bytes.
         assert!(e(b"*1\r\n$20000000\r\n").starts_with("command larger than the frame limit"));
         assert!(parse(b"*2\r\n$3\r\nGET\r\n$10\r\n", 24).is_err());
+        // Found by the resp fuzz target: a header longer than the limit, of a command with no
+        // arguments (no bulk length to check), was taken whole.
+        assert!(parse(b"*0\r\n", 3).unwrap_err().0.starts_with("command larger than the frame limit"));
+        let padded = [b"*".as_slice(), &[b'0'; 100], b"\r\n"].concat();
+        assert!(parse(&padded, 64).is_err());
+        assert_eq!(parse(b"*0\r\n", 4), Ok(Some((vec![], 4))));
         // A line that never ends.
         assert_eq!(e(&vec![b'a'; MAX_INLINE_LEN + 1]), "too big inline request");
         let mut long = b"*".to_vec();
