@@ -513,7 +513,9 @@ fn load(
         .args(["--clients", &clients.to_string()])
         .args(["--sessions", &opts.sessions.min(clients).to_string()])
         .args(["--warmup", &opts.warmup.to_string(), "--duration", &opts.duration.to_string()])
-        .args(["--puts", &opts.puts.to_string(), "--keys", &KEYS.to_string()])
+        // A run that sets its own mix (the read ceiling's `--puts 0`) keeps it.
+        .args(if extra.contains(&"--puts") { vec![] } else { vec!["--puts".to_owned(), opts.puts.to_string()] })
+        .args(["--keys", &KEYS.to_string()])
         .args(["--value-size", &VALUE_BYTES.to_string()])
         .args(["--threads", &opts.load_threads.to_string()])
         .args(extra)
