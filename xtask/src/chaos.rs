@@ -510,6 +510,11 @@ fn nemesis(
                     lab.signal(n, "KILL")?;
                 }
                 wipe(&data_dir(dir, n))?;
+                // With nothing on disk it knows the cluster only from its node file, which must
+                // name the current members, as an operator's would: those it was created with
+                // may all have been replaced since (seed 2412 at 77 s: replica 3, wiped, knew
+                // only the removed 1 and 2 and never heard the others).
+                write_node_file(dir, n, false, &members.voters)?;
                 std::thread::sleep(hold);
                 lab.start(dir, n, None)?;
                 "wipe-restart"
