@@ -230,6 +230,8 @@ impl ClientStream {
                 Err(RecvError::Frame(e))
             }
             Err(ReadFail::Stream(e)) => Err(RecvError::Stream(e)),
+            // A client's reader has no frame timeout.
+            Err(ReadFail::Slow { .. }) => unreachable!("client readers have no frame timeout"),
         }
     }
 

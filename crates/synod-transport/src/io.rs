@@ -34,6 +34,14 @@ pub(crate) mod code {
     pub const IDENTITY: VarInt = VarInt::from_u32(2);
     /// A newer connection to the same peer replaced this one.
     pub const REPLACED: VarInt = VarInt::from_u32(3);
+    /// The client identity has `max_connections_per_client` connections open already.
+    pub const LIMIT: VarInt = VarInt::from_u32(4);
+    /// A client connection kept no request stream open for `streamless_timeout`.
+    pub const NO_STREAM: VarInt = VarInt::from_u32(5);
+    /// A client frame did not arrive whole within `frame_timeout` (a stream code).
+    pub const FRAME_TIMEOUT: VarInt = VarInt::from_u32(6);
+    /// The replica closed the client stream (after a malformed request); a stream code.
+    pub const CLOSED: VarInt = VarInt::from_u32(7);
 }
 
 /// The header of a peer stream: its kind and the node id its sender claims.
@@ -49,6 +57,9 @@ pub(crate) enum ReadFail {
     Frame(#[from] FrameError),
     #[error(transparent)]
     Stream(#[from] quinn::ReadError),
+    /// A frame begun did not arrive whole within the reader's frame timeout.
+    #[error("a frame ({buffered} bytes of it so far) did not arrive whole within {limit:?}")]
+    Slow { buffered: usize, limit: std::time::Duration },
 }
 
 /// Reads frames off a QUIC receive stream.
@@ -57,22 +68,55 @@ pub(crate) struct FrameReader {
     recv: quinn::RecvStream,
     buf: BytesMut,
     decoder: FrameDecoder,
+    /// How long a frame may take from its first byte to its last (`None`: forever).
+    frame_timeout: Option<std::time::Duration>,
+    /// When the unfinished frame at the front of `buf` began to arrive.
+    partial_since: Option<tokio::time::Instant>,
 }
 
 const READ_CHUNK: usize = 64 << 10;
 
 impl FrameReader {
     pub(crate) fn new(recv: quinn::RecvStream, max_len: usize) -> FrameReader {
-        FrameReader { recv, buf: BytesMut::with_capacity(READ_CHUNK), decoder: FrameDecoder::new(max_len) }
+        FrameReader {
+            recv,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            decoder: FrameDecoder::new(max_len),
+            frame_timeout: None,
+            partial_since: None,
+        }
+    }
+
+    /// Fails [`FrameReader::next`] with [`ReadFail::Slow`] when a frame takes
+    /// longer than `limit` from its first byte to its last.
+    pub(crate) fn with_frame_timeout(mut self, limit: std::time::Duration) -> FrameReader {
+        self.frame_timeout = Some(limit);
+        self
     }
 
     /// The next frame; `Ok(None)` when the sender finished the stream cleanly.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, ReadFail> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                // The next frame's clock starts with its first byte.
+                self.partial_since = (!self.buf.is_empty()).then(tokio::time::Instant::now);
                 return Ok(Some(frame));
             }
-            match self.recv.read_chunk(usize::MAX, true).await? {
+            let chunk = match (self.frame_timeout, self.buf.is_empty()) {
+                (Some(limit), false) => {
+                    let since = *self.partial_since.get_or_insert_with(tokio::time::Instant::now);
+                    match tokio::time::timeout_at(since + limit, self.recv.read_chunk(usize::MAX, true)).await
+                    {
+                        Ok(chunk) => chunk?,
+                        Err(_) => return Err(ReadFail::Slow { buffered: self.buf.len(), limit }),
+                    }
+                }
+                _ => self.recv.read_chunk(usize::MAX, true).await?,
+            };
+            if self.buf.is_empty() {
+                self.partial_since = Some(tokio::time::Instant::now());
+            }
+            match chunk {
                 Some(chunk) => {
                     // Reserve a large frame's whole length at once (it passed the limit check).
                     if let Some(len) = self.decoder.pending_len(&self.buf)? {

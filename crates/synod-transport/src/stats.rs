@@ -56,6 +56,11 @@ stats! {
     peer_connections,
     /// Client streams opened to this endpoint.
     client_streams,
+    /// Connections refused or closed for a limit: `max_connections`,
+    /// `max_connections_per_client`, `streamless_timeout`.
+    refused_connections,
+    /// Client streams stopped because a frame did not arrive whole within `frame_timeout`.
+    slow_frames,
 }
 
 impl Stats {

@@ -122,6 +122,16 @@ pub struct TransportFile {
     /// every wake-up stays on its thread). More for machines whose QUIC work
     /// outgrows one core.
     pub threads: Option<usize>,
+    /// The most connections open at once, replicas' and clients' (default 10,000).
+    pub max_connections: Option<usize>,
+    /// The most connections one client certificate may have open (default 64).
+    pub max_connections_per_client: Option<usize>,
+    /// A client connection with no request stream for this long is closed (default 10,000 ms).
+    pub streamless_timeout_ms: Option<u64>,
+    /// A client frame must arrive whole within this long of its first byte (default 10,000 ms).
+    pub frame_timeout_ms: Option<u64>,
+    /// Bytes a client connection may have in flight to the replica (default 1 MiB).
+    pub client_receive_window: Option<usize>,
 }
 
 /// Certificate paths.
@@ -276,6 +286,17 @@ impl NodeFile {
         if file.transport.threads == Some(0) {
             bail!("{}: transport: threads must be at least 1", path.display());
         }
+        for (name, value) in [
+            ("max_connections", file.transport.max_connections.map(|n| n as u64)),
+            ("max_connections_per_client", file.transport.max_connections_per_client.map(|n| n as u64)),
+            ("streamless_timeout_ms", file.transport.streamless_timeout_ms),
+            ("frame_timeout_ms", file.transport.frame_timeout_ms),
+            ("client_receive_window", file.transport.client_receive_window.map(|n| n as u64)),
+        ] {
+            if value == Some(0) {
+                bail!("{}: transport: {name} must be at least 1", path.display());
+            }
+        }
         file.resp_settings()?;
         Ok(file)
     }
@@ -352,6 +373,21 @@ impl NodeFile {
         }
         if let Some(n) = self.transport.threads {
             config.transport.worker_threads = n;
+        }
+        if let Some(n) = self.transport.max_connections {
+            config.transport.max_connections = n;
+        }
+        if let Some(n) = self.transport.max_connections_per_client {
+            config.transport.max_connections_per_client = n;
+        }
+        if let Some(ms) = self.transport.streamless_timeout_ms {
+            config.transport.streamless_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.transport.frame_timeout_ms {
+            config.transport.frame_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.transport.client_receive_window {
+            config.transport.client_receive_window = n;
         }
         Ok(config)
     }

@@ -42,22 +42,72 @@ impl Node {
 
 impl Shared {
     pub(super) async fn serve_client(self: Arc<Self>, conn: quinn::Connection, client: u32) {
+        let remote = conn.remote_address();
+        let Some(_slot) = self.clone().client_slot(client) else {
+            let limit = self.settings.max_connections_per_client;
+            Stats::add(&self.stats.refused_connections, 1);
+            tracing::warn!(%remote, client, limit, "connection refused: too many connections for this client");
+            let why = format!(
+                "too many connections: client {client} has {limit} open (max_connections_per_client)"
+            );
+            conn.close(code::LIMIT, why.as_bytes());
+            return;
+        };
+        let window = u64::try_from(self.settings.client_receive_window).unwrap_or(u64::MAX);
+        conn.set_receive_window(quinn::VarInt::from_u64(window).unwrap_or(quinn::VarInt::MAX));
+        // Request streams open on this connection; with none for
+        // `streamless_timeout`, the connection goes (keep-alives alone keep nothing).
+        let streams = Arc::new(tokio::sync::watch::Sender::new(0usize));
+        let mut open = streams.subscribe();
+        let limit = self.settings.streamless_timeout;
+        let mut idle_until = Some(tokio::time::Instant::now() + limit);
         loop {
+            let idle = async {
+                match idle_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 bi = conn.accept_bi() => match bi {
                     Ok((send, recv)) => {
-                        tokio::spawn(self.clone().client_stream(conn.clone(), client, send, recv));
+                        streams.send_modify(|n| *n += 1);
+                        let guard = StreamGuard(streams.clone());
+                        tokio::spawn(self.clone().client_stream(conn.clone(), client, send, recv, guard));
                     }
                     Err(_) => return,
                 },
                 uni = conn.accept_uni() => {
                     if uni.is_ok() {
-                        self.refuse(&conn, conn.remote_address(), &format!("client {client} acts as a replica"));
+                        self.refuse(&conn, remote, &format!("client {client} acts as a replica"));
                     }
+                    return;
+                }
+                Ok(()) = open.changed() => {
+                    idle_until = (*open.borrow_and_update() == 0).then(|| tokio::time::Instant::now() + limit);
+                }
+                () = idle => {
+                    Stats::add(&self.stats.refused_connections, 1);
+                    tracing::warn!(%remote, client, ?limit, "closing a client connection with no request stream");
+                    let why = format!("no request stream open for {limit:?} (streamless_timeout)");
+                    conn.close(code::NO_STREAM, why.as_bytes());
                     return;
                 }
             }
         }
+    }
+
+    /// Counts a connection of `client` against `max_connections_per_client`
+    /// until the slot is dropped; `None` if the client has its limit open.
+    fn client_slot(self: Arc<Self>, client: u32) -> Option<ClientSlot> {
+        let mut open = self.client_connections.lock();
+        let n = open.entry(client).or_insert(0);
+        if *n >= self.settings.max_connections_per_client {
+            return None;
+        }
+        *n += 1;
+        drop(open);
+        Some(ClientSlot { shared: self, client })
     }
 
     async fn client_stream(
@@ -66,6 +116,7 @@ impl Shared {
         client: u32,
         send: quinn::SendStream,
         mut recv: quinn::RecvStream,
+        _open: StreamGuard,
     ) {
         let addr = conn.remote_address();
         let mut kind = [0u8; 1];
@@ -85,13 +136,25 @@ impl Shared {
         self.clients.write().insert(id, outbox.clone());
         Stats::add(&self.stats.client_streams, 1);
         self.deliver(Inbound::ClientUp { conn: id, client, addr });
-        let writer = {
+        let mut writer = {
             let (shared, outbox, conn) = (self.clone(), outbox.clone(), conn.clone());
             tokio::spawn(async move { write_loop(&outbox, send, &conn, &shared.stats).await })
         };
-        let mut reader = FrameReader::new(recv, self.settings.max_frame_len);
+        let mut reader = FrameReader::new(recv, self.settings.max_frame_len)
+            .with_frame_timeout(self.settings.frame_timeout);
         loop {
-            match reader.next().await {
+            let next = tokio::select! {
+                next = reader.next() => next,
+                // The replica closed the stream (`close_client`, after a
+                // malformed request) and its replies are out, or the client
+                // takes no more replies: read nothing more from it either.
+                _ = &mut writer => {
+                    tracing::debug!(%addr, client, "client stream closed by the replica");
+                    reader.stop(code::CLOSED);
+                    break;
+                }
+            };
+            match next {
                 Ok(Some(frame)) => {
                     Stats::add(&self.stats.frames_in, 1);
                     Stats::add(&self.stats.bytes_in, frame.len() as u64);
@@ -116,10 +179,43 @@ impl Shared {
                     tracing::debug!(%addr, client, error = %e, "client stream ended");
                     break;
                 }
+                Err(e @ ReadFail::Slow { .. }) => {
+                    Stats::add(&self.stats.slow_frames, 1);
+                    tracing::warn!(%addr, client, error = %e, "client sends too slowly; closing the stream");
+                    reader.stop(code::FRAME_TIMEOUT);
+                    break;
+                }
             }
         }
         outbox.close();
         self.clients.write().remove(&id);
         self.deliver(Inbound::ClientDown { conn: id });
+    }
+}
+
+/// One connection of a client, counted against `max_connections_per_client` while it lives.
+struct ClientSlot {
+    shared: Arc<Shared>,
+    client: u32,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.shared.client_connections.lock();
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// One request stream of a connection, counted while it lives.
+pub(super) struct StreamGuard(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }

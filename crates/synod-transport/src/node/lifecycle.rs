@@ -2,7 +2,7 @@
 //! accept loop (which hands each connection to a peer link or a client), shutdown.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ impl Node {
             handle: runtime.handle().clone(),
             clients: RwLock::default(),
             next_client: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            client_connections: Mutex::default(),
             endpoint,
             closing: AtomicBool::new(false),
             last_handshake_failure: Mutex::new(None),
@@ -181,7 +183,22 @@ impl Drop for Node {
 impl Shared {
     async fn accept_loop(self: Arc<Self>) {
         while let Some(incoming) = self.endpoint.accept().await {
-            tokio::spawn(self.clone().handle_incoming(incoming));
+            let open = self.connections.load(Ordering::Relaxed);
+            let limit = self.settings.max_connections;
+            if open >= limit {
+                // Before the handshake, so refusing costs next to nothing;
+                // the dialer sees QUIC's CONNECTION_REFUSED.
+                Stats::add(&self.stats.refused_connections, 1);
+                tracing::warn!(remote = %incoming.remote_address(), open, limit, "connection refused: max_connections open");
+                incoming.refuse();
+                continue;
+            }
+            self.connections.fetch_add(1, Ordering::Relaxed);
+            let shared = self.clone();
+            tokio::spawn(async move {
+                shared.clone().handle_incoming(incoming).await;
+                shared.connections.fetch_sub(1, Ordering::Relaxed);
+            });
         }
     }
 

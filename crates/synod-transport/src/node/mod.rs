@@ -24,7 +24,7 @@ mod types;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -67,6 +67,10 @@ struct Shared {
     handle: tokio::runtime::Handle,
     clients: RwLock<HashMap<ClientConnId, Arc<Outbox>>>,
     next_client: AtomicU64,
+    /// Connections open or in their handshake, against `max_connections`.
+    connections: AtomicUsize,
+    /// Connections open per client number, against `max_connections_per_client`.
+    client_connections: Mutex<HashMap<u32, usize>>,
     endpoint: quinn::Endpoint,
     closing: AtomicBool,
     /// Why the last refused handshake failed (an expired certificate says so here).

@@ -375,7 +375,8 @@ impl Shared {
                     conn.close(code::BAD_FRAME, b"bad frame");
                     return;
                 }
-                Err(ReadFail::Stream(e)) => {
+                // Peer readers have no frame timeout: `Slow` never comes here.
+                Err(e @ (ReadFail::Stream(_) | ReadFail::Slow { .. })) => {
                     tracing::debug!(peer = from.0, ?lane, error = %e, "peer stream ended");
                     return;
                 }

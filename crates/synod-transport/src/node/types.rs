@@ -111,6 +111,27 @@ pub struct Settings {
     /// With more, a multi-thread runtime with that many workers, for machines
     /// whose QUIC work outgrows one core.
     pub worker_threads: usize,
+    /// The most connections open at once, replicas' and clients' together,
+    /// handshakes included. One more is refused before its handshake with
+    /// QUIC's `CONNECTION_REFUSED`.
+    pub max_connections: usize,
+    /// The most connections one client identity (the client number its
+    /// certificate names) may have open. One more is closed after its
+    /// handshake with code 4 (`too many connections`).
+    pub max_connections_per_client: usize,
+    /// A client connection with no request stream open for this long is
+    /// closed with code 5 (`no stream`): keep-alives alone keep no connection.
+    pub streamless_timeout: Duration,
+    /// A client's frame must arrive whole within this long of its first byte;
+    /// a stream that sends slower is stopped with code 6 (`frame timeout`).
+    /// A stream waiting between frames is never timed out.
+    pub frame_timeout: Duration,
+    /// The bytes a client connection may have in flight to the replica (its
+    /// QUIC connection receive window; replicas' connections keep 32 MiB).
+    /// It bounds how much of a flooding client's data can queue ahead of
+    /// another client's packets; a frame larger than it still arrives, a
+    /// window at a time.
+    pub client_receive_window: usize,
 }
 
 impl Default for Settings {
@@ -125,6 +146,11 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(1),
             worker_threads: 1,
+            max_connections: 10_000,
+            max_connections_per_client: 64,
+            streamless_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            client_receive_window: 1 << 20,
         }
     }
 }

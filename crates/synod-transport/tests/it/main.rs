@@ -3,6 +3,7 @@
 mod certs;
 mod client;
 mod frames;
+mod hostile;
 mod peers;
 mod security;
 mod util;

@@ -111,6 +111,8 @@ fn bad_configuration_files_get_errors_naming_the_field() {
     assert!(err.contains("timing"), "{err}");
     let err = start_with(&format!("{NODE}\n[transport]\nthreads = 0\n"));
     assert!(err.contains("transport: threads"), "{err}");
+    let err = start_with(&format!("{NODE}\n[transport]\nmax_connections_per_client = 0\n"));
+    assert!(err.contains("transport: max_connections_per_client"), "{err}");
     // Missing certificate files are named too.
     let err = start_with(NODE);
     assert!(err.contains("certificates"), "{err}");
