@@ -205,7 +205,8 @@ impl RawClient {
         RawClient { rt, stream, endpoint, peers: cluster.peers.clone(), session: None, seq: 0 }
     }
 
-    fn reconnect(&mut self, to: NodeId) {
+    /// A new connection to replica `to`, keeping the session (an idle one is closed by the replica).
+    pub fn reconnect(&mut self, to: NodeId) {
         let addr = self.peers[&to];
         self.stream = self.rt.block_on(self.endpoint.connect(addr, Some(to))).unwrap();
     }
@@ -289,6 +290,41 @@ impl RawClient {
             Outcome::Registered { client } => self.session = Some(client),
             other => panic!("register: {other:?}"),
         }
+    }
+
+    /// Sends `n` registrations at once on this stream, then reads their `n`
+    /// answers: pipelined, as a client registering sessions as fast as it can.
+    pub fn register_many(&mut self, n: u64) -> Vec<Outcome> {
+        for i in 0..n {
+            let frame = ClientFrame::Request(ClientRequest {
+                id: (1 << 40) + i,
+                command: Command::Register { nonce: i },
+            });
+            self.stream.send(frame.encode().unwrap()).unwrap();
+        }
+        (0..n)
+            .map(|_| {
+                let frame = self
+                    .rt
+                    .block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), self.stream.recv()).await
+                    })
+                    .expect("an answer within 10 s")
+                    .expect("the stream stays open");
+                ClientReply::decode(&frame).unwrap().outcome
+            })
+            .collect()
+    }
+
+    /// Sends operation `kv` numbered `seq` (a retry, if it was sent before) and returns what it got.
+    pub fn op_numbered(&mut self, seq: u64, kv: &KvCommand) -> Outcome {
+        let command = Command::Op {
+            client: self.session.expect("registered"),
+            seq: Seq(seq),
+            ack: Seq(seq - 1),
+            payload: kv.encode().unwrap(),
+        };
+        self.call_following(command)
     }
 
     /// Sends an operation without waiting for its answer.

@@ -3,6 +3,7 @@
 mod cluster;
 mod membership;
 mod reads;
+mod sessions;
 mod snapshots;
 
 use std::time::Duration;
