@@ -117,7 +117,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// The most connections one client identity (the client number its
     /// certificate names) may have open. One more is closed after its
-    /// handshake with code 4 (`too many connections`).
+    /// handshake with code 4 (`too many connections`). 1024 by default: a
+    /// load generator, or a fleet of processes sharing one certificate,
+    /// holds many sessions, each a connection (`cargo xtask bench overload`
+    /// opens 1,000 with client 1's).
     pub max_connections_per_client: usize,
     /// A client connection with no request stream open for this long is
     /// closed with code 5 (`no stream`): keep-alives alone keep no connection.
@@ -147,7 +150,7 @@ impl Default for Settings {
             keep_alive: Duration::from_secs(1),
             worker_threads: 1,
             max_connections: 10_000,
-            max_connections_per_client: 64,
+            max_connections_per_client: 1024,
             streamless_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(10),
             client_receive_window: 1 << 20,
