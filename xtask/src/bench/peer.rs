@@ -514,7 +514,11 @@ fn load(
         .args(["--sessions", &opts.sessions.min(clients).to_string()])
         .args(["--warmup", &opts.warmup.to_string(), "--duration", &opts.duration.to_string()])
         // A run that sets its own mix (the read ceiling's `--puts 0`) keeps it.
-        .args(if extra.contains(&"--puts") { vec![] } else { vec!["--puts".to_owned(), opts.puts.to_string()] })
+        .args(if extra.contains(&"--puts") {
+            vec![]
+        } else {
+            vec!["--puts".to_owned(), opts.puts.to_string()]
+        })
         .args(["--keys", &KEYS.to_string()])
         .args(["--value-size", &VALUE_BYTES.to_string()])
         .args(["--threads", &opts.load_threads.to_string()])
