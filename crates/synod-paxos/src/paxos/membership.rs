@@ -245,6 +245,23 @@ impl Paxos {
         debug_assert_eq!(epoch, self.members.epoch);
     }
 
+    /// A member of the configuration in force that has caught up has joined
+    /// (`joined`): from now on a configuration without it removes it. Not
+    /// only when it adopts a configuration while caught up: a replica that
+    /// joins learns the configurations that add it while it is still
+    /// catching up, and may see no other until the one that removes it
+    /// (chaos seed 2412: replica 12, added and promoted while it caught up,
+    /// then removed, was never `removed` and never retired).
+    pub(super) fn note_joined(&mut self) {
+        if !self.joined
+            && self.rejoin.is_none()
+            && self.members.contains(self.cfg.id)
+            && self.first_unchosen >= self.known_commit
+        {
+            self.joined = true;
+        }
+    }
+
     /// A removed replica retires once a majority of the voters of the
     /// configuration that removed it reported holding it durably
     /// (`Status::epoch`; or after [`RETIRE_TICKS`]): until then it answers

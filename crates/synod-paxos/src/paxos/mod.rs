@@ -387,6 +387,7 @@ impl Paxos {
             self.stand();
         }
         self.send_commit();
+        self.note_joined();
         self.check_retire();
         self.finish();
         self.debug_assert_invariants();
