@@ -30,8 +30,15 @@ use crate::target_dir;
 
 /// The replicas the cluster starts with.
 const REPLICAS: u32 = 3;
-/// Namespaces (and so replica ids) the lab makes room for: replacements and growth take new ids.
-const SLOTS: u32 = 12;
+/// The most namespaces (and so replica ids) a lab makes room for: replacements and growth
+/// take new ids, and the client's address comes after them.
+const MAX_SLOTS: u32 = CLIENT_HOST - 1;
+
+/// The namespaces (and so replica ids) a run of `seconds` makes room for: 12, and one more
+/// for every 10 s (seed 2412 used 12 ids in 200 s), at most [`MAX_SLOTS`].
+fn slots_for(seconds: u64) -> u32 {
+    (12 + seconds / 10).min(u64::from(MAX_SLOTS)) as u32
+}
 const NET: &str = "10.200.0";
 const SWITCH: &str = "synodsw";
 const CLIENT_NS: &str = "synodcl";
@@ -60,13 +67,13 @@ struct Lab {
 }
 
 impl Lab {
-    fn up() -> Result<Lab> {
+    fn up(slots: u32) -> Result<Lab> {
         Lab::down();
         sh(&["ip", "netns", "add", SWITCH])?;
         sh(&["ip", "-n", SWITCH, "link", "set", "lo", "up"])?;
         sh(&["ip", "-n", SWITCH, "link", "add", "br0", "type", "bridge"])?;
         sh(&["ip", "-n", SWITCH, "link", "set", "br0", "up"])?;
-        let hosts: Vec<(String, u32)> = (1..=SLOTS)
+        let hosts: Vec<(String, u32)> = (1..=slots)
             .map(|i| (ns(i), i))
             .chain(std::iter::once((CLIENT_NS.to_owned(), CLIENT_HOST)))
             .collect();
@@ -85,16 +92,16 @@ impl Lab {
         }
         nft("add table bridge chaos")?;
         nft("add chain bridge chaos cut { type filter hook forward priority 0; policy accept; }")?;
-        Lab::watchdog()?;
-        Ok(Lab { children: (0..SLOTS).map(|_| None).collect() })
+        Lab::watchdog(slots)?;
+        Ok(Lab { children: (0..slots).map(|_| None).collect() })
     }
 
     /// A detached shell that tears the lab down once this process is gone,
     /// however it ended (Ctrl-C and SIGKILL included). After a normal end it
     /// finds nothing left to do.
-    fn watchdog() -> Result<()> {
+    fn watchdog(slots: u32) -> Result<()> {
         let names: Vec<String> =
-            (1..=SLOTS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
+            (1..=slots).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).collect();
         let script = format!(
             "for n in {names}; do \
              for p in $(ip netns pids $n 2>/dev/null); do kill -CONT $p; kill -KILL $p; done; \
@@ -107,7 +114,13 @@ impl Lab {
 
     /// Kills everything in the lab and deletes its namespaces (links and rules go with them).
     fn down() {
-        for name in (1..=SLOTS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]) {
+        // Whatever an earlier run made, however many slots it had.
+        let listed =
+            Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+        let listed = String::from_utf8_lossy(&listed).into_owned();
+        let exists =
+            |name: &String| listed.lines().any(|l| l.split_whitespace().next() == Some(name.as_str()));
+        for name in (1..=MAX_SLOTS).map(ns).chain([CLIENT_NS.to_owned(), SWITCH.to_owned()]).filter(exists) {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-CONT", pid]).status();
@@ -268,7 +281,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::write(dir.join("client.toml"), client_file(&initial))?;
     let mut members = Members { voters: initial.clone(), next: REPLICAS + 1 };
     members.write_admin(&dir)?;
-    let mut lab = Lab::up()?;
+    let mut lab = Lab::up(slots_for(seconds))?;
     for &i in &initial {
         lab.start(&dir, i, None)?;
     }
@@ -715,8 +728,9 @@ fn member_view(dir: &std::path::Path) -> Option<Value> {
 /// joins, adds it as a learner, and waits until it has caught up with the leader.
 fn add_replica(lab: &mut Lab, dir: &std::path::Path, members: &mut Members) -> Result<u32> {
     let id = members.next;
-    if id > SLOTS {
-        bail!("the lab has room for replicas 1..={SLOTS} only");
+    let slots = lab.children.len() as u32;
+    if id > slots {
+        bail!("the lab has room for replicas 1..={slots} only");
     }
     members.next += 1;
     sh(&[
@@ -779,6 +793,14 @@ fn remove_replica(lab: &mut Lab, dir: &std::path::Path, members: &mut Members, v
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn longer_runs_get_room_for_more_replica_ids() {
+        assert_eq!(slots_for(30), 15);
+        assert_eq!(slots_for(600), 72);
+        assert_eq!(slots_for(3600), MAX_SLOTS);
+        assert!(MAX_SLOTS < CLIENT_HOST);
+    }
 
     #[test]
     fn wipe_empties_a_data_directory_and_keeps_it() {
