@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use crate::{project_root, run_cmd};
 
 /// Builds the fuzz targets (fuzz/) with the nightly toolchain and runs each for a while, one after
-/// another, on the committed corpus fuzz/corpus/<target>/; prints each one's executions, exec/s, CPU
+/// another, on the committed corpus `fuzz/corpus/<target>/`; prints each one's executions, exec/s, CPU
 /// seconds, coverage and features. A crash fails the command and names its input and how to replay it.
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask fuzz", bin_name = "cargo xtask fuzz")]
@@ -33,7 +33,7 @@ pub(crate) struct Args {
     /// Seconds per target.
     #[arg(long, value_name = "S")]
     seconds: Option<u64>,
-    /// Instead of fuzzing: write the seed corpus, fuzz/corpus/<target>/, from real encoded messages,
+    /// Instead of fuzzing: write the seed corpus, `fuzz/corpus/<target>/`, from real encoded messages,
     /// frames, a log and a snapshot of a short run, config files and Redis commands.
     #[arg(long, conflicts_with_all = ["minutes", "seconds", "merge"])]
     seed_corpus: bool,

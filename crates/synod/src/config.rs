@@ -209,7 +209,7 @@ pub struct ReadsFile {
 pub struct RespTable {
     /// Where to listen: an `ip:port`, loopback unless `tls` is on.
     pub listen: String,
-    /// TLS on the RESP port with this replica's certificate ([tls] cert and
+    /// TLS on the RESP port with this replica's certificate (`[tls]` cert and
     /// key), asking every client for a certificate of the cluster's CA (as
     /// `redis-cli --tls --cacert ca.pem --cert client-N.pem --key
     /// client-N.key` presents one). Required off loopback.
