@@ -304,7 +304,7 @@ fn closing_line(o: &Outcome, minutes: f64) -> String {
 
 /// Starts the load generator with `args`, its output in `<raw>/<name>.{out,err,json}` and its pid
 /// in `<raw>/<name>.pid` for the watchdog.
-fn spawn_load(raw: &Path, name: &str, args: &[String]) -> Result<Child> {
+pub(crate) fn spawn_load(raw: &Path, name: &str, args: &[String]) -> Result<Child> {
     let child = Command::new(target_dir().join("release").join("load"))
         .args(args)
         .arg("--json")

@@ -16,7 +16,7 @@
 //! `$CARGO_TARGET_DIR/bench/overload.json`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::peer::parse_seconds;
 use crate::cluster::{build_release, Cluster};
-use crate::soak::{dead_replica_of, rss_bytes, scrape};
+use crate::soak::{dead_replica_of, rss_bytes, scrape, spawn_load};
 use crate::target_dir;
 
 /// Replica i listens on BASE_PORT + i, its metrics on BASE_PORT + 100 + i.
@@ -75,7 +75,7 @@ pub(crate) fn run(args: OverloadArgs) -> Result<()> {
     cluster.stop_all();
     let _ = std::fs::remove_dir_all(&raw);
     std::fs::create_dir_all(&raw)?;
-    cluster.spawn_watchdog("overload", &[raw.join("load.pid")])?;
+    cluster.spawn_watchdog("overload", &[raw.join("capacity.pid"), raw.join("load.pid")])?;
     cluster.create_with(BASE_PORT, true)?;
     let result = overload(&cluster, &raw, &args, seconds);
     cluster.stop_all();
@@ -194,25 +194,10 @@ fn overload(cluster: &Cluster, raw: &Path, args: &OverloadArgs, seconds: f64) ->
     Ok(())
 }
 
-/// Starts the load generator with `args`, its output in `<raw>/<name>.{out,err,json}`.
-fn spawn_load(raw: &Path, name: &str, args: &[String]) -> Result<Child> {
-    let child = Command::new(target_dir().join("release").join("load"))
-        .args(args)
-        .arg("--json")
-        .arg(raw.join(format!("{name}.json")))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(raw.join(format!("{name}.out")))?)
-        .stderr(std::fs::File::create(raw.join(format!("{name}.err")))?)
-        .spawn()
-        .with_context(|| format!("starting the load generator ({name})"))?;
-    std::fs::write(raw.join("load.pid"), child.id().to_string())?;
-    Ok(child)
-}
-
 /// Waits for the load generator and reads its report.
 fn finished(raw: &Path, name: &str, load: &mut Child) -> Result<Value> {
     let status = load.wait()?;
-    let _ = std::fs::remove_file(raw.join("load.pid"));
+    let _ = std::fs::remove_file(raw.join(format!("{name}.pid")));
     if !status.success() {
         bail!(
             "the load generator ({name}) failed ({status}); see {}",
