@@ -51,7 +51,8 @@ fn ns(i: u32) -> String {
     format!("synod{i}")
 }
 
-fn sh(args: &[&str]) -> Result<()> {
+/// Runs a command, failing with its stderr if it fails.
+pub(crate) fn sh(args: &[&str]) -> Result<()> {
     let out =
         Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args[0]))?;
     if !out.status.success() {

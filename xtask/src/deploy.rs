@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::chaos::sh;
 use crate::cluster::{build_release, last_words, synod_bin};
 use crate::{project_root, target_dir};
 
@@ -326,15 +327,6 @@ fn indent(text: &str) -> String {
 /// The network namespace standing for `host`.
 fn ns(host: &str) -> String {
     format!("sdt-{host}")
-}
-
-fn sh(args: &[&str]) -> Result<()> {
-    let out =
-        Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args[0]))?;
-    if !out.status.success() {
-        bail!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
 }
 
 /// The pretend hosts: a namespace and a root directory each, the replicas running in them.
