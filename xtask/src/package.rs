@@ -81,16 +81,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 /// The workspace's publishable crates, and the names of those marked `publish = false`.
 fn workspace_crates() -> Result<(Vec<Crate>, BTreeSet<String>)> {
-    let out = cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
-        .current_dir(project_root())
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    split_by_publish(&meta)
+    split_by_publish(&crate::tidy::cargo_metadata(&["--no-deps", "--locked"])?)
 }
 
 fn split_by_publish(meta: &Value) -> Result<(Vec<Crate>, BTreeSet<String>)> {

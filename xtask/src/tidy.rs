@@ -267,16 +267,7 @@ pub(crate) struct Graph {
 
 impl Graph {
     pub(crate) fn load() -> Result<Graph> {
-        let out = cargo()
-            .args(["metadata", "--format-version", "1"])
-            .current_dir(project_root())
-            .output()
-            .context("running cargo metadata")?;
-        if !out.status.success() {
-            bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-        Graph::from_metadata(&meta)
+        Graph::from_metadata(&cargo_metadata(&[])?)
     }
 
     fn from_metadata(meta: &Value) -> Result<Graph> {
@@ -369,6 +360,20 @@ pub(crate) fn check_graph(graph: &Graph) -> Vec<String> {
         }
     }
     problems
+}
+
+/// `cargo metadata --format-version 1` of the workspace, with `extra` flags, parsed.
+pub(crate) fn cargo_metadata(extra: &[&str]) -> Result<Value> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1"])
+        .args(extra)
+        .current_dir(project_root())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
 }
 
 #[cfg(test)]
