@@ -34,6 +34,13 @@ const ENVELOPE: usize = 256;
 const REGISTER: u64 = 0;
 /// A read refused this many times in a row by the connected replica is taken elsewhere.
 const UNAVAILABLE_BEFORE_FAILOVER: u32 = 3;
+/// A request unanswered for a request timeout is taken to another replica at
+/// once if the connection shows no progress (no command applied, no read
+/// served, within that timeout); on a connection that does, it waits this
+/// many request timeouts. A slow, overloaded leader is not left for a
+/// follower (that only redirects back) with every request resent; a dead or
+/// cut-off one still is, within one timeout.
+const PATIENCE: u64 = 4;
 
 /// The attempt of a request currently on the wire.
 #[derive(Debug, Clone, Copy)]
@@ -69,8 +76,10 @@ struct PendingRead {
     deadline: u64,
     attempt: Option<Attempt>,
     not_before: Option<u64>,
-    /// Answers `Unavailable` in a row, for the backoff.
+    /// Answers `Unavailable` in a row, for the backoff and failover.
     unavailable: u32,
+    /// Answers `Busy` so far, for the backoff (admission control: no failover).
+    busy: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +126,9 @@ pub struct ClientCore {
     next_id: u64,
     /// Failovers since the last answer; drives the backoff.
     failovers: u32,
+    /// When the current connection last showed progress (µs): it came up, or
+    /// a command was applied or a read served on it. See [`PATIENCE`].
+    progress_at: u64,
     /// Connection attempts that failed in a row, and the last replica that failed.
     connect_failures: usize,
     last_failure: Option<NodeId>,
@@ -160,6 +172,7 @@ impl ClientCore {
             ids: BTreeMap::new(),
             next_id: 1,
             failovers: 0,
+            progress_at: 0,
             connect_failures: 0,
             last_failure: None,
             rng,
@@ -246,7 +259,16 @@ impl ClientCore {
         }
         self.reads.insert(
             call.0,
-            PendingRead { call, query, mode, deadline, attempt: None, not_before: None, unavailable: 0 },
+            PendingRead {
+                call,
+                query,
+                mode,
+                deadline,
+                attempt: None,
+                not_before: None,
+                unavailable: 0,
+                busy: 0,
+            },
         );
         self.send_read(now, call.0);
         self.progress(now);
@@ -261,6 +283,7 @@ impl ClientCore {
         if epoch == self.epoch && self.link == Link::Connecting {
             self.connect_failures = 0;
             self.link = Link::Up { node };
+            self.progress_at = now;
             let keys: Vec<u64> = self
                 .pending
                 .iter()
@@ -496,7 +519,15 @@ impl ClientCore {
         let current = r.attempt.is_some_and(|a| a.id == reply.id && a.epoch == epoch);
         match reply.outcome {
             Outcome::Applied { payload } => self.finish_read(key, Ok(payload)),
-            Outcome::Unavailable(_) | Outcome::Busy | Outcome::Redirect { .. } if current => {
+            Outcome::Busy if current => {
+                // Admission control: the replica is up and serving, just full. Back off
+                // and ask it again; another would be no less loaded.
+                let pause = BACKOFF_MIN.saturating_mul(1 << r.busy.min(6)).min(BACKOFF_MAX);
+                r.busy = r.busy.saturating_add(1);
+                r.attempt = None;
+                r.not_before = Some(now + self.rng.around(pause));
+            }
+            Outcome::Unavailable(_) | Outcome::Redirect { .. } if current => {
                 // Not served as asked (no leader to confirm it yet): ask again after a pause,
                 // and after a few refusals in a row ask another replica (this one may be
                 // cut off, or still rejoining).
@@ -541,6 +572,11 @@ impl ClientCore {
     }
 
     fn on_reply(&mut self, now: u64, epoch: u64, reply: ClientReply) {
+        if epoch == self.epoch
+            && matches!(reply.outcome, Outcome::Applied { .. } | Outcome::Registered { .. })
+        {
+            self.progress_at = now;
+        }
         if let Some(&key) = self.read_ids.get(&reply.id) {
             self.on_read_reply(now, epoch, key, reply);
             return;
@@ -622,9 +658,12 @@ impl ClientCore {
             return;
         }
         let timeout = self.request_timeout;
-        let late = |a: &Option<Attempt>| a.is_some_and(|a| a.sent_at + timeout <= now);
+        // A request timed out: try another replica, unless this connection still
+        // makes progress and the request has not waited PATIENCE timeouts.
+        let moving = self.progress_at + timeout > now;
+        let wait = if moving { timeout.saturating_mul(PATIENCE) } else { timeout };
+        let late = |a: &Option<Attempt>| a.is_some_and(|a| a.sent_at + wait <= now);
         if self.pending.values().any(|p| late(&p.attempt)) || self.reads.values().any(|r| late(&r.attempt)) {
-            // A request timed out: try another replica.
             self.failover(now, None);
             return;
         }

@@ -58,7 +58,7 @@ mod snapshot;
 
 pub use crate::effect::{Apply, Effect};
 pub use crate::membership::SETTLE_TICKS;
-pub use crate::replica::{Limits, Now, ReplicaCore, Stats};
+pub use crate::replica::{Limits, Now, ReplicaCore, Stats, DEFAULT_MAX_WAITING};
 pub use crate::route::{route_replies, Routing, Waiter};
 pub use crate::snapshot::{SnapshotPolicy, OFFER_TICKS, PULL_RETRIES, PULL_TICKS};
 

@@ -57,6 +57,11 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
                 let index = self.reads.emitted;
                 self.serve(index, read);
             }
+            ReadMode::Linearizable | ReadMode::Lease if self.admission_full() => {
+                self.stats.busy += 1;
+                self.reply(read.conn, read.id, Outcome::Busy);
+                return;
+            }
             ReadMode::Linearizable | ReadMode::Lease => {
                 let rid = self.reads.next;
                 self.reads.next += 1;

@@ -40,25 +40,47 @@ pub struct Limits {
     /// A request that would take the queue's bytes past this is answered
     /// `Outcome::Busy`.
     pub max_queued_bytes: usize,
+    /// Admission control: a new command or linearizable read that arrives
+    /// while this many requests already wait here (queued, proposed and not
+    /// yet chosen, or reads waiting for their index) is answered
+    /// `Outcome::Busy`, and its client backs off. Past the point where the
+    /// pipeline is full, more waiting only adds latency; bounding it keeps
+    /// latency below clients' timeouts (so they do not fail over and resend)
+    /// and memory bounded when far more clients come than the cluster serves.
+    pub max_waiting: usize,
 }
+
+/// The default of [`Limits::max_waiting`]: one full batch of the default
+/// size. A thousand waiting clients already keep the pipeline full (three
+/// replicas on two cores commit 60-100k commands a second with them), so this
+/// is 40-200 ms of work there.
+pub const DEFAULT_MAX_WAITING: usize = 4096;
 
 impl Default for Limits {
     /// The runtime's defaults: 4 slots in flight, batches of up to 4096
-    /// commands and 1 MiB, `Busy` past 64 batches' worth (64 MiB) queued.
+    /// commands and 1 MiB, `Busy` past 64 batches' worth (64 MiB) queued or
+    /// [`DEFAULT_MAX_WAITING`] requests waiting.
     fn default() -> Limits {
         Limits::with_batches(4, 4096, 1 << 20)
     }
 }
 
 impl Limits {
-    /// Limits with today's `Busy` rule: up to 64 full batches may queue.
+    /// Limits with today's `Busy` rules: up to 64 full batches may queue,
+    /// and [`DEFAULT_MAX_WAITING`] requests wait.
     pub fn with_batches(max_in_flight: usize, max_batch_commands: usize, max_batch_bytes: usize) -> Limits {
         Limits {
             max_in_flight,
             max_batch_commands,
             max_batch_bytes,
             max_queued_bytes: max_batch_bytes.saturating_mul(64),
+            max_waiting: DEFAULT_MAX_WAITING,
         }
+    }
+
+    /// These limits with `max_waiting` set.
+    pub fn with_max_waiting(self, max_waiting: usize) -> Limits {
+        Limits { max_waiting, ..self }
     }
 }
 
@@ -69,7 +91,8 @@ pub struct Stats {
     pub requests: u64,
     /// Requests answered `Redirect` because this replica did not lead.
     pub redirects: u64,
-    /// Requests answered `Busy` because the queue was full.
+    /// Requests answered `Busy` because the queue was full or too many waited
+    /// (commands and reads).
     pub busy: u64,
     /// Queued, unproposed requests answered `Redirect` when this replica stopped leading.
     pub queued_redirected: u64,
@@ -162,6 +185,7 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             max_batch_commands: limits.max_batch_commands.max(1),
             max_batch_bytes: limits.max_batch_bytes.max(1),
             max_queued_bytes: limits.max_queued_bytes.max(1),
+            max_waiting: limits.max_waiting.max(1),
         };
         let mut core = ReplicaCore {
             paxos,
@@ -234,8 +258,8 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
             self.stats.waiters_replaced += 1;
         } else {
             let size = size(&request.command);
-            if self.queue_bytes + size > self.limits.max_queued_bytes {
-                // Far more queued than the pipeline can take: push back.
+            if self.queue_bytes + size > self.limits.max_queued_bytes || self.admission_full() {
+                // Far more waiting than the pipeline can take: push back.
                 self.stats.busy += 1;
                 self.reply(conn, request.id, Outcome::Busy);
                 return;
@@ -310,6 +334,14 @@ impl<C: Copy + Eq + Ord + Hash + Debug> ReplicaCore<C> {
     }
 
     // ---- private ----
+
+    /// Whether as many requests wait here as admission control allows. Each
+    /// term is a map's length: this is O(1) on every request.
+    pub(crate) fn admission_full(&self) -> bool {
+        let waiting =
+            self.queued.len() + self.proposed_origin.len() + self.reads.asked.len() + self.reads.parked.len();
+        waiting >= self.limits.max_waiting
+    }
 
     /// After a Paxos input: its actions to effects, then the queue proposed, then those actions.
     pub(crate) fn finish(&mut self, now: Now) {

@@ -54,6 +54,10 @@ pub struct ReplicaConfig {
     pub max_batch_commands: usize,
     /// The most bytes of commands in one batch.
     pub max_batch_bytes: usize,
+    /// Admission control: requests (commands and linearizable reads) that
+    /// may wait at this replica at once; one more is answered `Busy` and its
+    /// client backs off (`synod_replica::Limits::max_waiting`).
+    pub max_waiting: usize,
     /// Session table limits (identical on every replica).
     pub sessions: SessionConfig,
     /// Transport tunables.
@@ -108,6 +112,7 @@ impl ReplicaConfig {
             max_in_flight: 4,
             max_batch_commands: 4096,
             max_batch_bytes: 1 << 20,
+            max_waiting: synod_replica::DEFAULT_MAX_WAITING,
             sessions: SessionConfig::default(),
             transport: Settings::default(),
             segment_bytes: 64 << 20,

@@ -166,7 +166,8 @@ impl Replica {
             .name(format!("synod-apply-{}", config.id.0))
             .spawn(move || apply.run(apply_rx))?;
         let limits =
-            Limits::with_batches(config.max_in_flight, config.max_batch_commands, config.max_batch_bytes);
+            Limits::with_batches(config.max_in_flight, config.max_batch_commands, config.max_batch_bytes)
+                .with_max_waiting(config.max_waiting);
         let policy = SnapshotPolicy {
             log_bytes: config.snapshots.log_bytes,
             retain_slots: config.snapshots.retain_slots,

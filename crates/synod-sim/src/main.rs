@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let began = Instant::now();
     let mut violations = 0u64;
     let (mut ops, mut slots, mut crashes, mut fsyncs, mut cuts, mut elections) = (0, 0, 0, 0, 0, 0);
-    let (mut snapshots, mut installs, mut wipes) = (0, 0, 0);
+    let (mut snapshots, mut installs, mut wipes, mut busy) = (0, 0, 0, 0);
     let (mut reads, mut changes) = (0, 0);
     for seed in first..first + count {
         let mut cfg = SimConfig::with_replicas(seed, replicas);
@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         elections += report.elections;
         snapshots += report.snapshots;
         installs += report.installs;
+        busy += report.busy;
         wipes += report.wipes;
         reads += report.reads;
         changes += report.changes.1;
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
     }
     let secs = began.elapsed().as_secs_f64();
     eprintln!(
-        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections, {snapshots} snapshots written, {installs} installed from peers, {wipes} disks lost, {changes} membership changes, {reads} reads outside the log checked, in {secs:.1} s ({:.1} seeds/s)",
+        "{replicas} replicas: {ops} client ops, {slots} slots, {crashes} crashes ({fsyncs} after failed fsyncs), {cuts} link cuts, {elections} elections, {snapshots} snapshots written, {installs} installed from peers, {wipes} disks lost, {changes} membership changes, {reads} reads outside the log checked, {busy} requests answered Busy, in {secs:.1} s ({:.1} seeds/s)",
         count as f64 / secs.max(1e-9)
     );
     println!("{count} seeds, {violations} violations");

@@ -24,6 +24,10 @@ const MAX_BATCH: usize = 8;
 /// Slots a leader keeps proposed and not yet chosen, as the runtime does by
 /// default (`Limits::default`): more requests queue and go in later batches.
 const MAX_IN_FLIGHT: usize = 4;
+/// Requests that may wait at a replica before more are answered `Busy`: far
+/// below the runtime's default, so that admission control and the clients'
+/// backoff run in every seed.
+const MAX_WAITING: usize = 6;
 /// The connection id of the operator who asks for membership changes.
 const ADMIN: usize = usize::MAX;
 
@@ -54,6 +58,8 @@ pub struct Report {
     pub snapshots: u64,
     /// Snapshots received from peers and installed.
     pub installs: u64,
+    /// Requests answered `Busy` by admission control.
+    pub busy: u64,
     /// Disks replaced by empty ones.
     pub wipes: u64,
     /// Membership changes asked for, and how many took effect.
@@ -127,6 +133,7 @@ struct World {
     elections: u64,
     snapshots: u64,
     installs: u64,
+    busy: u64,
     wipes: u64,
 }
 
@@ -207,6 +214,7 @@ impl World {
             elections: 0,
             snapshots: 0,
             installs: 0,
+            busy: 0,
             wipes: 0,
             cfg,
         }
@@ -316,8 +324,11 @@ impl World {
         };
         let policy =
             SnapshotPolicy { log_bytes: self.cfg.snapshot_log_bytes, retain_slots: self.cfg.retain_slots };
-        let core = ReplicaCore::new(paxos, Limits::with_batches(MAX_IN_FLIGHT, MAX_BATCH, 1 << 20))
-            .with_snapshots(policy);
+        let core = ReplicaCore::new(
+            paxos,
+            Limits::with_batches(MAX_IN_FLIGHT, MAX_BATCH, 1 << 20).with_max_waiting(MAX_WAITING),
+        )
+        .with_snapshots(policy);
         #[cfg(feature = "planted-bugs")]
         let core = core.with_bugs(self.cfg.replica_bugs);
         self.nodes[i] = Some(Replica { core, applier });
@@ -331,8 +342,7 @@ impl World {
 
     fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
-            self.elections += node.core.paxos().stats().elections;
-            self.installs += node.core.stats().snapshots_installed;
+            self.count(&node);
             let mode = self.disks[i].crash(&mut self.rng);
             self.crashes += 1;
             let back = self.now + self.rng.range(20, 300);
@@ -753,8 +763,7 @@ impl World {
                     {
                         // The runtime stops a retired replica: so does the simulator.
                         let node = self.nodes[i].take().expect("up");
-                        self.elections += node.core.paxos().stats().elections;
-                        self.installs += node.core.stats().snapshots_installed;
+                        self.count(&node);
                         self.restart_at[i] = None;
                         self.life[i] = Life::Gone;
                         self.wiped[i] = false;
@@ -897,10 +906,20 @@ impl World {
         }
     }
 
+    /// Adds a replica incarnation's counters to the run's, as it stops.
+    fn count(&mut self, node: &Replica) {
+        let (elections, installs, busy) = counters(node);
+        self.elections += elections;
+        self.installs += installs;
+        self.busy += busy;
+    }
+
     fn report(mut self) -> Report {
-        for node in self.nodes.iter().flatten() {
-            self.elections += node.core.paxos().stats().elections;
-            self.installs += node.core.stats().snapshots_installed;
+        let running: Vec<_> = self.nodes.iter().flatten().map(counters).collect();
+        for (elections, installs, busy) in running {
+            self.elections += elections;
+            self.installs += installs;
+            self.busy += busy;
         }
         Report {
             seed: self.cfg.seed,
@@ -915,6 +934,7 @@ impl World {
             messages: (self.net.sent, self.net.dropped),
             snapshots: self.snapshots,
             installs: self.installs,
+            busy: self.busy,
             wipes: self.wipes,
             changes: (self.next_ask, self.changes_done),
             reads: self.checker.reads_done() as u64,
@@ -922,4 +942,10 @@ impl World {
             trace: self.trace,
         }
     }
+}
+
+/// A replica incarnation's elections, snapshot installs and `Busy` answers, for the report.
+fn counters(node: &Replica) -> (u64, u64, u64) {
+    let stats = node.core.stats();
+    (node.core.paxos().stats().elections, stats.snapshots_installed, stats.busy)
 }

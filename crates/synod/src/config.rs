@@ -179,6 +179,8 @@ pub struct BatchingFile {
     pub max_batch_commands: Option<usize>,
     /// Bytes per batch.
     pub max_batch_bytes: Option<usize>,
+    /// Requests that may wait at a replica before more are answered `Busy`.
+    pub max_waiting: Option<usize>,
 }
 
 /// Snapshots and log compaction.
@@ -360,6 +362,9 @@ impl NodeFile {
         }
         if let Some(n) = self.batching.max_batch_bytes {
             config.max_batch_bytes = n;
+        }
+        if let Some(n) = self.batching.max_waiting {
+            config.max_waiting = n;
         }
         config.leases = self.reads.leases;
         if let Some(n) = self.snapshots.log_bytes {

@@ -60,6 +60,12 @@ struct Sample {
     rss: Vec<Option<u64>>,
     busy: Vec<Option<f64>>,
     leader_changes: Vec<Option<f64>>,
+    /// Requests answered `Redirect` (a client that failed over to a follower).
+    redirects: Vec<Option<f64>>,
+    /// Waiters dropped because their connection closed (a client that gave up on it).
+    dropped: Vec<Option<f64>>,
+    /// Client connections open.
+    connections: Vec<Option<f64>>,
 }
 
 pub(crate) fn run(args: OverloadArgs) -> Result<()> {
@@ -138,12 +144,17 @@ fn overload(cluster: &Cluster, raw: &Path, args: &OverloadArgs, seconds: f64) ->
         .map(|r| capacity_samples.iter().filter_map(|s| s.rss[r]).max().unwrap_or(0))
         .collect();
     let total = |v: &Vec<Option<f64>>| v.iter().flatten().sum::<f64>();
-    let delta = |f: &dyn Fn(&Sample) -> f64| match (capacity_samples.first(), samples.last()) {
+    // Counted over the overload run alone (the first samples of the capacity run may predate
+    // a replica's first export of its counters). Failovers show as redirects and dropped waiters.
+    let delta = |f: &dyn Fn(&Sample) -> f64| match (samples.first(), samples.last()) {
         (Some(a), Some(b)) => f(b) - f(a),
         _ => 0.0,
     };
     let busy = delta(&|s| total(&s.busy));
     let leader_changes = delta(&|s| total(&s.leader_changes));
+    let redirects = delta(&|s| total(&s.redirects));
+    let dropped = delta(&|s| total(&s.dropped));
+    let max_connections = samples.iter().map(|s| total(&s.connections)).fold(0.0, f64::max);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     let mbs = |v: &[u64]| v.iter().map(|b| format!("{:.0}", *b as f64 / MIB)).collect::<Vec<_>>().join("/");
 
@@ -169,13 +180,20 @@ fn overload(cluster: &Cluster, raw: &Path, args: &OverloadArgs, seconds: f64) ->
         mbs(&second)
     );
     println!(
-        "overload: {busy:.0} requests answered Busy, {leader_changes:.0} leader changes seen (summed over replicas), {}",
+        "overload: {busy:.0} requests answered Busy, {leader_changes:.0} leader changes seen during it (summed over replicas), {}",
         died.as_deref().unwrap_or("every replica running")
+    );
+    println!(
+        "overload: failovers: {redirects:.0} requests redirected, {dropped:.0} waiters dropped with their \
+         connection, at most {max_connections:.0} client connections open (summed over replicas)"
     );
     let json_path = target_dir().join("bench").join("overload.json");
     let series: Vec<Value> = samples
         .iter()
-        .map(|s| json!({"t": s.t, "rss_bytes": s.rss, "busy": s.busy, "leader_changes": s.leader_changes}))
+        .map(|s| {
+            json!({"t": s.t, "rss_bytes": s.rss, "busy": s.busy, "leader_changes": s.leader_changes,
+                   "redirects": s.redirects, "waiters_dropped": s.dropped, "client_connections": s.connections})
+        })
         .collect();
     std::fs::write(
         &json_path,
@@ -184,7 +202,8 @@ fn overload(cluster: &Cluster, raw: &Path, args: &OverloadArgs, seconds: f64) ->
                          "duration_s": seconds, "puts_percent": args.puts},
             "capacity": capacity_report, "overload": report,
             "rss_max_first_half": first, "rss_max_second_half": second, "rss_max_capacity": capacity_rss,
-            "busy": busy, "leader_changes": leader_changes, "died": died, "samples": series,
+            "busy": busy, "leader_changes": leader_changes, "redirects": redirects,
+            "waiters_dropped": dropped, "max_client_connections": max_connections, "died": died, "samples": series,
         }))?,
     )?;
     println!("results: {}", json_path.display());
@@ -225,10 +244,13 @@ fn watch(cluster: &Cluster, seconds: f64, load: &mut Child) -> Result<Vec<Sample
         let rss: Vec<Option<u64>> = (1..=REPLICAS).map(|i| cluster.pid(i).and_then(rss_bytes)).collect();
         let busy = (1..=REPLICAS).map(|i| scrape(port(i), "synod_client_busy_total")).collect();
         let leader_changes = (1..=REPLICAS).map(|i| scrape(port(i), "synod_leader_changes_total")).collect();
+        let redirects = (1..=REPLICAS).map(|i| scrape(port(i), "synod_client_redirects_total")).collect();
+        let dropped = (1..=REPLICAS).map(|i| scrape(port(i), "synod_waiters_dropped_total")).collect();
+        let connections = (1..=REPLICAS).map(|i| scrape(port(i), "synod_client_connections")).collect();
         let max = rss.iter().flatten().copied().max().unwrap_or(0);
         bar.set_position((t as u64).min(seconds.ceil() as u64));
         bar.set_message(format!("replica memory max {:.0} MB", max as f64 / MIB));
-        samples.push(Sample { t, rss, busy, leader_changes });
+        samples.push(Sample { t, rss, busy, leader_changes, redirects, dropped, connections });
         if let Some(d) = dead_replica_of(cluster, REPLICAS) {
             bar.abandon();
             let _ = load.kill();

@@ -274,3 +274,78 @@ fn a_core_without_a_session_serves_reads_and_refuses_calls() {
     assert_eq!(events(&mut core), [ClientEvent::Completed { call: read, result: Ok(b"v".to_vec()) }]);
     assert_eq!(core.outstanding(), 0);
 }
+
+#[test]
+fn a_late_request_on_a_connection_that_makes_progress_waits_four_timeouts() {
+    let (mut core, c) = registered(2);
+    core.handle_call(MS, vec![1], u64::MAX);
+    transmits(&mut core);
+    // Other calls keep being answered on this connection: it is slow, not gone.
+    let mut now = MS;
+    let mut next_call = 50 * MS;
+    let failed_over_at = loop {
+        now = core.poll_timeout().unwrap().min(next_call).max(now);
+        core.handle_timeout(now);
+        if core.connection() != Some((c.epoch, NodeId(1))) {
+            break now;
+        }
+        if now >= next_call {
+            core.handle_call(now, vec![2], u64::MAX);
+            let t = transmits(&mut core).remove(0);
+            core.handle_reply(now, c.epoch, reply(&t, Outcome::Applied { payload: vec![] }));
+            events(&mut core);
+            next_call += 50 * MS;
+        }
+        assert!(now < 2_000 * MS, "never failed over");
+    };
+    // Sent at 1 ms with a 100 ms timeout: given up on after four timeouts.
+    assert!((401 * MS..460 * MS).contains(&failed_over_at), "{failed_over_at}");
+}
+
+#[test]
+fn a_late_request_fails_over_one_timeout_after_progress_stops() {
+    let (mut core, c) = registered(2);
+    core.handle_call(MS, vec![1], u64::MAX);
+    core.handle_call(MS, vec![2], u64::MAX);
+    let t = transmits(&mut core);
+    core.handle_reply(90 * MS, c.epoch, reply(&t[0], Outcome::Applied { payload: vec![] }));
+    let mut now = 90 * MS;
+    while core.connection() == Some((c.epoch, NodeId(1))) {
+        now = core.poll_timeout().unwrap().max(now);
+        core.handle_timeout(now);
+        assert!(now < 1_000 * MS, "never failed over");
+    }
+    // Progress at 90 ms covers the late request until 190 ms, no longer.
+    assert!((190 * MS..250 * MS).contains(&now), "{now}");
+}
+
+#[test]
+fn busy_reads_back_off_on_the_same_replica() {
+    let config = CoreConfig { session: false, ..config(3) };
+    let mut core = ClientCore::new(config, 0, 1);
+    let c = core.poll_connect().unwrap();
+    core.handle_connected(0, c.epoch, c.node);
+    let read = core.handle_read(MS, b"get".to_vec(), ReadMode::Linearizable, 10_000 * MS);
+    let mut now = MS;
+    for _ in 0..5 {
+        let t = loop {
+            if let Some(t) = core.poll_transmit() {
+                break t;
+            }
+            now = core.poll_timeout().unwrap().max(now);
+            core.handle_timeout(now);
+        };
+        assert_eq!(t.epoch, c.epoch, "Busy never moves a read to another replica");
+        core.handle_reply(now, c.epoch, reply(&t, Outcome::Busy));
+    }
+    assert_eq!(core.connection(), Some((c.epoch, NodeId(1))));
+    let t = loop {
+        if let Some(t) = core.poll_transmit() {
+            break t;
+        }
+        now = core.poll_timeout().unwrap().max(now);
+        core.handle_timeout(now);
+    };
+    core.handle_reply(now, c.epoch, reply(&t, Outcome::Applied { payload: b"v".to_vec() }));
+    assert_eq!(events(&mut core), [ClientEvent::Completed { call: read, result: Ok(b"v".to_vec()) }]);
+}

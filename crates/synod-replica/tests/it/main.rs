@@ -311,6 +311,36 @@ fn the_leader_answers_busy_past_max_queued_bytes() {
 }
 
 #[test]
+fn admission_control_answers_busy_past_max_waiting_requests_and_reads() {
+    let limits = Limits { max_in_flight: 1, ..Limits::default() }.with_max_waiting(4);
+    let mut c = Cluster::new(limits);
+    let leader = c.elect(None);
+    let now = c.now;
+    // Nothing is carried out in between: one registration is proposed, the rest queue.
+    for conn in 1..=6 {
+        c.node(leader).core.handle_client(now, conn, ClientRequest { id: 1, command: register(conn.into()) });
+    }
+    let read = ReadRequest { id: 2, query: get("k"), mode: ReadMode::Linearizable };
+    c.node(leader).core.handle_read(now, 7, read.clone());
+    // A stale read waits for nothing: it is always served.
+    c.node(leader).core.handle_read(now, 8, ReadRequest { mode: ReadMode::Stale, ..read.clone() });
+    assert_eq!(c.node(leader).core.waiting(), 4);
+    c.run();
+    for conn in 1..=4 {
+        assert!(matches!(c.answers_to(leader, conn)[..], [Outcome::Registered { .. }]), "client {conn}");
+    }
+    for conn in 5..=7 {
+        assert_eq!(c.answers_to(leader, conn), [Outcome::Busy], "client {conn}");
+    }
+    assert!(matches!(c.answers_to(leader, 8)[..], [Outcome::Applied { .. }]));
+    assert_eq!(c.node(leader).core.stats().busy, 3);
+    // Once they are answered, room again: the read that was refused is served.
+    c.node(leader).core.handle_read(now, 7, ReadRequest { id: 3, ..read });
+    c.run();
+    assert!(matches!(c.answers_to(leader, 7)[..], [Outcome::Busy, Outcome::Applied { .. }]));
+}
+
+#[test]
 fn a_step_down_redirects_queued_requests_and_keeps_proposed_waiters() {
     let mut c = Cluster::new(Limits { max_in_flight: 1, ..Limits::default() });
     let a = c.elect(None);
