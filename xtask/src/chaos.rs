@@ -326,6 +326,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "chaos: ops ok {} fail {} info {}; faults {kinds:?}; leader changes seen {leaders}; checker {:.2} s: {verdict}",
         summary["ok"], summary["fail"], summary["info"], summary["check_seconds"].as_f64().unwrap_or(0.0)
     );
+    let (written, installed) = snapshot_counts(&dir, members.next);
+    println!(
+        "chaos: snapshots: {written} written, {installed} transferred from a peer and installed \
+         (counted in the replicas' logs)"
+    );
     println!(
         "chaos: members at the end: {:?} (replicas {}..{} were added during the run)",
         members.voters,
@@ -572,6 +577,18 @@ fn data_dir(dir: &std::path::Path, i: u32) -> std::path::PathBuf {
 }
 
 /// Removes everything in `data` (a killed replica's data directory), leaving it empty.
+/// Snapshots written and snapshots installed from a peer over the whole run, counted in the
+/// log files of replicas 1..next (each appended to across restarts and wipes).
+fn snapshot_counts(dir: &std::path::Path, next: u32) -> (usize, usize) {
+    let (mut written, mut installed) = (0, 0);
+    for i in 1..next {
+        let Ok(log) = std::fs::read_to_string(dir.join(format!("node-{i}.log"))) else { continue };
+        written += log.matches("snapshot written").count();
+        installed += log.matches("installed a snapshot from a peer").count();
+    }
+    (written, installed)
+}
+
 fn wipe(data: &std::path::Path) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(data) else { return Ok(()) };
     for entry in entries {

@@ -6,12 +6,16 @@
 //! ```text
 //! chaos_client --client-config client.toml [--workers 6] [--keys 3] [--seconds 30]
 //!              [--op-timeout-ms 2000] [--history history.jsonl] [--budget-s 60 (per key)] [--pause-ms 5]
-//!              [--read-mode linearizable|lease|stale|log]
+//!              [--read-mode mixed|linearizable|lease|stale|log]
 //! ```
-//! Gets are linearizable reads outside the log by default (`--read-mode log`:
-//! through the log, as before; `stale` is not linearizable, and the check is
-//! expected to find it out under faults). The final reads after the heal
-//! are linearizable whatever the mode.
+//! By default (`mixed`) gets take every linearizable read path: even workers
+//! read on their session's connection (at the leader), odd workers on a
+//! connection of their own to a replica drawn at random (`ReadsFrom::Spread`:
+//! followers serve them with a read index from the leader), and one get in
+//! four of every worker goes through the log. One mode names a single path for
+//! every get: `linearizable` (outside the log), `log`, `lease`, or `stale`
+//! (not linearizable: the check is expected to find it out under faults).
+//! The final reads after the heal are linearizable whatever the mode.
 //! Prints one JSON summary line last: ops ok/fail/info, the verdict, the checker's time.
 
 use std::path::PathBuf;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use synod_check::{check_per_key, Input, Op, Output, Verdict};
-use synod_client::{Client, ClientError, ReadMode};
+use synod_client::{Client, ClientError, ReadMode, ReadsFrom};
 
 /// The chaos workload: concurrent clients doing get, put and cas on a few keys,
 /// then a linearizability check of the history.
@@ -51,9 +55,39 @@ struct Cli {
     /// A worker's pause between operations, in milliseconds.
     #[arg(long = "pause-ms", default_value_t = 5)]
     pause_ms: u64,
-    /// How gets are served: linearizable (outside the log), lease, stale, or log (through the log).
-    #[arg(long, default_value_t = ReadMode::Linearizable)]
-    read_mode: ReadMode,
+    /// How gets are served: mixed (every linearizable path, the default), or one of
+    /// linearizable (outside the log), lease, stale, or log (through the log) for all.
+    #[arg(long, default_value = "mixed")]
+    read_mode: Reads,
+}
+
+/// Which read paths the workload's gets take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// Leader and follower reads outside the log, and reads through the log.
+    Mixed,
+    /// One mode for every get, on the session's connection.
+    Only(ReadMode),
+}
+
+impl Reads {
+    fn name(self) -> &'static str {
+        match self {
+            Reads::Mixed => "mixed",
+            Reads::Only(mode) => mode.name(),
+        }
+    }
+}
+
+impl std::str::FromStr for Reads {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Reads, String> {
+        if s == "mixed" {
+            return Ok(Reads::Mixed);
+        }
+        s.parse().map(Reads::Only).map_err(|e| format!("{e}, or mixed"))
+    }
 }
 
 struct Args {
@@ -65,7 +99,7 @@ struct Args {
     history: Option<PathBuf>,
     budget: Duration,
     pause: Duration,
-    read_mode: ReadMode,
+    read_mode: Reads,
 }
 
 fn parse() -> Result<Args> {
@@ -200,7 +234,7 @@ async fn run(args: Args) -> Result<()> {
 #[derive(Debug, Clone, Copy)]
 struct Pacing {
     pause: Duration,
-    mode: ReadMode,
+    mode: Reads,
 }
 
 async fn worker(
@@ -213,6 +247,8 @@ async fn worker(
     stop_at: Instant,
 ) -> Result<(Vec<Record>, Client)> {
     let mut records = Vec::new();
+    let config =
+        if mode == Reads::Mixed && w % 2 == 1 { config.with_reads_from(ReadsFrom::Spread) } else { config };
     // Connecting itself may meet a fault; retry until the run ends.
     let client = loop {
         match Client::connect(config.clone()).await {
@@ -247,7 +283,14 @@ async fn worker(
         };
         let call = epoch.elapsed().as_nanos() as u64;
         let outcome: std::result::Result<Output, ClientError> = match &input {
-            Input::Get => client.get_with(&key, mode).await.map(Output::Value),
+            Input::Get => {
+                let mode = match mode {
+                    Reads::Only(m) => m,
+                    Reads::Mixed if next() % 4 == 0 => ReadMode::ThroughLog,
+                    Reads::Mixed => ReadMode::Linearizable,
+                };
+                client.get_with(&key, mode).await.map(Output::Value)
+            }
             Input::Put(v) => client.put(&key, v).await.map(|_| Output::Stored),
             Input::Cas { expected, new } => client
                 .cas(&key, expected.as_deref(), new.as_deref())
