@@ -61,6 +61,9 @@ stats! {
     refused_connections,
     /// Client streams stopped because a frame did not arrive whole within `frame_timeout`.
     slow_frames,
+    /// Pauses in reading a client's streams because it sent faster than
+    /// `client_bytes_per_second`.
+    intake_pauses,
 }
 
 impl Stats {

@@ -124,7 +124,7 @@ pub struct TransportFile {
     pub threads: Option<usize>,
     /// The most connections open at once, replicas' and clients' (default 10,000).
     pub max_connections: Option<usize>,
-    /// The most connections one client certificate may have open (default 64).
+    /// The most connections one client certificate may have open (default 1024).
     pub max_connections_per_client: Option<usize>,
     /// A client connection with no request stream for this long is closed (default 10,000 ms).
     pub streamless_timeout_ms: Option<u64>,
@@ -132,6 +132,8 @@ pub struct TransportFile {
     pub frame_timeout_ms: Option<u64>,
     /// Bytes a client connection may have in flight to the replica (default 1 MiB).
     pub client_receive_window: Option<usize>,
+    /// Request bytes per second one client certificate's streams are read at (default 32 MiB).
+    pub client_bytes_per_second: Option<u64>,
 }
 
 /// Certificate paths.
@@ -294,6 +296,7 @@ impl NodeFile {
             ("streamless_timeout_ms", file.transport.streamless_timeout_ms),
             ("frame_timeout_ms", file.transport.frame_timeout_ms),
             ("client_receive_window", file.transport.client_receive_window.map(|n| n as u64)),
+            ("client_bytes_per_second", file.transport.client_bytes_per_second),
         ] {
             if value == Some(0) {
                 bail!("{}: transport: {name} must be at least 1", path.display());
@@ -393,6 +396,9 @@ impl NodeFile {
         }
         if let Some(n) = self.transport.client_receive_window {
             config.transport.client_receive_window = n;
+        }
+        if let Some(n) = self.transport.client_bytes_per_second {
+            config.transport.client_bytes_per_second = n;
         }
         Ok(config)
     }

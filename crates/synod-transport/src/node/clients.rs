@@ -3,10 +3,11 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{ClientConnId, Inbound, Node, Shared};
+use super::{ClientConnId, Inbound, Node, PerClient, Shared};
 use crate::io::{code, write_loop, FrameReader, ReadFail, KIND_CLIENT};
 use crate::queue::{Outbox, Push};
 use crate::stats::Stats;
@@ -101,13 +102,34 @@ impl Shared {
     /// until the slot is dropped; `None` if the client has its limit open.
     fn client_slot(self: Arc<Self>, client: u32) -> Option<ClientSlot> {
         let mut open = self.client_connections.lock();
-        let n = open.entry(client).or_insert(0);
-        if *n >= self.settings.max_connections_per_client {
+        let burst = self.intake_burst();
+        let c = open.entry(client).or_insert(PerClient { open: 0, tokens: burst, at: Instant::now() });
+        if c.open >= self.settings.max_connections_per_client {
             return None;
         }
-        *n += 1;
+        c.open += 1;
         drop(open);
         Some(ClientSlot { shared: self, client })
+    }
+
+    /// The most request bytes a client may send at once: one second of
+    /// `client_bytes_per_second`, or one frame at the size limit.
+    fn intake_burst(&self) -> f64 {
+        (self.settings.client_bytes_per_second.max(1) as f64).max(self.settings.max_frame_len as f64)
+    }
+
+    /// Charges `bytes` read from `client` to its budget; how long to wait
+    /// before reading more from it, if it has overspent.
+    fn charge(&self, client: u32, bytes: usize) -> Option<Duration> {
+        let rate = self.settings.client_bytes_per_second.max(1) as f64;
+        let burst = self.intake_burst();
+        let mut open = self.client_connections.lock();
+        let c = open.get_mut(&client)?;
+        let now = Instant::now();
+        c.tokens = (c.tokens + now.duration_since(c.at).as_secs_f64() * rate).min(burst);
+        c.at = now;
+        c.tokens -= bytes as f64;
+        (c.tokens < 0.0).then(|| Duration::from_secs_f64(-c.tokens / rate))
     }
 
     async fn client_stream(
@@ -156,9 +178,16 @@ impl Shared {
             };
             match next {
                 Ok(Some(frame)) => {
+                    let len = frame.len();
                     Stats::add(&self.stats.frames_in, 1);
-                    Stats::add(&self.stats.bytes_in, frame.len() as u64);
+                    Stats::add(&self.stats.bytes_in, len as u64);
                     self.deliver(Inbound::Client { conn: id, frame });
+                    if let Some(pause) = self.charge(client, len) {
+                        // Over its budget: read nothing more from this client
+                        // until it is repaid; flow control holds the rest back.
+                        Stats::add(&self.stats.intake_pauses, 1);
+                        tokio::time::sleep(pause).await;
+                    }
                 }
                 Ok(None) => {
                     // The client will send no more requests; answer what is
@@ -202,9 +231,9 @@ struct ClientSlot {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         let mut open = self.shared.client_connections.lock();
-        if let Some(n) = open.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(c) = open.get_mut(&self.client) {
+            c.open -= 1;
+            if c.open == 0 {
                 open.remove(&self.client);
             }
         }

@@ -69,12 +69,24 @@ struct Shared {
     next_client: AtomicU64,
     /// Connections open or in their handshake, against `max_connections`.
     connections: AtomicUsize,
-    /// Connections open per client number, against `max_connections_per_client`.
-    client_connections: Mutex<HashMap<u32, usize>>,
+    /// Per client number with a connection open: its connections, against
+    /// `max_connections_per_client`, and its intake budget.
+    client_connections: Mutex<HashMap<u32, PerClient>>,
     endpoint: quinn::Endpoint,
     closing: AtomicBool,
     /// Why the last refused handshake failed (an expired certificate says so here).
     last_handshake_failure: Mutex<Option<String>>,
+}
+
+/// What a replica keeps per client identity while it has a connection open.
+struct PerClient {
+    /// Connections open.
+    open: usize,
+    /// Request bytes it may still send now (`Settings::client_bytes_per_second`);
+    /// negative while it is paused.
+    tokens: f64,
+    /// When `tokens` was last refilled.
+    at: std::time::Instant,
 }
 
 struct Link {
