@@ -35,8 +35,8 @@ const REGISTER: u64 = 0;
 /// A read refused this many times in a row by the connected replica is taken elsewhere.
 const UNAVAILABLE_BEFORE_FAILOVER: u32 = 3;
 /// A request unanswered for a request timeout is taken to another replica at
-/// once if the connection shows no progress (no command applied, no read
-/// served, within that timeout); on a connection that does, it waits this
+/// once if the connection shows no progress (no command applied, no
+/// linearizable read served, within that timeout); on a connection that does, it waits this
 /// many request timeouts. A slow, overloaded leader is not left for a
 /// follower (that only redirects back) with every request resent; a dead or
 /// cut-off one still is, within one timeout.
@@ -575,7 +575,16 @@ impl ClientCore {
         if epoch == self.epoch
             && matches!(reply.outcome, Outcome::Applied { .. } | Outcome::Registered { .. })
         {
-            self.progress_at = now;
+            // Progress: a command applied, or a read that needed the cluster (a stale
+            // read is served by any replica, cut off or not, and shows nothing).
+            let stale = self
+                .read_ids
+                .get(&reply.id)
+                .and_then(|key| self.reads.get(key))
+                .is_some_and(|r| r.mode == ReadMode::Stale);
+            if !stale {
+                self.progress_at = now;
+            }
         }
         if let Some(&key) = self.read_ids.get(&reply.id) {
             self.on_read_reply(now, epoch, key, reply);

@@ -17,7 +17,9 @@
 //!   nothing it may have promised before is undercut), and votes once it has
 //!   learned every slot up to the end of the longest log among them (so
 //!   every value it may have accepted before is known to it as chosen, or
-//!   was never chosen with its vote).
+//!   was never chosen with its vote). "Them" are the other voters of the
+//!   configuration in force: when it adopts a new one it decides again
+//!   (`rejoin_reconsider`).
 //!
 //! Hearing every other replica is what makes the promise safe: the ballot
 //! it forgot promising is known to its candidate. A replica with a lost disk
@@ -136,11 +138,28 @@ impl Paxos {
         self.rejoin_decide();
     }
 
-    /// The configuration changed while rejoining: the voters to hear are its own.
+    /// The configuration changed while rejoining: the voters to hear are its
+    /// own, and so are the logs to learn to the end of.
+    ///
+    /// A decision already taken is taken again: the longest log it was set
+    /// by may be a member's of the old configuration with entries past the
+    /// stop sign, accepted in the old configuration and so never chosen
+    /// (membership.rs). Waiting to learn them could wait for ever: the new
+    /// configuration may need this replica's vote to choose anything in those
+    /// slots (simulator seed 4001812: configuration [n1, n2] after n3's
+    /// removal, n1 rejoining to the end of n3's log, n2 unable to lead
+    /// without n1). Safe: every slot of the old configuration this replica
+    /// could have voted for is at or before the stop sign, which it has
+    /// learned, and a value of the new configuration chosen with its
+    /// forgotten vote is held by a majority of the new voters, so by one it
+    /// hears.
     pub(super) fn rejoin_reconsider(&mut self) {
-        if self.rejoin.as_ref().is_some_and(|r| r.learn_to.is_none() && r.done_at.is_none()) {
-            self.rejoin_decide();
+        let Some(rejoin) = &mut self.rejoin else { return };
+        if rejoin.done_at.is_some() {
+            return;
         }
+        rejoin.learn_to = None;
+        self.rejoin_decide();
     }
 
     /// Decides how to rejoin once every other voter of the configuration in force was heard.
