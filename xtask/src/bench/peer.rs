@@ -234,7 +234,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let command = format!("cargo xtask bench {}", args.join(" "));
     eprintln!("bench: building synod and the load generator with its etcd backend (release)");
-    build_release_with(&["synod", "load", "put_skeleton"], &["synod-bench/etcd"])?;
+    build_release_with(&["synod", "load", "put_skeleton", "echo_replica"], &["synod-bench/etcd"])?;
     let etcd_version = etcd::ensure_installed()?;
     let began = Instant::now();
     let out = target_dir().join("bench");
@@ -325,6 +325,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         _ => None,
     };
+    // And below that, what the load generator, QUIC and synod's frames cost alone.
+    let echo = match &ceiling {
+        Some((clients, _)) => {
+            eprintln!("bench: [floor] echo_replica, {clients} clients, reads answered at once (no log, no state machine)");
+            match measure_echo(&lab, *clients, &opts) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    eprintln!("bench: the request path's floor could not be measured: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let wall = began.elapsed().as_secs_f64();
 
     print!("{}", table(&rows));
@@ -345,6 +359,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "ceiling of any read here: synod, {clients} clients, stale reads only (no round, no check): {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms{share}",
             m.throughput, m.p50_ms, m.p99_ms
         );
+        if let Some(e) = &echo {
+            println!(
+                "floor of the request path here: echo_replica (synod's client protocol over QUIC, each read answered at \
+                 once on the transport thread: no log, no state machine, no thread hop), {clients} clients: {:.0} ops/s, \
+                 p50 {:.2} ms, p99 {:.2} ms; the stale-read ceiling is {:.0} % of it",
+                e.throughput,
+                e.p50_ms,
+                e.p99_ms,
+                100.0 * m.throughput / e.throughput
+            );
+        }
     }
     for f in &failures {
         println!("failed: {f}");
@@ -354,6 +379,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if let Some((clients, m)) = &ceiling {
         report["read_ceiling"] =
             json!({"clients": clients, "load": "--puts 0 --read-mode stale", "synod": m.raw});
+        if let Some(e) = &echo {
+            report["request_path_floor"] =
+                json!({"clients": clients, "load": "--puts 0 --read-mode stale", "echo_replica": e.raw});
+        }
     }
     let json_path = out.join("etcd-compare.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
@@ -501,6 +530,33 @@ fn parse_skeleton(text: &str) -> Option<(f64, f64)> {
 }
 
 /// Runs the load generator and reads its report.
+/// Stale reads from `clients` clients against `echo_replica`, which answers each at once:
+/// the floor under any read synod serves, on the same cores.
+fn measure_echo(lab: &Lab, clients: usize, opts: &Options) -> Result<Measured> {
+    let cluster = &lab.synod;
+    // Only its certificates and client file: no replica runs.
+    cluster.create_with(SYNOD_BASE_PORT, true)?;
+    let addr = format!("127.0.0.1:{}", SYNOD_BASE_PORT + 1);
+    cluster.write_client_file(&[(1, addr.clone())])?;
+    let lifetime = (opts.warmup + opts.duration + 60.0).ceil() as u64;
+    let mut echo = Command::new(target_dir().join("release").join("echo_replica"))
+        .arg("--certs")
+        .arg(cluster.dir.join("certs"))
+        .args(["--addr", &addr, "--exit-after", &lifetime.to_string()])
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting echo_replica")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let json = lab.raw.join(format!("echo-{clients}.json"));
+    let backend: Vec<OsString> =
+        vec!["--backend".into(), "synod".into(), "--client-config".into(), cluster.client_file().into()];
+    let result = load(&backend, clients, opts, &json, &["--puts", "0", "--read-mode", "stale"]);
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let _ = std::fs::remove_dir_all(&cluster.dir);
+    result
+}
+
 fn load(
     backend: &[OsString],
     clients: usize,
