@@ -66,7 +66,7 @@ metrics_table! {
     /// Counter.
     CLIENT_REDIRECTS = "synod_client_redirects_total", Counter, "Client requests answered Redirect (this replica did not lead, or stopped leading).";
     /// Counter.
-    CLIENT_BUSY = "synod_client_busy_total", Counter, "Client requests answered Busy (too much queued).";
+    CLIENT_BUSY = "synod_client_busy_total", Counter, "Client requests answered Busy (admission control: too many waiting, or too much queued).";
     /// Counter.
     WAITERS_DROPPED = "synod_waiters_dropped_total", Counter, "Waiting client requests forgotten (closed streams, replaced retries).";
     /// Counter.

@@ -30,7 +30,7 @@ pub enum Effect<C> {
     Apply(Apply<C>),
     /// Answer a client connection now, without the log: `Redirect` (this
     /// replica does not lead, or stopped leading before the request was
-    /// proposed), `Busy` (too much queued), or a failed proposal's answer.
+    /// proposed), `Busy` (admission control), or a failed proposal's answer.
     Reply {
         /// The client's connection.
         conn: C,
