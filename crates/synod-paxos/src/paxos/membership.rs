@@ -216,6 +216,7 @@ impl Paxos {
         self.election.unhappy_since = Some(self.now);
         self.election.timeout = self.rng.range(self.cfg.election_ticks.0, self.cfg.election_ticks.1);
         if self.members.contains(me) {
+            self.member_seen = true;
             // Added (again): a replica catching up through history may pass
             // a configuration that removed an earlier incarnation of it.
             self.removed = false;
@@ -260,6 +261,39 @@ impl Paxos {
         {
             self.joined = true;
         }
+    }
+
+    /// A replica that was a member (in this incarnation) but never caught
+    /// up while one, so never `joined`, and whose configuration in force no
+    /// longer names it, is removed once it has caught up and no replica it
+    /// hears knows a newer configuration: the one without it is the
+    /// newest, not a step of history it passes on its way to one that adds
+    /// it again. (Chaos seed 2607: replica 56, added, promoted and removed
+    /// before it had caught up as a member, never retired.) A replica that
+    /// never saw a configuration with itself (a snapshot took it past the
+    /// one that added it) cannot tell this from waiting to be added: it
+    /// waits, and `member list` shows it is not a member.
+    pub(super) fn note_removed(&mut self) {
+        let me = self.cfg.id;
+        if self.removed
+            || self.joined
+            || !self.member_seen
+            || self.rejoin.is_some()
+            || self.members.contains(me)
+            || self.first_unchosen < self.known_commit
+        {
+            return;
+        }
+        let epoch = self.members.epoch;
+        if self.election.highest_seen.epoch > epoch || self.peer_status.values().any(|s| s.epoch > epoch) {
+            return;
+        }
+        self.removed = true;
+        // It lingers [`LATER_EPOCH_TICKS`] more than a replica removed while
+        // it took part: a replica whose id was used before, started to be
+        // added again, may reach the end of the log before the change that
+        // adds it is chosen (`adopt` clears `removed` when it is).
+        self.removed_at = Some(self.now + LATER_EPOCH_TICKS);
     }
 
     /// A removed replica retires once a majority of the voters of the

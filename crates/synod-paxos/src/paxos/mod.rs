@@ -128,6 +128,9 @@ pub struct Paxos {
     /// empty disk passes, catching up, configurations that removed an earlier
     /// incarnation of the same id, before the one that adds it.
     joined: bool,
+    /// It has been a member of a configuration it adopted, in this
+    /// incarnation (caught up or not): see [`Paxos::note_removed`].
+    member_seen: bool,
     /// A leaving leader asked this replica to stand once it is in this configuration.
     handover: Option<u64>,
     /// The newest configuration this replica's log durably shows in force,
@@ -192,6 +195,7 @@ impl Hash for Paxos {
             removed,
             removed_at,
             joined,
+            member_seen,
             handover,
             epoch_durable,
             epoch_pending,
@@ -232,6 +236,7 @@ impl Hash for Paxos {
         removed.hash(state);
         removed_at.hash(state);
         joined.hash(state);
+        member_seen.hash(state);
         handover.hash(state);
         epoch_durable.hash(state);
         epoch_pending.hash(state);
@@ -272,6 +277,7 @@ impl Paxos {
             .collect();
         let base = durable.snapshot_upto;
         let members = durable.membership.unwrap_or_else(|| config.initial_membership());
+        let member_seen = members.contains(config.id);
         let rejoining = durable.rejoining;
         let mut paxos = Paxos {
             rng,
@@ -293,6 +299,7 @@ impl Paxos {
             removed: false,
             removed_at: None,
             joined: config.members.contains(&config.id),
+            member_seen,
             handover: None,
             epoch_durable: 0,
             epoch_pending: None,
@@ -338,9 +345,6 @@ impl Paxos {
         // Switching configurations on the way logged commit marks (`adopt`) for
         // what the log already holds as chosen: nothing new to write.
         paxos.pending_records.clear();
-        // A replica that was rejoining and is now its configuration's only voter
-        // ends its rejoin at once (`rejoin_decide`); that record is new.
-        paxos.rejoin_reconsider();
         paxos.last_commit_mark = paxos.first_unchosen;
         paxos.known_commit = paxos.first_unchosen;
         // What recovery found is in the log: durable.
@@ -388,6 +392,7 @@ impl Paxos {
         }
         self.send_commit();
         self.note_joined();
+        self.note_removed();
         self.check_retire();
         self.finish();
         self.debug_assert_invariants();

@@ -18,8 +18,9 @@
 //!   learned every slot up to the end of the longest log among them (so
 //!   every value it may have accepted before is known to it as chosen, or
 //!   was never chosen with its vote). "Them" are the other voters of the
-//!   configuration in force: when it adopts a new one it decides again
-//!   (`rejoin_reconsider`).
+//!   configuration in force, which must be the newest any replica it heard
+//!   knows; when it adopts a new one it decides again (`rejoin_reconsider`,
+//!   `rejoin_decide`).
 //!
 //! Hearing every other replica is what makes the promise safe: the ballot
 //! it forgot promising is known to its candidate. A replica with a lost disk
@@ -128,31 +129,33 @@ impl Paxos {
         self.actions.push_back(Action::SnapshotWanted { to });
     }
 
-    /// Notes a peer's status while rejoining, and decides once every peer was heard.
+    /// Notes a peer's status while rejoining, and decides once every voter was heard.
     pub(super) fn rejoin_heard(&mut self, from: NodeId, status: Status) {
         let Some(rejoin) = &mut self.rejoin else { return };
-        if rejoin.learn_to.is_some() || rejoin.done_at.is_some() {
+        if rejoin.done_at.is_some() {
             return;
         }
         rejoin.heard.insert(from, status);
-        self.rejoin_decide();
+        if rejoin.learn_to.is_none() {
+            self.rejoin_decide();
+        }
     }
 
-    /// The configuration changed while rejoining: the voters to hear are its
-    /// own, and so are the logs to learn to the end of.
+    /// The configuration changed while rejoining (a stop sign was learned):
+    /// the decision is taken again, over the new configuration's voters.
     ///
-    /// A decision already taken is taken again: the longest log it was set
-    /// by may be a member's of the old configuration with entries past the
-    /// stop sign, accepted in the old configuration and so never chosen
-    /// (membership.rs). Waiting to learn them could wait for ever: the new
-    /// configuration may need this replica's vote to choose anything in those
-    /// slots (simulator seed 4001812: configuration [n1, n2] after n3's
-    /// removal, n1 rejoining to the end of n3's log, n2 unable to lead
-    /// without n1). Safe: every slot of the old configuration this replica
-    /// could have voted for is at or before the stop sign, which it has
-    /// learned, and a value of the new configuration chosen with its
-    /// forgotten vote is held by a majority of the new voters, so by one it
-    /// hears.
+    /// The slot to learn to may come down: the longest log it was set by may
+    /// be a member's of the old configuration with entries past the stop
+    /// sign, accepted there and so never chosen (membership.rs). Waiting to
+    /// learn those slots could wait for ever when the new configuration
+    /// needs this replica's vote to choose anything in them (simulator seed
+    /// 4001812: configuration [n1, n2] after n3's removal, n1 rejoining to
+    /// the end of n3's log, n2 unable to lead without n1). Safe: every slot
+    /// of the old configuration this replica could have voted in is at or
+    /// before the stop sign, which it has learned; a value of the new one
+    /// chosen with its forgotten vote is held by another new voter, whose
+    /// status the new decision waits for. It may go up too: a new voter's
+    /// log may reach further than any old one's.
     pub(super) fn rejoin_reconsider(&mut self) {
         let Some(rejoin) = &mut self.rejoin else { return };
         if rejoin.done_at.is_some() {
@@ -162,35 +165,61 @@ impl Paxos {
         self.rejoin_decide();
     }
 
-    /// Decides how to rejoin once every other voter of the configuration in force was heard.
+    /// Decides how to rejoin once every other voter of the configuration in
+    /// force was heard, and none of the replicas heard knows a newer one.
+    ///
+    /// A replica catching up passes old configurations, and the replicas
+    /// that voted in them may be long gone, or may know nothing of what came
+    /// after; it decides only on the newest configuration any replica it has
+    /// heard reports, and only over its voters. It never ends its rejoin on
+    /// a shortcut past an old configuration: not as the only voter of one
+    /// (simulator seed 4220954: n2, rejoining, installed a snapshot at #12
+    /// of a configuration where it was the only voter, ended its rejoin and
+    /// led that configuration while the cluster was four changes further),
+    /// and not as a new cluster past the first configuration.
     fn rejoin_decide(&mut self) {
         let me = self.cfg.id;
         let Some(rejoin) = &mut self.rejoin else { return };
-        if self.members.voters().any(|v| v != me && !rejoin.heard.contains_key(&v)) {
+        let voters: Vec<NodeId> = self.members.voters().filter(|&v| v != me).collect();
+        if voters.iter().any(|v| !rejoin.heard.contains_key(v)) {
             return;
         }
-        let voters: Vec<NodeId> = self.members.voters().filter(|&v| v != me).collect();
-        rejoin.heard.retain(|n, _| voters.contains(n));
-        if rejoin.heard.is_empty() {
-            if self.members.is_voter(me) {
-                // The only voter: nobody holds anything it could have
-                // forgotten that it could learn, and nobody could outvote it.
+        if rejoin.heard.values().any(|s| s.epoch > self.members.epoch) {
+            // Behind: it learns the newer configuration first (catching up
+            // goes on, led by the statuses' `first_unchosen`), then decides.
+            return;
+        }
+        let (ballot, learn_to) = if voters.is_empty() {
+            // The only voter of the configuration it has reached: nobody can
+            // outvote it, and a replica that starts as a cluster of one never
+            // rejoins (`Paxos::rejoin`), so it reached this configuration
+            // after its restart (catching up, or when the others were
+            // removed). Every slot some replica it heard knows to be chosen
+            // may hold its forgotten vote: it learns up to the furthest of
+            // them first. Not to the end of their logs: past the chosen
+            // prefix they may hold values accepted in an old configuration
+            // and never chosen, which only its own vote could settle.
+            if rejoin.heard.is_empty() {
+                return;
+            }
+            let heard = rejoin.heard.values();
+            (heard.clone().map(|s| s.leader).max(), heard.map(|s| s.first_unchosen).max())
+        } else {
+            let statuses: Vec<&Status> = voters.iter().filter_map(|v| rejoin.heard.get(v)).collect();
+            let pristine = |s: &&Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
+            if self.members.epoch == 0 && statuses.iter().all(pristine) {
+                // No replica has any history: the cluster is new.
                 rejoin.done_at = Some(self.last_token + 1);
                 self.pending_records.push(LogRecord::Rejoin { done: true });
+                return;
             }
-            // Otherwise (a replica waiting to join) it hears the voters first.
-            return;
-        }
-        let pristine = |s: &Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
-        if rejoin.heard.values().all(pristine) {
-            // No replica has any history: the cluster is new.
-            rejoin.done_at = Some(self.last_token + 1);
-            self.pending_records.push(LogRecord::Rejoin { done: true });
-            return;
-        }
-        let ballot = rejoin.heard.values().map(|s| s.leader).max().unwrap_or(Ballot::ZERO);
-        let learn_to =
-            rejoin.heard.values().map(|s| s.log_end.max(s.first_unchosen)).max().unwrap_or(Slot(0));
+            (
+                statuses.iter().map(|s| s.leader).max(),
+                statuses.iter().map(|s| s.log_end.max(s.first_unchosen)).max(),
+            )
+        };
+        let ballot = ballot.unwrap_or(Ballot::ZERO);
+        let learn_to = learn_to.unwrap_or(Slot(0)).max(self.config_start);
         rejoin.learn_to = Some(learn_to);
         self.max_round = self.max_round.max(ballot.round);
         if ballot > self.promised {

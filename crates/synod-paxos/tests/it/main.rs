@@ -17,6 +17,8 @@ struct Cluster {
     queue: VecDeque<(NodeId, NodeId, Message)>,
     cut: BTreeSet<(u32, u32)>,
     committed: Vec<Vec<Value>>,
+    /// The replicas that asked to retire (`Action::Retire`).
+    retired: BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -28,6 +30,7 @@ impl Cluster {
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
             committed: vec![Vec::new(); n as usize],
+            retired: BTreeSet::new(),
         }
     }
 
@@ -49,10 +52,12 @@ impl Cluster {
                             assert_eq!(slot.0 as usize, self.committed[i].len(), "commits in order");
                             self.committed[i].push(value);
                         }
+                        Action::Retire => {
+                            self.retired.insert(me);
+                        }
                         Action::LeaderChanged { .. }
                         | Action::SnapshotWanted { .. }
                         | Action::Reconfigured { .. }
-                        | Action::Retire
                         | Action::ReadReady { .. }
                         | Action::ReadFailed { .. } => {}
                     }

@@ -127,6 +127,43 @@ fn a_learner_catches_up_is_promoted_and_the_removed_leader_hands_over() {
 }
 
 #[test]
+fn a_member_removed_before_it_caught_up_learns_it_and_retires() {
+    let mut c = Cluster::new(3, 11);
+    let leader = c.await_leader(200);
+    let l = Cluster::idx(leader);
+    for i in 0..10u8 {
+        c.commit_through(leader, &[i], &[1, 2, 3], 50);
+    }
+    // Replica 4 runs but hears nobody while it is added, and removed again.
+    with_joiner(&mut c);
+    for n in 1..=3 {
+        c.cut_both(4, n);
+    }
+    change(&mut c, l, &add(4, true)).unwrap();
+    for i in 10..20u8 {
+        c.commit_through(leader, &[i], &[1, 2, 3], 50);
+    }
+    change(&mut c, l, &MemberChange::Remove { id: NodeId(4) }).unwrap();
+    c.commit_through(leader, b"after removal", &[1, 2, 3], 50);
+    assert_eq!(c.cores[l].membership().epoch, 2);
+    // Healed, it catches up through both changes at once: it never was a
+    // caught-up member, yet the newest configuration is one without it.
+    c.cut.clear();
+    for _ in 0..2_000 {
+        c.tick(1);
+        if c.retired.contains(&NodeId(4)) {
+            break;
+        }
+    }
+    let joiner = &c.cores[3];
+    assert_eq!(joiner.membership().epoch, 2);
+    assert!(joiner.is_removed(), "replica 4 knows it was removed");
+    assert!(c.retired.contains(&NodeId(4)), "and retires");
+    assert_eq!(c.committed[3], c.committed[l], "after learning the whole log");
+    assert!(c.retired.iter().all(|&n| n == NodeId(4)), "nobody else retires: {:?}", c.retired);
+}
+
+#[test]
 fn a_replica_restored_from_a_snapshot_that_no_longer_names_it_knows_it_was_removed() {
     let ids = [1, 2, 3].map(NodeId);
     let later = synod_wire::Membership {

@@ -20,10 +20,18 @@ fn a_range_of_seeds_passes_with_three_and_five_replicas() {
 /// (each names where).
 #[test]
 fn seeds_that_found_bugs_pass() {
-    // 3 replicas: a replica rejoining after a lost disk waited to learn the end of a
-    // removed member's log, past the stop sign, and the new two-voter configuration
-    // could elect no leader without it (synod-paxos: `rejoin_reconsider`).
-    const FOUND: &[(u64, u32)] = &[(4_001_812, 3)];
+    // All 3 replicas, found by one 10^6-seed run:
+    // - 4001812: a replica rejoining after a lost disk waited to learn the end of a
+    //   removed member's log, past the stop sign, and the new two-voter configuration
+    //   could elect no leader without it (synod-paxos: `rejoin_reconsider`).
+    // - 4140516: a leader whose log held a stop sign gave a read index past it, in
+    //   slots the next configuration's leader had filled (synod-paxos: read.rs).
+    // - 4220954: a rejoining replica installed a snapshot of an old configuration
+    //   where it was the only voter, ended its rejoin and led it (`rejoin_decide`).
+    // - 4255031, 4314926: clients never finished (a rejoin that never ended, under
+    //   the first form of `rejoin_reconsider`).
+    const FOUND: &[(u64, u32)] =
+        &[(4_001_812, 3), (4_140_516, 3), (4_220_954, 3), (4_255_031, 3), (4_314_926, 3)];
     for &(seed, replicas) in FOUND {
         let report = run(&SimConfig::with_replicas(seed, replicas));
         assert!(report.violations.is_empty(), "seed {seed} ({replicas} replicas): {:?}", report.violations);
