@@ -189,37 +189,36 @@ impl Paxos {
             // goes on, led by the statuses' `first_unchosen`), then decides.
             return;
         }
-        let (ballot, learn_to) = if voters.is_empty() {
-            // The only voter of the configuration it has reached: nobody can
-            // outvote it, and a replica that starts as a cluster of one never
-            // rejoins (`Paxos::rejoin`), so it reached this configuration
-            // after its restart (catching up, or when the others were
-            // removed). Every slot some replica it heard knows to be chosen
-            // may hold its forgotten vote: it learns up to the furthest of
-            // them first. Not to the end of their logs: past the chosen
-            // prefix they may hold values accepted in an old configuration
-            // and never chosen, which only its own vote could settle.
-            if rejoin.heard.is_empty() {
-                return;
-            }
-            let heard = rejoin.heard.values();
-            (heard.clone().map(|s| s.leader).max(), heard.map(|s| s.first_unchosen).max())
-        } else {
-            let statuses: Vec<&Status> = voters.iter().filter_map(|v| rejoin.heard.get(v)).collect();
-            let pristine = |s: &&Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
-            if self.members.epoch == 0 && statuses.iter().all(pristine) {
-                // No replica has any history: the cluster is new.
-                rejoin.done_at = Some(self.last_token + 1);
-                self.pending_records.push(LogRecord::Rejoin { done: true });
-                return;
-            }
-            (
-                statuses.iter().map(|s| s.leader).max(),
-                statuses.iter().map(|s| s.log_end.max(s.first_unchosen)).max(),
-            )
-        };
-        let ballot = ballot.unwrap_or(Ballot::ZERO);
-        let learn_to = learn_to.unwrap_or(Slot(0)).max(self.config_start);
+        if voters.is_empty() {
+            // The only voter of the configuration it has reached. A replica
+            // that starts as a cluster of one never rejoins (`Paxos::rejoin`),
+            // and no change makes a configuration whose only voter is
+            // rejoining (a rejoining replica does not count as live:
+            // `live_and_caught_up`), so this is an old configuration it passes while
+            // catching up, and nobody heard knows a newer one yet. It must
+            // not lead it: its forgotten vote alone chose that
+            // configuration's slots, the stop sign too, and a replica that
+            // only lags may report nothing past them. It waits; catching up
+            // goes on, and the next configuration brings other voters to
+            // hear. (Were this the newest, its lost disk held the only copy
+            // of every vote: it cannot rejoin safely, an operator's matter.)
+            return;
+        }
+        let statuses: Vec<&Status> = voters.iter().filter_map(|v| rejoin.heard.get(v)).collect();
+        let pristine = |s: &&Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
+        if self.members.epoch == 0 && statuses.iter().all(pristine) {
+            // No replica has any history: the cluster is new.
+            rejoin.done_at = Some(self.last_token + 1);
+            self.pending_records.push(LogRecord::Rejoin { done: true });
+            return;
+        }
+        let ballot = statuses.iter().map(|s| s.leader).max().unwrap_or(Ballot::ZERO);
+        let learn_to = statuses
+            .iter()
+            .map(|s| s.log_end.max(s.first_unchosen))
+            .max()
+            .unwrap_or(Slot(0))
+            .max(self.config_start);
         rejoin.learn_to = Some(learn_to);
         self.max_round = self.max_round.max(ballot.round);
         if ballot > self.promised {

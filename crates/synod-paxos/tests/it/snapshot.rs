@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use synod_paxos::{Action, Config, Paxos};
-use synod_wire::{Message, NodeId, Slot, Value};
+use synod_wire::{Ballot, Member, MemberRole, Membership, Message, NodeId, Slot, Status, Value};
 
 /// Replicas on an in-memory queue, persists completing at once. A
 /// `SnapshotWanted` is served by installing the sender's snapshot point on
@@ -211,4 +211,48 @@ fn a_new_cluster_of_empty_replicas_starts_once_every_replica_is_heard() {
     let leader = net.leader(400);
     net.commit(leader, 1);
     assert!(net.cores.iter().all(|c| !c.is_rejoining()));
+}
+
+#[test]
+fn a_rejoining_replica_never_ends_its_rejoin_as_the_only_voter_of_an_old_configuration() {
+    // Simulator seed 4220954: n2, rejoining, installed a snapshot of a
+    // configuration where it was the only voter, while the cluster had moved
+    // on; it ended its rejoin at once and led that configuration.
+    let mut core = Paxos::rejoin(config(2), 5);
+    let flush = |core: &mut Paxos| {
+        while let Some(action) = core.poll_action() {
+            if let Action::Persist { token, .. } = action {
+                core.handle_persisted(token);
+            }
+        }
+    };
+    flush(&mut core);
+    let alone = Membership {
+        epoch: 4,
+        members: vec![Member { id: NodeId(2), addr: "h:2".into(), role: MemberRole::Voter }],
+    };
+    assert!(core.install_snapshot(Slot(12), Some(alone)));
+    flush(&mut core);
+    assert_eq!(core.membership().epoch, 4);
+    // A replica that lags reports nothing newer: still no rejoin.
+    let status = |epoch: u64, first_unchosen: u64| Status {
+        leader: Ballot::ZERO,
+        first_unchosen: Slot(first_unchosen),
+        log_end: Slot(first_unchosen),
+        epoch,
+        ..Status::default()
+    };
+    core.handle_message(NodeId(1), Message::Ping { round: 1, status: status(4, 12) });
+    flush(&mut core);
+    for _ in 0..200 {
+        core.handle_tick();
+        flush(&mut core);
+    }
+    assert!(core.is_rejoining(), "the only voter of a configuration it passed does not rejoin on its own");
+    assert!(!core.is_leader());
+    // One that knows a newer configuration: it waits to learn it.
+    core.handle_message(NodeId(3), Message::Ping { round: 1, status: status(8, 40) });
+    flush(&mut core);
+    assert!(core.is_rejoining());
+    assert!(core.known_commit() >= Slot(40), "it goes on catching up");
 }
