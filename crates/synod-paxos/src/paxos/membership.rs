@@ -294,6 +294,13 @@ impl Paxos {
         // added again, may reach the end of the log before the change that
         // adds it is chosen (`adopt` clears `removed` when it is).
         self.removed_at = Some(self.now + LATER_EPOCH_TICKS);
+        // The driver hears it as it hears any removal: the configuration in
+        // force again, now with `removed` (its logs and status say so).
+        self.actions.push_back(Action::Reconfigured {
+            membership: self.members.clone(),
+            from: self.config_start,
+            removed: true,
+        });
     }
 
     /// A removed replica retires once a majority of the voters of the

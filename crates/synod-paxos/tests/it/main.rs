@@ -19,6 +19,8 @@ struct Cluster {
     committed: Vec<Vec<Value>>,
     /// The replicas that asked to retire (`Action::Retire`).
     retired: BTreeSet<NodeId>,
+    /// The replicas that told their driver they were removed (`Action::Reconfigured`).
+    told_removed: BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -31,6 +33,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             committed: vec![Vec::new(); n as usize],
             retired: BTreeSet::new(),
+            told_removed: BTreeSet::new(),
         }
     }
 
@@ -55,9 +58,13 @@ impl Cluster {
                         Action::Retire => {
                             self.retired.insert(me);
                         }
+                        Action::Reconfigured { removed, .. } => {
+                            if removed {
+                                self.told_removed.insert(me);
+                            }
+                        }
                         Action::LeaderChanged { .. }
                         | Action::SnapshotWanted { .. }
-                        | Action::Reconfigured { .. }
                         | Action::ReadReady { .. }
                         | Action::ReadFailed { .. } => {}
                     }

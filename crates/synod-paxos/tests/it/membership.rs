@@ -158,6 +158,7 @@ fn a_member_removed_before_it_caught_up_learns_it_and_retires() {
     let joiner = &c.cores[3];
     assert_eq!(joiner.membership().epoch, 2);
     assert!(joiner.is_removed(), "replica 4 knows it was removed");
+    assert!(c.told_removed.contains(&NodeId(4)), "and tells its driver");
     assert!(c.retired.contains(&NodeId(4)), "and retires");
     assert_eq!(c.committed[3], c.committed[l], "after learning the whole log");
     assert!(c.retired.iter().all(|&n| n == NodeId(4)), "nobody else retires: {:?}", c.retired);
