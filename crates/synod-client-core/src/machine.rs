@@ -112,6 +112,12 @@ pub struct ClientCore {
     link: Link,
     /// The replica to connect to next, as an index into the address book.
     cursor: usize,
+    /// While connecting to a replica another one named as the leader: the
+    /// index of the one that named it. If that connection fails, the next
+    /// replica tried is the one after the namer, not the one after the named:
+    /// a replica that missed its own removal names a leader that is gone, and
+    /// the one after that leader in the book may be the same replica again.
+    redirected_by: Option<usize>,
     nonce: u64,
     session: Option<ClientId>,
     expired: bool,
@@ -161,6 +167,7 @@ impl ClientCore {
             epoch: 0,
             link: Link::Down { at: now },
             cursor: 0,
+            redirected_by: None,
             nonce,
             session: None,
             expired: false,
@@ -282,6 +289,7 @@ impl ClientCore {
     pub fn handle_connected(&mut self, now: u64, epoch: u64, node: NodeId) {
         if epoch == self.epoch && self.link == Link::Connecting {
             self.connect_failures = 0;
+            self.redirected_by = None;
             self.link = Link::Up { node };
             self.progress_at = now;
             let keys: Vec<u64> = self
@@ -689,10 +697,15 @@ impl ClientCore {
         let hinted =
             hint.filter(|&h| Some(h) != current).and_then(|h| self.replicas.iter().position(|&n| n == h));
         let mut delay = self.backoff();
+        let namer = self.redirected_by.take();
         match hinted {
-            Some(i) => self.cursor = i,
+            Some(i) => {
+                self.redirected_by = current.is_some().then_some(self.cursor);
+                self.cursor = i;
+            }
             None => {
-                self.cursor = (self.cursor + 1) % self.replicas.len();
+                // After a failed connection to a named leader, go on from the replica that named it.
+                self.cursor = (namer.unwrap_or(self.cursor) + 1) % self.replicas.len();
                 if current.is_some() && hint.is_none_or(|h| Some(h) == current) && delay == 0 {
                     // A replica that knows no leader (or names itself): an election
                     // is likely under way, so pause a little before the next.

@@ -53,10 +53,14 @@ use crate::status::Status;
 pub(crate) const REMOVED_GRACE: Duration = Duration::from_secs(2);
 
 /// Ticks a replica removed from the configuration stays in the address
-/// book, unless its link goes down first: it retires once a majority of the new voters told
+/// book ([`DROP_DOWN_REMOVED_AFTER_TICKS`] once its link goes down): it retires once a majority of the new voters told
 /// it what they know (synod-paxos's `RETIRE_TICKS`, 6000, at most), and only
 /// the link lets them tell it; a little more than that.
 const DROP_REMOVED_AFTER_TICKS: u64 = 6500;
+
+/// Ticks a removed replica whose link went down stays in the address book: time to dial it
+/// again should it have been restarting rather than retiring.
+const DROP_DOWN_REMOVED_AFTER_TICKS: u64 = 3000;
 
 /// Everything the core reacts to besides the clock.
 #[derive(Debug)]
@@ -385,10 +389,14 @@ impl Core {
                 }
             },
             Event::Net(Inbound::PeerDown { peer }) => {
-                // A removed replica that went away (it retired) leaves the address book now.
-                if let Some(i) = self.leaving.iter().position(|&(p, _)| p == peer) {
-                    self.leaving.swap_remove(i);
-                    self.transport.remove_peer(peer);
+                // A removed replica that went away has most likely retired: it leaves the
+                // address book soon, not at once. It may instead have been restarting as it
+                // was removed, and then only a new link tells it so (chaos seed 2607: replica
+                // 56, restarted as the change removing it was chosen, was dropped when its old
+                // link timed out, was never dialed again, and ran on for ever).
+                let soon = self.ticks + DROP_DOWN_REMOVED_AFTER_TICKS;
+                if let Some(entry) = self.leaving.iter_mut().find(|(p, _)| *p == peer) {
+                    entry.1 = entry.1.min(soon);
                 }
             }
             Event::Net(Inbound::PeerUp { .. }) => {}

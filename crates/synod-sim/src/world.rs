@@ -401,6 +401,16 @@ impl World {
                 if epochs.iter().any(|&e| e != newest.epoch) {
                     return;
                 }
+                // Nor while a voter of it is gone for good: a replica that
+                // retired while a change adding it again was still being
+                // chosen (seed 4070099). A rejoining replica hears every other
+                // voter first, so it would never rejoin.
+                let gone = |id: &NodeId| {
+                    self.ids.iter().position(|x| x == id).is_some_and(|j| self.life[j] == Life::Gone)
+                };
+                if newest.voters().any(|v| gone(&v)) {
+                    return;
+                }
                 let voters = newest.voters().count();
                 let others = voters - usize::from(newest.is_voter(self.ids[i]));
                 if self.life[i] != Life::Member || !newest.contains(self.ids[i]) || others < newest.majority()

@@ -349,3 +349,37 @@ fn busy_reads_back_off_on_the_same_replica() {
     core.handle_reply(now, c.epoch, reply(&t, Outcome::Applied { payload: b"v".to_vec() }));
     assert_eq!(events(&mut core), [ClientEvent::Completed { call: read, result: Ok(b"v".to_vec()) }]);
 }
+
+/// The next connection the core asks for, advancing its clock through any backoff.
+fn next_connect(core: &mut ClientCore, mut now: u64) -> (Connect, u64) {
+    for _ in 0..100 {
+        if let Some(c) = core.poll_connect() {
+            return (c, now);
+        }
+        now = core.poll_timeout().expect("a timer while not connected").max(now);
+        core.handle_timeout(now);
+    }
+    panic!("no connection asked for");
+}
+
+#[test]
+fn a_redirect_to_a_replica_that_is_gone_moves_on_past_the_replica_that_gave_it() {
+    // Simulator seed 4092822: a replica that missed its own removal named a
+    // leader that was gone; the next replica after that leader in the book was
+    // the stale one again, and the client went round the two for ever.
+    let (mut core, c1) = registered(3);
+    core.handle_call(MS, vec![1], u64::MAX);
+    let t = transmits(&mut core).remove(0);
+    core.handle_reply(2 * MS, c1.epoch, reply(&t, Outcome::Redirect { leader: Some(NodeId(2)) }));
+    let (c2, now) = next_connect(&mut core, 2 * MS);
+    assert_eq!(c2.node, NodeId(2));
+    core.handle_connected(now, c2.epoch, c2.node);
+    let t = transmits(&mut core).remove(0);
+    // Replica 2 is stale: it names replica 1, which is now down.
+    core.handle_reply(now, c2.epoch, reply(&t, Outcome::Redirect { leader: Some(NodeId(1)) }));
+    let (c3, now) = next_connect(&mut core, now);
+    assert_eq!(c3.node, NodeId(1));
+    core.handle_connect_failed(now, c3.epoch, c3.node);
+    let (c4, _) = next_connect(&mut core, now);
+    assert_eq!(c4.node, NodeId(3), "not back to replica 2, which named the replica that is gone");
+}
