@@ -59,7 +59,7 @@ impl Paxos {
     pub(super) fn observe_status(&mut self, from: NodeId, status: Status) {
         self.peer_status.insert(from, status);
         self.heard_at.insert(from, self.now);
-        self.rejoin_heard(from, status);
+        self.rejoin_heard();
         if status.happy {
             // Someone is content with a leader: do not disrupt it.
             self.election.may_stand = false;

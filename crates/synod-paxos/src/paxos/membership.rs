@@ -284,8 +284,7 @@ impl Paxos {
         {
             return;
         }
-        let epoch = self.members.epoch;
-        if self.election.highest_seen.epoch > epoch || self.peer_status.values().any(|s| s.epoch > epoch) {
+        if self.election.highest_seen.epoch > self.members.epoch || self.newer_epoch_heard() {
             return;
         }
         self.removed = true;

@@ -34,8 +34,6 @@ use crate::action::Action;
 /// What a replica that lost its disk has learned of its peers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub(super) struct Rejoin {
-    /// The status each other replica reported since the restart.
-    pub(super) heard: std::collections::BTreeMap<NodeId, Status>,
     /// Once every peer was heard and the cluster has history: the slot this
     /// replica must have learned up to before it votes.
     pub(super) learn_to: Option<Slot>,
@@ -129,16 +127,19 @@ impl Paxos {
         self.actions.push_back(Action::SnapshotWanted { to });
     }
 
-    /// Notes a peer's status while rejoining, and decides once every voter was heard.
-    pub(super) fn rejoin_heard(&mut self, from: NodeId, status: Status) {
-        let Some(rejoin) = &mut self.rejoin else { return };
-        if rejoin.done_at.is_some() {
-            return;
-        }
-        rejoin.heard.insert(from, status);
-        if rejoin.learn_to.is_none() {
+    /// A peer's status came in (`peer_status`, which holds every status heard
+    /// since this incarnation started): while rejoining and undecided, decide
+    /// once every voter was heard.
+    pub(super) fn rejoin_heard(&mut self) {
+        if self.rejoin.as_ref().is_some_and(|r| r.done_at.is_none() && r.learn_to.is_none()) {
             self.rejoin_decide();
         }
+    }
+
+    /// Whether a replica heard in this incarnation reports a configuration
+    /// newer than the one in force here.
+    pub(super) fn newer_epoch_heard(&self) -> bool {
+        self.peer_status.values().any(|s| s.epoch > self.members.epoch)
     }
 
     /// The configuration changed while rejoining (a stop sign was learned):
@@ -179,12 +180,14 @@ impl Paxos {
     /// and not as a new cluster past the first configuration.
     fn rejoin_decide(&mut self) {
         let me = self.cfg.id;
-        let Some(rejoin) = &mut self.rejoin else { return };
-        let voters: Vec<NodeId> = self.members.voters().filter(|&v| v != me).collect();
-        if voters.iter().any(|v| !rejoin.heard.contains_key(v)) {
+        if self.rejoin.is_none() {
             return;
         }
-        if rejoin.heard.values().any(|s| s.epoch > self.members.epoch) {
+        let voters: Vec<NodeId> = self.members.voters().filter(|&v| v != me).collect();
+        if voters.iter().any(|v| !self.peer_status.contains_key(v)) {
+            return;
+        }
+        if self.newer_epoch_heard() {
             // Behind: it learns the newer configuration first (catching up
             // goes on, led by the statuses' `first_unchosen`), then decides.
             return;
@@ -204,11 +207,14 @@ impl Paxos {
             // of every vote: it cannot rejoin safely, an operator's matter.)
             return;
         }
-        let statuses: Vec<&Status> = voters.iter().filter_map(|v| rejoin.heard.get(v)).collect();
+        let statuses: Vec<&Status> = voters.iter().filter_map(|v| self.peer_status.get(v)).collect();
         let pristine = |s: &&Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
         if self.members.epoch == 0 && statuses.iter().all(pristine) {
             // No replica has any history: the cluster is new.
-            rejoin.done_at = Some(self.last_token + 1);
+            let token = self.last_token + 1;
+            if let Some(rejoin) = &mut self.rejoin {
+                rejoin.done_at = Some(token);
+            }
             self.pending_records.push(LogRecord::Rejoin { done: true });
             return;
         }
@@ -219,7 +225,9 @@ impl Paxos {
             .max()
             .unwrap_or(Slot(0))
             .max(self.config_start);
-        rejoin.learn_to = Some(learn_to);
+        if let Some(rejoin) = &mut self.rejoin {
+            rejoin.learn_to = Some(learn_to);
+        }
         self.max_round = self.max_round.max(ballot.round);
         if ballot > self.promised {
             self.promised = ballot;
