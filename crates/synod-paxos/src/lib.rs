@@ -145,7 +145,9 @@ mod stats;
 pub use action::{Action, PersistToken};
 pub use config::{Config, ConfigError};
 pub use durable::Durable;
-pub use paxos::{Paxos, ProposeError, ReconfigError, READ_INDEX_TICKS, RETIRE_TICKS};
+pub use paxos::{
+    Paxos, ProposeError, ReconfigError, CONFIRM_OTHERS_AFTER_TICKS, READ_INDEX_TICKS, RETIRE_TICKS,
+};
 pub use stats::Stats;
 
 /// Deliberately broken behaviours for the simulator's self-tests.

@@ -34,7 +34,7 @@ use proposer::{Candidate, Leader};
 use snapshot::Rejoin;
 
 pub use membership::{ReconfigError, RETIRE_TICKS};
-pub use read::READ_INDEX_TICKS;
+pub use read::{CONFIRM_OTHERS_AFTER_TICKS, READ_INDEX_TICKS};
 
 /// Why a proposal was refused. The batch comes back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -391,6 +391,7 @@ impl Paxos {
             self.stand();
         }
         self.send_commit();
+        self.read_tick();
         self.note_joined();
         self.note_removed();
         self.check_retire();

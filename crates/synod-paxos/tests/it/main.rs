@@ -21,6 +21,10 @@ struct Cluster {
     retired: BTreeSet<NodeId>,
     /// The replicas that told their driver they were removed (`Action::Reconfigured`).
     told_removed: BTreeSet<NodeId>,
+    /// Read ids given an index (`Action::ReadReady`), by replica.
+    reads_ready: BTreeSet<(NodeId, u64)>,
+    /// Every `Confirm` sent, as (from, to).
+    confirms: Vec<(NodeId, NodeId)>,
 }
 
 impl Cluster {
@@ -34,6 +38,8 @@ impl Cluster {
             committed: vec![Vec::new(); n as usize],
             retired: BTreeSet::new(),
             told_removed: BTreeSet::new(),
+            reads_ready: BTreeSet::new(),
+            confirms: Vec::new(),
         }
     }
 
@@ -49,7 +55,12 @@ impl Cluster {
                     progressed = true;
                     let me = self.cores[i].id();
                     match action {
-                        Action::Send { to, msg } => self.queue.push_back((me, to, msg)),
+                        Action::Send { to, msg } => {
+                            if matches!(msg, Message::Confirm { .. }) {
+                                self.confirms.push((me, to));
+                            }
+                            self.queue.push_back((me, to, msg))
+                        }
                         Action::Persist { token, .. } => self.cores[i].handle_persisted(token),
                         Action::Commit { slot, value } => {
                             assert_eq!(slot.0 as usize, self.committed[i].len(), "commits in order");
@@ -63,9 +74,11 @@ impl Cluster {
                                 self.told_removed.insert(me);
                             }
                         }
+                        Action::ReadReady { id, .. } => {
+                            self.reads_ready.insert((me, id));
+                        }
                         Action::LeaderChanged { .. }
                         | Action::SnapshotWanted { .. }
-                        | Action::ReadReady { .. }
                         | Action::ReadFailed { .. } => {}
                     }
                 }
@@ -296,6 +309,57 @@ fn recovery_from_a_snapshot_starts_at_its_base() {
         assert_eq!(commits, want, "delivering from {deliver_from:?}");
         assert_eq!((core.first_unchosen(), core.delivered()), (Slot(4), Slot(4)));
         assert!(core.chosen(Slot(1)).is_none() && core.chosen(Slot(2)).is_some());
+    }
+}
+
+#[test]
+fn a_read_round_asks_only_a_majority_and_the_others_once_it_waits() {
+    for n in [3u32, 5] {
+        let mut c = Cluster::new(n, 31);
+        let leader = c.await_leader(300);
+        let all: Vec<u32> = (1..=n).collect();
+        c.commit_through(leader, b"x", &all, 50);
+        let l = Cluster::idx(leader);
+        let need = (n as usize / 2 + 1) - 1;
+
+        // A healthy cluster: the round asks as many followers as a majority needs.
+        c.confirms.clear();
+        c.cores[l].read(1);
+        c.drain();
+        assert!(c.reads_ready.contains(&(leader, 1)), "{n} replicas: the read got its index");
+        assert_eq!(c.confirms.len(), need, "{n} replicas: asked {:?}", c.confirms);
+        let asked: Vec<NodeId> = c.confirms.iter().map(|&(_, to)| to).collect();
+
+        // Those it asked stop answering: the round asks the others a little later and completes.
+        for &a in &asked {
+            c.cut_both(leader.0, a.0);
+        }
+        c.confirms.clear();
+        c.cores[l].read(2);
+        c.drain();
+        assert!(!c.reads_ready.contains(&(leader, 2)), "{n} replicas: no majority yet");
+        let mut ticks = 0;
+        while !c.reads_ready.contains(&(leader, 2)) {
+            assert!(
+                ticks < synod_paxos::CONFIRM_OTHERS_AFTER_TICKS + 1,
+                "{n} replicas: the others were not asked"
+            );
+            c.tick(1);
+            ticks += 1;
+        }
+        assert!(c.cores[l].is_leader(), "{n} replicas: the leader kept its majority");
+
+        // The next round asks the voters that confirmed the last one, not the silent ones.
+        c.confirms.clear();
+        c.cores[l].read(3);
+        c.drain();
+        assert!(c.reads_ready.contains(&(leader, 3)), "{n} replicas: the third read got its index");
+        let third: Vec<NodeId> = c.confirms.iter().map(|&(_, to)| to).collect();
+        assert_eq!(third.len(), need, "{n} replicas: asked {third:?}");
+        assert!(
+            third.iter().all(|t| !asked.contains(t)),
+            "{n} replicas: asked {third:?} again after {asked:?} went silent"
+        );
     }
 }
 
