@@ -147,8 +147,7 @@ impl Lab {
     fn signal(&mut self, i: u32, signal: &str) -> Result<()> {
         let child =
             self.children[i as usize - 1].as_mut().with_context(|| format!("replica {i} is not running"))?;
-        // `ip netns exec` execs the program, so the child's pid is synod's (or faketime's, which execs too).
-        sh(&["kill", &format!("-{signal}"), &child.id().to_string()])?;
+        signal_group(child, signal)?;
         if signal == "KILL" {
             let _ = child.wait();
             self.children[i as usize - 1] = None;
@@ -166,6 +165,17 @@ impl Lab {
         }
         slot.is_some()
     }
+}
+
+/// Sends `signal` to the process group `spawn_replica` started `child` in. The group, not
+/// the pid: `ip netns exec` execs synod, but `faketime` forks it and waits, so a signal to
+/// the pid alone would kill (or stop) faketime and leave synod running as an orphan the lab
+/// no longer sees. In the hour's run at 9af0799 such an orphan held replica 1's ports (each
+/// later start of id 1 failed: `cannot serve metrics ... Address already in use`), was
+/// removed and then re-added under the reused id 1 while it retired, and so left a voter
+/// that never came back (a promotion refused for 60 s ended the run at 2309 s).
+fn signal_group(child: &Child, signal: &str) -> Result<()> {
+    sh(&["kill", &format!("-{signal}"), "--", &format!("-{}", child.id())])
 }
 
 impl Drop for Lab {
@@ -825,6 +835,38 @@ fn remove_replica(lab: &mut Lab, dir: &std::path::Path, members: &mut Members, v
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_reaches_the_program_a_wrapper_forked() {
+        // A parent that forks its program and waits for it, as faketime does; the program's
+        // pid goes to the log, which takes the child's output.
+        let log = std::env::temp_dir().join(format!("synod-chaos-signal-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & echo $! ; wait"]);
+        let mut child = crate::cluster::spawn_replica(cmd, &log, 1).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        let forked: u32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&log).ok().and_then(|l| l.trim().parse().ok()) {
+                break pid;
+            }
+            assert!(Instant::now() < until, "the wrapper never said its program's pid");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = std::fs::remove_file(&log);
+        assert!(std::path::Path::new(&format!("/proc/{forked}")).exists(), "the forked program runs");
+        signal_group(&child, "KILL").unwrap();
+        child.wait().unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting for init to reap it: either way it holds no port.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{forked}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        while alive() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the program the wrapper forked survived the signal to its group");
+    }
 
     #[test]
     fn longer_runs_get_room_for_more_replica_ids() {
