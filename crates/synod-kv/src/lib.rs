@@ -552,6 +552,11 @@ impl StateMachine for KvStore {
         }))
     }
 
+    /// Reads are hash-table lookups: served on the thread that got their index.
+    fn quick_reads(&self) -> bool {
+        true
+    }
+
     /// The bytes [`KvStore::snapshot_to`] writes.
     fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -14,7 +14,7 @@ use synod_state_machine::{Applier, StateMachine};
 use synod_transport::{Node, NodeConfig};
 use synod_wire::{NodeId, Slot};
 
-use crate::apply::ApplyThread;
+use crate::apply::{ApplyThread, InlineReader, InlineReads, ReadCounters};
 use crate::config::ReplicaConfig;
 use crate::shell::{ApplyJob, Event, Parts, Shell};
 use crate::snapshot::{SnapshotJob, SnapshotThread};
@@ -154,6 +154,15 @@ impl Replica {
             .spawn(move || snapshots.run(snap_rx, move |event| snap_shell.input(Event::Snapshot(event))))?;
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyJob>();
+        let quick_reads = applier.machine().quick_reads();
+        let applier = Arc::new(Mutex::new(applier));
+        let inline_reads: Option<Arc<dyn InlineReads>> = quick_reads.then(|| {
+            Arc::new(InlineReader {
+                applier: applier.clone(),
+                transport: transport.clone(),
+                counters: ReadCounters::new(),
+            }) as Arc<dyn InlineReads>
+        });
         let apply = ApplyThread {
             applier,
             transport: transport.clone(),
@@ -181,6 +190,7 @@ impl Replica {
                 snapshots: snap_tx,
                 status: status.clone(),
                 data_dir: config.data_dir.clone(),
+                inline_reads,
             },
         );
         let tick = config.timing.tick;

@@ -14,7 +14,9 @@
 //!    every earlier token, and slots apply in order).
 //!
 //! Then, with the lock released, the [`Outbox`] is carried out: frames are
-//! queued on the transport's links and client streams. Nothing under the
+//! queued on the transport's links and client streams, and quick reads are
+//! served if the applier is free ([`InlineReads`]; else they take the apply
+//! channel, after the applies they must follow). Nothing under the
 //! lock writes, syncs, applies or blocks: the fsync is the log thread's and
 //! the user's `StateMachine::apply` the apply thread's, so neither ever runs
 //! on the transport thread (decision 0007).
@@ -44,6 +46,7 @@ use synod_wire::{
     Wire,
 };
 
+use crate::apply::InlineReads;
 use crate::snapshot::{SnapshotEvent, SnapshotJob};
 use crate::stats::Published;
 use crate::status::Status;
@@ -106,6 +109,9 @@ pub(crate) struct Parts {
     pub snapshots: Sender<SnapshotJob>,
     pub status: Arc<Mutex<Status>>,
     pub data_dir: PathBuf,
+    /// Serves reads without the apply thread's hand-off: for a state machine
+    /// with [`synod_state_machine::StateMachine::quick_reads`].
+    pub inline_reads: Option<Arc<dyn InlineReads>>,
 }
 
 /// The state behind the lock: the pure core and the shell's bookkeeping.
@@ -117,6 +123,7 @@ struct Core {
     apply: Sender<ApplyJob>,
     snapshots: Sender<SnapshotJob>,
     status: Arc<Mutex<Status>>,
+    inline_reads: Option<Arc<dyn InlineReads>>,
     /// The zero of `Now::mono_us`.
     epoch: Instant,
     ticks: u64,
@@ -157,6 +164,11 @@ struct Outbox {
     status: Vec<(ClientConnId, u64, ReplicaStatus)>,
     /// Client streams to close (a malformed frame).
     close: Vec<ClientConnId>,
+    /// Reads whose index is applied, to serve at once if the applier is free
+    /// (`inline`), else to hand to the apply thread (`apply`).
+    reads: Vec<(ClientConnId, u64, Vec<u8>, Slot)>,
+    inline: Option<Arc<dyn InlineReads>>,
+    apply: Option<Sender<ApplyJob>>,
 }
 
 impl Shell {
@@ -244,6 +256,14 @@ impl Shell {
     /// never blocks: a full queue or a down link loses it, and the core
     /// retries what matters.
     fn carry_out(&self, out: Outbox) {
+        if let (Some(inline), Some(apply)) = (&out.inline, &out.apply) {
+            for (conn, id, query, index) in out.reads {
+                if !inline.try_read(conn, id, &query, index) {
+                    // Sent after the applies of every slot below `index`, which went under the lock.
+                    let _ = apply.send(ApplyJob::Read { conn, id, query, index });
+                }
+            }
+        }
         let Some(transport) = out.transport else { return };
         for (to, frame, bulk) in out.sends {
             let _ = if bulk { transport.send_bulk(to, frame) } else { transport.send(to, frame) };
@@ -309,6 +329,7 @@ impl Core {
             apply: parts.apply,
             snapshots: parts.snapshots,
             status: parts.status,
+            inline_reads: parts.inline_reads,
             epoch: Instant::now(),
             ticks: 0,
             stopping: false,
@@ -500,9 +521,14 @@ impl Core {
                 Effect::InstallSnapshot { upto } => drop(self.apply.send(ApplyJob::Install { upto })),
                 // In order with the applies: the apply thread serves it once
                 // the slots below its index, handed over before, are applied.
-                Effect::Read { conn, id, query, index } => {
-                    drop(self.apply.send(ApplyJob::Read { conn, id, query, index }))
-                }
+                Effect::Read { conn, id, query, index } => match &self.inline_reads {
+                    Some(inline) => {
+                        out.reads.push((conn, id, query, index));
+                        out.inline.get_or_insert_with(|| inline.clone());
+                        out.apply.get_or_insert_with(|| self.apply.clone());
+                    }
+                    None => drop(self.apply.send(ApplyJob::Read { conn, id, query, index })),
+                },
                 Effect::TruncateLog { below } => {
                     // In order with the appends: the snapshot record before it is durable first.
                     if let Err(e) = self.appender.truncate_prefix(below) {
