@@ -155,6 +155,12 @@ impl<S: StateMachine> Applier<S> {
         let bytes = match value {
             Value::Batch(bytes) => bytes,
             Value::Noop => return Ok(Vec::new()),
+            // A stop sign whose configuration is not after the one in force
+            // changes nothing, as in Paxos (which adopts only a later epoch):
+            // a stale one must not reach a snapshot.
+            Value::Reconfig(m) if m.epoch <= self.membership.as_ref().map_or(0, |c| c.epoch) => {
+                return Ok(Vec::new());
+            }
             Value::Reconfig(m) => {
                 // A stop sign: the configuration is part of the replicated
                 // state, so that a snapshot carries it to whoever installs it.

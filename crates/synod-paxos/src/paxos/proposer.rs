@@ -150,6 +150,22 @@ impl Paxos {
         if let Some(stop) = stop {
             merged.retain(|&s, _| s <= stop);
         }
+        // A stop sign for a configuration not after this one, found at or
+        // after `from` (past the stop sign that began this configuration),
+        // was proposed by a leader of an older configuration that had not
+        // learned this one began. That configuration's log ended at its own
+        // stop sign, so the value was never chosen; proposed again it would
+        // be chosen as a stale configuration, which Paxos ignores but the
+        // applier would record and a snapshot carry to a restart (simulator
+        // seed 7224064: a replica restarted from such a snapshot counted
+        // votes in four voters, two of them gone, and stood for ever). A
+        // no-op takes its slot.
+        let epoch = self.members.epoch;
+        for e in merged.values_mut() {
+            if !e.chosen && matches!(&e.value, Value::Reconfig(m) if m.epoch <= epoch) {
+                e.value = Value::Noop;
+            }
+        }
         let next_slot = merged.keys().next_back().map_or(c.from, |s| s.next()).max(c.from);
         self.role = Role::Leader(Leader {
             ballot: c.ballot,

@@ -34,7 +34,12 @@ fn seeds_that_found_bugs_pass() {
     // - 4092822, 4356147, 4402184, 4479686: a replica that missed its own removal
     //   named a leader that was gone, and clients went round the two (synod-client-core).
     // - 4070099: a disk lost while a voter was gone for good (the harness no longer does).
+    // Found by a 400,000-seed run after the confirmation-round change:
+    // - 7224064: a stale stop sign (an old configuration's leader proposed it past
+    //   that configuration's end) was proposed again and chosen, and a snapshot gave
+    //   a restarted replica its configuration (synod-paxos: `become_leader`).
     const FOUND: &[(u64, u32)] = &[
+        (7_224_064, 3),
         (4_001_812, 3),
         (4_140_516, 3),
         (4_220_954, 3),

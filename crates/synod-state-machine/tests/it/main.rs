@@ -423,8 +423,9 @@ fn conformance_catches_a_snapshot_source_that_writes_other_bytes() {
 fn a_stop_sign_is_replicated_state_that_a_snapshot_carries() {
     let mut applier = Applier::new(Sum(0), SessionConfig::default());
     assert_eq!(applier.membership(), None, "configuration 0 until a stop sign applies");
-    let next =
+    let mut next =
         synod_wire::Membership::initial([(NodeId(1), "a:1".to_owned()), (NodeId(4), "b:4".to_owned())]);
+    next.epoch = 1;
     let before = applier.digest();
     applier.apply(Slot(0), &Value::Reconfig(next.clone())).unwrap();
     assert_eq!(applier.membership(), Some(&next));
@@ -435,4 +436,26 @@ fn a_stop_sign_is_replicated_state_that_a_snapshot_carries() {
     let restored = Applier::restore_from(Sum(0), SessionConfig::default(), &mut bytes.as_slice()).unwrap();
     assert_eq!(restored.membership(), Some(&next));
     assert_eq!(restored.digest(), applier.digest());
+}
+
+#[test]
+fn a_stale_stop_sign_changes_nothing() {
+    let mut applier = Applier::new(Sum(0), SessionConfig::default());
+    let config = |epoch: u64, ids: &[u32]| {
+        let mut m = synod_wire::Membership::initial(ids.iter().map(|&i| (NodeId(i), format!("h:{i}"))));
+        m.epoch = epoch;
+        m
+    };
+    let first = config(1, &[1, 3]);
+    applier.apply(Slot(0), &Value::Reconfig(first.clone())).unwrap();
+    // Proposed by a leader of configuration 0 past its end, and chosen later
+    // (simulator seed 7224064): not a configuration after the one in force.
+    let before = applier.digest();
+    applier.apply(Slot(1), &Value::Reconfig(config(1, &[1, 2, 3, 4]))).unwrap();
+    applier.apply(Slot(2), &Value::Reconfig(config(0, &[1, 2]))).unwrap();
+    assert_eq!(applier.membership(), Some(&first), "a stale stop sign left the configuration alone");
+    assert_eq!(applier.digest(), before, "and the state");
+    let second = config(2, &[1, 3, 5]);
+    applier.apply(Slot(3), &Value::Reconfig(second.clone())).unwrap();
+    assert_eq!(applier.membership(), Some(&second));
 }
