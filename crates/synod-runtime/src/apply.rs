@@ -179,13 +179,17 @@ pub(crate) struct InlineReader<S> {
     pub applier: SharedApplier<S>,
     pub transport: Arc<Node>,
     pub counters: ReadCounters,
+    /// The replica's stop flag: the apply thread raises it, still holding
+    /// the applier, when an apply fails or panics, and a state left half
+    /// applied must then answer no read.
+    pub stopped: Arc<AtomicBool>,
 }
 
 impl<S: StateMachine + Send> InlineReads for InlineReader<S> {
     fn try_read(&self, conn: ClientConnId, id: u64, query: &[u8], index: Slot) -> bool {
         // Never wait for the apply thread: a busy applier means the channel is as quick.
         let Some(applier) = self.applier.try_lock() else { return false };
-        if applier.next_slot() < index {
+        if applier.next_slot() < index || self.stopped.load(Ordering::Acquire) {
             return false;
         }
         let outcome = read(&applier, query, index, &self.counters);

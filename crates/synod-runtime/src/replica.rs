@@ -161,6 +161,7 @@ impl Replica {
                 applier: applier.clone(),
                 transport: transport.clone(),
                 counters: ReadCounters::new(),
+                stopped: stop.clone(),
             }) as Arc<dyn InlineReads>
         });
         let apply = ApplyThread {
