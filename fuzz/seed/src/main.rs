@@ -53,7 +53,10 @@ struct Run {
 
 impl Run {
     fn new() -> Run {
-        let membership = Membership::initial((1..=3).map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i))));
+        // A stop sign's configuration is one after configuration 0: the applier ignores any other.
+        let mut membership =
+            Membership::initial((1..=3).map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i))));
+        membership.epoch = 1;
         let op = |client: u64, seq: u64, command: KvCommand| Command::Op {
             client: ClientId(client),
             seq: Seq(seq),
