@@ -6,6 +6,7 @@
 //! ```text
 //! chaos_client --client-config client.toml [--workers 6] [--keys 3] [--seconds 30]
 //!              [--op-timeout-ms 2000] [--history history.jsonl] [--budget-s 60 (per key)] [--pause-ms 5]
+//!              [--key-seconds 0 (no rotation)]
 //!              [--read-mode mixed|linearizable|lease|stale|log]
 //! ```
 //! By default (`mixed`) gets take every linearizable read path: even workers
@@ -40,6 +41,13 @@ struct Cli {
     /// Keys they share.
     #[arg(long, default_value_t = 3)]
     keys: u64,
+    /// Move on to a fresh set of keys every this many seconds (0: never). The checker's
+    /// work grows much faster than a key's history, above all with the indeterminate
+    /// operations that faults leave open for ever; keys used for a bounded window each
+    /// (as Jepsen's independent keys) keep an hour's check as cheap as a minute's, and
+    /// every key still gets a final read after the heal.
+    #[arg(long = "key-seconds", default_value_t = 0)]
+    key_seconds: u64,
     /// How long to run.
     #[arg(long, default_value_t = 30.0)]
     seconds: f64,
@@ -94,6 +102,7 @@ struct Args {
     client_config: PathBuf,
     workers: u64,
     keys: u64,
+    key_seconds: u64,
     seconds: f64,
     op_timeout: Duration,
     history: Option<PathBuf>,
@@ -108,6 +117,7 @@ fn parse() -> Result<Args> {
         client_config: c.client_config,
         workers: c.workers,
         keys: c.keys,
+        key_seconds: c.key_seconds,
         seconds: c.seconds,
         op_timeout: Duration::from_millis(c.op_timeout_ms),
         history: c.history,
@@ -144,7 +154,7 @@ async fn run(args: Args) -> Result<()> {
     let mut tasks = Vec::new();
     for w in 0..args.workers {
         let config = config.clone();
-        let keys = args.keys;
+        let keys = Keys { count: args.keys, window: args.key_seconds };
         let workers = args.workers;
         let pacing = Pacing { pause: args.pause, mode: args.read_mode };
         tasks.push(tokio::spawn(
@@ -166,8 +176,8 @@ async fn run(args: Args) -> Result<()> {
         Some(client) => client,
         None => Client::connect(config.clone()).await.context("connecting for the final reads")?,
     };
-    for k in 0..args.keys {
-        let key = format!("k{k}").into_bytes();
+    let keys = Keys { count: args.keys, window: args.key_seconds };
+    for key in keys.all(epoch.elapsed()) {
         let call = epoch.elapsed().as_nanos() as u64;
         let value = reader.get(&key).await.context("a final read failed after the heal")?;
         let ret = epoch.elapsed().as_nanos() as u64;
@@ -230,6 +240,35 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The workload's keys: `count` at a time, a fresh set every `window` seconds (0: one set).
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    count: u64,
+    window: u64,
+}
+
+impl Keys {
+    /// The name of key `k` of the set in use `elapsed` into the run.
+    fn name(self, elapsed: Duration, k: u64) -> Vec<u8> {
+        match self.window {
+            0 => format!("k{k}").into_bytes(),
+            w => format!("k{}-{k}", elapsed.as_secs() / w).into_bytes(),
+        }
+    }
+
+    /// Every key used up to `elapsed` into the run.
+    fn all(self, elapsed: Duration) -> Vec<Vec<u8>> {
+        let sets = match self.window {
+            0 => 1,
+            w => elapsed.as_secs() / w + 1,
+        };
+        (0..sets)
+            .flat_map(|set| (0..self.count).map(move |k| (set, k)))
+            .map(|(set, k)| self.name(Duration::from_secs(set * self.window), k))
+            .collect()
+    }
+}
+
 /// What every worker does alike: its pause between operations and how it reads.
 #[derive(Debug, Clone, Copy)]
 struct Pacing {
@@ -242,7 +281,7 @@ async fn worker(
     workers: u64,
     Pacing { pause, mode }: Pacing,
     config: synod_client::ClientConfig,
-    keys: u64,
+    keys: Keys,
     epoch: Instant,
     stop_at: Instant,
 ) -> Result<(Vec<Record>, Client)> {
@@ -271,7 +310,7 @@ async fn worker(
         // Paced, as Jepsen's clients are: the checker's work grows quickly with the history.
         tokio::time::sleep(pause).await;
         n += 1;
-        let key = format!("k{}", next() % keys).into_bytes();
+        let key = keys.name(epoch.elapsed(), next() % keys.count);
         let value = format!("w{w}-{n}").into_bytes();
         let input = match next() % 3 {
             0 => Input::Get,
@@ -338,4 +377,24 @@ fn history_line(r: &Record) -> String {
         "output": format!("{:?}", r.op.output),
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_rotate_by_window_and_the_final_reads_cover_every_set() {
+        let fixed = Keys { count: 3, window: 0 };
+        assert_eq!(fixed.name(Duration::from_secs(500), 2), b"k2");
+        assert_eq!(fixed.all(Duration::from_secs(500)), vec![b"k0".to_vec(), b"k1".to_vec(), b"k2".to_vec()]);
+        let rotating = Keys { count: 2, window: 30 };
+        assert_eq!(rotating.name(Duration::from_secs(29), 1), b"k0-1");
+        assert_eq!(rotating.name(Duration::from_secs(61), 0), b"k2-0");
+        let all = rotating.all(Duration::from_secs(61));
+        assert_eq!(all.len(), 6, "three sets of two: {all:?}");
+        for (elapsed, k) in [(0, 0), (45, 1), (61, 1)] {
+            assert!(all.contains(&rotating.name(Duration::from_secs(elapsed), k)), "{elapsed} s, key {k}");
+        }
+    }
 }
