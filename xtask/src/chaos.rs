@@ -150,6 +150,10 @@ impl Lab {
         signal_group(child, signal)?;
         if signal == "KILL" {
             let _ = child.wait();
+            // Under faketime the child is faketime and synod its child: waiting for the
+            // child is not waiting for synod, whose ports a restart at once would find
+            // taken (replica 39 at 795 s of a 1200 s run: `Address already in use`).
+            wait_group_gone(child.id(), Duration::from_secs(5));
             self.children[i as usize - 1] = None;
         }
         Ok(())
@@ -176,6 +180,25 @@ impl Lab {
 /// that never came back (a promotion refused for 60 s ended the run at 2309 s).
 fn signal_group(child: &Child, signal: &str) -> Result<()> {
     sh(&["kill", &format!("-{signal}"), "--", &format!("-{}", child.id())])
+}
+
+/// Waits until no live process (zombies aside: they hold no ports) is left in process group
+/// `pgid`, or `timeout` passes.
+fn wait_group_gone(pgid: u32, timeout: Duration) {
+    let until = Instant::now() + timeout;
+    let alive = || {
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
+            let mut rest = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace();
+            let state = rest.next().unwrap_or("Z");
+            let pgrp = rest.nth(1).and_then(|g| g.parse::<u32>().ok());
+            pgrp == Some(pgid) && state != "Z" && state != "X"
+        })
+    };
+    while alive() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 impl Drop for Lab {
@@ -894,6 +917,12 @@ mod tests {
         assert!(std::path::Path::new(&format!("/proc/{forked}")).exists(), "the forked program runs");
         signal_group(&child, "KILL").unwrap();
         child.wait().unwrap();
+        wait_group_gone(child.id(), Duration::from_secs(5));
+        assert!(
+            std::fs::read_to_string(format!("/proc/{forked}/stat"))
+                .map_or(true, |stat| stat.contains(") Z ")),
+            "wait_group_gone returned while the forked program still ran"
+        );
         let until = Instant::now() + Duration::from_secs(5);
         // Gone, or a zombie waiting for init to reap it: either way it holds no port.
         let alive = || {
