@@ -151,10 +151,10 @@ async fn run(args: Args) -> Result<()> {
         .with_request_timeout(Duration::from_millis(300));
     let epoch = Instant::now();
     let stop_at = epoch + Duration::from_secs_f64(args.seconds);
+    let keys = Keys { count: args.keys, window: args.key_seconds };
     let mut tasks = Vec::new();
     for w in 0..args.workers {
         let config = config.clone();
-        let keys = Keys { count: args.keys, window: args.key_seconds };
         let workers = args.workers;
         let pacing = Pacing { pause: args.pause, mode: args.read_mode };
         tasks.push(tokio::spawn(
@@ -176,7 +176,6 @@ async fn run(args: Args) -> Result<()> {
         Some(client) => client,
         None => Client::connect(config.clone()).await.context("connecting for the final reads")?,
     };
-    let keys = Keys { count: args.keys, window: args.key_seconds };
     for key in keys.all(epoch.elapsed()) {
         let call = epoch.elapsed().as_nanos() as u64;
         let value = reader.get(&key).await.context("a final read failed after the heal")?;

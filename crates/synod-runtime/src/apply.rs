@@ -54,9 +54,8 @@ impl<S: StateMachine> ApplyThread<S> {
     pub(crate) fn run(self, jobs: Receiver<ApplyJob>) {
         let applied_counter = metrics::counter!(names::COMMANDS_APPLIED);
         let counters = ReadCounters::new();
-        let applier = self.applier.clone();
         while let Ok(job) = jobs.recv() {
-            let mut applier = applier.lock();
+            let mut applier = self.applier.lock();
             let applied_before = applier.stats().applied;
             let ok = match job {
                 ApplyJob::Apply(job) => self.apply(&mut applier, job),
