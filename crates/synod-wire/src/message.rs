@@ -60,7 +60,11 @@ pub struct Status {
     pub happy: bool,
     /// Every slot below this one is chosen, and this replica knows its value.
     pub first_unchosen: Slot,
-    /// One past the highest slot this replica holds anything for (accepted or chosen).
+    /// One past the highest slot this replica holds a value for (accepted or
+    /// chosen) that may be or become chosen: a value accepted at a ballot of
+    /// an older configuration, in a slot at or after the one the
+    /// configuration in force starts from, is past that configuration's stop
+    /// sign and left out. At least `first_unchosen`.
     pub log_end: Slot,
     /// The newest configuration this replica knows, durably, is in force:
     /// its log records that configuration's stop sign as chosen.

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use synod_wire::{Ballot, LogRecord, Message, NodeId, Status};
+use synod_wire::{Ballot, LogRecord, Message, NodeId, Slot, Status};
 
-use super::{Paxos, Role};
+use super::{Entry, Paxos, Role};
 
 /// Ballot leader election with quorum-connectivity (after OmniPaxos's BLE).
 ///
@@ -47,13 +47,34 @@ impl Paxos {
             quorum_connected: self.election.quorum_connected,
             happy: self.election.happy,
             first_unchosen: self.first_unchosen,
-            log_end: self
-                .log
-                .last_key_value()
-                .map_or(self.first_unchosen, |(s, _)| s.next().max(self.first_unchosen)),
+            log_end: self.log_end(),
             epoch: self.epoch_durable,
             rejoining: self.rejoin.is_some(),
         }
+    }
+
+    /// One past the highest slot this replica holds a value for that may be
+    /// or become chosen ([`Status::log_end`]), at least `first_unchosen`.
+    ///
+    /// A value accepted at a ballot of an older configuration for a slot at
+    /// or after the one the configuration in force starts from lies past
+    /// that older configuration's stop sign: it was never chosen and never
+    /// will be at that ballot (membership.rs). It is left out: a replica
+    /// rejoining after a lost disk learns up to the longest log among the
+    /// voters, and waiting for such a slot could wait for ever when the
+    /// configuration needs the rejoining replica's vote to choose anything
+    /// there (simulator seed 7497502: configuration [n1, n3] from #6, n3
+    /// holding a value of epoch 0 at #6, n1 rejoining up to #7).
+    pub(super) fn log_end(&self) -> Slot {
+        let epoch = self.members.epoch;
+        let counts = |(slot, entry): &(&Slot, &Entry)| {
+            entry.chosen || **slot < self.config_start || entry.ballot.epoch >= epoch
+        };
+        self.log
+            .iter()
+            .rev()
+            .find(counts)
+            .map_or(self.first_unchosen, |(s, _)| s.next().max(self.first_unchosen))
     }
 
     pub(super) fn observe_status(&mut self, from: NodeId, status: Status) {

@@ -208,6 +208,15 @@ impl Paxos {
             return;
         }
         let statuses: Vec<&Status> = voters.iter().filter_map(|v| self.peer_status.get(v)).collect();
+        if statuses.iter().any(|s| s.epoch < self.members.epoch) {
+            // A voter that has not (durably) taken this configuration yet
+            // may report values past the old one's stop sign in its
+            // `log_end`, never chosen; waiting to learn those could wait for
+            // ever (election.rs, `log_end`). It takes this configuration
+            // soon (it is a voter: it learns the stop sign like this
+            // replica did), and its next status brings the decision back.
+            return;
+        }
         let pristine = |s: &&Status| s.leader == Ballot::ZERO && s.log_end == Slot(0);
         if self.members.epoch == 0 && statuses.iter().all(pristine) {
             // No replica has any history: the cluster is new.

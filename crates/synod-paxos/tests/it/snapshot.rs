@@ -256,3 +256,84 @@ fn a_rejoining_replica_never_ends_its_rejoin_as_the_only_voter_of_an_old_configu
     assert!(core.is_rejoining());
     assert!(core.known_commit() >= Slot(40), "it goes on catching up");
 }
+
+/// Delivers every persist at once; returns the statuses the core sent in `Pong`s.
+fn flush_pongs(core: &mut Paxos) -> Vec<Status> {
+    let mut pongs = Vec::new();
+    while let Some(action) = core.poll_action() {
+        match action {
+            Action::Persist { token, .. } => core.handle_persisted(token),
+            Action::Send { msg: Message::Pong { status, .. }, .. } => pongs.push(status),
+            _ => {}
+        }
+    }
+    pongs
+}
+
+fn voters(epoch: u64, ids: &[u32]) -> Membership {
+    Membership {
+        epoch,
+        members: ids
+            .iter()
+            .map(|&id| Member { id: NodeId(id), addr: format!("h:{id}"), role: MemberRole::Voter })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_value_accepted_past_the_old_configurations_stop_sign_is_left_out_of_log_end() {
+    // Simulator seed 7497502: n3 held a value of epoch 0 in #6, past the stop
+    // sign in #5; reporting it in `log_end` kept n1, rejoining, waiting for
+    // #6 to be chosen in a configuration that needed n1's vote to choose it.
+    let mut core = Paxos::new(config(3), 7);
+    flush_pongs(&mut core);
+    let old = Ballot { epoch: 0, round: 1, node: NodeId(1) };
+    let accept = |slot: u64, value: Value, commit: u64| Message::Accept {
+        ballot: old,
+        slot: Slot(slot),
+        value,
+        commit: Slot(commit),
+    };
+    core.handle_message(NodeId(1), accept(0, Value::Reconfig(voters(1, &[1, 3])), 0));
+    core.handle_message(NodeId(1), accept(1, Value::Noop, 0));
+    core.handle_message(NodeId(1), Message::Ping { round: 1, status: Status::default() });
+    let before = flush_pongs(&mut core);
+    assert_eq!(before.last().map(|s| s.log_end), Some(Slot(2)), "both values may still be chosen");
+    // The stop sign in #0 is chosen: epoch 1 starts at #1.
+    core.handle_message(NodeId(1), accept(2, Value::Noop, 1));
+    flush_pongs(&mut core);
+    assert_eq!(core.membership().epoch, 1);
+    core.handle_message(NodeId(1), Message::Ping { round: 2, status: Status::default() });
+    let after = flush_pongs(&mut core);
+    assert_eq!(
+        after.last().map(|s| s.log_end),
+        Some(Slot(1)),
+        "epoch 0's values past its stop sign are never chosen"
+    );
+}
+
+#[test]
+fn a_rejoining_replica_decides_only_once_every_voter_has_taken_the_configuration() {
+    // The other half of seed 7497502: a voter still in the old configuration
+    // reports its values past the stop sign; the rejoining replica waits for
+    // its status in the new one before it decides how far to learn.
+    let mut core = Paxos::rejoin(config(1), 5);
+    flush_pongs(&mut core);
+    assert!(core.install_snapshot(Slot(6), Some(voters(1, &[1, 3]))));
+    flush_pongs(&mut core);
+    let leader = Ballot { epoch: 0, round: 3, node: NodeId(3) };
+    let status = |epoch: u64, log_end: u64| Status {
+        leader,
+        first_unchosen: Slot(6),
+        log_end: Slot(log_end),
+        epoch,
+        ..Status::default()
+    };
+    core.handle_message(NodeId(3), Message::Ping { round: 1, status: status(0, 7) });
+    flush_pongs(&mut core);
+    assert!(core.is_rejoining());
+    assert!(core.known_commit() < Slot(7), "n3's #6 is past epoch 0's stop sign: nothing to learn there");
+    core.handle_message(NodeId(3), Message::Ping { round: 2, status: status(1, 6) });
+    flush_pongs(&mut core);
+    assert!(!core.is_rejoining(), "every slot up to n3's log end in epoch 1 is learned");
+}

@@ -38,7 +38,11 @@ fn seeds_that_found_bugs_pass() {
     // - 7224064: a stale stop sign (an old configuration's leader proposed it past
     //   that configuration's end) was proposed again and chosen, and a snapshot gave
     //   a restarted replica its configuration (synod-paxos: `become_leader`).
+    // - 7497502 (liveness): a rejoining replica waited to learn a slot past the old
+    //   configuration's stop sign, where a voter held a value of the old epoch, and
+    //   the new two-voter configuration needed its vote (synod-paxos: `log_end`).
     const FOUND: &[(u64, u32)] = &[
+        (7_497_502, 3),
         (7_224_064, 3),
         (4_001_812, 3),
         (4_140_516, 3),
