@@ -304,26 +304,80 @@ fn truncated_or_corrupted_snapshots_of_100k_keys_are_errors_and_change_nothing()
     }
     assert_eq!(target, before, "a failed restore changes nothing");
     // Two entries swapped: the keys are out of order.
-    let first = 8 + 8 + 12 + 150; // key-00000000 with a 150-byte value
-    let second = 8 + 12 + 4;
-    let mut swapped = bytes[..8].to_vec();
+    let entry_len = |at: usize| {
+        let key = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let value = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        8 + key + value
+    };
+    let first = 16 + entry_len(16);
+    let second = entry_len(first);
+    let mut swapped = bytes[..16].to_vec();
     swapped.extend_from_slice(&bytes[first..first + second]);
-    swapped.extend_from_slice(&bytes[8..first]);
+    swapped.extend_from_slice(&bytes[16..first]);
     swapped.extend_from_slice(&bytes[first + second..]);
     assert_eq!(swapped.len(), bytes.len());
     let e = target.restore_from(&mut swapped.as_slice()).unwrap_err();
     assert!(e.to_string().contains("out of order"), "{e}");
     // A length past the end, a count too high, and trailing bytes.
     let mut long = bytes.clone();
-    long[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    long[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(target.restore_from(&mut long.as_slice()).is_err());
     let mut count = bytes.clone();
-    count[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    count[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(target.restore_from(&mut count.as_slice()).is_err());
     let mut trailing = bytes.clone();
     trailing.push(0);
     assert!(target.restore(&trailing).is_err());
     assert_eq!(target, before);
+}
+
+#[test]
+fn a_snapshot_in_the_key_order_of_earlier_versions_still_restores() {
+    // Before the hash order: no tag, the number of keys, the keys in byte order.
+    let kv = store(10_000);
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = (0..10_000u32)
+        .map(|i| {
+            let key = format!("key-{i:08}").into_bytes();
+            let value = kv.get(&key).unwrap().to_vec();
+            (key, value)
+        })
+        .collect();
+    entries.sort();
+    let mut old = (entries.len() as u64).to_le_bytes().to_vec();
+    for (key, value) in &entries {
+        old.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        old.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        old.extend_from_slice(key);
+        old.extend_from_slice(value);
+    }
+    let mut restored = KvStore::default();
+    restored.restore_from(&mut old.as_slice()).unwrap();
+    assert_eq!(restored, kv);
+    assert_eq!(restored.snapshot(), kv.snapshot(), "written again in hash order");
+    // Out of byte order, that format is refused as before.
+    let (a, b) = (8usize, 8 + 8 + 12 + 150);
+    let mut swapped = old[..a].to_vec();
+    swapped.extend_from_slice(&old[b..b + 8 + 12 + 4]);
+    swapped.extend_from_slice(&old[a..b]);
+    swapped.extend_from_slice(&old[b + 8 + 12 + 4..]);
+    let e = restored.restore_from(&mut swapped.as_slice()).unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e}");
+}
+
+#[test]
+fn equal_stores_write_equal_snapshots_whatever_their_history() {
+    // One store grew to 50,000 keys (and 512 shards) and lost most of them;
+    // the other only ever held the survivors.
+    let mut grown = store(50_000);
+    for i in 1_000..50_000u32 {
+        grown.execute(&KvCommand::Delete { key: format!("key-{i:08}").into_bytes() });
+    }
+    let fresh = store(1_000);
+    assert_eq!(grown, fresh);
+    assert_eq!(grown.snapshot(), fresh.snapshot());
+    let mut restored = KvStore::default();
+    restored.restore(&grown.snapshot()).unwrap();
+    assert_eq!(restored.snapshot(), fresh.snapshot());
 }
 
 proptest! {
