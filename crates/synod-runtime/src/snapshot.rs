@@ -13,7 +13,6 @@
 //! not remove older ones (the apply thread may not have installed it yet); a
 //! written one does, as it is only asked for after every earlier install.
 
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,10 +94,9 @@ impl SnapshotThread {
         let upto = snapshot.upto();
         let started = Instant::now();
         let written = SnapshotWriter::create(&self.dir, upto.0).and_then(|mut writer| {
-            {
-                let mut out = BufWriter::with_capacity(1 << 20, &mut writer);
-                snapshot.write_to(&mut out).map_err(|e| synod_log::SnapshotError::from_io(e, &self.dir))?;
-            }
+            // The writer buffers small writes itself and passes large ones
+            // (a buffered state machine's) straight to the file.
+            snapshot.write_to(&mut writer).map_err(|e| synod_log::SnapshotError::from_io(e, &self.dir))?;
             writer.finish()
         });
         match written {

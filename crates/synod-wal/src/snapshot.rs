@@ -171,9 +171,11 @@ fn encode_header(upto: u64, body_len: u64) -> [u8; SNAPSHOT_HEADER_LEN as usize]
 
 /// Writes one snapshot: a streamed body, then [`SnapshotWriter::finish`].
 ///
-/// Bytes written through [`Write`] are buffered and written to the temporary
-/// file in pieces, so the body never has to be in memory at once. A failed
-/// write makes [`SnapshotWriter::finish`] fail.
+/// Bytes written through [`Write`] are buffered (64 KiB) and written to the
+/// temporary file in pieces, so the body never has to be in memory at once;
+/// a write of 32 KiB or more goes to the file as it is, so a writer with a
+/// buffer of its own needs no other in between. A failed write makes
+/// [`SnapshotWriter::finish`] fail.
 pub struct SnapshotWriter {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
@@ -256,15 +258,24 @@ impl SnapshotWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let buf = std::mem::take(&mut self.buf);
+        let written = self.write_body(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        written
+    }
+
+    /// Appends `bytes` to the body in the file, past what the buffer held
+    /// (which must be empty or just taken from it).
+    fn write_body(&mut self, bytes: &[u8]) -> io::Result<()> {
         let file = self.file.as_mut().expect("present until finish");
-        if let Err(e) = file.write_all_at(&self.buf, SNAPSHOT_HEADER_LEN + self.flushed) {
+        if let Err(e) = file.write_all_at(bytes, SNAPSHOT_HEADER_LEN + self.flushed) {
             self.failed = Some(e.kind());
             return Err(e);
         }
-        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
-        self.flushed += self.buf.len() as u64;
-        self.unsynced += self.buf.len() as u64;
-        self.buf.clear();
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.flushed += bytes.len() as u64;
+        self.unsynced += bytes.len() as u64;
         if self.unsynced >= SYNC_EVERY {
             // Hundreds of megabytes of dirty pages flushed at once by the final
             // fsync would queue the write-ahead log's own fsyncs behind them on
@@ -344,6 +355,13 @@ impl Write for SnapshotWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if let Some(kind) = self.failed {
             return Err(io::Error::new(kind, "an earlier write of this snapshot failed"));
+        }
+        if bytes.len() >= CHUNK / 2 {
+            // From a writer with a buffer of its own (the key-value store's):
+            // the piece goes to the file as it is, not copied again.
+            self.flush_buf()?;
+            self.write_body(bytes)?;
+            return Ok(bytes.len());
         }
         let room = CHUNK - self.buf.len();
         let n = bytes.len().min(room);

@@ -25,16 +25,20 @@ fn body(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Writes `bytes` as the snapshot up to `upto`, in writes of 1 to 97 bytes.
+/// Writes `bytes` as the snapshot up to `upto`, in writes of 1 to 97 bytes
+/// and, every fiftieth, of 40,000 to 100,000 (which the writer passes
+/// straight to the file, between buffered ones).
 fn write(fs: &FaultyFs, upto: u64, bytes: &[u8]) -> SnapshotWriter {
     let mut w = SnapshotWriter::create_with(Arc::new(fs.clone()), DIR, upto).unwrap();
     let mut rest = bytes;
-    let mut n = 1;
+    let (mut n, mut k) = (1, 0);
     while !rest.is_empty() {
-        let (piece, after) = rest.split_at(n.min(rest.len()));
+        let size = if k % 50 == 49 { 40_000 + (k / 50 % 3) * 30_000 } else { n };
+        let (piece, after) = rest.split_at(size.min(rest.len()));
         w.write_all(piece).unwrap();
         rest = after;
         n = n % 97 + 1;
+        k += 1;
     }
     w
 }
