@@ -21,8 +21,9 @@
 //! a shard that a view still holds copies that one shard (some 128 entries,
 //! tens of microseconds) and changes the copy, so the view never sees it.
 //! Each shard is thus copied at most once per view, and only if written
-//! while the view lives; the old copy is freed by whichever side lets go of
-//! it last, usually the writing thread. The view writes exactly the bytes
+//! while the view still holds it: the view lets go of each shard as soon as
+//! it has written it, so a write after that copies nothing. The old copy is
+//! freed by whichever side lets go of it last, usually the view's thread. The view writes exactly the bytes
 //! `snapshot_to` wrote when it was taken. While no view lives, a write
 //! checks its shard's count with one plain load (the `Arc` is `triomphe`'s,
 //! which has no weak count and so needs no locked instruction for it).
@@ -450,9 +451,14 @@ struct KvSnapshot {
 }
 
 impl SnapshotSource for KvSnapshot {
+    /// Lets go of each shard once it is written: the store's next write to
+    /// it then finds it unshared and copies nothing.
     fn write_to(self: Box<Self>, out: &mut dyn Write) -> std::io::Result<()> {
         let mut out = BufWriter::with_capacity(64 << 10, out);
-        write_entries(&self.shards, &mut out)?;
+        write_count(&self.shards, &mut out)?;
+        for shard in self.shards {
+            write_shard(&shard, &mut out)?;
+        }
         out.flush()
     }
 }
@@ -626,27 +632,38 @@ fn snapshot_order(hash: u64) -> u64 {
 
 /// Writes the entries of `shards` in the snapshot format: see [`KvStore::snapshot_to`].
 fn write_entries<W: Write>(shards: &[Arc<Shard>], out: &mut W) -> std::io::Result<()> {
-    // Sorted, so that equal stores give equal snapshots whatever the hash
-    // tables' history; a shard at a time (about 128 entries, in cache),
-    // not all at once: sorting two million keys by their bytes took most of
-    // a snapshot's time, in comparisons that each missed the cache twice.
-    out.write_all(&HASH_ORDER)?;
-    out.write_all(&(shards.iter().map(|s| s.len() as u64).sum::<u64>()).to_le_bytes())?;
-    let mut entries: Vec<(u64, &[u8], &[u8])> = Vec::new();
+    write_count(shards, out)?;
     for shard in shards {
-        entries.clear();
-        entries.extend(
-            shard.iter().map(|(k, v)| (snapshot_order(hash_of(k.as_slice())), k.as_slice(), v.as_slice())),
-        );
-        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        for &(_, key, value) in &entries {
-            let mut lengths = [0u8; 8];
-            lengths[..4].copy_from_slice(&length(key)?.to_le_bytes());
-            lengths[4..].copy_from_slice(&length(value)?.to_le_bytes());
-            out.write_all(&lengths)?;
-            out.write_all(key)?;
-            out.write_all(value)?;
-        }
+        write_shard(shard, out)?;
+    }
+    Ok(())
+}
+
+/// The snapshot's tag and its number of keys.
+fn write_count<W: Write>(shards: &[Arc<Shard>], out: &mut W) -> std::io::Result<()> {
+    out.write_all(&HASH_ORDER)?;
+    out.write_all(&(shards.iter().map(|s| s.len() as u64).sum::<u64>()).to_le_bytes())
+}
+
+/// One shard's entries, in snapshot order.
+///
+/// Sorted, so that equal stores give equal snapshots whatever the hash
+/// tables' history; a shard at a time (about 128 entries, in cache), not
+/// all at once: sorting two million keys by their bytes took most of a
+/// snapshot's time, in comparisons that each missed the cache twice.
+fn write_shard<W: Write>(shard: &Shard, out: &mut W) -> std::io::Result<()> {
+    let mut entries: Vec<(u64, &[u8], &[u8])> = shard
+        .iter()
+        .map(|(k, v)| (snapshot_order(hash_of(k.as_slice())), k.as_slice(), v.as_slice()))
+        .collect();
+    entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    for (_, key, value) in entries {
+        let mut lengths = [0u8; 8];
+        lengths[..4].copy_from_slice(&length(key)?.to_le_bytes());
+        lengths[4..].copy_from_slice(&length(value)?.to_le_bytes());
+        out.write_all(&lengths)?;
+        out.write_all(key)?;
+        out.write_all(value)?;
     }
     Ok(())
 }
