@@ -711,9 +711,15 @@ fn read_entries(input: &mut dyn Read) -> Result<KvStore, RestoreError> {
     Ok(KvStore { shards: shards.into_iter().map(Arc::new).collect(), bits, len: count as usize })
 }
 
-/// Reads `len` bytes into `buf`, allocating no more than the input holds.
+/// Reads `len` bytes into `buf`, allocating no more than the input holds
+/// (or 64 KiB, for a short one).
 fn read_exactly(input: &mut dyn Read, buf: &mut Vec<u8>, len: u32) -> Result<(), RestoreError> {
     buf.clear();
+    if len <= 64 << 10 {
+        buf.resize(len as usize, 0);
+        input.read_exact(buf)?;
+        return Ok(());
+    }
     (&mut *input).take(u64::from(len)).read_to_end(buf)?;
     if buf.len() != len as usize {
         return Err(RestoreError::new("truncated snapshot"));
