@@ -4,8 +4,9 @@
 //! crate (re-exported by `synod-state-machine`), so clients need only the
 //! wire crate to speak to it. Keys live in a hash map with a fixed hasher;
 //! snapshots sort them (by hash, then bytes), so snapshots and every answer
-//! are the same on every replica. The store streams its snapshots ([`KvStore::snapshot_to`]) with
-//! no copy of its state; `snapshot` and `snapshot_to` write the same bytes.
+//! are the same on every replica. The store streams its snapshots
+//! ([`KvStore::snapshot_to`]) with no copy of its state; `snapshot` and
+//! `snapshot_to` write the same bytes.
 //!
 //! # The frozen view
 //!
@@ -23,10 +24,11 @@
 //! Each shard is thus copied at most once per view, and only if written
 //! while the view still holds it: the view lets go of each shard as soon as
 //! it has written it, so a write after that copies nothing. The old copy is
-//! freed by whichever side lets go of it last, usually the view's thread. The view writes exactly the bytes
-//! `snapshot_to` wrote when it was taken. While no view lives, a write
-//! checks its shard's count with one plain load (the `Arc` is `triomphe`'s,
-//! which has no weak count and so needs no locked instruction for it).
+//! freed by whichever side lets go of it last, usually the view's thread.
+//! The view writes exactly the bytes `snapshot_to` wrote when it was taken.
+//! While no view lives, a write checks its shard's count with one plain load
+//! (the `Arc` is `triomphe`'s, which has no weak count and so needs no
+//! locked instruction for it).
 //!
 //! ```
 //! use synod_kv::{KvCommand, KvResponse, KvStore};
