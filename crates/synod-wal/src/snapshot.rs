@@ -56,7 +56,7 @@ pub const SNAPSHOT_TRAILER_LEN: u64 = 4;
 
 /// A snapshot being written is synced every this many body bytes, so that
 /// its dirty pages never pile up in front of the log's fsyncs.
-const SYNC_EVERY: u64 = 8 << 20;
+const SYNC_EVERY: u64 = 1 << 20;
 
 /// The body is written and read in pieces of at most this size.
 const CHUNK: usize = 64 << 10;
