@@ -279,7 +279,7 @@ impl SnapshotWriter {
         if self.unsynced >= SYNC_EVERY {
             // Hundreds of megabytes of dirty pages flushed at once by the final
             // fsync would queue the write-ahead log's own fsyncs behind them on
-            // the same disk: flush as we go, a few megabytes at a time.
+            // the same disk: flush as we go, a megabyte at a time.
             self.unsynced = 0;
             if let Err(e) = self.file.as_mut().expect("present until finish").sync_data() {
                 self.failed = Some(e.kind());
