@@ -55,8 +55,12 @@ impl Client {
     /// could be reached, or with [`ConnectError::Timeout`] when no session was
     /// registered within the configured deadline.
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
-        let endpoint = ClientEndpoint::new(config.bind, config.credentials.clone(), config.transport.clone())
-            .map_err(ConnectError::Endpoint)?;
+        let mut endpoint =
+            ClientEndpoint::new(config.bind, config.credentials.clone(), config.transport.clone())
+                .map_err(ConnectError::Endpoint)?;
+        if let Some(local) = &config.local {
+            endpoint = endpoint.with_local(local.clone());
+        }
         let endpoint = std::sync::Arc::new(endpoint);
         let deadline = config.deadline;
         let (calls_tx, calls_rx) = mpsc::channel(config.max_in_flight);

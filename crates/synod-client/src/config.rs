@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use synod_transport::{Credentials, Identity, PeerAddr, Settings};
+use synod_transport::{Credentials, Identity, LocalClients, PeerAddr, Settings};
 use synod_wire::NodeId;
 
 use crate::ConfigError;
@@ -26,6 +26,8 @@ pub struct ClientConfig {
     pub(crate) transport: Settings,
     pub(crate) bind: SocketAddr,
     pub(crate) reads_from: ReadsFrom,
+    /// The replica in this process, reached without QUIC.
+    pub(crate) local: Option<LocalClients>,
 }
 
 /// Which replica serves a client's reads outside the log
@@ -84,6 +86,7 @@ impl ClientConfig {
             transport: Settings::default(),
             bind,
             reads_from: ReadsFrom::Session,
+            local: None,
         })
     }
 
@@ -150,6 +153,18 @@ impl ClientConfig {
     #[must_use]
     pub fn with_reads_from(mut self, reads_from: ReadsFrom) -> ClientConfig {
         self.reads_from = reads_from;
+        self
+    }
+
+    /// For a front end running inside a replica's process (synod-resp's
+    /// listener in the `synod` binary): that replica, reached in-process,
+    /// without QUIC ([`synod_transport::ClientEndpoint::with_local`]), and
+    /// tried first. While it leads, requests skip encryption, UDP and
+    /// framing both ways; while another replica leads, the client follows
+    /// its redirect over QUIC as any client does.
+    #[must_use]
+    pub fn with_local(mut self, local: LocalClients) -> ClientConfig {
+        self.local = Some(local);
         self
     }
 

@@ -106,6 +106,12 @@ impl Driver {
         let seed = jitter.next_u64();
         let mut replicas: Vec<NodeId> = cfg.replicas.iter().map(|(n, _)| *n).collect();
         let session = registered.is_some();
+        if let Some(local) = cfg.local.as_ref().filter(|_| session) {
+            // The session starts with the replica in this process, reached without QUIC.
+            if let Some(first) = replicas.iter().position(|&n| n == local.node()) {
+                replicas.rotate_left(first);
+            }
+        }
         if !session {
             // The reader starts with its replica and goes on in address-book order.
             let first = match cfg.reads_from {

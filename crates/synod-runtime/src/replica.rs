@@ -230,6 +230,14 @@ impl Replica {
         self.transport.as_ref().expect("present until shutdown").local_addr()
     }
 
+    /// Opens client streams into this replica from inside its process, with
+    /// no QUIC: hand it to `synod_client::ClientConfig::with_local` for a
+    /// front end (a RESP listener) that runs beside the replica. The streams
+    /// close when the replica shuts down.
+    pub fn local_clients(&self) -> synod_transport::LocalClients {
+        self.transport.as_ref().expect("present until shutdown").local_clients()
+    }
+
     /// Waits until `cond` holds for the status, or `timeout` passes; returns whether it held.
     pub fn wait_for(&self, timeout: Duration, cond: impl Fn(&Status) -> bool) -> bool {
         let until = Instant::now() + timeout;

@@ -5,6 +5,7 @@
 //! frame (synod-wire's `ClientRequest::id` / `ClientReply::id`), because
 //! replies may come back in any order.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use synod_wire::{NodeId, MAX_FRAME_LEN};
 
 use crate::certs::{Credentials, Identity};
 use crate::io::{code, write_loop, FrameReader, ReadFail, KIND_CLIENT};
-use crate::node::{Settings, StartError};
+use crate::node::{LocalClients, LocalConn, LocalError, Settings, StartError};
 use crate::queue::{Outbox, Push};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tls;
@@ -29,6 +30,8 @@ pub struct ClientEndpoint {
     settings: Settings,
     transport: Arc<quinn::TransportConfig>,
     stats: Arc<Stats>,
+    /// The replica in this process, reached without QUIC ([`ClientEndpoint::with_local`]).
+    local: Option<LocalClients>,
 }
 
 /// Why a client could not reach a replica.
@@ -67,6 +70,9 @@ pub enum ConnectError {
     /// The TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The replica in this process refused an in-process stream.
+    #[error(transparent)]
+    Local(#[from] LocalError),
 }
 
 /// Why no reply frame could be read.
@@ -106,11 +112,22 @@ impl ClientEndpoint {
         )
         .map_err(|source| StartError::Io { what: "binding", source })?;
         let transport = tls::transport_config(settings.idle_timeout, settings.keep_alive);
-        Ok(ClientEndpoint { endpoint, credentials, settings, transport, stats: Arc::default() })
+        Ok(ClientEndpoint { endpoint, credentials, settings, transport, stats: Arc::default(), local: None })
+    }
+
+    /// Reaches the replica `local` opens streams to in-process: [`connect`](Self::connect)
+    /// to that replica then skips QUIC (no encryption, no UDP, no framing)
+    /// and hands requests to its intake on the caller's thread. For a front
+    /// end running inside a replica's process (synod-resp's listener); the
+    /// stream counts as one of this endpoint's client's connections.
+    pub fn with_local(mut self, local: LocalClients) -> ClientEndpoint {
+        self.local = Some(local);
+        self
     }
 
     /// Connects to the replica at `addr` (replica `replica` if given, else
     /// any replica of the cluster) and opens the long-lived request stream.
+    /// To the replica of [`with_local`](Self::with_local), the stream is in-process.
     ///
     /// A host name is resolved now, on every call, preferring the family of
     /// the endpoint's own address.
@@ -119,6 +136,23 @@ impl ClientEndpoint {
         addr: impl Into<crate::PeerAddr>,
         replica: Option<NodeId>,
     ) -> Result<ClientStream, ConnectError> {
+        if let Some(local) = self.local.as_ref().filter(|l| replica == Some(l.node())) {
+            let client = match self.credentials.identity() {
+                Identity::Client(n) => n,
+                // A replica's certificate used as a client's: numbered as the transport numbers it.
+                Identity::Node(id) => id.0,
+            };
+            let conn = local.open(client)?;
+            return Ok(ClientStream {
+                sender: ClientSender {
+                    to: Requests::Local(conn.clone()),
+                    max_frame_len: self.settings.max_frame_len,
+                    stats: self.stats.clone(),
+                },
+                from: Replies::Local { conn, pending: VecDeque::new() },
+                stats: self.stats.clone(),
+            });
+        }
         let addr = addr.into().lookup(self.endpoint.local_addr().ok()).await?;
         let config = tls::quinn_client(&self.credentials, replica, self.transport.clone())?;
         let conn = self
@@ -137,12 +171,11 @@ impl ClientEndpoint {
         }
         Ok(ClientStream {
             sender: ClientSender {
-                outbox,
+                to: Requests::Quic(outbox),
                 max_frame_len: self.settings.max_frame_len,
                 stats: self.stats.clone(),
             },
-            reader: FrameReader::new(recv, self.settings.max_frame_len),
-            conn,
+            from: Replies::Quic { reader: FrameReader::new(recv, self.settings.max_frame_len), conn },
             stats: self.stats.clone(),
         })
     }
@@ -167,17 +200,39 @@ impl ClientEndpoint {
 #[derive(Debug)]
 pub struct ClientStream {
     sender: ClientSender,
-    reader: FrameReader,
-    conn: quinn::Connection,
+    from: Replies,
     stats: Arc<Stats>,
+}
+
+/// Where a stream's replies come from.
+#[derive(Debug)]
+enum Replies {
+    Quic {
+        reader: FrameReader,
+        conn: quinn::Connection,
+    },
+    /// In-process ([`ClientEndpoint::with_local`]); `pending`: replies taken, not yet returned.
+    Local {
+        conn: Arc<LocalConn>,
+        pending: VecDeque<Bytes>,
+    },
 }
 
 /// The sending half of a [`ClientStream`]: cheap to clone, usable from any thread, never blocks.
 #[derive(Debug, Clone)]
 pub struct ClientSender {
-    outbox: Arc<Outbox>,
+    to: Requests,
     max_frame_len: usize,
     stats: Arc<Stats>,
+}
+
+/// Where a stream's requests go.
+#[derive(Debug, Clone)]
+enum Requests {
+    /// Queued for the stream's writer task.
+    Quic(Arc<Outbox>),
+    /// Handed to the replica's intake at once.
+    Local(Arc<LocalConn>),
 }
 
 impl ClientSender {
@@ -187,7 +242,19 @@ impl ClientSender {
         if frame.len() > self.max_frame_len {
             return Err(SendError::TooLarge { len: frame.len(), limit: self.max_frame_len });
         }
-        match self.outbox.push(frame) {
+        let outbox = match &self.to {
+            Requests::Quic(outbox) => outbox,
+            Requests::Local(conn) => {
+                return match conn.send(frame) {
+                    Ok(()) => {
+                        Stats::add(&self.stats.frames_out, 1);
+                        Ok(())
+                    }
+                    Err(frame) => Err(SendError::Closed { frame }),
+                }
+            }
+        };
+        match outbox.push(frame) {
             Push::Queued => Ok(()),
             Push::Full(frame) => {
                 Stats::add(&self.stats.queue_full_drops, 1);
@@ -199,7 +266,10 @@ impl ClientSender {
 
     /// Finishes the request side after the queued frames; replies still arrive.
     pub fn finish(&self) {
-        self.outbox.close();
+        match &self.to {
+            Requests::Quic(outbox) => outbox.close(),
+            Requests::Local(conn) => conn.finish(),
+        }
     }
 }
 
@@ -216,7 +286,16 @@ impl ClientStream {
 
     /// The next reply frame, in the order the replica sent them.
     pub async fn recv(&mut self) -> Result<Bytes, RecvError> {
-        match self.reader.next().await {
+        let (reader, conn) = match &mut self.from {
+            Replies::Quic { reader, conn } => (reader, conn),
+            Replies::Local { conn, pending } => {
+                let frame = conn.recv(pending).await.ok_or(RecvError::Finished)?;
+                Stats::add(&self.stats.frames_in, 1);
+                Stats::add(&self.stats.bytes_in, frame.len() as u64);
+                return Ok(frame);
+            }
+        };
+        match reader.next().await {
             Ok(Some(frame)) => {
                 Stats::add(&self.stats.frames_in, 1);
                 Stats::add(&self.stats.bytes_in, frame.len() as u64);
@@ -225,8 +304,8 @@ impl ClientStream {
             Ok(None) => Err(RecvError::Finished),
             Err(ReadFail::Frame(e)) => {
                 Stats::add(&self.stats.rejected_frames, 1);
-                tracing::warn!(remote = %self.conn.remote_address(), error = %e, "bad frame from replica");
-                self.reader.stop(code::BAD_FRAME);
+                tracing::warn!(remote = %conn.remote_address(), error = %e, "bad frame from replica");
+                reader.stop(code::BAD_FRAME);
                 Err(RecvError::Frame(e))
             }
             Err(ReadFail::Stream(e)) => Err(RecvError::Stream(e)),
@@ -237,11 +316,22 @@ impl ClientStream {
 
     /// The replica's address.
     pub fn remote_addr(&self) -> SocketAddr {
-        self.conn.remote_address()
+        match &self.from {
+            Replies::Quic { conn, .. } => conn.remote_address(),
+            Replies::Local { conn, .. } => conn.replica_addr(),
+        }
+    }
+
+    /// Whether the stream is in-process ([`ClientEndpoint::with_local`]).
+    pub fn is_local(&self) -> bool {
+        matches!(self.from, Replies::Local { .. })
     }
 
     /// Closes the connection at once.
     pub fn close(&self) {
-        self.conn.close(code::SHUTDOWN, b"client closing");
+        match &self.from {
+            Replies::Quic { conn, .. } => conn.close(code::SHUTDOWN, b"client closing"),
+            Replies::Local { conn, .. } => conn.close(),
+        }
     }
 }

@@ -81,7 +81,9 @@ pub use certs::{Credentials, Identity};
 pub use client::{ClientEndpoint, ClientSender, ClientStream, ConnectError, RecvError};
 pub use frame::FrameError;
 pub use jitter::Jitter;
-pub use node::{ClientConnId, Inbound, Lane, Node, NodeConfig, Settings, Sink, StartError};
+pub use node::{
+    ClientConnId, Inbound, Lane, LocalClients, LocalError, Node, NodeConfig, Settings, Sink, StartError,
+};
 pub use queue::QueueLimit;
 pub use stats::{Stats, StatsSnapshot};
 pub use tls::ALPN;

@@ -57,7 +57,7 @@ enum Cmd {
     /// The write-ahead log.
     #[command(subcommand)]
     Log(LogCmd),
-    /// Snapshot files (the replica does not write them yet).
+    /// Snapshot files (replicas write them as their logs grow): inspect one.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
 }
@@ -262,6 +262,8 @@ fn start(path: &std::path::Path) -> Result<()> {
             resp_config.password = settings.password;
             resp_config.tls = tls;
             resp_config.node = Some(synod_wire::NodeId(file.id));
+            // While this replica leads, the listener's requests reach it in-process, without QUIC.
+            let client = client.with_local(replica.local_clients());
             tokio::spawn(serve_resp(listener, client, resp_config));
         }
         let mut term = signal(SignalKind::terminate())?;

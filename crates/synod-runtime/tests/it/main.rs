@@ -104,8 +104,20 @@ fn the_cluster_survives_the_leader_stopping() {
 /// Runs `ops` puts from `tasks` concurrent tasks on one real client while
 /// `during` runs on the cluster; every put must succeed and read back.
 fn puts_survive(cluster: &mut Cluster, tasks: u64, ops: u64, during: impl FnOnce(&mut Cluster)) {
+    let config = cluster.client_config(1);
+    puts_survive_with(cluster, config, tasks, ops, during);
+}
+
+/// [`puts_survive`] with a client made from `config`.
+fn puts_survive_with(
+    cluster: &mut Cluster,
+    config: synod_client::ClientConfig,
+    tasks: u64,
+    ops: u64,
+    during: impl FnOnce(&mut Cluster),
+) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client = rt.block_on(synod_client::Client::connect(cluster.client_config(1))).unwrap();
+    let client = rt.block_on(synod_client::Client::connect(config)).unwrap();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let c = client.clone();
@@ -142,6 +154,32 @@ fn clients_go_on_without_an_error_when_the_leader_is_killed() {
     let leader = cluster.await_leader(Duration::from_secs(10));
     puts_survive(&mut cluster, 8, 60, |c| c.stop(leader));
     cluster.restart(leader);
+    cluster.await_identical(Duration::from_secs(15));
+}
+
+/// A client in the leader's process reaches it without QUIC (as the `synod`
+/// binary's RESP listener does); when that replica stops, the client moves
+/// to another one over QUIC without an error, and no put is lost.
+#[test]
+fn a_client_beside_the_leader_goes_on_over_quic_when_its_replica_stops() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let local = cluster.replica(leader).unwrap().local_clients();
+    let config = cluster.client_config(1).with_local(local);
+    puts_survive_with(&mut cluster, config, 8, 60, |c| c.stop(leader));
+    cluster.restart(leader);
+    cluster.await_identical(Duration::from_secs(15));
+}
+
+/// A client beside a follower is redirected to the leader, over QUIC.
+#[test]
+fn a_client_beside_a_follower_follows_the_redirect_to_the_leader() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let local = cluster.replica(follower).unwrap().local_clients();
+    let config = cluster.client_config(1).with_local(local);
+    puts_survive_with(&mut cluster, config, 4, 40, |_| {});
     cluster.await_identical(Duration::from_secs(15));
 }
 

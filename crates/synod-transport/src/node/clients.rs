@@ -100,7 +100,7 @@ impl Shared {
 
     /// Counts a connection of `client` against `max_connections_per_client`
     /// until the slot is dropped; `None` if the client has its limit open.
-    fn client_slot(self: Arc<Self>, client: u32) -> Option<ClientSlot> {
+    pub(super) fn client_slot(self: Arc<Self>, client: u32) -> Option<ClientSlot> {
         let mut open = self.client_connections.lock();
         let burst = self.intake_burst();
         let c = open.entry(client).or_insert(PerClient { open: 0, tokens: burst, at: Instant::now() });
@@ -223,7 +223,7 @@ impl Shared {
 }
 
 /// One connection of a client, counted against `max_connections_per_client` while it lives.
-struct ClientSlot {
+pub(super) struct ClientSlot {
     shared: Arc<Shared>,
     client: u32,
 }

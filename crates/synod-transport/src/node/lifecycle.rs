@@ -135,6 +135,10 @@ impl Node {
         let Some(runtime) = self.runtime.take() else { return };
         self.shared.closing.store(true, Ordering::Release);
         self.shared.endpoint.close(code::SHUTDOWN, b"shutdown");
+        // In-process streams (`local`) have no connection to lose: end their replies here.
+        for outbox in self.shared.clients.read().values() {
+            outbox.close();
+        }
         match runtime {
             Driver::Pool(runtime) => {
                 runtime.block_on(let_closes_leave(self.shared.endpoint.clone()));

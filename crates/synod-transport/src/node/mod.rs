@@ -15,10 +15,12 @@
 //!
 //! `types` holds the configuration, events and errors; `lifecycle` starts and
 //! stops the endpoint and accepts connections; `peers` runs the peer links;
-//! `clients` serves the client streams.
+//! `clients` serves the client streams; `local` opens client streams from
+//! inside the replica's process.
 
 mod clients;
 mod lifecycle;
+mod local;
 mod peers;
 mod types;
 
@@ -35,6 +37,8 @@ use crate::queue::Outbox;
 use crate::stats::{Stats, StatsSnapshot};
 
 use lifecycle::Driver;
+pub(crate) use local::LocalConn;
+pub use local::{LocalClients, LocalError};
 pub use types::{ClientConnId, Inbound, Lane, NodeConfig, Settings, Sink, StartError};
 
 /// A replica's endpoint: peer links, client streams, counters.
