@@ -33,7 +33,7 @@ const MICRO: &str = "core wire log transport";
 /// them (further arguments go to it). `--peer etcd [...]`: synod and etcd side by side under
 /// the same load generator (docs/PERFORMANCE.md). `--peer redis [-c 50] [-n 1000000] [-P 1,16]
 /// [-d 100] [-r 100000] [-t set,get] [--quick]`: the same redis-benchmark command line against
-/// synod's RESP port and a redis-server with appendfsync always.
+/// synod's RESP port, a redis-server with appendfsync always, and a primary with two replicas (three durable copies).
 #[derive(Debug, clap::Parser)]
 #[command(name = "cargo xtask bench", bin_name = "cargo xtask bench", args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
