@@ -142,6 +142,7 @@ impl Replica {
             dir: config.data_dir.clone(),
             transport: transport.clone(),
             chunk_bytes: config.snapshots.chunk_bytes.max(1) as usize,
+            write_bytes_per_second: config.snapshots.write_bytes_per_second,
             store: synod_log::SnapshotStore::new(
                 Arc::new(synod_log::RealFs),
                 &config.data_dir,

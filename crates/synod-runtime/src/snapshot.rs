@@ -25,27 +25,25 @@ use synod_state_machine::AppliedSnapshot;
 use synod_transport::Node;
 use synod_wire::{Membership, Message, NodeId, Slot, Wire};
 
-/// The most bytes a second the snapshot thread writes a snapshot at.
-///
-/// The replicas' logs share the disk with it, and each of their fsyncs
-/// waits for what the disk has queued; written flat out (about 300 MB/s
-/// here) a 446 MB snapshot held client p99 at 2.5-2.9x its value between
-/// snapshots (docs/PERFORMANCE.md, "Snapshots under load").
-const WRITE_BYTES_PER_SECOND: u64 = 128 << 20;
-
-/// A writer that holds its pace at [`WRITE_BYTES_PER_SECOND`] (on average
-/// since `started`), sleeping when it is ahead.
+/// A writer that holds its pace at `per_second` bytes a second (on average
+/// since `started`; 0: no pace), sleeping when it is ahead
+/// (`SnapshotSettings::write_bytes_per_second`; docs/PERFORMANCE.md,
+/// "Snapshots under load").
 struct Paced<'a, W> {
     inner: &'a mut W,
     started: Instant,
     written: u64,
+    per_second: u64,
 }
 
 impl<W: std::io::Write> std::io::Write for Paced<'_, W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(bytes)?;
         self.written += n as u64;
-        let due = std::time::Duration::from_secs_f64(self.written as f64 / WRITE_BYTES_PER_SECOND as f64);
+        if self.per_second == 0 {
+            return Ok(n);
+        }
+        let due = std::time::Duration::from_secs_f64(self.written as f64 / self.per_second as f64);
         if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
             if ahead > std::time::Duration::from_millis(2) {
                 std::thread::sleep(ahead);
@@ -86,6 +84,8 @@ pub(crate) struct SnapshotThread {
     pub dir: PathBuf,
     pub transport: Arc<Node>,
     pub chunk_bytes: usize,
+    /// The pace of writing a snapshot file, in bytes a second (0: none).
+    pub write_bytes_per_second: u64,
     /// The newest snapshot file, and the one being received.
     pub store: SnapshotStore,
 }
@@ -130,7 +130,8 @@ impl SnapshotThread {
         let written = SnapshotWriter::create(&self.dir, upto.0).and_then(|mut writer| {
             // The writer buffers small writes itself and passes large ones
             // (a buffered state machine's) straight to the file.
-            let mut paced = Paced { inner: &mut writer, started, written: 0 };
+            let per_second = self.write_bytes_per_second;
+            let mut paced = Paced { inner: &mut writer, started, written: 0, per_second };
             snapshot.write_to(&mut paced).map_err(|e| synod_log::SnapshotError::from_io(e, &self.dir))?;
             writer.finish()
         });
@@ -215,4 +216,30 @@ fn read_membership(path: &std::path::Path) -> Result<Option<Membership>, String>
     let reader = synod_log::SnapshotReader::open(path).map_err(|e| e.to_string())?;
     let mut input = std::io::BufReader::with_capacity(64 << 10, reader);
     synod_state_machine::snapshot_membership(&mut input).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn write_paced(per_second: u64, bytes: usize) -> std::time::Duration {
+        let mut sink = Vec::new();
+        let mut paced = Paced { inner: &mut sink, started: Instant::now(), written: 0, per_second };
+        for chunk in vec![0u8; bytes].chunks(64 << 10) {
+            paced.write_all(chunk).unwrap();
+        }
+        let took = paced.started.elapsed();
+        assert_eq!(sink.len(), bytes);
+        took
+    }
+
+    #[test]
+    fn a_paced_writer_keeps_to_its_rate_and_zero_is_no_pace() {
+        // 4 MiB at 40 MiB/s: about 100 ms, less the last sleep's 2 ms slack.
+        let took = write_paced(40 << 20, 4 << 20);
+        assert!(took >= std::time::Duration::from_millis(95), "{took:?}");
+        let took = write_paced(0, 4 << 20);
+        assert!(took < std::time::Duration::from_millis(95), "{took:?}");
+    }
 }

@@ -196,6 +196,9 @@ pub struct SnapshotsFile {
     pub retain_slots: Option<u64>,
     /// Bytes per chunk when sending a snapshot to a peer (default 1 MiB).
     pub chunk_bytes: Option<u32>,
+    /// The most bytes a second a snapshot file is written at (default
+    /// 128 MiB; 0: as fast as the disk takes it).
+    pub write_bytes_per_second: Option<u64>,
 }
 
 /// Reads outside the log.
@@ -379,6 +382,9 @@ impl NodeFile {
         if let Some(n) = self.snapshots.chunk_bytes {
             config.snapshots.chunk_bytes = n;
         }
+        if let Some(n) = self.snapshots.write_bytes_per_second {
+            config.snapshots.write_bytes_per_second = n;
+        }
         if let Some(n) = self.transport.threads {
             config.transport.worker_threads = n;
         }
@@ -409,5 +415,26 @@ impl TlsFile {
         self.ca = base.join(&self.ca);
         self.cert = base.join(&self.cert);
         self.key = base.join(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_pace_is_read_and_zero_means_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let node = "id = 1\ndata_dir = \"data\"\n[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n\
+                    [peers]\n1 = \"127.0.0.1:7001\"\n";
+        std::fs::write(&path, node).unwrap();
+        assert_eq!(NodeFile::load(&path).unwrap().snapshots.write_bytes_per_second, None);
+        for pace in [0u64, 10 << 20] {
+            std::fs::write(&path, format!("{node}[snapshots]\nwrite_bytes_per_second = {pace}\n")).unwrap();
+            assert_eq!(NodeFile::load(&path).unwrap().snapshots.write_bytes_per_second, Some(pace));
+        }
+        std::fs::write(&path, format!("{node}[snapshots]\nwrite_bytes_per_second = -1\n")).unwrap();
+        assert!(NodeFile::load(&path).is_err());
     }
 }
