@@ -65,6 +65,9 @@ pub(crate) fn sh(args: &[&str]) -> Result<()> {
 /// switch namespace whose nftables chain holds every network fault.
 struct Lab {
     children: Vec<Option<Child>>,
+    /// Replicas that exited by themselves with a failure (a start refused, a fatal
+    /// error), and how: [`Lab::check_exits`] ends the run on the first.
+    failed: Vec<(u32, std::process::ExitStatus)>,
 }
 
 impl Lab {
@@ -94,7 +97,7 @@ impl Lab {
         nft("add table bridge chaos")?;
         nft("add chain bridge chaos cut { type filter hook forward priority 0; policy accept; }")?;
         Lab::watchdog(slots)?;
-        Ok(Lab { children: (0..slots).map(|_| None).collect() })
+        Ok(Lab { children: (0..slots).map(|_| None).collect(), failed: Vec::new() })
     }
 
     /// A detached shell that tears the lab down once this process is gone,
@@ -162,15 +165,49 @@ impl Lab {
     }
 
     fn running(&mut self, i: u32) -> bool {
-        let slot = &mut self.children[i as usize - 1];
-        // A replica that exited by itself (a removed one retires) is not running.
-        if let Some(child) = slot {
-            if child.try_wait().ok().flatten().is_some() {
-                *slot = None;
-            }
-        }
-        slot.is_some()
+        reap(&mut self.children[i as usize - 1], i, &mut self.failed)
     }
+
+    /// Fails the run if a replica exited by itself with a failure since the last look:
+    /// a start the replica refused (a port still taken, a damaged data directory) or a
+    /// fatal error would otherwise leave it down unnoticed until a later step found too
+    /// few replicas up. The error quotes the end of its log.
+    fn check_exits(&mut self, dir: &std::path::Path) -> Result<()> {
+        for i in 1..=self.children.len() as u32 {
+            self.running(i);
+        }
+        match self.failed.first() {
+            Some(&(i, status)) => Err(exited(dir, i, status)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether the replica in `slot` still runs; one that exited by itself leaves the slot
+/// (a removed one retires with status 0), and a failed exit is added to `failed`.
+fn reap(slot: &mut Option<Child>, i: u32, failed: &mut Vec<(u32, std::process::ExitStatus)>) -> bool {
+    if let Some(child) = slot {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            if !status.success() {
+                failed.push((i, status));
+            }
+            *slot = None;
+        }
+    }
+    slot.is_some()
+}
+
+/// The error for replica `i` having exited with `status`, with the end of its log in `dir`.
+fn exited(dir: &std::path::Path, i: u32, status: std::process::ExitStatus) -> anyhow::Error {
+    let log = dir.join(format!("node-{i}.log"));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut tail: Vec<&str> = text.lines().rev().take(5).collect();
+    tail.reverse();
+    anyhow::anyhow!(
+        "replica {i} exited by itself ({status}); the end of {}:\n{}",
+        log.display(),
+        tail.join("\n")
+    )
 }
 
 /// Sends `signal` to the process group `spawn_replica` started `child` in. The group, not
@@ -377,12 +414,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         nemesis(&mut lab, &dir, &mut members, seed, span, args.quick, args.leases)?;
     // Heal everything and bring every member back.
     nft("flush chain bridge chaos cut")?;
+    lab.check_exits(&dir)?;
     for &i in &members.voters {
         if !lab.running(i) {
             lab.start(&dir, i, None)?;
         }
     }
     let out = client.wait_with_output()?;
+    lab.check_exits(&dir)?;
     let summary: Value = String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
@@ -461,6 +500,7 @@ fn nemesis(
     let mut leaders: Vec<u32> = Vec::new();
     std::thread::sleep(Duration::from_secs(2));
     while began.elapsed() + Duration::from_secs(6) < span {
+        lab.check_exits(dir)?;
         let seen = leader(dir, members);
         if let Some(l) = seen {
             if leaders.last() != Some(&l) {
@@ -959,6 +999,33 @@ mod tests {
             !alive,
             "the program the wrapper forked outlived the signal to its group and the wait for it"
         );
+    }
+
+    #[test]
+    fn a_replica_that_exits_with_a_failure_is_reported_with_its_log_and_a_retiring_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("synod-chaos-exit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("node-2.log"),
+            "starting\nError: cannot serve metrics: Address already in use\n",
+        )
+        .unwrap();
+        let mut failed = Vec::new();
+        let spawn =
+            |code: u32| Some(Command::new("sh").args(["-c", &format!("exit {code}")]).spawn().unwrap());
+        let (mut retiring, mut refused) = (spawn(0), spawn(1));
+        // Both reaped in each round (`|` does not stop at the first `true`).
+        while reap(&mut retiring, 1, &mut failed) | reap(&mut refused, 2, &mut failed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(retiring.is_none() && refused.is_none());
+        assert_eq!(failed.len(), 1, "only the failed exit counts");
+        let (i, status) = failed[0];
+        assert_eq!(i, 2);
+        let e = exited(&dir, i, status).to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.starts_with("replica 2 exited by itself (exit status: 1)"), "{e}");
+        assert!(e.ends_with("Error: cannot serve metrics: Address already in use"), "{e}");
     }
 
     #[test]
