@@ -143,6 +143,7 @@ impl Replica {
             transport: transport.clone(),
             chunk_bytes: config.snapshots.chunk_bytes.max(1) as usize,
             write_bytes_per_second: config.snapshots.write_bytes_per_second,
+            sending: Default::default(),
             store: synod_log::SnapshotStore::new(
                 Arc::new(synod_log::RealFs),
                 &config.data_dir,

@@ -13,6 +13,7 @@
 //! not remove older ones (the apply thread may not have installed it yet); a
 //! written one does, as it is only asked for after every earlier install.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,20 +41,26 @@ impl<W: std::io::Write> std::io::Write for Paced<'_, W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(bytes)?;
         self.written += n as u64;
-        if self.per_second == 0 {
-            return Ok(n);
-        }
-        let due = std::time::Duration::from_secs_f64(self.written as f64 / self.per_second as f64);
-        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-            if ahead > std::time::Duration::from_millis(2) {
-                std::thread::sleep(ahead);
-            }
-        }
+        keep_pace(self.started, self.written, self.per_second);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Sleeps while `written` bytes since `started` are ahead of `per_second`
+/// (0: no pace) by more than 2 ms.
+fn keep_pace(started: Instant, written: u64, per_second: u64) {
+    if per_second == 0 {
+        return;
+    }
+    let due = std::time::Duration::from_secs_f64(written as f64 / per_second as f64);
+    if let Some(ahead) = due.checked_sub(started.elapsed()) {
+        if ahead > std::time::Duration::from_millis(2) {
+            std::thread::sleep(ahead);
+        }
     }
 }
 
@@ -84,8 +91,11 @@ pub(crate) struct SnapshotThread {
     pub dir: PathBuf,
     pub transport: Arc<Node>,
     pub chunk_bytes: usize,
-    /// The pace of writing a snapshot file, in bytes a second (0: none).
+    /// The pace of writing a snapshot file, in bytes a second (0: none),
+    /// and of sending one to a peer, which writes it as it arrives.
     pub write_bytes_per_second: u64,
+    /// Per peer, the transfer under way: its snapshot, when it began, the bytes sent since.
+    pub sending: HashMap<NodeId, (u64, Instant, u64)>,
     /// The newest snapshot file, and the one being received.
     pub store: SnapshotStore,
 }
@@ -165,6 +175,19 @@ impl SnapshotThread {
             }
         };
         let n = chunk.bytes.len() as u64;
+        // Sent at the pace a snapshot is written at: the peer writes each chunk as it
+        // comes, on a disk its log shares, and asks for the next one at once.
+        let (started, sent) = match self.sending.get(&to) {
+            Some(&(u, started, sent)) if chunk.offset > 0 && u == chunk.upto => (started, sent),
+            _ => (Instant::now(), 0),
+        };
+        let sent = sent + n;
+        if chunk.offset + n >= chunk.total {
+            self.sending.remove(&to);
+        } else {
+            self.sending.insert(to, (chunk.upto, started, sent));
+        }
+        keep_pace(started, sent, self.write_bytes_per_second);
         let msg = Message::SnapshotChunk {
             upto: Slot(chunk.upto),
             total: chunk.total,

@@ -119,3 +119,42 @@ fn a_damaged_snapshot_file_stops_the_replica_with_its_name() {
         Ok(()) => panic!("a replica started on a damaged snapshot"),
     }
 }
+
+/// A snapshot goes to a peer at `write_bytes_per_second`: the peer writes it as it comes.
+#[test]
+fn a_snapshot_is_sent_at_the_configured_pace() {
+    const PACE: u64 = 64 << 10;
+    fn paced(config: &mut ReplicaConfig) {
+        small(config);
+        config.snapshots.log_bytes = 32 << 10;
+        config.snapshots.write_bytes_per_second = PACE;
+    }
+    let mut cluster = Cluster::start_configured(3, KvStore::default, paced);
+    let leader = cluster.await_leader(Duration::from_secs(10));
+    let mut client = RawClient::registered(&cluster, leader);
+    put_many(&mut client, 0, 600);
+    cluster.await_identical(Duration::from_secs(30));
+    let lost = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.stop(lost);
+    std::fs::remove_dir_all(cluster.data_dir(lost)).unwrap();
+    put_many(&mut client, 600, 700);
+    let began = std::time::Instant::now();
+    cluster.restart(lost);
+    let dir = cluster.data_dir(lost);
+    let until = began + Duration::from_secs(60);
+    while files(&dir, "snapshot-", ".snap").is_empty() {
+        assert!(std::time::Instant::now() < until, "no snapshot received in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = began.elapsed();
+    let name = files(&dir, "snapshot-", ".snap").pop().unwrap();
+    let size = std::fs::metadata(dir.join(name)).unwrap().len();
+    // Every chunk but the first waits for its share of the pace (chunks of 4 KiB).
+    let floor = Duration::from_secs_f64(size.saturating_sub(4 << 10) as f64 / PACE as f64);
+    assert!(size > 100 << 10, "a snapshot of {size} bytes is too small to show the pace");
+    assert!(
+        took >= floor.mul_f64(0.9),
+        "{size} bytes arrived in {took:?}, faster than the pace allows ({floor:?})"
+    );
+    cluster.await_identical(Duration::from_secs(30));
+}
