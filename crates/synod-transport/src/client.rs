@@ -139,7 +139,7 @@ impl ClientEndpoint {
         if let Some(local) = self.local.as_ref().filter(|l| replica == Some(l.node())) {
             let client = match self.credentials.identity() {
                 Identity::Client(n) => n,
-                // A replica's certificate used as a client's: numbered as the transport numbers it.
+                // A replica's certificate used as a client's (tools on a replica host): its id counts as the number.
                 Identity::Node(id) => id.0,
             };
             let conn = local.open(client)?;
