@@ -83,11 +83,12 @@ pub struct SnapshotSettings {
     pub retain_slots: u64,
     /// Bytes per chunk when a snapshot is sent to a peer.
     pub chunk_bytes: u32,
-    /// The most bytes a second a snapshot file is written at, and sent to
-    /// a peer at (0: as fast as the disk and the network take it). The replicas' logs share the disk with it, and
-    /// each of their fsyncs waits for what the disk has queued: written flat
-    /// out (about 300 MB/s here) a 446 MB snapshot held client p99 at
-    /// 2.5-2.9x its value between snapshots, and at 128 MiB/s 1.2-1.5x.
+    /// The most bytes a second a snapshot file is written at, and sent to a
+    /// peer at (0: as fast as the disk and the network take it). The
+    /// replicas' logs share the disk with it, and each of their fsyncs waits
+    /// for what the disk has queued: written flat out (about 300 MB/s here) a
+    /// 446 MB snapshot held client p99 at 2.5-2.9x its value between
+    /// snapshots, and at 128 MiB/s 1.2-1.5x.
     pub write_bytes_per_second: u64,
 }
 

@@ -95,6 +95,7 @@ impl LocalClients {
         Ok(Arc::new(LocalConn {
             shared: shared.clone(),
             id,
+            addr,
             replies,
             finished: AtomicBool::new(false),
             down: AtomicBool::new(false),
@@ -107,6 +108,9 @@ impl LocalClients {
 pub(crate) struct LocalConn {
     shared: Arc<Shared>,
     id: ClientConnId,
+    /// The replica's endpoint: where a QUIC client would see it, and where the
+    /// replica was told this stream comes from.
+    addr: SocketAddr,
     /// The replica's replies, queued by [`Node::reply`].
     replies: Arc<Outbox>,
     /// The caller sends no more requests.
@@ -165,7 +169,7 @@ impl LocalConn {
 
     /// The address a QUIC client would see: the replica's endpoint.
     pub(crate) fn replica_addr(&self) -> SocketAddr {
-        self.shared.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.addr
     }
 
     /// Closes the stream at once: the replica forgets it and refuses replies to it.
