@@ -5,10 +5,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::Duration;
 
-use synod_transport::{ClientEndpoint, Identity, Inbound, RecvError, ReplyError};
+use synod_transport::{ClientEndpoint, ClientStream, Identity, Inbound, Node, RecvError, ReplyError};
 use synod_wire::NodeId;
 
-use crate::util::{echo, runtime, settings, Cluster};
+use crate::util::{echo, runtime, settings, Cluster, Events};
+
+/// Sends `n` numbered requests on `stream` before reading any reply, then
+/// reads `n` replies: what came back.
+async fn round_trip(stream: &mut ClientStream, n: u32) -> BTreeSet<String> {
+    for i in 0..n {
+        stream.send(format!("request {i}").into_bytes()).unwrap();
+    }
+    let mut got = BTreeSet::new();
+    for _ in 0..n {
+        got.insert(String::from_utf8(stream.recv().await.unwrap().to_vec()).unwrap());
+    }
+    got
+}
+
+/// Waits for a client stream's `ClientUp` and then its `ClientDown` on
+/// `events`, checks that `node` refuses a reply to it after that, and returns
+/// the client number it came with.
+fn came_and_went(events: &Events, node: &Node) -> u32 {
+    let (conn, client) = events.wait("ClientUp", |e| match e {
+        Inbound::ClientUp { conn, client, .. } => Some((*conn, *client)),
+        _ => None,
+    });
+    events.wait("ClientDown", |e| (*e == Inbound::ClientDown { conn }).then_some(()));
+    assert!(matches!(node.reply(conn, &b"late"[..]), Err(ReplyError::Gone { .. })));
+    client
+}
 
 #[test]
 fn a_client_pipelines_requests_and_gets_every_reply() {
@@ -25,25 +51,13 @@ fn a_client_pipelines_requests_and_gets_every_reply() {
             let ep = ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), creds, settings()).unwrap();
             let mut stream = ep.connect(addr, Some(NodeId(1))).await.unwrap();
             // All requests go out before any reply is read: pipelining on one stream.
-            for i in 0..N {
-                stream.send(format!("request {i}").into_bytes()).unwrap();
-            }
-            let mut got = BTreeSet::new();
-            for _ in 0..N {
-                got.insert(String::from_utf8(stream.recv().await.unwrap().to_vec()).unwrap());
-            }
+            let got = round_trip(&mut stream, N).await;
             stream.close();
             (got, ep.stats())
         });
         assert_eq!(got, (0..N).map(|i| format!("request {i}")).collect());
         assert_eq!(ep_stats.frames_in, u64::from(N));
-        let (conn, client) = others.wait("ClientUp", |e| match e {
-            Inbound::ClientUp { conn, client, .. } => Some((*conn, *client)),
-            _ => None,
-        });
-        assert_eq!(client, 7);
-        others.wait("ClientDown", |e| (*e == Inbound::ClientDown { conn }).then_some(()));
-        assert!(matches!(n1.reply(conn, &b"late"[..]), Err(ReplyError::Gone { .. })));
+        assert_eq!(came_and_went(&others, &n1), 7);
         assert_eq!(n1.stats().client_streams, 1);
         stop.store(true, Ordering::Relaxed);
     });
@@ -95,26 +109,14 @@ fn a_local_stream_reaches_its_replica_in_process_and_closes_with_it() {
             let mut stream = ep.connect(other, Some(NodeId(1))).await.unwrap();
             assert!(stream.is_local());
             assert_eq!(stream.remote_addr(), addr);
-            for i in 0..N {
-                stream.send(format!("request {i}").into_bytes()).unwrap();
-            }
-            let mut got = BTreeSet::new();
-            for _ in 0..N {
-                got.insert(String::from_utf8(stream.recv().await.unwrap().to_vec()).unwrap());
-            }
+            let got = round_trip(&mut stream, N).await;
             stream.close();
             assert!(stream.send(&b"after close"[..]).is_err());
             (got, ep.stats())
         });
         assert_eq!(got, (0..N).map(|i| format!("request {i}")).collect());
         assert_eq!(ep_stats.frames_in, u64::from(N));
-        let (conn, client) = others.wait("ClientUp", |e| match e {
-            Inbound::ClientUp { conn, client, .. } => Some((*conn, *client)),
-            _ => None,
-        });
-        assert_eq!(client, 7);
-        others.wait("ClientDown", |e| (*e == Inbound::ClientDown { conn }).then_some(()));
-        assert!(matches!(n1.reply(conn, &b"late"[..]), Err(ReplyError::Gone { .. })));
+        assert_eq!(came_and_went(&others, &n1), 7);
         assert_eq!(n1.stats().frames_in, u64::from(N));
 
         // Local streams count against max_connections_per_client (2 here).
